@@ -1,0 +1,69 @@
+// Tagged errors: one class per cause, structured fields, `cause` kept. The class decides the
+// policy of a long-running service: PermanentError (bad input, bad config) is never retried;
+// anything else is transient and retried with backoff.
+
+export type ErrorTag = 'ConfigError' | 'InputError' | 'ModelError' | 'MessageError' | 'OutputError';
+
+export abstract class TesseraError extends Error {
+  abstract readonly _tag: ErrorTag;
+  /** True when retrying cannot help (the input itself is wrong). */
+  abstract readonly permanent: boolean;
+}
+
+/** A config key is unknown, of the wrong type, or impossible. `key` is the dotted path. */
+export class ConfigError extends TesseraError {
+  readonly _tag = 'ConfigError' as const;
+  readonly permanent = true;
+  constructor(readonly key: string, message: string, options?: { cause?: unknown }) {
+    super(`config ${key}: ${message}`, options);
+    this.name = 'ConfigError';
+  }
+}
+
+/** An input volume is missing, corrupt, or of the wrong dtype/shape. Names file and chunk. */
+export class InputError extends TesseraError {
+  readonly _tag = 'InputError' as const;
+  readonly permanent = true;
+  constructor(readonly path: string, message: string, readonly chunk?: string, options?: { cause?: unknown }) {
+    super(`${path}${chunk ? ` (chunk ${chunk})` : ''}: ${message}`, options);
+    this.name = 'InputError';
+  }
+}
+
+/** A model file is missing, unreadable, or does not match its sidecar or the config. */
+export class ModelError extends TesseraError {
+  readonly _tag = 'ModelError' as const;
+  readonly permanent = true;
+  constructor(readonly path: string, message: string, options?: { cause?: unknown }) {
+    super(`model ${path}: ${message}`, options);
+    this.name = 'ModelError';
+  }
+}
+
+/** A bus message failed validation. Never retried: the same bytes fail the same way. */
+export class MessageError extends TesseraError {
+  readonly _tag = 'MessageError' as const;
+  readonly permanent = true;
+  constructor(readonly subject: string, message: string, options?: { cause?: unknown }) {
+    super(`message on ${subject}: ${message}`, options);
+    this.name = 'MessageError';
+  }
+}
+
+/** Writing the output failed (disk full, permissions); usually transient. */
+export class OutputError extends TesseraError {
+  readonly _tag = 'OutputError' as const;
+  readonly permanent = false;
+  constructor(readonly path: string, message: string, options?: { cause?: unknown }) {
+    super(`output ${path}: ${message}`, options);
+    this.name = 'OutputError';
+  }
+}
+
+export function isTesseraError(err: unknown, tag?: ErrorTag): err is TesseraError {
+  return err instanceof TesseraError && (tag === undefined || err._tag === tag);
+}
+
+export function isPermanent(err: unknown): boolean {
+  return isTesseraError(err) && err.permanent;
+}
