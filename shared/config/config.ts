@@ -1,0 +1,155 @@
+// The one typed, validated run configuration. Defaults live here and only here; presets
+// (presets.ts) and config files override them; everything is validated against SCHEMA before
+// any work starts, and every error names the dotted key at fault.
+import type { Vec3 } from '../geometry/box.ts';
+import type { Field } from './schema.ts';
+
+export type Mode = 'one-stage' | 'two-stage';
+
+export interface TesseraConfig {
+  /** Preset or config name, recorded in run.json. */
+  name: string;
+  mode: Mode;
+  /** Voxel size of the full-resolution input, [z, y, x], in `unit` (used when the input has no NGFF scale). */
+  spacing: Vec3;
+  unit: string;
+  models: { fullres: string; lowres: string };
+  io: {
+    chunk: Vec3;
+    outputChunk: Vec3;
+    pad: 'mirror' | 'constant';
+    padValue: number;
+    concurrency: number;
+    chunksInFlight: number;
+  };
+  inference: {
+    provider: 'cpu' | 'cuda' | 'tensorrt' | 'webgpu';
+    threads: number;
+    intraOpThreads: number;
+    batch: number;
+  };
+  baseline: { patch: Vec3; step: number; mirror: boolean };
+  stage1: { spacing: Vec3; patch: Vec3; step: number; mirror: boolean };
+  boxes: {
+    priorDownsample: Vec3;
+    pooling: 'max' | 'mean';
+    roiThreshold: number;
+    axisThr: number;
+    areaThr: number;
+    margin: Vec3;
+    nmsThreshold: number;
+    nmmThreshold: number;
+    metric: 'iou' | 'ios';
+    mode: 'parents' | 'children' | 'auto';
+    recrop: Vec3;
+    cropThreshold: Vec3;
+  };
+  select: { policy: 'all' | 'score' | 'spatial'; maxBoxes: number; lambda: number; featurePooling: 'max' | 'mean' };
+  pack: {
+    canvas: Vec3;
+    crop: Vec3;
+    heuristic: 'grid' | 'scale' | 'jigsaw';
+    postprocess: 'resize' | 'crop_and_resize';
+    maxPerCanvas: number;
+    fill: 'zero' | 'min';
+  };
+  stage2: { mirror: boolean; background: 'zero' | 'stage1' };
+  output: { probabilities: boolean };
+}
+
+const vec = (doc: string, min = 1): Field => ({ type: 'vec3', min, doc });
+const ivec = (doc: string, min = 1): Field => ({ type: 'vec3', min, int: true, doc });
+const num = (doc: string, min?: number, max?: number): Field => ({ type: 'number', min, max, doc });
+const int = (doc: string, min?: number, max?: number): Field => ({ type: 'number', min, max, int: true, doc });
+const en = (values: readonly string[], doc: string): Field => ({ type: 'enum', values, doc });
+const bool = (doc: string): Field => ({ type: 'boolean', doc });
+const obj = (doc: string, fields: Record<string, Field>): Field => ({ type: 'object', doc, fields });
+
+export const SCHEMA: Field = obj('Tessera run configuration', {
+  name: { type: 'string', doc: 'Preset or config name, recorded in run.json.' },
+  mode: en(['one-stage', 'two-stage'], '`one-stage`: nnU-Net sliding window at full resolution (the baseline). `two-stage`: stage one → boxes → select → pack → stage two. @default "two-stage"'),
+  spacing: vec('Full-resolution voxel size [z, y, x] in `unit`; the input\'s NGFF scale wins when present.', 0),
+  unit: { type: 'string', doc: 'Unit of every spacing: "nanometer" (EM) or "millimeter" (CT).' },
+  models: obj('ONNX models (paths relative to the config file, or to the Tessera package for presets); each needs its JSON sidecar.', {
+    fullres: { type: 'string', doc: 'Full-resolution model: the baseline at `baseline.patch`, stage two on canvases.' },
+    lowres: { type: 'string', doc: 'Low-resolution model for stage one, trained at `stage1.spacing`.' },
+  }),
+  io: obj('Chunking and Zarr I/O.', {
+    chunk: ivec('Processing chunk (write box) in full-resolution voxels; a multiple of `io.outputChunk`. Memory per chunk in flight grows with it. @default [64, 512, 512]'),
+    outputChunk: ivec('Storage chunk of the output arrays. @default [16, 128, 128]'),
+    pad: en(['mirror', 'constant'], 'How reads past the volume border are filled. @default "mirror"'),
+    padValue: num('Fill value for `constant` padding (raw intensity). @default 0'),
+    concurrency: int('Storage chunk requests in flight per read or write. @default 8', 1, 256),
+    chunksInFlight: int('Processing chunks worked on at once (I/O of one overlaps compute of another). @default 2', 1, 64),
+  }),
+  inference: obj('ONNX Runtime.', {
+    provider: en(['cpu', 'cuda', 'tensorrt', 'webgpu'], 'Execution provider; falls back to cpu with a warning when missing. @default "cpu"'),
+    threads: int('Inference worker threads (each holds one session per model). @default 1', 1, 64),
+    intraOpThreads: int('ONNX Runtime intra-op threads per inference thread. @default 2', 1, 256),
+    batch: int('Patches (or canvases) per network call. @default 2', 1, 256),
+  }),
+  baseline: obj('One-stage baseline: nnU-Net sliding window at full resolution.', {
+    patch: ivec('Patch size; divisible by the full-resolution model\'s divisor.'),
+    step: num('Step as a fraction of the patch. @default 0.5', 0.05, 1),
+    mirror: bool('Mirroring test-time augmentation (8 flips). @default false'),
+  }),
+  stage1: obj('Stage one: the low-resolution model over the whole region.', {
+    spacing: vec('Stage-one resolution [z, y, x] in `unit`; the NGFF pyramid level with this spacing is read when present, else the full resolution is area-averaged on the fly.', 0),
+    patch: ivec('Stage-one patch size (stage-one voxels).'),
+    step: num('Step as a fraction of the patch. @default 0.5', 0.05, 1),
+    mirror: bool('Mirroring TTA in stage one. @default false'),
+  }),
+  boxes: obj('Heatmap → candidate boxes ("extract"), NMS and non-maximum merging.', {
+    priorDownsample: ivec('Pooling grid in stage-one voxels on which the heatmap is pooled into candidate cells (research key `prior_downsample`).'),
+    pooling: en(['max', 'mean'], 'How a cell pools its heatmap values (research key `feature pooling`). @default "max"'),
+    roiThreshold: num('A cell is a candidate when its pooled heat exceeds this (research key `roi_threshold`).', 0, 1),
+    axisThr: int('Minimum extent of a region, in cells, along its longest axis; 0 keeps all (research key `axis_thr`).', 0),
+    areaThr: int('Minimum number of cells in a region\'s largest cross-section; 0 keeps all (research key `area_thr`).', 0),
+    margin: ivec('Full-resolution voxels added on every side of a region\'s box. @default [0, 0, 0]', 0),
+    nmsThreshold: num('Non-maximum suppression: a box matching a higher-scoring kept box above this is dropped (research key `nms`).', 0, 1),
+    nmmThreshold: num('Non-maximum merging: boxes matching above this merge into one parent (union) (research key `nmm`).', 0, 1),
+    metric: en(['iou', 'ios'], 'Match metric of NMS/NMM: intersection over union or over the smaller box. @default "iou"'),
+    mode: en(['parents', 'children', 'auto'], '`parents`: merged boxes go to stage two whole; `children`: every parent is re-cropped into `recrop`-sized children; `auto`: parents larger than `cropThreshold` are re-cropped. @default "auto"'),
+    recrop: ivec('Size of the children a parent is re-cropped into (research key `nmm_recrop`).'),
+    cropThreshold: ivec('Largest box stage two takes without re-cropping or resizing (research key `crop_threshold`).'),
+  }),
+  select: obj('Select and order boxes for stage two ("filter", "sort").', {
+    policy: en(['all', 'score', 'spatial'], '`all`: every box in discovery order; `score`: by heatmap mass, best first; `spatial`: neighbours consecutive so they share canvases. @default "spatial"'),
+    maxBoxes: int('Keep at most this many boxes per chunk; 0 = no limit. @default 0', 0),
+    lambda: num('Cost weight λ of the learned selection policy (research key `selection λ`; used by learned policies only).', 0),
+    featurePooling: en(['max', 'mean'], 'Pooling of U-Net features into per-box feature vectors for learned policies. @default "max"'),
+  }),
+  pack: obj('Canvas packing ("stitch").', {
+    canvas: ivec('Canvas shape fed to the full-resolution model; divisible by its divisor.'),
+    crop: ivec('Slot (crop) shape of the grid and jigsaw heuristics; the stage-two patch.'),
+    heuristic: en(['grid', 'scale', 'jigsaw'], '`grid`: same-size slots; `scale`: variable-size crops at one scale, 3D bin packing; `jigsaw`: neighbouring crops keep their relative placement (real context instead of padding). @default "jigsaw"'),
+    postprocess: en(['resize', 'crop_and_resize'], 'Crops larger than a slot: `resize` shrinks the whole box into the slot; `crop_and_resize` crops to `boxes.cropThreshold` pieces first. @default "crop_and_resize"'),
+    maxPerCanvas: int('Crops per canvas at most; 0 = as many as fit (the 1/4/8 ablation). @default 0', 0),
+    fill: en(['zero', 'min'], 'Canvas voxels no crop covers: `zero` = 0 after normalisation (the global mean intensity); `min` = the normalised value of raw intensity 0 (dark, like outside a scan). Slots of the grid and jigsaw heuristics are filled with real volume context around small crops first. @default "zero"'),
+  }),
+  stage2: obj('Stage two and paste-back.', {
+    mirror: bool('Mirroring TTA on canvases. @default false'),
+    background: en(['zero', 'stage1'], 'Voxels no crop covers: background, or the upsampled stage-one prediction. @default "zero"'),
+  }),
+  output: obj('What the output group holds besides segmentation/0.', {
+    probabilities: bool('Also write probabilities/0 (float32 foreground probability). @default false'),
+  }),
+});
+
+export const DEFAULTS: Omit<TesseraConfig, 'name' | 'spacing' | 'unit' | 'models' | 'baseline' | 'stage1' | 'boxes' | 'pack'> & {
+  baseline: Pick<TesseraConfig['baseline'], 'step' | 'mirror'>;
+  stage1: Pick<TesseraConfig['stage1'], 'step' | 'mirror'>;
+  boxes: Pick<TesseraConfig['boxes'], 'pooling' | 'margin' | 'metric' | 'mode'>;
+  pack: Pick<TesseraConfig['pack'], 'heuristic' | 'postprocess' | 'maxPerCanvas' | 'fill'>;
+} = {
+  mode: 'two-stage',
+  io: { chunk: [64, 512, 512], outputChunk: [16, 128, 128], pad: 'mirror', padValue: 0, concurrency: 8, chunksInFlight: 2 },
+  inference: { provider: 'cpu', threads: 1, intraOpThreads: 2, batch: 2 },
+  baseline: { step: 0.5, mirror: false },
+  stage1: { step: 0.5, mirror: false },
+  boxes: { pooling: 'max', margin: [0, 0, 0], metric: 'iou', mode: 'auto' },
+  select: { policy: 'spatial', maxBoxes: 0, lambda: 0, featurePooling: 'max' },
+  pack: { heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+  stage2: { mirror: false, background: 'zero' },
+  output: { probabilities: false },
+};

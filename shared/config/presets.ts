@@ -1,0 +1,101 @@
+// Presets: the research's four reference configurations (design.md) and the synthetic kinds
+// whose models ship in models/. Research model files are not shipped: point `models.*` at your
+// own exported nnU-Net networks (with sidecars) in a config file that extends the preset.
+import type { TesseraConfig } from './config.ts';
+import { DEFAULTS } from './config.ts';
+import { deepMerge } from './schema.ts';
+
+type Preset = Omit<TesseraConfig, 'io' | 'inference' | 'select' | 'stage2' | 'output' | 'mode'> & {
+  select: Partial<TesseraConfig['select']>;
+  io?: Partial<TesseraConfig['io']>;
+  stage2?: Partial<TesseraConfig['stage2']>;
+};
+
+const EM_RESEARCH = (name: string, stage1Patch: TesseraConfig['stage1']['patch']): Preset => ({
+  name,
+  spacing: [40, 4, 4],
+  unit: 'nanometer',
+  models: { fullres: `models/${name}-fullres.onnx`, lowres: `models/${name}-lowres.onnx` },
+  io: { chunk: [96, 1024, 1024], outputChunk: [24, 256, 256] },
+  baseline: { patch: [24, 256, 256], step: 0.5, mirror: true },
+  stage1: { spacing: [40, 20, 20], patch: stage1Patch, step: 0.5, mirror: true },
+  boxes: {
+    priorDownsample: [3, 16, 16], pooling: 'max', roiThreshold: 0.001, axisThr: 4, areaThr: 6, margin: [0, 0, 0],
+    nmsThreshold: 0.75, nmmThreshold: 0.35, metric: 'iou', mode: 'auto', recrop: [12, 128, 128], cropThreshold: [12, 128, 128],
+  },
+  select: { lambda: 0.03, featurePooling: 'max' },
+  pack: { canvas: [24, 256, 256], crop: [12, 128, 128], heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+});
+
+const RAW: Record<string, Preset> = {
+  cremi: EM_RESEARCH('cremi', [32, 160, 160]),
+  fafb: EM_RESEARCH('fafb', [80, 160, 160]),
+  covid: {
+    name: 'covid',
+    spacing: [1.5, 0.684, 0.684],
+    unit: 'millimeter',
+    models: { fullres: 'models/covid-fullres.onnx', lowres: 'models/covid-lowres.onnx' },
+    io: { chunk: [112, 384, 384], outputChunk: [56, 192, 192] },
+    baseline: { patch: [56, 192, 192], step: 0.5, mirror: false },
+    stage1: { spacing: [2.71, 1.39, 1.39], patch: [64, 96, 96], step: 0.5, mirror: false },
+    boxes: {
+      priorDownsample: [10, 16, 16], pooling: 'max', roiThreshold: 0.5, axisThr: 0, areaThr: 0, margin: [0, 0, 0],
+      nmsThreshold: 0.7, nmmThreshold: 0.2, metric: 'iou', mode: 'auto', recrop: [56, 96, 96], cropThreshold: [56, 96, 96],
+    },
+    select: { lambda: 0.05, featurePooling: 'max' },
+    pack: { canvas: [56, 192, 192], crop: [56, 96, 96], heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+  },
+  word: {
+    name: 'word',
+    spacing: [3.0, 0.977, 0.977],
+    unit: 'millimeter',
+    models: { fullres: 'models/word-fullres.onnx', lowres: 'models/word-lowres.onnx' },
+    io: { chunk: [128, 384, 320], outputChunk: [64, 192, 160] },
+    baseline: { patch: [64, 192, 160], step: 0.5, mirror: false },
+    stage1: { spacing: [6, 4, 4], patch: [96, 128, 128], step: 0.5, mirror: false },
+    boxes: {
+      priorDownsample: [3, 3, 3], pooling: 'mean', roiThreshold: 0.9, axisThr: 0, areaThr: 0, margin: [0, 0, 0],
+      nmsThreshold: 0.55, nmmThreshold: 0.5, metric: 'iou', mode: 'auto', recrop: [64, 74, 74], cropThreshold: [64, 74, 74],
+    },
+    select: { lambda: 0.1275, featurePooling: 'mean' },
+    pack: { canvas: [288, 64, 64], crop: [64, 64, 64], heuristic: 'grid', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+  },
+  'synthetic-em': {
+    name: 'synthetic-em',
+    spacing: [40, 4, 4],
+    unit: 'nanometer',
+    models: { fullres: 'models/synthetic-em-fullres.onnx', lowres: 'models/synthetic-em-lowres.onnx' },
+    io: { chunk: [32, 512, 512], outputChunk: [16, 128, 128] },
+    baseline: { patch: [16, 128, 128], step: 0.5, mirror: false },
+    stage1: { spacing: [40, 16, 16], patch: [16, 64, 64], step: 0.5, mirror: false },
+    boxes: {
+      priorDownsample: [1, 4, 4], pooling: 'max', roiThreshold: 0.1, axisThr: 0, areaThr: 0, margin: [1, 8, 8],
+      nmsThreshold: 0.75, nmmThreshold: 0.35, metric: 'iou', mode: 'auto', recrop: [16, 64, 64], cropThreshold: [16, 64, 64],
+    },
+    select: { lambda: 0.03, featurePooling: 'max' },
+    pack: { canvas: [16, 128, 128], crop: [16, 64, 64], heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+  },
+  'synthetic-ct': {
+    name: 'synthetic-ct',
+    spacing: [2.5, 0.8, 0.8],
+    unit: 'millimeter',
+    models: { fullres: 'models/synthetic-ct-fullres.onnx', lowres: 'models/synthetic-ct-lowres.onnx' },
+    io: { chunk: [32, 384, 384], outputChunk: [16, 128, 128] },
+    baseline: { patch: [32, 96, 96], step: 0.5, mirror: false },
+    stage1: { spacing: [2.5, 3.2, 3.2], patch: [32, 48, 48], step: 0.5, mirror: false },
+    boxes: {
+      priorDownsample: [2, 4, 4], pooling: 'max', roiThreshold: 0.1, axisThr: 0, areaThr: 0, margin: [2, 8, 8],
+      nmsThreshold: 0.7, nmmThreshold: 0.2, metric: 'iou', mode: 'auto', recrop: [32, 64, 64], cropThreshold: [32, 64, 64],
+    },
+    select: { lambda: 0.05, featurePooling: 'max' },
+    pack: { canvas: [32, 128, 128], crop: [32, 64, 64], heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+  },
+};
+
+export const PRESET_NAMES = Object.keys(RAW);
+
+/** A preset merged over the defaults (not yet validated: loadConfig does that). */
+export function preset(name: string): TesseraConfig | undefined {
+  const p = RAW[name];
+  return p ? deepMerge(DEFAULTS as unknown as TesseraConfig, p) : undefined;
+}

@@ -1,0 +1,106 @@
+// A model is an ONNX file plus a JSON sidecar ("model card") that says how to feed it:
+// spacing, normalisation (global statistics, fixed for the whole run), patch size, the
+// divisibility its U-Net needs, classes. Cards are validated when loaded, never trusted.
+import * as fs from 'node:fs';
+import { createHash } from 'node:crypto';
+import type { Vec3 } from '../geometry/box.ts';
+import { ModelError } from '../errors.ts';
+
+export interface Normalization {
+  kind: 'zscore';
+  mean: number;
+  std: number;
+  /** Intensities are clipped to [lo, hi] before standardising (nnU-Net CT style). */
+  clip?: [number, number];
+}
+
+export interface ModelCard {
+  name: string;
+  spacing: Vec3;
+  inputName: string;
+  outputName: string;
+  classes: string[];
+  output: 'softmax' | 'sigmoid';
+  channels: number;
+  normalization: Normalization;
+  patchSize: Vec3;
+  /** D, H, W of any input must be multiples of these (2^poolings per axis). */
+  divisor: Vec3;
+  sha256: string;
+}
+
+/** Runs one network on one batch: the only thing pipelines know about inference. */
+export interface Model {
+  readonly card: ModelCard;
+  /** input: N×C×D×H×W float32; returns N×K×D×H×W raw network output (logits). */
+  run(input: Float32Array, dims: readonly number[], signal?: AbortSignal): Promise<{ data: Float32Array; dims: number[] }>;
+}
+
+export function sidecarPath(onnxPath: string): string {
+  return onnxPath.replace(/\.onnx$/, '') + '.json';
+}
+
+export function sha256File(file: string): string {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+function vec3(v: unknown): v is Vec3 {
+  return Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0);
+}
+
+/** Load and validate the card of `onnxPath`; checks that the file's sha256 matches the card. */
+export function loadModelCard(onnxPath: string, opts: { verifyHash?: boolean } = {}): ModelCard {
+  if (!fs.existsSync(onnxPath)) throw new ModelError(onnxPath, 'file not found');
+  const side = sidecarPath(onnxPath);
+  if (!fs.existsSync(side)) throw new ModelError(onnxPath, `sidecar ${side} not found`);
+  let c: Record<string, unknown>;
+  try {
+    c = JSON.parse(fs.readFileSync(side, 'utf8')) as Record<string, unknown>;
+  } catch (cause) {
+    throw new ModelError(side, `invalid JSON: ${(cause as Error).message}`, { cause });
+  }
+  const bad = (key: string, why: string) => new ModelError(side, `key "${key}" ${why}`);
+  for (const k of ['spacing', 'patchSize', 'divisor'] as const) if (!vec3(c[k])) throw bad(k, 'must be three positive numbers');
+  if (!Array.isArray(c.classes) || c.classes.length < 1) throw bad('classes', 'must be a non-empty list');
+  if (c.output !== 'softmax' && c.output !== 'sigmoid') throw bad('output', 'must be "softmax" or "sigmoid"');
+  const n = c.normalization as Normalization | undefined;
+  if (!n || n.kind !== 'zscore' || !(typeof n.mean === 'number') || !(typeof n.std === 'number' && n.std > 0)) {
+    throw bad('normalization', 'must be {kind: "zscore", mean, std > 0, clip?}');
+  }
+  const patch = c.patchSize as Vec3;
+  const div = c.divisor as Vec3;
+  if (patch.some((p, a) => p % div[a] !== 0)) throw bad('patchSize', `[${patch.join(',')}] is not divisible by divisor [${div.join(',')}]`);
+  const card: ModelCard = {
+    name: String(c.name ?? onnxPath),
+    spacing: c.spacing as Vec3,
+    inputName: String(c.inputName ?? 'input'),
+    outputName: String(c.outputName ?? 'logits'),
+    classes: (c.classes as unknown[]).map(String),
+    output: c.output,
+    channels: Number(c.channels ?? 1),
+    normalization: n,
+    patchSize: patch,
+    divisor: div,
+    sha256: String(c.sha256 ?? ''),
+  };
+  if (opts.verifyHash !== false) {
+    const got = sha256File(onnxPath);
+    if (card.sha256 && card.sha256 !== got) throw new ModelError(onnxPath, `sha256 ${got} does not match the sidecar's ${card.sha256}`);
+    card.sha256 = got;
+  }
+  return card;
+}
+
+/** Standardise raw intensities in place-free fashion with the card's global statistics. */
+export function normalize(raw: ArrayLike<number>, n: Normalization): Float32Array {
+  const out = new Float32Array(raw.length);
+  const inv = 1 / n.std;
+  const [lo, hi] = n.clip ?? [-Infinity, Infinity];
+  for (let i = 0; i < raw.length; i++) {
+    let v = raw[i];
+    if (v < lo) v = lo;
+    else if (v > hi) v = hi;
+    out[i] = (v - n.mean) * inv;
+  }
+  return out;
+}

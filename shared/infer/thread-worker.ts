@@ -1,0 +1,56 @@
+// Inside an inference worker thread: owns ONNX Runtime sessions so that session.run(), which
+// blocks its thread for the whole inference, never blocks the main event loop (NATS
+// heartbeats, acks and I/O keep flowing there).
+import { parentPort, workerData } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './thread.ts';
+
+const init = workerData as WorkerInit;
+const sessions = new Map<string, ort.InferenceSession>();
+const port = parentPort!;
+
+async function open(): Promise<{ provider: string; warning?: string }> {
+  const base: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: init.intraOpThreads,
+    interOpNumThreads: 1,
+    enableCpuMemArena: true,
+  };
+  let provider = init.provider;
+  let warning: string | undefined;
+  for (const [key, file] of Object.entries(init.models)) {
+    try {
+      sessions.set(key, await ort.InferenceSession.create(file, { ...base, executionProviders: provider === 'cpu' ? ['cpu'] : [provider, 'cpu'] }));
+    } catch (err) {
+      if (provider === 'cpu') throw err;
+      warning = `execution provider "${provider}" is not available here (${(err as Error).message.split('\n')[0]}); falling back to cpu`;
+      provider = 'cpu';
+      sessions.set(key, await ort.InferenceSession.create(file, { ...base, executionProviders: ['cpu'] }));
+    }
+  }
+  return { provider, warning };
+}
+
+const ready = open();
+ready.then(
+  (r) => port.postMessage({ type: 'ready', ...r } satisfies WorkerReply),
+  (err) => port.postMessage({ type: 'failed', error: String((err as Error).message ?? err) } satisfies WorkerReply),
+);
+
+port.on('message', async (req: WorkerRequest) => {
+  try {
+    await ready;
+    const s = sessions.get(req.model);
+    if (!s) throw new Error(`unknown model "${req.model}"`);
+    const input = new ort.Tensor('float32', req.input, req.dims);
+    const out = await s.run({ [s.inputNames[0]]: input });
+    const t = out[s.outputNames[0]];
+    const data = (t.data as Float32Array).slice();
+    input.dispose?.();
+    t.dispose?.();
+    port.postMessage({ type: 'result', id: req.id, data, dims: t.dims.map(Number) } satisfies WorkerReply, [data.buffer]);
+  } catch (err) {
+    port.postMessage({ type: 'error', id: req.id, error: String((err as Error).message ?? err) } satisfies WorkerReply);
+  }
+});

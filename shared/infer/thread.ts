@@ -1,0 +1,133 @@
+// A pool of inference worker threads, each holding one ONNX Runtime session per model (models
+// load once per thread). Requests go to the least-busy thread; input buffers are transferred,
+// not copied. Callers bound how much they submit (sliding window, stage two).
+import { Worker } from 'node:worker_threads';
+import type { Model, ModelCard } from './model.ts';
+import { ModelError } from '../errors.ts';
+
+export type Provider = 'cpu' | 'cuda' | 'tensorrt' | 'webgpu';
+
+export interface PoolOptions {
+  /** Execution provider; falls back to cpu with a warning when unavailable. @default 'cpu' */
+  provider: Provider;
+  /** Inference threads (each runs one batch at a time). @default 1 */
+  threads: number;
+  /** ONNX Runtime intra-op threads per inference thread. @default 1 */
+  intraOpThreads: number;
+}
+
+export interface WorkerInit {
+  models: Record<string, string>;
+  provider: Provider;
+  intraOpThreads: number;
+  entry: string;
+}
+
+export type WorkerRequest = { id: number; model: string; input: Float32Array; dims: number[] };
+export type WorkerReply =
+  | { type: 'ready'; provider: string; warning?: string }
+  | { type: 'failed'; error: string }
+  | { type: 'result'; id: number; data: Float32Array; dims: number[] }
+  | { type: 'error'; id: number; error: string };
+
+interface Slot {
+  worker: Worker;
+  busy: number;
+}
+
+export class InferencePool {
+  private readonly slots: Slot[];
+  private readonly pending = new Map<number, { resolve: (r: { data: Float32Array; dims: number[] }) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  /** The provider actually in use, and why it differs from the one asked for. */
+  provider: string = 'cpu';
+  warning: string | undefined;
+
+  private constructor(slots: Slot[]) {
+    this.slots = slots;
+  }
+
+  static async open(models: Record<string, string>, o: PoolOptions): Promise<InferencePool> {
+    const entry = new URL('./thread-worker.ts', import.meta.url).href;
+    const boot = new URL('./boot.mjs', import.meta.url);
+    const slots: Slot[] = [];
+    const readies: Promise<WorkerReply>[] = [];
+    for (let i = 0; i < Math.max(1, o.threads); i++) {
+      const init: WorkerInit = { models, provider: o.provider, intraOpThreads: Math.max(1, o.intraOpThreads), entry };
+      const worker = new Worker(boot, { workerData: init });
+      slots.push({ worker, busy: 0 });
+      readies.push(new Promise((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      }));
+    }
+    const pool = new InferencePool(slots);
+    let replies: WorkerReply[];
+    try {
+      replies = await Promise.all(readies);
+    } catch (err) {
+      await pool.close();
+      throw new ModelError(Object.values(models).join(', '), `inference thread failed to start: ${(err as Error).message}`, { cause: err });
+    }
+    const failed = replies.find((r) => r.type === 'failed');
+    if (failed && failed.type === 'failed') {
+      await pool.close();
+      throw new ModelError(Object.values(models).join(', '), `cannot load: ${failed.error}`);
+    }
+    const first = replies[0];
+    if (first.type === 'ready') {
+      pool.provider = first.provider;
+      pool.warning = first.warning;
+    }
+    for (const s of slots) {
+      s.worker.on('message', (m: WorkerReply) => pool.onReply(s, m));
+      s.worker.on('error', (err) => pool.failAll(err));
+    }
+    return pool;
+  }
+
+  private onReply(slot: Slot, m: WorkerReply): void {
+    if (m.type !== 'result' && m.type !== 'error') return;
+    slot.busy--;
+    const p = this.pending.get(m.id);
+    if (!p) return;
+    this.pending.delete(m.id);
+    if (m.type === 'result') p.resolve({ data: m.data, dims: m.dims });
+    else p.reject(new Error(m.error));
+  }
+
+  private failAll(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  run(model: string, input: Float32Array, dims: readonly number[]): Promise<{ data: Float32Array; dims: number[] }> {
+    const slot = this.slots.reduce((a, b) => (b.busy < a.busy ? b : a));
+    const id = this.nextId++;
+    slot.busy++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      slot.worker.postMessage({ id, model, input, dims: [...dims] } satisfies WorkerRequest, [input.buffer as ArrayBuffer]);
+    });
+  }
+
+  /** A Model view of one of the pool's networks. */
+  model(key: string, card: ModelCard): Model {
+    return {
+      card,
+      run: (input, dims, signal) => {
+        signal?.throwIfAborted();
+        return this.run(key, input, dims);
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.failAll(new Error('inference pool closed'));
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+  }
+}

@@ -1,0 +1,73 @@
+// What one run needs, opened once: the validated config, model cards, the input source, the
+// inference pool and its Model views, the output arrays, timings and the logger.
+import { type Box, type Vec3, boxOfShape, contains, boxToString } from '../geometry/box.ts';
+import type { TesseraConfig } from '../config/config.ts';
+import { type Cards, checkModels } from '../config/load.ts';
+import { type Source, source } from '../volume/source.ts';
+import { openImage } from '../volume/ome.ts';
+import { INPUT_DTYPES } from '../volume/dtype.ts';
+import { InferencePool } from '../infer/thread.ts';
+import type { Model } from '../infer/model.ts';
+import type { Logger } from '../log.ts';
+import { Timings } from './timings.ts';
+import { ConfigError, InputError } from '../errors.ts';
+
+export interface RunContext {
+  readonly config: TesseraConfig;
+  readonly cards: Cards;
+  readonly src: Source;
+  readonly roi: Box;
+  readonly pool: InferencePool;
+  readonly fullres: Model;
+  readonly lowres?: Model;
+  readonly timings: Timings;
+  readonly log: Logger;
+  readonly signal?: AbortSignal;
+}
+
+export interface OpenOptions {
+  config: TesseraConfig;
+  input: string;
+  roi?: Box;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+/** Everything checked before any work: config vs models, input dtype/shape/spacing, ROI. */
+export async function openRun(o: OpenOptions): Promise<RunContext> {
+  const c = o.config;
+  const cards = checkModels(c);
+  const image = await openImage(o.input, c.spacing);
+  const src = source(image, c.io.pad, c.io.padValue, { concurrency: c.io.concurrency, signal: o.signal });
+  if (!INPUT_DTYPES.includes(src.full.array.dtype)) {
+    throw new InputError(src.full.array.path, `dtype ${src.full.array.dtype} is not supported (use ${INPUT_DTYPES.join(', ')})`);
+  }
+  const vol = boxOfShape(src.shape);
+  const roi = o.roi ?? vol;
+  if (!contains(vol, roi) || roi.end.some((e, a) => e <= roi.begin[a])) {
+    throw new ConfigError('roi', `${boxToString(roi)} is empty or outside the volume (shape ${src.shape.join('x')})`);
+  }
+  if (!sameSpacing(src.spacing, c.spacing)) {
+    throw new ConfigError('spacing', `the input's voxel size [${src.spacing}] differs from the config's [${c.spacing}] (${o.input}); resample the input or use a matching preset`);
+  }
+  const models: Record<string, string> = { fullres: c.models.fullres };
+  if (c.mode === 'two-stage') models.lowres = c.models.lowres;
+  const pool = await InferencePool.open(models, { provider: c.inference.provider, threads: c.inference.threads, intraOpThreads: c.inference.intraOpThreads });
+  if (pool.warning) o.log.warn(pool.warning);
+  return {
+    config: c,
+    cards,
+    src,
+    roi,
+    pool,
+    fullres: pool.model('fullres', cards.fullres),
+    lowres: cards.lowres ? pool.model('lowres', cards.lowres) : undefined,
+    timings: new Timings(),
+    log: o.log,
+    signal: o.signal,
+  };
+}
+
+function sameSpacing(a: Vec3, b: Vec3): boolean {
+  return a.every((x, i) => Math.abs(x - b[i]) <= 0.01 * Math.max(x, b[i]));
+}

@@ -1,0 +1,57 @@
+// `tessera eval`: score an output group against an input volume's ground truth over the run's
+// region of interest. Refuses incomplete outputs.
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+import { type Box, type Vec3, boxOfShape, boxToString, shapeOf } from '../geometry/box.ts';
+import type { Array3 } from '../array/array3.ts';
+import { openImage } from '../volume/ome.ts';
+import { openArray, readRegion } from '../volume/zarr.ts';
+import { type Evaluation, evaluate } from '../metrics/index.ts';
+import { requireComplete } from './output.ts';
+import { InputError } from '../errors.ts';
+
+export interface EvalOptions {
+  pred: string;
+  /** The input volume group (its labels/gt/0 is the truth), or a label array/image itself. */
+  gt: string;
+  /** Surface Dice tolerance in the spacing's unit. @default the coarsest voxel side */
+  tolerance?: number;
+}
+
+export interface EvalReport extends Evaluation {
+  pred: string;
+  gt: string;
+  roi: string;
+  spacing: Vec3;
+  unit: string | undefined;
+  tolerance: number;
+  voxels: number;
+}
+
+function gtImagePath(gt: string): string {
+  const p = path.join(gt, 'labels', 'gt');
+  return fs.existsSync(p) ? p : gt;
+}
+
+export async function evaluateOutput(o: EvalOptions): Promise<EvalReport> {
+  const run = requireComplete(o.pred);
+  const predArr = await openArray(path.join(o.pred, 'segmentation', '0'));
+  const gtImage = await openImage(gtImagePath(o.gt));
+  const gtArr = gtImage.levels[0].array;
+  if (shapeOf(boxOfShape(predArr.shape)).some((v, a) => v !== gtArr.shape[a])) {
+    throw new InputError(o.pred, `segmentation shape ${predArr.shape.join('x')} differs from ground truth ${gtArr.shape.join('x')} (${gtArr.path})`);
+  }
+  const roiDoc = run.roi as { begin: Vec3; end: Vec3 } | undefined;
+  const roi: Box = roiDoc ? { begin: roiDoc.begin, end: roiDoc.end } : boxOfShape(predArr.shape);
+  const pred = (await readRegion(predArr, roi)) as Array3<Uint8Array>;
+  const gt = (await readRegion(gtArr, roi)) as Array3<Uint8Array>;
+  if (!(gt.data instanceof Uint8Array)) throw new InputError(gtArr.path, `ground truth must be uint8 class ids, got ${gtArr.dtype}`);
+  const spacing = gtImage.levels[0].spacing;
+  const tolerance = o.tolerance ?? Math.max(...spacing);
+  let probabilities: Array3<Float32Array> | undefined;
+  const probPath = path.join(o.pred, 'probabilities', '0');
+  if (fs.existsSync(probPath)) probabilities = (await readRegion(await openArray(probPath), roi)) as Array3<Float32Array>;
+  const ev = evaluate(pred, gt, { spacing, tolerance, classes: [1], probabilities });
+  const s = shapeOf(roi);
+  return { pred: o.pred, gt: o.gt, roi: boxToString(roi), spacing, unit: gtImage.unit, tolerance, voxels: s[0] * s[1] * s[2], ...ev };
+}

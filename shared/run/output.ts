@@ -1,0 +1,88 @@
+// The output group: segmentation/0 (uint8 class per voxel, an NGFF label image),
+// probabilities/0 (float32, only when asked), boxes.json (two-stage) and run.json.
+// run.json is written first with status "running" and rewritten with "complete" only after the
+// last chunk landed, so no reader mistakes an interrupted run for a finished one.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Vec3 } from '../geometry/box.ts';
+import { type VolumeArray, createArray, createGroup, readGroupAttributes } from '../volume/zarr.ts';
+import { multiscalesAttrs } from '../volume/ome.ts';
+import { writeJsonAtomic } from '../volume/store.ts';
+import { InputError, OutputError } from '../errors.ts';
+
+export interface OutputArrays {
+  readonly path: string;
+  readonly segmentation: VolumeArray;
+  readonly probabilities?: VolumeArray;
+}
+
+export type RunStatus = 'running' | 'complete' | 'failed';
+
+export interface RunDocument {
+  status: RunStatus;
+  [key: string]: unknown;
+}
+
+export function runJsonPath(out: string): string {
+  return path.join(out, 'run.json');
+}
+
+export function readRunJson(out: string): RunDocument | undefined {
+  const f = runJsonPath(out);
+  if (!fs.existsSync(f)) return undefined;
+  return JSON.parse(fs.readFileSync(f, 'utf8')) as RunDocument;
+}
+
+export interface CreateOutputOptions {
+  shape: Vec3;
+  spacing: Vec3;
+  unit: string;
+  chunks: Vec3;
+  classes: string[];
+  probabilities: boolean;
+  overwrite: boolean;
+}
+
+export async function createOutput(out: string, o: CreateOutputOptions): Promise<OutputArrays> {
+  if (fs.existsSync(out)) {
+    const attrs = readGroupAttributes(out);
+    if (attrs === undefined && fs.readdirSync(out).length > 0) {
+      throw new OutputError(out, 'exists and is not a Zarr group; refusing to write into it');
+    }
+    const prev = readRunJson(out);
+    if (prev && !o.overwrite) {
+      throw new OutputError(out, `holds a ${prev.status} run; pass --overwrite to replace it`);
+    }
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+  await createGroup(out, { tessera: { layout: 1 } });
+  await writeJsonAtomic(runJsonPath(out), { status: 'running', startedAt: new Date().toISOString() });
+  const labelAttrs = {
+    ...multiscalesAttrs('segmentation', o.unit, [o.spacing]),
+    'image-label': {
+      version: '0.4',
+      colors: o.classes.map((_, i) => ({ 'label-value': i, rgba: i === 0 ? [0, 0, 0, 0] : [255, (i * 97) % 256, (i * 53) % 256, 255] })),
+      properties: o.classes.map((name, i) => ({ 'label-value': i, class: name })),
+    },
+  };
+  await createGroup(path.join(out, 'segmentation'), labelAttrs);
+  const segmentation = await createArray(path.join(out, 'segmentation', '0'), { shape: o.shape, chunks: o.chunks, dtype: 'uint8' });
+  let probabilities: VolumeArray | undefined;
+  if (o.probabilities) {
+    await createGroup(path.join(out, 'probabilities'), multiscalesAttrs('probabilities', o.unit, [o.spacing]));
+    probabilities = await createArray(path.join(out, 'probabilities', '0'), { shape: o.shape, chunks: o.chunks, dtype: 'float32' });
+  }
+  return { path: out, segmentation, probabilities };
+}
+
+export async function finishOutput(out: string, doc: Omit<RunDocument, 'status'>, status: RunStatus = 'complete'): Promise<void> {
+  await writeJsonAtomic(runJsonPath(out), { status, ...doc, finishedAt: new Date().toISOString() });
+}
+
+/** Refuse outputs of runs that did not complete (eval, merger, resume all call this). */
+export function requireComplete(out: string): RunDocument {
+  const doc = readRunJson(out);
+  if (!doc) throw new InputError(out, 'has no run.json: not a Tessera output (or the run never started)');
+  if (doc.status !== 'complete') throw new InputError(out, `run status is "${doc.status}": the output is incomplete`);
+  return doc;
+}

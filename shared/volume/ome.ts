@@ -1,0 +1,106 @@
+// OME-Zarr (NGFF) multiscale images: read 0.4 (Zarr v2, attrs.multiscales) and 0.5 (Zarr v3,
+// attrs.ome.multiscales); write 0.4 so Debian's python3-zarr and NGFF 0.4 viewers open it.
+import * as path from 'node:path';
+import * as fs from 'node:fs';
+import type { Vec3 } from '../geometry/box.ts';
+import { type VolumeArray, openArray, readGroupAttributes } from './zarr.ts';
+import { InputError } from '../errors.ts';
+
+export interface Level {
+  /** Dataset path inside the image group ("0", "1", …). */
+  readonly key: string;
+  /** Voxel size in the image's unit, [z, y, x]. */
+  readonly spacing: Vec3;
+  readonly array: VolumeArray;
+}
+
+export interface Image {
+  readonly path: string;
+  readonly unit: string | undefined;
+  /** Finest first. */
+  readonly levels: readonly Level[];
+}
+
+interface Multiscale {
+  axes?: Array<{ name: string; type?: string; unit?: string } | string>;
+  datasets: Array<{ path: string; coordinateTransformations?: Array<{ type: string; scale?: number[] }> }>;
+  coordinateTransformations?: Array<{ type: string; scale?: number[] }>;
+}
+
+function multiscalesOf(attrs: Record<string, unknown>): Multiscale[] | undefined {
+  const ome = attrs.ome as { multiscales?: Multiscale[] } | undefined;
+  return ome?.multiscales ?? (attrs.multiscales as Multiscale[] | undefined);
+}
+
+function scaleOf(ts: Multiscale['datasets'][number]['coordinateTransformations']): number[] | undefined {
+  return ts?.find((t) => t.type === 'scale')?.scale;
+}
+
+/**
+ * Open an image: an NGFF multiscale group, or a bare 3D array (one level whose spacing is
+ * `fallbackSpacing`). Axes other than the last three must have size 1.
+ */
+export async function openImage(imagePath: string, fallbackSpacing: Vec3 = [1, 1, 1]): Promise<Image> {
+  if (!fs.existsSync(imagePath)) throw new InputError(imagePath, 'no such file or directory');
+  const attrs = readGroupAttributes(imagePath);
+  const ms = attrs ? multiscalesOf(attrs) : undefined;
+  if (!ms || ms.length === 0) {
+    if (attrs !== undefined) {
+      // A group without multiscales: accept a "0" array inside, as many tools write.
+      if (fs.existsSync(path.join(imagePath, '0'))) {
+        return { path: imagePath, unit: undefined, levels: [{ key: '0', spacing: fallbackSpacing, array: await openArray(path.join(imagePath, '0')) }] };
+      }
+      throw new InputError(imagePath, 'a Zarr group without NGFF multiscales metadata and without a "0" array');
+    }
+    return { path: imagePath, unit: undefined, levels: [{ key: '', spacing: fallbackSpacing, array: await openArray(imagePath) }] };
+  }
+  const m = ms[0];
+  const axes = (m.axes ?? []).map((a) => (typeof a === 'string' ? { name: a } : a));
+  const nd = axes.length || 3;
+  const global = scaleOf(m.coordinateTransformations) ?? new Array(nd).fill(1);
+  const unit = axes.find((a) => a.type === 'space' || ['x', 'y', 'z'].includes(a.name))?.unit;
+  const levels: Level[] = [];
+  for (const d of m.datasets) {
+    const scale = scaleOf(d.coordinateTransformations);
+    if (!scale || scale.length < 3) throw new InputError(imagePath, `dataset "${d.path}" has no scale transformation`);
+    const sp = scale.slice(-3).map((s, i) => s * (global.slice(-3)[i] ?? 1));
+    const array = await openArray(path.join(imagePath, d.path));
+    levels.push({ key: d.path, spacing: sp as unknown as Vec3, array });
+  }
+  levels.sort((a, b) => a.spacing[0] * a.spacing[1] * a.spacing[2] - b.spacing[0] * b.spacing[1] * b.spacing[2]);
+  return { path: imagePath, unit, levels };
+}
+
+/**
+ * The coarsest level not coarser than `target` on any axis (1 % slack), and the factor that is
+ * left to downsample on the fly (1 where the level matches).
+ */
+export function pickLevel(image: Image, target: Vec3): { level: Level; factor: Vec3 } {
+  let best = image.levels[0];
+  for (const l of image.levels) {
+    if (l.spacing.every((s, a) => s <= target[a] * 1.01)) {
+      const vol = (x: Vec3) => x[0] * x[1] * x[2];
+      if (vol(l.spacing) > vol(best.spacing)) best = l;
+    }
+  }
+  const factor = best.spacing.map((s, a) => {
+    const f = target[a] / s;
+    return Math.abs(f - Math.round(f)) < 0.01 ? Math.max(1, Math.round(f)) : Math.max(1, f);
+  }) as unknown as Vec3;
+  return { level: best, factor };
+}
+
+/** NGFF 0.4 multiscales attributes for a 3D image with the given level spacings. */
+export function multiscalesAttrs(name: string, unit: string, spacings: readonly Vec3[], keys?: readonly string[]): Record<string, unknown> {
+  return {
+    multiscales: [{
+      version: '0.4',
+      name,
+      axes: ['z', 'y', 'x'].map((n) => ({ name: n, type: 'space', unit })),
+      datasets: spacings.map((s, i) => ({
+        path: keys?.[i] ?? String(i),
+        coordinateTransformations: [{ type: 'scale', scale: [...s] }],
+      })),
+    }],
+  };
+}

@@ -1,0 +1,113 @@
+// Reading an image at the resolutions the pipeline asks for: the full resolution, or the
+// stage-one resolution from the matching NGFF pyramid level (area-averaged on the fly from a
+// finer level when none matches). Low-resolution grids are anchored at the volume origin:
+// low-res voxel i covers full-res [i·F, (i+1)·F) along an axis with factor F.
+import { type Box, type Vec3, box, boxOfShape, intersect, shapeOf } from '../geometry/box.ts';
+import { type Array3 } from '../array/array3.ts';
+import { downsampleMean, resizeLinear } from '../array/resample.ts';
+import { type Image, type Level, pickLevel } from './ome.ts';
+import { type IoOptions, type PadMode, readRegion } from './zarr.ts';
+
+export interface Source {
+  readonly image: Image;
+  /** Full-resolution level. */
+  readonly full: Level;
+  readonly shape: Vec3;
+  readonly spacing: Vec3;
+  readonly pad: PadMode;
+  readonly padValue: number;
+  readonly io: IoOptions;
+}
+
+export function source(image: Image, pad: PadMode, padValue: number, io: IoOptions = {}): Source {
+  const full = image.levels[0];
+  return { image, full, shape: full.array.shape, spacing: full.spacing, pad, padValue, io };
+}
+
+/** Read a full-resolution region (may reach outside the volume: padded). */
+export function readFull(src: Source, region: Box): Promise<Array3> {
+  return readRegion(src.full.array, region, src.pad, src.padValue, src.io);
+}
+
+export interface LowGrid {
+  /** Full-res voxels per low-res voxel. */
+  factor: Vec3;
+  /** Shape of the whole volume at low resolution. */
+  shape: Vec3;
+  level: Level;
+  /** What is left to downsample from `level` on the fly (1 where the level matches). */
+  rest: Vec3;
+}
+
+export function lowGrid(src: Source, targetSpacing: Vec3): LowGrid {
+  const factor = targetSpacing.map((s, a) => s / src.spacing[a]) as unknown as Vec3;
+  const { level, factor: rest } = pickLevel(src.image, targetSpacing);
+  return { factor, shape: lowShapeOf(src.shape, factor), level, rest };
+}
+
+function lowShapeOf(shape: Vec3, f: Vec3): Vec3 {
+  return shape.map((s, a) => Math.max(1, Math.ceil(s / f[a] - 1e-6))) as unknown as Vec3;
+}
+
+/**
+ * Full-res box → low-res box. Boundaries map by rounding, so boxes that tile the full
+ * resolution tile the low resolution too (neighbours share the rounded boundary), and the
+ * volume's end maps to the low-res volume's end.
+ */
+export function toLowBox(g: LowGrid, b: Box, fullShape: Vec3): Box {
+  const m = (v: number, a: number) =>
+    v >= fullShape[a] ? g.shape[a] + Math.round((v - fullShape[a]) / g.factor[a]) : Math.round(v / g.factor[a]);
+  return box([m(b.begin[0], 0), m(b.begin[1], 1), m(b.begin[2], 2)], [m(b.end[0], 0), m(b.end[1], 1), m(b.end[2], 2)]);
+}
+
+/** Read a low-res region (padded outside the low-res volume). */
+export async function readLow(src: Source, g: LowGrid, region: Box): Promise<Array3> {
+  if (g.rest.every((r) => r === 1)) return readRegion(g.level.array, region, src.pad, src.padValue, src.io);
+  const r = g.rest;
+  const integer = r.every((v) => Number.isInteger(v));
+  const lvlBox = box(
+    [Math.floor(region.begin[0] * r[0]), Math.floor(region.begin[1] * r[1]), Math.floor(region.begin[2] * r[2])],
+    [Math.ceil(region.end[0] * r[0]), Math.ceil(region.end[1] * r[1]), Math.ceil(region.end[2] * r[2])],
+  );
+  // Clip to the level before averaging so partial blocks at the far edge average what they
+  // hold (as the pyramid does), then pad the low-res result.
+  const lvlShape = g.level.array.shape;
+  const inside = intersect(lvlBox, boxOfShape(lvlShape));
+  const raw = await readRegion(g.level.array, inside, src.pad, src.padValue, src.io);
+  const low = integer ? downsampleMean(raw, r) : resizeLinear(raw, lowShapeOf(shapeOf(inside), r));
+  const lowInside = box(
+    [Math.floor(inside.begin[0] / r[0]), Math.floor(inside.begin[1] / r[1]), Math.floor(inside.begin[2] / r[2])],
+    [Math.floor(inside.begin[0] / r[0]) + low.shape[0], Math.floor(inside.begin[1] / r[1]) + low.shape[1], Math.floor(inside.begin[2] / r[2]) + low.shape[2]],
+  );
+  return padTo(low, lowInside, region, src.pad, src.padValue);
+}
+
+/** Place `a` (covering `have`) into an array covering `want`, padding the rest. */
+export function padTo(a: Array3, have: Box, want: Box, pad: PadMode, value: number): Array3 {
+  const ws = shapeOf(want);
+  if (shapeOf(have).every((v, i) => v === ws[i]) && have.begin.every((v, i) => v === want.begin[i])) return a;
+  const C = a.data.constructor as new (n: number) => Array3['data'];
+  const out = { data: new C(ws[0] * ws[1] * ws[2]), shape: ws } as Array3;
+  const hs = a.shape;
+  const idx = (v: number, lo: number, n: number) => {
+    let i = v - lo;
+    if (i >= 0 && i < n) return i;
+    if (pad === 'constant') return -1;
+    if (n === 1) return 0;
+    const period = 2 * n - 2;
+    i = ((i % period) + period) % period;
+    return i >= n ? period - i : i;
+  };
+  let o = 0;
+  for (let z = 0; z < ws[0]; z++) {
+    const sz = idx(want.begin[0] + z, have.begin[0], hs[0]);
+    for (let y = 0; y < ws[1]; y++) {
+      const sy = idx(want.begin[1] + y, have.begin[1], hs[1]);
+      for (let x = 0; x < ws[2]; x++) {
+        const sx = idx(want.begin[2] + x, have.begin[2], hs[2]);
+        out.data[o++] = sz < 0 || sy < 0 || sx < 0 ? value : a.data[(sz * hs[1] + sy) * hs[2] + sx];
+      }
+    }
+  }
+  return out;
+}

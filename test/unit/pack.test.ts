@@ -1,0 +1,252 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  type Box, type Vec3, box, boxAt, boxOfShape, contains, equals, intersect, isEmpty, shapeOf, translate, volumeOf,
+} from '../../shared/geometry/box.ts';
+import { type Array3, array3, crop } from '../../shared/array/array3.ts';
+import { type Candidate, recrop } from '../../shared/pipeline/boxes.ts';
+import {
+  type PackHeuristic, type PackOptions, type Packing, type Postprocess, assembleCanvas, pack, unpackCanvas,
+} from '../../shared/pipeline/pack.ts';
+
+function rng(seed: number) {
+  return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0), seed / 2 ** 32);
+}
+const int = (r: () => number, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+
+const BOUNDS = box([0, 0, 0], [40, 160, 160]);
+const cand = (id: number, b: Box, extra: Partial<Candidate> = {}): Candidate => ({ id, box: b, score: 1, role: 'parent', ...extra });
+
+/** Random boxes inside BOUNDS (some small, some bigger than slot or canvas) plus children of random parents. */
+function randomBoxes(seed: number): Candidate[] {
+  const r = rng(seed);
+  const out: Candidate[] = [];
+  const n = int(r, 1, 9);
+  for (let i = 0; i < n; i++) {
+    const s: Vec3 = [int(r, 1, 14), int(r, 1, 56), int(r, 1, 56)];
+    const lo: Vec3 = [int(r, 0, 40 - s[0]), int(r, 0, 160 - s[1]), int(r, 0, 160 - s[2])];
+    out.push(cand(out.length, boxAt(lo, s)));
+  }
+  const parents = int(r, 0, 2);
+  for (let p = 0; p < parents; p++) {
+    const s: Vec3 = [int(r, 4, 16), int(r, 16, 60), int(r, 16, 60)];
+    const lo: Vec3 = [int(r, 0, 40 - s[0]), int(r, 0, 160 - s[1]), int(r, 0, 160 - s[2])];
+    const kids = recrop(cand(100 + p, boxAt(lo, s)), [4, 16, 16], BOUNDS, out.length);
+    // Sometimes drop a child (as ownership filtering would): the lattice becomes incomplete.
+    if (kids.length > 2 && r() < 0.4) kids.splice(int(r, 0, kids.length - 1), 1);
+    out.push(...kids.map((k, i) => ({ ...k, id: out.length + i })));
+  }
+  // Shuffle so children are interleaved with other boxes.
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = int(r, 0, i);
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+function checkInvariants(boxes: readonly Candidate[], o: PackOptions, p: Packing, label: string): void {
+  const canvas = boxOfShape(o.canvas);
+  assert.deepEqual(p.canvasShape, o.canvas, label);
+  if (boxes.length > 0) assert.ok(p.fillRatio > 0 && p.fillRatio <= 1, `${label}: fillRatio ${p.fillRatio}`);
+  const used = new Set<number>();
+  const perCanvas = new Map<number, Box[]>();
+  for (const pl of p.placements) {
+    assert.ok(pl.canvas >= 0 && pl.canvas < p.canvases, label);
+    used.add(pl.canvas);
+    assert.ok(!isEmpty(pl.dest) && contains(canvas, pl.dest), `${label}: dest outside canvas`);
+    assert.ok(contains(pl.source, pl.target), `${label}: target ⊄ source`);
+    if (!pl.resized) assert.deepEqual(shapeOf(pl.dest), shapeOf(pl.source), label);
+    else assert.notDeepEqual(shapeOf(pl.dest), shapeOf(pl.source), label);
+    for (const q of perCanvas.get(pl.canvas) ?? []) assert.ok(isEmpty(intersect(q, pl.dest)), `${label}: dests overlap`);
+    perCanvas.set(pl.canvas, [...(perCanvas.get(pl.canvas) ?? []), pl.dest]);
+  }
+  assert.equal(used.size, p.canvases, `${label}: empty canvas`);
+  if (o.maxPerCanvas !== undefined && o.heuristic === 'scale') {
+    for (const ds of perCanvas.values()) assert.ok(ds.length <= o.maxPerCanvas, label);
+  }
+  // Coverage: every voxel of every input box lies in some target.
+  for (const b of boxes) {
+    const s = shapeOf(b.box);
+    const hit = new Uint8Array(volumeOf(b.box));
+    for (const pl of p.placements) {
+      const i = intersect(pl.target, b.box);
+      if (isEmpty(i)) continue;
+      for (let z = i.begin[0]; z < i.end[0]; z++) {
+        for (let y = i.begin[1]; y < i.end[1]; y++) {
+          const row = ((z - b.box.begin[0]) * s[1] + y - b.box.begin[1]) * s[2] - b.box.begin[2];
+          hit.fill(1, row + i.begin[2], row + i.end[2]);
+        }
+      }
+    }
+    assert.ok(hit.every((v) => v === 1), `${label}: box ${b.id} not covered`);
+  }
+  let filled = 0;
+  for (const pl of p.placements) filled += volumeOf(pl.dest);
+  assert.equal(p.fillRatio, filled / (p.canvases * o.canvas[0] * o.canvas[1] * o.canvas[2]), label);
+}
+
+const HEURISTICS: PackHeuristic[] = ['grid', 'scale', 'jigsaw'];
+const POSTPROCESS: Postprocess[] = ['resize', 'crop_and_resize'];
+
+function options(h: PackHeuristic, pp: Postprocess, extra: Partial<PackOptions> = {}): PackOptions {
+  return { canvas: [8, 32, 32], slot: [4, 16, 16], heuristic: h, postprocess: pp, cropThreshold: [4, 16, 16], bounds: BOUNDS, ...extra };
+}
+
+test('pack invariants on random inputs: every heuristic × postprocess × canvas options', () => {
+  const variants: Array<Partial<PackOptions>> = [
+    {},
+    { cropThreshold: [6, 20, 20] },
+    { maxPerCanvas: 1 },
+    { maxPerCanvas: 3 },
+    { canvas: [9, 40, 33], bounds: undefined },
+  ];
+  for (let seed = 1; seed <= 25; seed++) {
+    const boxes = randomBoxes(seed);
+    for (const h of HEURISTICS) {
+      for (const pp of POSTPROCESS) {
+        for (const v of variants) {
+          const o = options(h, pp, v);
+          const label = `seed ${seed} ${h} ${pp} ${JSON.stringify(v)}`;
+          const p = pack(boxes, o);
+          checkInvariants(boxes, o, p, label);
+          assert.deepEqual(pack(structuredClone(boxes), o), p, `${label}: not deterministic`);
+        }
+      }
+    }
+  }
+});
+
+test('pack: empty input, empty boxes ignored, bad options rejected', () => {
+  const p = pack([cand(0, box([1, 1, 1], [1, 5, 5]))], options('grid', 'resize'));
+  assert.deepEqual([p.canvases, p.placements.length, p.fillRatio], [0, 0, 0]);
+  assert.throws(() => pack([], options('grid', 'resize', { slot: [9, 16, 16] })), RangeError);
+  assert.throws(() => pack([], options('grid', 'resize', { canvas: [8, 0, 32] })), RangeError);
+  assert.throws(() => pack([], options('grid', 'resize', { maxPerCanvas: 0 })), RangeError);
+});
+
+test('grid: slot-sized boxes fill slots in order, unresized; small boxes get real context', () => {
+  const boxes = Array.from({ length: 9 }, (_, i) => cand(i, boxAt([0, 16 * i, 0], [4, 16, 16])));
+  const p = pack(boxes, options('grid', 'crop_and_resize'));
+  assert.equal(p.canvases, 2);
+  assert.deepEqual(p.placements.filter((x) => x.canvas === 0).map((x) => x.boxId), [0, 1, 2, 3, 4, 5, 6, 7]);
+  assert.ok(p.placements.every((x) => !x.resized && equals(x.source, x.target)));
+  assert.equal(p.fillRatio, 9 / 16);
+  const small = pack([cand(0, box([0, 10, 150], [2, 14, 160]))], options('grid', 'resize'));
+  const [pl] = small.placements;
+  assert.deepEqual(pl.source, box([0, 4, 144], [4, 20, 160])); // grown to the slot, shifted into bounds
+  assert.deepEqual(pl.target, box([0, 10, 150], [2, 14, 160]));
+  assert.deepEqual(pl.dest, box([0, 0, 0], [4, 16, 16]));
+  assert.equal(small.fillRatio, 1 / 8);
+});
+
+test('grid: resize shrinks a big box into one slot; crop_and_resize cuts it (and resizes only above the slot)', () => {
+  const big = [cand(0, box([0, 0, 0], [4, 40, 16]))];
+  const r = pack(big, options('grid', 'resize'));
+  assert.equal(r.placements.length, 1);
+  assert.ok(r.placements[0].resized);
+  assert.deepEqual(shapeOf(r.placements[0].dest), [4, 16, 16]);
+  const c = pack(big, options('grid', 'crop_and_resize'));
+  assert.deepEqual(c.placements.map((x) => [x.source.begin[1], x.source.end[1], x.target.begin[1], x.target.end[1], x.resized]), [
+    [0, 16, 0, 14, false], [12, 28, 14, 26, false], [24, 40, 26, 40, false],
+  ]);
+  const t = pack(big, options('grid', 'crop_and_resize', { cropThreshold: [4, 20, 20] }));
+  assert.deepEqual(t.placements.map((x) => [x.source.begin[1], x.source.end[1], x.resized]), [[0, 20, true], [20, 40, true]]);
+});
+
+test('scale: native size, extreme-point packing; oversize boxes resized or cut to the canvas', () => {
+  const boxes = [cand(0, boxAt([0, 0, 0], [8, 32, 16])), cand(1, boxAt([10, 0, 0], [8, 16, 16])), cand(2, boxAt([20, 0, 0], [4, 16, 16]))];
+  const p = pack(boxes, options('scale', 'resize'));
+  assert.equal(p.canvases, 1);
+  assert.deepEqual(p.placements.map((x) => [x.boxId, x.canvas, x.dest.begin.join()]), [[0, 0, '0,0,0'], [1, 0, '0,0,16'], [2, 0, '0,16,16']]);
+  assert.equal(p.fillRatio, (4096 + 2048 + 1024) / 8192);
+  assert.ok(p.placements.every((x) => !x.resized && equals(x.source, x.target)));
+  const huge = [cand(0, boxAt([0, 0, 0], [12, 80, 20]))];
+  const r = pack(huge, options('scale', 'resize'));
+  assert.deepEqual(shapeOf(r.placements[0].dest), [8, 32, 20]);
+  assert.ok(r.placements[0].resized);
+  const c = pack(huge, options('scale', 'crop_and_resize'));
+  assert.equal(c.placements.length, 2 * 3);
+  assert.ok(c.placements.every((x) => !x.resized));
+});
+
+test('jigsaw: children of one parent keep their relative placement, canvas = a contiguous volume region', () => {
+  // A parent cut into a 2×2×2 lattice of overlapping slot-sized tiles.
+  const parent = cand(50, box([3, 10, 20], [10, 40, 48]));
+  const kids = recrop(parent, [4, 16, 16], BOUNDS, 0);
+  assert.equal(kids.length, 8);
+  const r = rng(9);
+  const shuffled = [...kids].sort(() => r() - 0.5);
+  const o = options('jigsaw', 'crop_and_resize');
+  const p = pack(shuffled, o);
+  assert.equal(p.canvases, 1);
+  assert.equal(p.placements.length, 8);
+  const offsets = new Set(p.placements.map((x) => [0, 1, 2].map((a) => x.dest.begin[a] - x.source.begin[a]).join()));
+  assert.equal(offsets.size, 1);
+  assert.equal(p.fillRatio, 1);
+  // The assembled canvas equals the volume region it shows.
+  const vol = randomVolume(shapeOf(BOUNDS), 4);
+  const canvas = assembleCanvas(p, 0, (s) => crop(vol, [0, 0, 0], s), -1);
+  const [dz, dy, dx] = [...offsets][0].split(',').map(Number);
+  const region = translate(boxOfShape(o.canvas), [-dz, -dy, -dx]);
+  assert.deepEqual(canvas.data, crop(vol, [0, 0, 0], region).data);
+  // Grid packs the same tiles one per slot with no shared offset.
+  const g = pack(shuffled, options('grid', 'crop_and_resize'));
+  assert.ok(new Set(g.placements.map((x) => [0, 1, 2].map((a) => x.dest.begin[a] - x.source.begin[a]).join())).size > 1);
+});
+
+test('jigsaw: a box bigger than a slot but within the canvas is placed whole and unresized', () => {
+  const p = pack([cand(0, box([0, 0, 0], [6, 20, 30]))], options('jigsaw', 'resize'));
+  assert.equal(p.placements.length, 1);
+  const [pl] = p.placements;
+  assert.ok(!pl.resized);
+  assert.deepEqual(pl.dest, box([0, 0, 0], [8, 32, 32]));
+  assert.deepEqual(pl.target, box([0, 0, 0], [6, 20, 30]));
+  // With one slot per canvas it falls back to grid (resized into the slot).
+  const one = pack([cand(0, box([0, 0, 0], [6, 20, 30]))], options('jigsaw', 'resize', { maxPerCanvas: 1 }));
+  assert.ok(one.placements[0].resized);
+});
+
+function randomVolume(shape: Vec3, seed: number): Array3<Float32Array> {
+  const r = rng(seed);
+  const v = array3(new Float32Array(shape[0] * shape[1] * shape[2]), shape);
+  for (let i = 0; i < v.data.length; i++) v.data[i] = r();
+  return v;
+}
+
+test('assemble → identity prediction → unpack returns the volume exactly on unresized targets', () => {
+  const vol = randomVolume(shapeOf(BOUNDS), 7);
+  const read = (s: Box) => crop(vol, [0, 0, 0], s);
+  for (let seed = 1; seed <= 8; seed++) {
+    const boxes = randomBoxes(100 + seed);
+    for (const h of HEURISTICS) {
+      for (const pp of POSTPROCESS) {
+        const p = pack(boxes, options(h, pp));
+        let exact = 0;
+        for (let c = 0; c < p.canvases; c++) {
+          const canvas = assembleCanvas(p, c, read, 0);
+          for (const u of unpackCanvas(p, c, canvas)) {
+            assert.deepEqual(u.values.shape, shapeOf(u.target));
+            if (u.placement.resized) continue;
+            assert.deepEqual(u.values.data, read(u.target).data, `seed ${seed} ${h} ${pp}`);
+            exact++;
+          }
+        }
+        assert.ok(exact > 0 || p.placements.every((x) => x.resized));
+      }
+    }
+  }
+});
+
+test('unpack inverts a resize approximately (smooth content)', () => {
+  const shape: Vec3 = [8, 64, 64];
+  const vol = array3(new Float32Array(8 * 64 * 64), shape);
+  for (let z = 0; z < 8; z++) for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) vol.data[(z * 64 + y) * 64 + x] = z + 0.1 * y + 0.05 * x;
+  const p = pack([cand(0, box([0, 8, 8], [4, 40, 40]))], options('grid', 'resize', { bounds: boxOfShape(shape) }));
+  assert.ok(p.placements[0].resized);
+  const canvas = assembleCanvas(p, 0, (s) => crop(vol, [0, 0, 0], s), 0);
+  const [u] = unpackCanvas(p, 0, canvas);
+  const want = crop(vol, [0, 0, 0], u.target);
+  let err = 0;
+  for (let i = 0; i < want.data.length; i++) err = Math.max(err, Math.abs(want.data[i] - u.values.data[i]));
+  assert.ok(err < 0.2, `max error ${err}`);
+});
