@@ -28,7 +28,7 @@ export function loadConfig(src: ConfigSource): TesseraConfig {
     if (!p) throw new ConfigError('preset', `unknown preset "${src.preset}" (known: ${PRESET_NAMES.join(', ')})`);
     base = p;
   }
-  let resolved = { ...base, models: { ...base.models } } as TesseraConfig;
+  let resolved = { ...base } as TesseraConfig;
   resolveModels(resolved, dir);
   if (src.file !== undefined) {
     if (!fs.existsSync(src.file)) throw new ConfigError('config', `file ${src.file} not found`);
@@ -48,6 +48,7 @@ export function loadConfig(src: ConfigSource): TesseraConfig {
     const models = rest.models as Record<string, unknown> | undefined;
     resolved = deepMerge(resolved, rest);
     if (models && typeof models === 'object') {
+      resolved.models = { ...resolved.models };
       for (const k of ['fullres', 'lowres'] as const) {
         if (typeof models[k] === 'string') resolved.models[k] = path.resolve(dir, models[k] as string);
       }
@@ -71,7 +72,9 @@ export function loadConfig(src: ConfigSource): TesseraConfig {
 }
 
 function resolveModels(c: TesseraConfig, dir: string): void {
-  c.models = { fullres: path.resolve(dir, c.models.fullres), lowres: path.resolve(dir, c.models.lowres) };
+  if (!c.models) return;
+  c.models = { ...c.models };
+  for (const k of ['fullres', 'lowres'] as const) if (typeof c.models[k] === 'string') c.models[k] = path.resolve(dir, c.models[k]);
 }
 
 export interface Cards {

@@ -49,7 +49,7 @@ export function gaussianMap(patch: Vec3): Float32Array {
 }
 
 /** Flip a C×D×H×W block (C channels) along the axes in `flip` ([z, y, x] booleans). */
-function flipInto(src: Float32Array, dst: Float32Array, channels: number, s: Vec3, flip: readonly boolean[]): void {
+export function flipInto(src: Float32Array, dst: Float32Array, channels: number, s: Vec3, flip: readonly boolean[]): void {
   const [D, H, W] = s;
   const vox = D * H * W;
   for (let c = 0; c < channels; c++) {

@@ -1,6 +1,6 @@
 // Types and small helpers shared by the packing heuristics (pack.ts is the entry point).
 import { type Box, type Vec3, volumeOf } from '../geometry/box.ts';
-import { compareBoxes, tileStarts } from './boxes.ts';
+import { compareBoxes, tileStarts } from './boxes-order.ts';
 
 export interface Placement {
   /** Id of the input candidate this placement serves (pieces of one box share it). */

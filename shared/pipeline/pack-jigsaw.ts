@@ -21,7 +21,8 @@
 // is longer than the block limit, tiles of incomplete blocks, and boxes too big to place
 // unresized (resize postprocess, or pieces still longer than the block limit).
 import { type Vec3, box, shapeOf } from '../geometry/box.ts';
-import { type Candidate, tileStarts } from './boxes.ts';
+import type { Candidate } from './boxes.ts';
+import { tileStarts } from './boxes-order.ts';
 import { type PackOptions, type Placement, contextAxis, cutPoints, vec } from './pack-common.ts';
 import { type SlotItem, gridItems, slotGrid } from './pack-grid.ts';
 

@@ -9,7 +9,8 @@
 // same box around it) is owned by exactly one chunk. The centre is used rather than the begin
 // corner because boxes are grown and shifted at borders, which moves corners more than centres.
 import { type Box, type Vec3, containsPoint, union } from '../geometry/box.ts';
-import { type Candidate, byScore } from './boxes.ts';
+import type { Candidate } from './boxes.ts';
+import { byScore } from './boxes-order.ts';
 
 export interface SelectContext {
   /** Keep only boxes whose anchor (floor of the centre) lies in this box. */
@@ -106,7 +107,7 @@ function rankSpace(points: readonly Vec3[]): Vec3[] {
 
 /** Morton keys for points: rank space by default, else cells of `unit` from the smallest point. */
 function mortonKeys(points: readonly Vec3[], unit?: Vec3): Array<{ cell: Vec3; off: Vec3 }> {
-  const min = [0, 1, 2].map((a) => Math.min(...points.map((p) => p[a])));
+  const min = [0, 1, 2].map((a) => points.reduce((m, p) => Math.min(m, p[a]), Infinity));
   const off = points.map((p): Vec3 => [p[0] - min[0], p[1] - min[1], p[2] - min[2]]);
   const cells = unit
     ? off.map((p): Vec3 => [0, 1, 2].map((a) => Math.floor(p[a] / Math.max(1, unit[a]))) as unknown as Vec3)
