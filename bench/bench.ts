@@ -1,4 +1,213 @@
-// Placeholder: the benchmark lands with the two-stage pipeline.
-export async function runBench(_o: Record<string, unknown>): Promise<void> {
-  throw new Error('bench: not implemented yet');
+// `npm run bench` / `tessera bench`: one-stage vs two-stage on a synthetic volume, measured in
+// one run on this machine, with the quality of both, the threshold baseline, the boxes' recall,
+// the stage-two oracle, peak memory on the default volume and one 4× larger, the dependence of
+// a crop's prediction on its canvas neighbours, and (with --ablations) the research's
+// ablations. Every run is a child process (`tessera run --json`) so peak memory is its own.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Vec3 } from '../shared/geometry/box.ts';
+import { boxOfShape } from '../shared/geometry/box.ts';
+import { readRegion, openArray } from '../shared/volume/zarr.ts';
+import { label } from '../shared/array/components.ts';
+import { bestThresholdDice } from '../shared/metrics/threshold.ts';
+import { evaluateOutput, type EvalReport } from '../shared/run/eval.ts';
+import { writeSynth } from '../shared/run/synth.ts';
+import type { RunReport } from '../shared/run/embedded.ts';
+import type { Array3 } from '../shared/array/array3.ts';
+import { linePlot } from './png.ts';
+import { measureCanvasEffect, type CanvasEffect } from './canvas-effect.ts';
+
+const exec = promisify(execFile);
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/tessera.mjs');
+
+export interface BenchOptions {
+  kind?: 'em' | 'ct';
+  shape?: Vec3;
+  seed?: number;
+  fg?: number;
+  dir?: string;
+  json?: string;
+  ablations?: boolean;
+  quick?: boolean;
+}
+
+export const DEFAULT_SHAPE: Record<'em' | 'ct', Vec3> = { em: [64, 768, 768], ct: [64, 512, 512] };
+const QUICK_SHAPE: Vec3 = [32, 256, 256];
+
+interface Scored {
+  run: RunReport;
+  eval: EvalReport['perClass'][string];
+}
+
+const say = (s: string) => process.stderr.write(s + '\n');
+
+async function run(input: string, output: string, preset: string, overrides: Record<string, unknown>, extra: string[] = []): Promise<RunReport> {
+  const cfg = `${output}.config.json`;
+  fs.writeFileSync(cfg, JSON.stringify({ extends: preset, ...overrides }));
+  const { stdout } = await exec(process.execPath, [CLI, 'run', '--input', input, '--output', output, '--config', cfg, '--json', '--overwrite', ...extra], {
+    maxBuffer: 1 << 26, env: { ...process.env, TESSERA_LOG: 'warn' },
+  });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as RunReport;
+}
+
+async function scored(vol: string, out: string, preset: string, overrides: Record<string, unknown>, extra: string[] = []): Promise<Scored> {
+  const r = await run(vol, out, preset, overrides, extra);
+  const e = await evaluateOutput({ pred: out, gt: vol });
+  return { run: r, eval: e.perClass['1'] };
+}
+
+/** Fraction of ground-truth objects with ≥ 90 % of their voxels inside the union of box targets. */
+function boxRecall(gt: Array3<Uint8Array>, boxesJson: string): { recall: number; objects: number } {
+  const doc = JSON.parse(fs.readFileSync(boxesJson, 'utf8')) as { boxes: Array<{ placements: Array<{ target: { begin: Vec3; end: Vec3 } }> }> };
+  const [Z, Y, X] = gt.shape;
+  const covered = new Uint8Array(gt.data.length);
+  for (const b of doc.boxes) for (const p of b.placements) {
+    const t = p.target;
+    for (let z = Math.max(0, t.begin[0]); z < Math.min(Z, t.end[0]); z++) for (let y = Math.max(0, t.begin[1]); y < Math.min(Y, t.end[1]); y++) {
+      covered.fill(1, (z * Y + y) * X + Math.max(0, t.begin[2]), (z * Y + y) * X + Math.min(X, t.end[2]));
+    }
+  }
+  const { labels, count } = label(gt.data, gt.shape, 26);
+  const total = new Float64Array(count + 1);
+  const inside = new Float64Array(count + 1);
+  for (let i = 0; i < labels.length; i++) if (labels[i]) { total[labels[i]]++; if (covered[i]) inside[labels[i]]++; }
+  let found = 0;
+  for (let l = 1; l <= count; l++) if (inside[l] >= 0.9 * total[l]) found++;
+  return { recall: count ? found / count : 1, objects: count };
+}
+
+const r3 = (x: number) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : x);
+
+export async function runBench(o: BenchOptions): Promise<unknown> {
+  const kind = o.kind ?? 'em';
+  const shape = o.shape ?? (o.quick ? QUICK_SHAPE : DEFAULT_SHAPE[kind]);
+  const seed = o.seed ?? 7;
+  const fg = o.fg ?? 0.01;
+  const dir = o.dir ?? 'bench-results';
+  const preset = `synthetic-${kind}`;
+  fs.mkdirSync(dir, { recursive: true });
+  const vol = path.join(dir, `${kind}-vol.zarr`);
+  say(`bench: synthesizing ${kind} ${shape.join('x')} seed ${seed} fg ${fg} → ${vol}`);
+  const syn = await writeSynth({ kind, shape, seed, fg, out: vol });
+
+  const image = await readRegion(await openArray(path.join(vol, '0')), boxOfShape(shape));
+  const gt = (await readRegion(await openArray(path.join(vol, 'labels', 'gt', '0')), boxOfShape(shape))) as Array3<Uint8Array>;
+  const threshold = bestThresholdDice(image, gt, 1);
+
+  say('bench: one-stage (nnU-Net sliding window, full resolution)');
+  const one = await scored(vol, path.join(dir, 'one-stage.zarr'), preset, { mode: 'one-stage' });
+  say(`  ${one.run.seconds.total} s, Dice ${one.eval.dice.toFixed(4)}`);
+  say('bench: two-stage');
+  const twoOut = path.join(dir, 'two-stage.zarr');
+  const two = await scored(vol, twoOut, preset, { mode: 'two-stage' });
+  const recall = boxRecall(gt, path.join(twoOut, 'boxes.json'));
+  say(`  ${two.run.seconds.total} s, Dice ${two.eval.dice.toFixed(4)}, box recall ${recall.recall.toFixed(3)}`);
+  say('bench: oracle (stage two on ground-truth boxes)');
+  const oracle = await scored(vol, path.join(dir, 'oracle.zarr'), preset, { mode: 'two-stage' }, ['--oracle-boxes', path.join(vol, 'labels', 'gt', '0')]);
+  say('bench: canvas-neighbour effect');
+  const effect: CanvasEffect = await measureCanvasEffect(vol, twoOut, preset, 16);
+
+  let large: RunReport | undefined;
+  if (!o.quick) {
+    const big: Vec3 = [shape[0], shape[1] * 2, shape[2] * 2];
+    const volBig = path.join(dir, `${kind}-vol-4x.zarr`);
+    say(`bench: peak memory on a 4× volume ${big.join('x')}`);
+    await writeSynth({ kind, shape: big, seed: seed + 1, fg, out: volBig });
+    large = await run(volBig, path.join(dir, 'two-stage-4x.zarr'), preset, { mode: 'two-stage' });
+    fs.rmSync(volBig, { recursive: true, force: true });
+  }
+
+  const ablations: Array<Record<string, unknown>> = [];
+  let plot: string | undefined;
+  if (o.ablations) {
+    const variants: Array<[string, Record<string, unknown>]> = [
+      ['parents only', { boxes: { mode: 'parents' } }],
+      ['children only', { boxes: { mode: 'children' } }],
+      ['resize', { pack: { postprocess: 'resize' } }],
+      ['crop_and_resize', { pack: { postprocess: 'crop_and_resize' } }],
+      ['jigsaw off (grid)', { pack: { heuristic: 'grid' } }],
+      ['scale packing', { pack: { heuristic: 'scale' } }],
+      ['1 crop per canvas', { pack: { maxPerCanvas: 1 } }],
+      ['4 crops per canvas', { pack: { maxPerCanvas: 4 } }],
+      ['8 crops per canvas', { pack: { maxPerCanvas: 8 } }],
+      ['policy score', { select: { policy: 'score' } }],
+    ];
+    for (const [name, over] of variants) {
+      say(`bench: ablation ${name}`);
+      const out = path.join(dir, 'ablation.zarr');
+      const s = await scored(vol, out, preset, { mode: 'two-stage', ...over });
+      ablations.push({ name, seconds: s.run.seconds.total, dice: r3(s.eval.dice), canvases: s.run.twoStage?.canvases, fillRatio: r3(s.run.twoStage?.fillRatio ?? 0), boxes: s.run.twoStage?.boxes, recall: r3(boxRecall(gt, path.join(out, 'boxes.json')).recall) });
+    }
+    const sweep: Array<{ roiThreshold: number; recall: number; seconds: number; dice: number }> = [];
+    for (const t of [0.01, 0.05, 0.1, 0.3, 0.5, 0.7, 0.9]) {
+      say(`bench: roi_threshold ${t}`);
+      const out = path.join(dir, 'sweep.zarr');
+      const s = await scored(vol, out, preset, { mode: 'two-stage', boxes: { roiThreshold: t } });
+      sweep.push({ roiThreshold: t, recall: boxRecall(gt, path.join(out, 'boxes.json')).recall, seconds: s.run.seconds.total, dice: s.eval.dice });
+    }
+    ablations.push({ name: 'roi_threshold sweep', sweep });
+    plot = path.join(dir, 'roi-threshold.png');
+    fs.writeFileSync(plot, linePlot('recall and time vs roi_threshold', 'roi_threshold', [
+      { name: 'box recall', color: [200, 40, 40], points: sweep.map((s) => [s.roiThreshold, s.recall]) },
+      { name: 'seconds', color: [40, 40, 200], points: sweep.map((s) => [s.roiThreshold, s.seconds]) },
+      { name: 'dice', color: [40, 150, 40], points: sweep.map((s) => [s.roiThreshold, s.dice]) },
+    ]));
+  }
+
+  const metrics = (s: Scored) => ({ dice: r3(s.eval.dice), iou: r3(s.eval.iou), surfaceDice: r3(s.eval.surfaceDice), hd95: r3(s.eval.hd95), ap10: r3(s.eval.ap10), ap50: r3(s.eval.ap50) });
+  const report = {
+    machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
+    volume: { kind, shape, seed, fg, voxels: syn.voxels, foreground: r3(syn.foreground / syn.voxels), gtObjects: recall.objects },
+    thresholdBaseline: { dice: r3(threshold.dice), threshold: threshold.threshold, direction: threshold.direction },
+    oneStage: { seconds: one.run.seconds, peakRssMB: one.run.peakRssMB, ...metrics(one) },
+    twoStage: { seconds: two.run.seconds, peakRssMB: two.run.peakRssMB, ...metrics(two), ...two.run.twoStage, boxRecall: r3(recall.recall) },
+    oracle: { seconds: oracle.run.seconds, ...metrics(oracle), canvases: oracle.run.twoStage?.canvases },
+    speedup: r3(one.run.seconds.total / two.run.seconds.total),
+    diceDelta: r3(two.eval.dice - one.eval.dice),
+    stage2VsOracle: r3((two.run.seconds.stage2 ?? 0) / (oracle.run.seconds.stage2 || 1)),
+    canvasEffect: effect,
+    peakMemory: { defaultMB: two.run.peakRssMB, largeMB: large?.peakRssMB, largeShape: large ? [shape[0], shape[1] * 2, shape[2] * 2] : undefined },
+    ablations,
+    plot,
+  };
+  const jsonFile = o.json ?? path.join(dir, 'bench.json');
+  fs.writeFileSync(jsonFile, JSON.stringify(report, null, 2) + '\n');
+  const md = markdown(report);
+  fs.writeFileSync(path.join(dir, 'bench.md'), md);
+  process.stdout.write(md);
+  return report;
+}
+
+function markdown(r: any): string {
+  const row = (name: string, s: any, secs: any) => `| ${name} | ${secs.total} | ${secs.stage1 ?? '–'} | ${secs.boxes ?? '–'} | ${secs.stage2 ?? secs.inference ?? '–'} | ${secs.read ?? '–'} | ${s.dice} | ${s.iou} | ${s.surfaceDice} | ${s.hd95} | ${s.ap10} | ${s.ap50} |`;
+  const lines = [
+    `# Tessera benchmark — ${r.volume.kind} ${r.volume.shape.join('×')} (${(r.volume.voxels / 1e6).toFixed(1)} M voxels, ${(100 * r.volume.foreground).toFixed(2)} % foreground, ${r.volume.gtObjects} objects), ${r.machine.cpus} CPUs`,
+    '',
+    '| mode | total s | stage 1 s | boxes s | stage 2 / inference s | read s | Dice | IoU | surface Dice | HD95 | AP@0.1 | AP@0.5 |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
+    row('one-stage', r.oneStage, r.oneStage.seconds),
+    row('two-stage', r.twoStage, r.twoStage.seconds),
+    row('oracle boxes', r.oracle, r.oracle.seconds),
+    '',
+    `- speedup (one-stage / two-stage, end to end): **${r.speedup}×**; Dice two-stage − one-stage: ${r.diceDelta}`,
+    `- threshold baseline (best intensity threshold): Dice ${r.thresholdBaseline.dice}`,
+    `- boxes: ${r.twoStage.candidates} candidates → ${r.twoStage.parents} parents, ${r.twoStage.children} children → ${r.twoStage.boxes} boxes in ${r.twoStage.canvases} canvases; fill ratio ${r.twoStage.fillRatio}; box recall of GT objects ${r.twoStage.boxRecall}; coverage ${r.twoStage.coverage}`,
+    `- stage two vs oracle stage two (seconds ratio): ${r.stage2VsOracle}`,
+    `- a crop's prediction with vs without canvas neighbours (${r.canvasEffect.crops} crops): mean |Δp| ${r.canvasEffect.meanAbsDiff}, max |Δp| ${r.canvasEffect.maxAbsDiff}, voxels whose class flips ${r.canvasEffect.flipFraction}`,
+    `- peak RSS: two-stage ${r.peakMemory.defaultMB} MB on the default volume, ${r.peakMemory.largeMB ?? '–'} MB on ${r.peakMemory.largeShape ? r.peakMemory.largeShape.join('×') : '–'}; one-stage ${r.oneStage.peakRssMB} MB`,
+  ];
+  if (r.ablations.length) {
+    lines.push('', '| ablation | seconds | Dice | boxes | canvases | fill | recall |', '|---|---|---|---|---|---|---|');
+    for (const a of r.ablations) if (!a.sweep) lines.push(`| ${a.name} | ${a.seconds} | ${a.dice} | ${a.boxes} | ${a.canvases} | ${a.fillRatio} | ${a.recall} |`);
+    const sw = r.ablations.find((a: any) => a.sweep);
+    if (sw) {
+      lines.push('', '| roi_threshold | box recall | seconds | Dice |', '|---|---|---|---|');
+      for (const s of sw.sweep) lines.push(`| ${s.roiThreshold} | ${r3(s.recall)} | ${s.seconds} | ${r3(s.dice)} |`);
+      lines.push('', `Plot: ${r.plot}`);
+    }
+  }
+  return lines.join('\n') + '\n';
 }

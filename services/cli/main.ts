@@ -74,6 +74,7 @@ program.command('run')
   .option('--threads <n>', 'inference threads', intArg)
   .option('--probabilities', 'also write probabilities/0')
   .option('--overwrite', 'replace an existing output')
+  .option('--oracle-boxes <labels>', 'benchmark aid: two-stage with boxes from this ground-truth label array instead of stage one')
   .option('--json', 'print one JSON report on stdout')
   .action(async (o) => {
     if (!o.preset && !o.config) throw new InvalidArgumentError('give --preset NAME or --config FILE');
@@ -92,7 +93,7 @@ program.command('run')
     const bar = progressBar(!o.json);
     const ac = new AbortController();
     process.once('SIGINT', () => ac.abort(new Error('interrupted')));
-    const report = await runEmbedded({ config, input: o.input, output: o.output, roi, overwrite: o.overwrite, log, signal: ac.signal, progress: bar?.update });
+    const report = await runEmbedded({ config, input: o.input, output: o.output, roi, overwrite: o.overwrite, oracle: o.oracleBoxes, log, signal: ac.signal, progress: bar?.update });
     bar?.stop();
     if (o.json) process.stdout.write(JSON.stringify(report) + '\n');
     else process.stderr.write(`${report.mode}: ${report.voxels} voxels in ${report.seconds.total} s (${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s) → ${o.output}\n`);

@@ -10,6 +10,8 @@ import { openRun } from './context.ts';
 import { createOutput, finishOutput } from './output.ts';
 import { type ChunkFailure, oneStageChunk, runChunks } from './one-stage.ts';
 import { runTwoStage, type TwoStageStats } from './two-stage.ts';
+import { oracleBoxes } from './oracle.ts';
+import { openArray } from '../volume/zarr.ts';
 
 export interface RunOptions {
   config: TesseraConfig;
@@ -19,6 +21,8 @@ export interface RunOptions {
   overwrite?: boolean;
   log: Logger;
   signal?: AbortSignal;
+  /** Two-stage only: take boxes from this ground-truth label array instead of stage one (benchmark oracle). */
+  oracle?: string;
   /** Called as units of work finish: (phase, done, total). */
   progress?: (phase: string, done: number, total: number) => void;
 }
@@ -56,7 +60,8 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
     if (c.mode === 'one-stage') {
       failures = await runChunks(ctx, chunks, (ch) => oneStageChunk(ctx, out, ch), (n) => o.progress?.('one-stage', n, chunks.length));
     } else {
-      const r = await runTwoStage(ctx, out, chunks, o.progress);
+      const gt = o.oracle ? await openArray(o.oracle) : undefined;
+      const r = await runTwoStage(ctx, out, chunks, o.progress, gt ? (ch) => oracleBoxes(ctx, gt, ch) : undefined);
       failures = r.failures;
       twoStage = r.stats;
     }

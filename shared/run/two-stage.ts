@@ -164,10 +164,10 @@ export async function pasteChunk(
 }
 
 function boxesDocument(plan: BoxPlan): unknown {
-  const where = new Map<number, Array<{ canvas: number; dest: Box; target: Box; resized: boolean }>>();
+  const where = new Map<number, Array<{ canvas: number; source: Box; dest: Box; target: Box; resized: boolean }>>();
   for (const p of plan.packing.placements) {
     const l = where.get(p.boxId) ?? [];
-    l.push({ canvas: p.canvas, dest: p.dest, target: p.target, resized: p.resized });
+    l.push({ canvas: p.canvas, source: p.source, dest: p.dest, target: p.target, resized: p.resized });
     where.set(p.boxId, l);
   }
   return {
@@ -179,8 +179,11 @@ function boxesDocument(plan: BoxPlan): unknown {
   };
 }
 
+/** Where phase 1's boxes come from: stage one (the pipeline) or, for the benchmark's oracle, elsewhere. */
+export type BoxSource = (chunk: Chunk) => Promise<Candidate[]>;
+
 export async function runTwoStage(
-  ctx: RunContext, out: OutputArrays, chunks: readonly Chunk[], progress?: Progress,
+  ctx: RunContext, out: OutputArrays, chunks: readonly Chunk[], progress?: Progress, boxSource?: BoxSource,
 ): Promise<{ failures: ChunkFailure[]; stats: TwoStageStats; plan: BoxPlan }> {
   const c = ctx.config;
   const workDir = path.join(out.path, '.work');
@@ -189,7 +192,7 @@ export async function runTwoStage(
   // Phase 1.
   const fragments = new Map<string, Candidate[]>();
   const f1 = await runChunks(ctx, chunks, async (ch) => {
-    fragments.set(ch.id, await stage1Chunk(ctx, g, ch, workDir));
+    fragments.set(ch.id, await (boxSource ? boxSource(ch) : stage1Chunk(ctx, g, ch, workDir)));
   }, (n) => progress?.('stage1', n, chunks.length));
   if (f1.length) return { failures: f1, stats: emptyStats(), plan: undefined as never };
 

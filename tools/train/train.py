@@ -165,7 +165,11 @@ def export_onnx(model, patch, path: str):
     )
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         kwargs["dynamo"] = False  # the classic TorchScript exporter (PyTorch >= 2.9 defaults to dynamo)
-    torch.onnx.export(model, dummy, path, **kwargs)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, dummy, path, **kwargs)
     try:
         import onnx
 

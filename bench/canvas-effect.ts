@@ -1,0 +1,66 @@
+// How much does a crop's stage-two prediction depend on what shares its canvas? nnU-Net
+// networks use instance normalisation, so canvas neighbours (and padding) shift the statistics
+// a crop is normalised with. For a sample of packed canvases, run each crop once in its canvas
+// and once alone in an otherwise empty canvas, and compare on the crop's destination.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { type Box } from '../shared/geometry/box.ts';
+import { array3, crop } from '../shared/array/array3.ts';
+import { loadConfig } from '../shared/config/load.ts';
+import { openRun } from '../shared/run/context.ts';
+import { normalize } from '../shared/infer/model.ts';
+import { readFull } from '../shared/volume/source.ts';
+import { type Packing, type Placement } from '../shared/pipeline/pack.ts';
+import { channelOf, stage2 } from '../shared/pipeline/stage2.ts';
+import { silentLogger } from '../shared/log.ts';
+
+export interface CanvasEffect {
+  crops: number;
+  meanAbsDiff: number;
+  maxAbsDiff: number;
+  flipFraction: number;
+}
+
+export async function measureCanvasEffect(vol: string, twoStageOut: string, preset: string, maxCrops: number): Promise<CanvasEffect> {
+  const doc = JSON.parse(fs.readFileSync(path.join(twoStageOut, 'boxes.json'), 'utf8')) as {
+    canvasShape: [number, number, number]; canvases: number;
+    boxes: Array<{ id: number; placements: Array<{ canvas: number; source: Box; dest: Box; target: Box; resized: boolean }> }>;
+  };
+  const placements: Placement[] = doc.boxes.flatMap((b) => b.placements.map((p) => ({ boxId: b.id, ...p })));
+  const packing: Packing = { canvasShape: doc.canvasShape, canvases: doc.canvases, placements, fillRatio: 0 };
+  const ctx = await openRun({ config: loadConfig({ preset, overrides: { mode: 'one-stage' } }), input: vol, log: silentLogger() });
+  try {
+    const card = ctx.cards.fullres;
+    const read = async (b: Box) => {
+      const raw = await readFull(ctx.src, b);
+      return array3(normalize(raw.data, card.normalization), raw.shape);
+    };
+    const opts = { batch: 1, mirror: false, fill: 0 };
+    const shared = [...new Set(placements.map((p) => p.canvas))].filter((c) => placements.filter((p) => p.canvas === c).length > 1);
+    let n = 0, sum = 0, max = 0, flips = 0, voxels = 0;
+    for (const ci of shared) {
+      if (n >= maxCrops) break;
+      const [together] = await stage2(packing, [ci], read, ctx.fullres, opts);
+      const full = channelOf(together, 0, packing.canvasShape);
+      for (const p of placements.filter((q) => q.canvas === ci)) {
+        if (n >= maxCrops) break;
+        const aloneP: Packing = { ...packing, canvases: 1, placements: [{ ...p, canvas: 0 }] };
+        const [alone] = await stage2(aloneP, [0], read, ctx.fullres, opts);
+        const a = crop(channelOf(alone, 0, packing.canvasShape), [0, 0, 0], p.dest);
+        const t = crop(full, [0, 0, 0], p.dest);
+        for (let i = 0; i < a.data.length; i++) {
+          const d = Math.abs(a.data[i] - t.data[i]);
+          sum += d;
+          if (d > max) max = d;
+          if ((a.data[i] > 0.5) !== (t.data[i] > 0.5)) flips++;
+        }
+        voxels += a.data.length;
+        n++;
+      }
+    }
+    const r = (x: number) => Math.round(x * 1e5) / 1e5;
+    return { crops: n, meanAbsDiff: r(voxels ? sum / voxels : 0), maxAbsDiff: r(max), flipFraction: r(voxels ? flips / voxels : 0) };
+  } finally {
+    await ctx.pool.close();
+  }
+}
