@@ -271,7 +271,7 @@ test('planGrid: an empty region has no chunks (aligned)', () => {
 });
 
 test('planGrid: an empty region has no chunks (unaligned)', {
-  todo: 'bug: planGrid(box([7,0,0],[7,8,8]), [4,4,4], ...) returns 2 chunks with empty write boxes (ceil(7/4)-floor(7/4) = 1 cell on z)',
+  todo: 'bug: planGrid(box([7,0,0],[7,8,8]), [4,4,4], ...) returns 4 chunks whose write boxes are all empty (z counts ceil(7/4)-floor(7/4) = 1 cell for the empty range [7,7))',
 }, () => {
   assert.equal(planGrid(b(7, 0, 0, 7, 8, 8), [4, 4, 4], [0, 0, 0]).length, 0);
 });

@@ -1,0 +1,151 @@
+// End to end through the real CLI: synthetic Zarr volumes on disk, the shipped ONNX models run
+// by onnxruntime-node in worker threads, outputs scored by tessera eval.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { tessera, tesseraOk, tmpDir, filesUnder } from '../helpers/cli.ts';
+
+let dir: string;
+let em: string;
+let ct: string;
+
+before(async () => {
+  dir = tmpDir();
+  em = path.join(dir, 'em.zarr');
+  ct = path.join(dir, 'ct.zarr');
+  await tesseraOk(['synth', '--kind', 'em', '--shape', '32,256,256', '--seed', '11', '--out', em]);
+  await tesseraOk(['synth', '--kind', 'ct', '--shape', '32,192,192', '--seed', '12', '--out', ct]);
+});
+
+after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+async function runAndEval(input: string, out: string, args: string[]): Promise<{ run: any; dice: number }> {
+  const r = await tesseraOk(['run', '--input', input, '--output', out, '--json', ...args]);
+  const run = JSON.parse(r.stdout);
+  const e = await tesseraOk(['eval', '--pred', out, '--gt', input, '--json']);
+  return { run, dice: JSON.parse(e.stdout).perClass['1'].dice };
+}
+
+test('one-stage on an unseen EM volume reaches Dice ≥ 0.85 and writes a complete NGFF output', async () => {
+  const out = path.join(dir, 'em-one.zarr');
+  const { run, dice } = await runAndEval(em, out, ['--preset', 'synthetic-em', '--mode', 'one-stage']);
+  assert.equal(run.mode, 'one-stage');
+  assert.ok(run.voxelsPerSecond > 0);
+  assert.ok(dice >= 0.85, `Dice ${dice}`);
+  const doc = JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8'));
+  assert.equal(doc.status, 'complete');
+  assert.match(doc.models.fullres.sha256, /^[0-9a-f]{64}$/);
+  const attrs = JSON.parse(fs.readFileSync(path.join(out, 'segmentation', '.zattrs'), 'utf8'));
+  assert.ok(attrs['image-label'], 'segmentation is an NGFF label image');
+});
+
+test('two-stage on EM: Dice ≥ 0.85, boxes.json lists placed boxes, fill ratio reported', async () => {
+  const out = path.join(dir, 'em-two.zarr');
+  const { run, dice } = await runAndEval(em, out, ['--preset', 'synthetic-em']);
+  assert.equal(run.mode, 'two-stage');
+  assert.ok(dice >= 0.85, `Dice ${dice}`);
+  assert.ok(run.twoStage.boxes > 0 && run.twoStage.canvases > 0);
+  assert.ok(run.twoStage.fillRatio > 0 && run.twoStage.fillRatio <= 1);
+  const boxes = JSON.parse(fs.readFileSync(path.join(out, 'boxes.json'), 'utf8'));
+  assert.equal(boxes.boxes.length, run.twoStage.boxes);
+  for (const b of boxes.boxes) assert.ok(b.placements.length >= 1, `box ${b.id} has a placement`);
+});
+
+test('two-stage on CT: Dice ≥ 0.85', async () => {
+  const { dice } = await runAndEval(ct, path.join(dir, 'ct-two.zarr'), ['--preset', 'synthetic-ct']);
+  assert.ok(dice >= 0.85, `Dice ${dice}`);
+});
+
+test('output is bit-identical whatever the number of inference threads and chunks in flight', async () => {
+  const a = path.join(dir, 'det-a.zarr');
+  const b = path.join(dir, 'det-b.zarr');
+  const cfgA = path.join(dir, 'det-a.json');
+  const cfgB = path.join(dir, 'det-b.json');
+  // Small chunks so several run at once and boxes cross chunk borders.
+  fs.writeFileSync(cfgA, JSON.stringify({ extends: 'synthetic-em', io: { chunk: [16, 128, 128], chunksInFlight: 1 }, inference: { threads: 1 } }));
+  fs.writeFileSync(cfgB, JSON.stringify({ extends: 'synthetic-em', io: { chunk: [16, 128, 128], chunksInFlight: 4 }, inference: { threads: 2, intraOpThreads: 1 } }));
+  await tesseraOk(['run', '--input', em, '--output', a, '--config', cfgA]);
+  await tesseraOk(['run', '--input', em, '--output', b, '--config', cfgB]);
+  const fa = filesUnder(path.join(a, 'segmentation'));
+  const fb = filesUnder(path.join(b, 'segmentation'));
+  assert.deepEqual([...fa.keys()].sort(), [...fb.keys()].sort());
+  for (const [k, v] of fa) assert.ok(v.equals(fb.get(k)!), `chunk ${k} differs`);
+  assert.ok(fs.readFileSync(path.join(a, 'boxes.json')).equals(fs.readFileSync(path.join(b, 'boxes.json'))));
+});
+
+test('--roi processes a sub-volume and eval scores that ROI only', async () => {
+  const out = path.join(dir, 'roi.zarr');
+  const r = await tesseraOk(['run', '--input', em, '--output', out, '--preset', 'synthetic-em', '--roi', '0:16,0:128,64:256', '--json']);
+  assert.equal(JSON.parse(r.stdout).voxels, 16 * 128 * 192);
+  const e = JSON.parse((await tesseraOk(['eval', '--pred', out, '--gt', em, '--json'])).stdout);
+  assert.equal(e.roi, '0:16,0:128,64:256');
+  assert.equal(e.voxels, 16 * 128 * 192);
+});
+
+test('bad config stops before any work and names the key', async () => {
+  const cfg = path.join(dir, 'bad.json');
+  fs.writeFileSync(cfg, JSON.stringify({ extends: 'synthetic-em', boxes: { nms_threshold: 0.5 } }));
+  const out = path.join(dir, 'bad.zarr');
+  const r = await tessera(['run', '--input', em, '--output', out, '--config', cfg]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /boxes\.nms_threshold.*unknown key.*nmsThreshold/);
+  assert.equal(fs.existsSync(out), false, 'no output was created');
+
+  fs.writeFileSync(cfg, JSON.stringify({ extends: 'synthetic-em', models: { fullres: 'nope.onnx' } }));
+  const m = await tessera(['run', '--input', em, '--output', out, '--config', cfg]);
+  assert.equal(m.code, 2);
+  assert.match(m.stderr, /models\.fullres.*nope\.onnx.*not found/);
+
+  const roi = await tessera(['run', '--input', em, '--output', out, '--preset', 'synthetic-em', '--roi', '0:16,0:128,0:999']);
+  assert.equal(roi.code, 2);
+  assert.match(roi.stderr, /roi.*outside the volume/);
+  assert.equal(fs.existsSync(out), false);
+
+  const ctOnEm = await tessera(['run', '--input', em, '--output', out, '--preset', 'synthetic-ct']);
+  assert.equal(ctOnEm.code, 2);
+  assert.match(ctOnEm.stderr, /spacing/);
+});
+
+test('a corrupt input chunk fails that chunk by name, marks the run failed, and eval refuses it', async () => {
+  const broken = path.join(dir, 'broken.zarr');
+  fs.cpSync(em, broken, { recursive: true });
+  fs.writeFileSync(path.join(broken, '0', '0', '1', '1'), Buffer.from('not a blosc chunk at all'));
+  const cfg = path.join(dir, 'broken.json');
+  fs.writeFileSync(cfg, JSON.stringify({ extends: 'synthetic-em', mode: 'one-stage', io: { chunk: [16, 128, 128] } }));
+  const out = path.join(dir, 'broken-out.zarr');
+  const r = await tessera(['run', '--input', broken, '--output', out, '--config', cfg]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /chunk\(s\) failed/);
+  assert.match(r.stderr, /broken\.zarr\/0.*chunk 0\/1\/1/);
+  const doc = JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8'));
+  assert.equal(doc.status, 'failed');
+  assert.ok(doc.report.failures.length >= 1);
+  const e = await tessera(['eval', '--pred', out, '--gt', em]);
+  assert.equal(e.code, 2);
+  assert.match(e.stderr, /incomplete/);
+});
+
+test('an existing output is not overwritten without --overwrite', async () => {
+  const out = path.join(dir, 'em-one.zarr');
+  const r = await tessera(['run', '--input', em, '--output', out, '--preset', 'synthetic-em']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /--overwrite/);
+});
+
+test('the output opens in Debian python3-zarr when it is installed', { skip: !hasPythonZarr() }, () => {
+  const out = path.join(dir, 'em-two.zarr');
+  const py = `import zarr,sys; g=zarr.open(sys.argv[1], mode='r'); a=g['segmentation/0']; print(a.shape, a.dtype, int((a[:]>0).sum()))`;
+  const s = execFileSync('/usr/bin/python3', ['-c', py, out], { encoding: 'utf8' });
+  assert.match(s, /^\(32, 256, 256\) uint8 [1-9]\d*/);
+});
+
+function hasPythonZarr(): boolean {
+  try {
+    execFileSync('/usr/bin/python3', ['-c', 'import zarr'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
