@@ -45,8 +45,9 @@ function check(f: Field, v: unknown, key: string): void {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ConfigError(key, `expected an object, got ${JSON.stringify(v)}`);
       const o = v as Record<string, unknown>;
       for (const k of Object.keys(o)) {
-        if (!(k in f.fields)) {
-          const near = Object.keys(f.fields).find((c) => c.toLowerCase() === k.toLowerCase() || c.replace(/_/g, '') === k.replace(/[_-]/g, ''));
+        if (!Object.prototype.hasOwnProperty.call(f.fields, k)) {
+          const norm = (x: string) => x.replace(/[_-]/g, '').toLowerCase();
+          const near = Object.keys(f.fields).find((c) => norm(c) === norm(k));
           throw new ConfigError(key ? `${key}.${k}` : k, `unknown key${near ? ` (did you mean "${near}"?)` : ''}`);
         }
       }

@@ -22,6 +22,7 @@ export function chunkId(index: Vec3): string {
  * volume origin so chunk writes line up with storage chunks of the same (or a dividing) shape.
  */
 export function planGrid(region: Box, chunkShape: Vec3, halo: Vec3): Chunk[] {
+  if (region.end.some((e, a) => e <= region.begin[a])) return [];
   const first: number[] = [];
   const count: number[] = [];
   for (let a = 0; a < 3; a++) {

@@ -25,7 +25,16 @@ export function tileSteps(size: number, patch: number, step: number): number[] {
   if (size <= patch) return [0];
   const n = Math.ceil((size - patch) / (patch * step)) + 1;
   const actual = (size - patch) / (n - 1);
-  return Array.from({ length: n }, (_, i) => Math.round(actual * i));
+  return Array.from({ length: n }, (_, i) => roundHalfEven(actual * i));
+}
+
+/** numpy's np.round: halves go to the even neighbour (nnU-Net's tile positions use it). */
+function roundHalfEven(v: number): number {
+  const f = Math.floor(v);
+  const d = v - f;
+  if (d > 0.5) return f + 1;
+  if (d < 0.5) return f;
+  return f % 2 === 0 ? f : f + 1;
 }
 
 /** Separable Gaussian importance map, max 1, no zeros (σ = patch/8 per axis). */
@@ -36,11 +45,13 @@ export function gaussianMap(patch: Vec3): Float32Array {
     return Float64Array.from({ length: p }, (_, i) => Math.exp(-((i - c) ** 2) / (2 * s * s)));
   };
   const [gz, gy, gx] = [axis(patch[0]), axis(patch[1]), axis(patch[2])];
+  // Even sizes have no centre voxel: rescale so the map still peaks at 1.
+  const peak = Math.max(...gz) * Math.max(...gy) * Math.max(...gx);
   const out = new Float32Array(patch[0] * patch[1] * patch[2]);
   let min = Infinity;
   let o = 0;
   for (let z = 0; z < patch[0]; z++) for (let y = 0; y < patch[1]; y++) for (let x = 0; x < patch[2]; x++) {
-    const v = gz[z] * gy[y] * gx[x];
+    const v = (gz[z] * gy[y] * gx[x]) / peak;
     out[o++] = v;
     if (v > 0 && v < min) min = v;
   }

@@ -1,7 +1,9 @@
 // Paste-back: crop predictions cut out of canvases are blended into a chunk's write box with
 // Gaussian weights centred on each placement's source box (σ = shape/8, as the sliding window),
 // so a voxel covered by several crops — overlapping children, a box split at a slot border —
-// gets one consistent, order-independent value. Voxels no crop covers take `background`.
+// gets one consistent value. (Float sums depend on their order in the last bit: callers add
+// crops in a fixed order — sorted canvases — so runs are bit-identical.) Voxels no crop covers
+// take `background`.
 import { type Box, type Vec3, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
 import { type Array3, array3 } from '../array/array3.ts';
 import { gaussianMap } from '../infer/sliding.ts';

@@ -2,11 +2,11 @@
 // stage-one resolution from the matching NGFF pyramid level (area-averaged on the fly from a
 // finer level when none matches). Low-resolution grids are anchored at the volume origin:
 // low-res voxel i covers full-res [i·F, (i+1)·F) along an axis with factor F.
-import { type Box, type Vec3, box, boxOfShape, intersect, shapeOf } from '../geometry/box.ts';
-import { type Array3 } from '../array/array3.ts';
+import { type Box, type Vec3, box, boxOfShape, contains, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
+import { type Array3, array3, crop } from '../array/array3.ts';
 import { downsampleMean, resizeLinear } from '../array/resample.ts';
 import { type Image, type Level, pickLevel } from './ome.ts';
-import { type IoOptions, type PadMode, readRegion } from './zarr.ts';
+import { type IoOptions, type PadMode, gatherMirror, mirrorSource, readRegion } from './zarr.ts';
 
 export interface Source {
   readonly image: Image;
@@ -60,26 +60,34 @@ export function toLowBox(g: LowGrid, b: Box, fullShape: Vec3): Box {
   return box([m(b.begin[0], 0), m(b.begin[1], 1), m(b.begin[2], 2)], [m(b.end[0], 0), m(b.end[1], 1), m(b.end[2], 2)]);
 }
 
-/** Read a low-res region (padded outside the low-res volume). */
+/** Read a low-res region (padded outside the low-res volume as `src.pad` says). */
 export async function readLow(src: Source, g: LowGrid, region: Box): Promise<Array3> {
   if (g.rest.every((r) => r === 1)) return readRegion(g.level.array, region, src.pad, src.padValue, src.io);
+  const vol = boxOfShape(g.shape);
+  // Which low-res voxels the read needs: the region itself where inside, the reflected (or no)
+  // voxels outside; then downsample just those from the level and pad.
+  const need = contains(vol, region) ? region : src.pad === 'mirror' ? mirrorSource(region, g.shape) : intersect(region, vol);
+  if (isEmpty(need)) {
+    const s = shapeOf(region);
+    return array3(new Float32Array(s[0] * s[1] * s[2]).fill(src.padValue), s);
+  }
   const r = g.rest;
+  const lvl = intersect(box(
+    [Math.floor(need.begin[0] * r[0]), Math.floor(need.begin[1] * r[1]), Math.floor(need.begin[2] * r[2])],
+    [Math.ceil(need.end[0] * r[0]), Math.ceil(need.end[1] * r[1]), Math.ceil(need.end[2] * r[2])],
+  ), boxOfShape(g.level.array.shape));
+  const raw = await readRegion(g.level.array, lvl, src.pad, src.padValue, src.io);
+  // Partial blocks at the far edge average what they hold, as the pyramid does.
+  const low = downsampleFrom(raw, r, shapeOf(need));
+  if (need === region) return low;
+  return src.pad === 'mirror' ? gatherMirror(low, need, region, g.shape) : padTo(low, need, region, 'constant', src.padValue);
+}
+
+function downsampleFrom(raw: Array3, r: Vec3, shape: Vec3): Array3 {
   const integer = r.every((v) => Number.isInteger(v));
-  const lvlBox = box(
-    [Math.floor(region.begin[0] * r[0]), Math.floor(region.begin[1] * r[1]), Math.floor(region.begin[2] * r[2])],
-    [Math.ceil(region.end[0] * r[0]), Math.ceil(region.end[1] * r[1]), Math.ceil(region.end[2] * r[2])],
-  );
-  // Clip to the level before averaging so partial blocks at the far edge average what they
-  // hold (as the pyramid does), then pad the low-res result.
-  const lvlShape = g.level.array.shape;
-  const inside = intersect(lvlBox, boxOfShape(lvlShape));
-  const raw = await readRegion(g.level.array, inside, src.pad, src.padValue, src.io);
-  const low = integer ? downsampleMean(raw, r) : resizeLinear(raw, lowShapeOf(shapeOf(inside), r));
-  const lowInside = box(
-    [Math.floor(inside.begin[0] / r[0]), Math.floor(inside.begin[1] / r[1]), Math.floor(inside.begin[2] / r[2])],
-    [Math.floor(inside.begin[0] / r[0]) + low.shape[0], Math.floor(inside.begin[1] / r[1]) + low.shape[1], Math.floor(inside.begin[2] / r[2]) + low.shape[2]],
-  );
-  return padTo(low, lowInside, region, src.pad, src.padValue);
+  const low = integer ? downsampleMean(raw, r) : resizeLinear(raw, shape);
+  if (low.shape.every((v, a) => v === shape[a])) return low;
+  return crop(low, [0, 0, 0], boxOfShape(shape));
 }
 
 /** Place `a` (covering `have`) into an array covering `want`, padding the rest. */

@@ -9,6 +9,9 @@ import { type Array3, array3, copyRegion } from '../array/array3.ts';
 import { type DType, type TypedArray, allocate, isDType } from './dtype.ts';
 import { AtomicFileStore, writeJsonAtomic } from './store.ts';
 import { InputError, OutputError } from '../errors.ts';
+import { installCheckedCodecs } from './codecs.ts';
+
+installCheckedCodecs();
 
 export interface VolumeArray {
   /** Directory of the array on disk (for messages). */
@@ -126,12 +129,64 @@ export function readGroupAttributes(groupPath: string): Record<string, unknown> 
   return undefined;
 }
 
-function reflect(i: number, n: number): number {
+/** numpy 'reflect' index of i on an axis of n voxels (no edge repeat). */
+export function reflect(i: number, n: number): number {
   if (n === 1) return 0;
   const period = 2 * n - 2;
   let m = ((i % period) + period) % period;
   if (m >= n) m = period - m;
   return m;
+}
+
+/** The smallest box of the volume holding every voxel a mirror-padded read of `region` takes. */
+export function mirrorSource(region: Box, shape: Vec3): Box {
+  const lo: number[] = [];
+  const hi: number[] = [];
+  for (let a = 0; a < 3; a++) {
+    let mn = Infinity;
+    let mx = -Infinity;
+    for (let v = region.begin[a]; v < region.end[a]; v++) {
+      const r = reflect(v, shape[a]);
+      if (r < mn) mn = r;
+      if (r > mx) mx = r;
+    }
+    lo.push(mn);
+    hi.push(mx + 1);
+  }
+  return { begin: lo as unknown as Vec3, end: hi as unknown as Vec3 };
+}
+
+/** Mirror-pad: gather `region` from `core` (which covers `coreBox` of a volume of `shape`). */
+export function gatherMirror(core: Array3, coreBox: Box, region: Box, shape: Vec3): Array3 {
+  const s = shapeOf(region);
+  const C = core.data.constructor as new (n: number) => TypedArray;
+  const out = array3(new C(s[0] * s[1] * s[2]), s);
+  const [cy, cx] = [core.shape[1], core.shape[2]];
+  const xs = Int32Array.from({ length: s[2] }, (_, x) => reflect(region.begin[2] + x, shape[2]) - coreBox.begin[2]);
+  let o = 0;
+  for (let z = 0; z < s[0]; z++) {
+    const sz = reflect(region.begin[0] + z, shape[0]) - coreBox.begin[0];
+    for (let y = 0; y < s[1]; y++) {
+      const row = (sz * cy + reflect(region.begin[1] + y, shape[1]) - coreBox.begin[1]) * cx;
+      for (let x = 0; x < s[2]; x++) out.data[o++] = core.data[row + xs[x]];
+    }
+  }
+  return out;
+}
+
+async function getBox(va: VolumeArray, b: Box, o: IoOptions): Promise<Array3> {
+  try {
+    const got = await zarr.get(
+      va.zarr,
+      [0, 1, 2].map((a) => zarr.slice(b.begin[a], b.end[a])),
+      { createQueue: queue(o.concurrency ?? 8), signal: o.signal },
+    );
+    return array3(got.data as TypedArray, shapeOf(b));
+  } catch (cause) {
+    if (o.signal?.aborted) throw cause;
+    throw new InputError(va.path, `cannot read region ${boxToString(b)}: ${(cause as Error).message}`,
+      await failingChunks(va, b, o), { cause });
+  }
 }
 
 /**
@@ -141,58 +196,38 @@ function reflect(i: number, n: number): number {
 export async function readRegion(
   va: VolumeArray, region: Box, pad: PadMode = 'constant', value = 0, o: IoOptions = {},
 ): Promise<Array3> {
+  const vol = boxOfShape(va.shape);
+  if (contains(vol, region)) return getBox(va, region, o);
+  if (pad === 'mirror') {
+    const src = mirrorSource(region, va.shape);
+    return gatherMirror(await getBox(va, src, o), src, region, va.shape);
+  }
   const shape = shapeOf(region);
-  const inside = intersect(region, boxOfShape(va.shape));
-  let core: Array3 | undefined;
-  if (!isEmpty(inside)) {
-    try {
-      const got = await zarr.get(
-        va.zarr,
-        [0, 1, 2].map((a) => zarr.slice(inside.begin[a], inside.end[a])),
-        { createQueue: queue(o.concurrency ?? 8), signal: o.signal },
-      );
-      core = array3(got.data as TypedArray, shapeOf(inside));
-    } catch (cause) {
-      throw new InputError(va.path, `cannot read region ${boxToString(inside)}: ${(cause as Error).message}`,
-        chunkNames(va, inside), { cause });
-    }
-  }
-  if (core && contains(inside, region)) return core;
   const out = array3(allocate(va.dtype, shape[0] * shape[1] * shape[2]), shape);
-  if (pad === 'constant' || !core) {
-    if (value !== 0) out.data.fill(value);
-    if (core) copyRegion(core, inside.begin, out, region.begin, inside);
-    return out;
-  }
-  const [Z, Y, X] = va.shape;
-  const [iz, iy, ix] = inside.begin;
-  const [cy, cx] = [core.shape[1], core.shape[2]];
-  let o2 = 0;
-  for (let z = 0; z < shape[0]; z++) {
-    const sz = reflect(region.begin[0] + z, Z) - iz;
-    for (let y = 0; y < shape[1]; y++) {
-      const sy = reflect(region.begin[1] + y, Y) - iy;
-      const row = (sz * cy + sy) * cx;
-      for (let x = 0; x < shape[2]; x++) {
-        const sx = reflect(region.begin[2] + x, X) - ix;
-        out.data[o2++] = core.data[row + sx];
-      }
-    }
-  }
+  if (value !== 0) out.data.fill(value);
+  const inside = intersect(region, vol);
+  if (!isEmpty(inside)) copyRegion(await getBox(va, inside, o), inside.begin, out, region.begin, inside);
   return out;
 }
 
-/** "z/y/x" storage chunk keys a region touches (the first few), for error messages. */
-function chunkNames(va: VolumeArray, region: Box): string {
-  const names: string[] = [];
-  for (let z = Math.floor(region.begin[0] / va.chunks[0]); z * va.chunks[0] < region.end[0]; z++) {
-    for (let y = Math.floor(region.begin[1] / va.chunks[1]); y * va.chunks[1] < region.end[1]; y++) {
-      for (let x = Math.floor(region.begin[2] / va.chunks[2]); x * va.chunks[2] < region.end[2]; x++) {
-        names.push(`${z}/${y}/${x}`);
+/** The storage chunks of `region` that fail to read on their own (error path only). */
+async function failingChunks(va: VolumeArray, region: Box, o: IoOptions): Promise<string> {
+  const bad: string[] = [];
+  const c = va.chunks;
+  for (let z = Math.floor(region.begin[0] / c[0]); z * c[0] < region.end[0]; z++) {
+    for (let y = Math.floor(region.begin[1] / c[1]); y * c[1] < region.end[1]; y++) {
+      for (let x = Math.floor(region.begin[2] / c[2]); x * c[2] < region.end[2]; x++) {
+        const b = intersect({ begin: [z * c[0], y * c[1], x * c[2]], end: [(z + 1) * c[0], (y + 1) * c[1], (x + 1) * c[2]] }, boxOfShape(va.shape));
+        try {
+          await zarr.get(va.zarr, [0, 1, 2].map((a) => zarr.slice(b.begin[a], b.end[a])), { signal: o.signal });
+        } catch {
+          bad.push(`${z}/${y}/${x}`);
+        }
       }
     }
   }
-  return names.length <= 4 ? names.join(', ') : `${names.slice(0, 4).join(', ')} … (${names.length} chunks)`;
+  if (bad.length === 0) return 'unknown';
+  return bad.length <= 8 ? bad.join(', ') : `${bad.slice(0, 8).join(', ')} … (${bad.length} chunks)`;
 }
 
 /**

@@ -270,9 +270,7 @@ test('planGrid: an empty region has no chunks (aligned)', () => {
   assert.equal(planGrid(b(8, 0, 0, 8, 8, 8), [4, 4, 4], [0, 0, 0]).length, 0);
 });
 
-test('planGrid: an empty region has no chunks (unaligned)', {
-  todo: 'bug: planGrid(box([7,0,0],[7,8,8]), [4,4,4], ...) returns 4 chunks whose write boxes are all empty (z counts ceil(7/4)-floor(7/4) = 1 cell for the empty range [7,7))',
-}, () => {
+test('planGrid: an empty region has no chunks (unaligned)', () => {
   assert.equal(planGrid(b(7, 0, 0, 7, 8, 8), [4, 4, 4], [0, 0, 0]).length, 0);
 });
 

@@ -260,7 +260,9 @@ def main():
         if (it + 1) % 25 == 0 or it == 0:
             log(f"it {it + 1:5d}  loss {np.mean(losses[-25:]):.4f}  lr {lr:.2e}  {(time.time() - t0) / (it + 1):.3f} s/it")
         if args.val_every and (it + 1) % args.val_every == 0 and it + 1 < args.iters:
+            tv = time.time()
             log(f"it {it + 1:5d}  val dice {validate():.4f}")
+            t0 += time.time() - tv  # keep validation out of the training time
     train_s = time.time() - t0
     final_loss = float(np.mean(losses[-50:])) if losses else float("nan")
     val_dice = validate()
