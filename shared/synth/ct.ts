@@ -195,7 +195,7 @@ export function ctAnatomy(seed: number, shape: Vec3, fg: number, anisotropy: num
   const budget = fg * Z * Y * X;
   let total = 0;
   const zr = 1 / anisotropy;
-  for (let attempt = 0; attempt < 400 + 20 * Math.ceil(budget / 300) && total < budget; attempt++) {
+  for (let attempt = 0; attempt < 400 + 80 * Math.ceil(budget / 300) && total < budget; attempt++) {
     let h = hosts.findIndex(({ t }) => t.name === 'soft');
     if (organTotal > 0 && rng() < 0.75) {
       let r = rng() * organTotal;

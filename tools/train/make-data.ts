@@ -6,12 +6,13 @@
 // Per volume it writes raw little-endian .bin files:
 //   <kind>-<seed>-image.bin       full-res image, native dtype (uint8 em, uint16 ct)
 //   <kind>-<seed>-labels.bin      full-res labels, uint8 (0/1)
-//   <kind>-<seed>-low-image.bin   stage-one image, float32: two successive downsampleMean [1,2,2]
-//                                 (exactly how the runtime's pyramid level 2 is built)
+//   <kind>-<seed>-low-image.bin   stage-one image, native dtype: two successive downsampleMean
+//                                 [1,2,2], each rounded (exactly pyramid level 2 of `tessera synth`)
 //   <kind>-<seed>-low-labels.bin  stage-one labels, uint8: downsampleMax [1,4,4]
-// and manifest.json with shapes, dtypes, splits and the global normalisation statistics
-// (mean/std of the raw training intensities; for ct after clipping to the [0.5 %, 99.5 %]
-// percentiles, nnU-Net CT style). Seeds 1..99 are reserved for evaluation.
+// and manifest.json with shapes, dtypes, splits and the global normalisation statistics of
+// the raw training intensities: em (--stats all): mean/std over all voxels; ct (--stats
+// foreground, nnU-Net's CTNormalization): clip to the [0.5 %, 99.5 %] percentiles of the
+// foreground voxels, then their mean/std. Seeds 1..99 are reserved for evaluation.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -19,6 +20,7 @@ import { synthScene, renderImage, renderLabels, SYNTH_SPACING, SYNTH_CLASSES, ty
 import { boxOfShape, type Vec3 } from '../../shared/geometry/box.ts';
 import { downsampleMean, downsampleMax } from '../../shared/array/resample.ts';
 import type { TypedArray } from '../../shared/volume/dtype.ts';
+import { type Array3, array3 } from '../../shared/array/array3.ts';
 
 export const LOW_FACTOR: Vec3 = [1, 4, 4];
 
@@ -42,6 +44,12 @@ function parseShape(s: string): Vec3 {
   const v = s.split(',').map(Number);
   if (v.length !== 3 || !v.every((n) => Number.isInteger(n) && n > 0)) throw new Error(`bad shape "${s}"`);
   return [v[0], v[1], v[2]];
+}
+
+function roundTo(a: Array3, dtype: 'uint8' | 'uint16'): Array3 {
+  const out = dtype === 'uint8' ? new Uint8Array(a.data.length) : new Uint16Array(a.data.length);
+  for (let i = 0; i < a.data.length; i++) out[i] = Math.round(a.data[i]);
+  return array3(out, a.shape);
 }
 
 function write(path: string, a: TypedArray): void {
@@ -68,6 +76,7 @@ function main(): void {
       'val-seeds': { type: 'string' },
       shape: { type: 'string' },
       fg: { type: 'string' },
+      stats: { type: 'string' },
     },
   });
   const kind = values.kind as SynthKind;
@@ -80,6 +89,9 @@ function main(): void {
   if (val.some((s) => train.includes(s))) throw new Error('validation seeds must differ from training seeds');
   const shape = parseShape(values.shape ?? d.shape);
   const fg = values.fg === undefined ? undefined : Number(values.fg);
+  const stats = values.stats ?? (kind === 'ct' ? 'foreground' : 'all');
+  if (stats !== 'all' && stats !== 'foreground') throw new Error('--stats all|foreground');
+  const fgStats = stats === 'foreground';
   mkdirSync(values.out, { recursive: true });
 
   // Histogram of raw training intensities (integer dtypes) for the global statistics.
@@ -93,7 +105,9 @@ function main(): void {
       const whole = boxOfShape(shape);
       const img = renderImage(scene, whole);
       const lab = renderLabels(scene, whole);
-      const low = downsampleMean(downsampleMean(img, [1, 2, 2]), [1, 2, 2]);
+      // Exactly as `tessera synth` builds pyramid level 2: two [1,2,2] mean steps, each rounded
+      // to the volume's dtype (shared/run/synth.ts).
+      const low = roundTo(downsampleMean(roundTo(downsampleMean(img, [1, 2, 2]), scene.dtype), [1, 2, 2]), scene.dtype);
       const lowLab = downsampleMax(lab, LOW_FACTOR);
       const lowLabU8 = Uint8Array.from(lowLab.data);
       const base = `${kind}-${seed}`;
@@ -104,14 +118,18 @@ function main(): void {
       let nfg = 0;
       for (const v of lab.data) nfg += v;
       if (split === 'train') {
-        for (const v of img.data) hist[v]++;
-        total += img.data.length;
+        if (fgStats) {
+          for (let i = 0; i < img.data.length; i++) if (lab.data[i]) { hist[img.data[i]]++; total++; }
+        } else {
+          for (const v of img.data) hist[v]++;
+          total += img.data.length;
+        }
       }
       volumes.push({
         seed, split, shape, fg: nfg / lab.data.length,
         image: `${base}-image.bin`, imageDtype: scene.dtype,
         labels: `${base}-labels.bin`, labelsDtype: 'uint8',
-        lowShape: low.shape, lowImage: `${base}-low-image.bin`, lowImageDtype: 'float32',
+        lowShape: low.shape, lowImage: `${base}-low-image.bin`, lowImageDtype: scene.dtype,
         lowLabels: `${base}-low-labels.bin`, lowLabelsDtype: 'uint8',
       });
       console.log(`${split} ${base}: ${shape.join('x')} fg ${(nfg / lab.data.length).toFixed(4)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -132,8 +150,8 @@ function main(): void {
   const mean = sum / total;
   const std = Math.sqrt(Math.max(1e-12, sum2 / total - mean * mean));
   const normalization = kind === 'ct'
-    ? { kind: 'zscore', mean, std, clip: [lo, hi] }
-    : { kind: 'zscore', mean, std };
+    ? { kind: 'zscore', mean, std, clip: [lo, hi], stats }
+    : { kind: 'zscore', mean, std, stats };
   const manifest = {
     kind, spacing: SYNTH_SPACING[kind], lowFactor: LOW_FACTOR,
     lowSpacing: SYNTH_SPACING[kind].map((s, k) => s * LOW_FACTOR[k]),

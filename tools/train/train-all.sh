@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Reproducible training of Tessera's four synthetic models (em/ct x fullres/lowres).
+#
+#   tools/train/train-all.sh [all|data|train] [--device cpu|cuda] [--iters N] [--out DIR] [--seed S]
+#
+#   data   render training data into tools/train/data/{em,ct} (needs node + npm ci; git-ignored)
+#   train  train + export the 4 models into models/ (python + torch only: runs on a GPU box
+#          without node, given tools/train/data/ from a `data` run)
+#   all    both (default)
+#
+# --device cpu (default) uses a CPU profile: small patches and a few hundred iterations per
+# model (about 10-12 minutes on 2 cores). --device cuda uses the full patch sizes and
+# 2000 iterations per model. --iters N overrides the iteration count of every model.
+# Python: $PYTHON if set, else /usr/bin/python3 when it has torch (Debian), else python3.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+mode=all
+device=cpu
+iters=""
+out=models
+seed=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    all|data|train) mode=$1 ;;
+    --device) device=$2; shift ;;
+    --iters) iters=$2; shift ;;
+    --out) out=$2; shift ;;
+    --seed) seed=$2; shift ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    *) echo "train-all.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$device" in cpu|cuda) ;; *) echo "train-all.sh: --device cpu|cuda" >&2; exit 2 ;; esac
+
+data_dir=tools/train/data
+
+make_data() {
+  for kind in em ct; do
+    node --import tsx tools/train/make-data.ts --kind "$kind" --out "$data_dir/$kind"
+  done
+}
+
+pick_python() {
+  if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
+  if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then echo /usr/bin/python3; return; fi
+  echo python3
+}
+
+train() {
+  local py
+  py=$(pick_python)
+  for kind in em ct; do
+    if [ ! -f "$data_dir/$kind/manifest.json" ]; then
+      echo "train-all.sh: $data_dir/$kind/manifest.json missing: run 'tools/train/train-all.sh data' first (needs node)" >&2
+      exit 1
+    fi
+  done
+  # kind stage cpu-iters cpu-patch (cuda: default patch, 2000 iterations)
+  while read -r kind stage cpu_iters cpu_patch; do
+    local args=(--kind "$kind" --stage "$stage" --data "$data_dir/$kind" --out "$out" --device "$device" --seed "$seed")
+    if [ "$device" = cpu ]; then
+      args+=(--iters "${iters:-$cpu_iters}" --patch "$cpu_patch" --threads "${THREADS:-2}")
+    else
+      args+=(--iters "${iters:-2000}")
+    fi
+    echo "== $py tools/train/train.py ${args[*]}"
+    "$py" tools/train/train.py "${args[@]}"
+  done <<'EOF'
+em fullres 400 8,96,96
+em lowres 400 16,64,64
+ct fullres 800 16,64,64
+ct lowres 1200 16,48,48
+EOF
+}
+
+case "$mode" in
+  data) make_data ;;
+  train) train ;;
+  all) make_data; train ;;
+esac
