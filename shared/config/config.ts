@@ -52,6 +52,7 @@ export interface TesseraConfig {
     postprocess: 'resize' | 'crop_and_resize';
     maxPerCanvas: number;
     fill: 'zero' | 'min';
+    context: Vec3;
   };
   stage2: { mirror: boolean; background: 'zero' | 'stage1' };
   output: { probabilities: boolean };
@@ -84,8 +85,8 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
   }),
   inference: obj('ONNX Runtime.', {
     provider: en(['cpu', 'cuda', 'tensorrt', 'webgpu'], 'Execution provider; falls back to cpu with a warning when missing. @default "cpu"'),
-    threads: int('Inference worker threads (each holds one session per model). @default 1', 1, 64),
-    intraOpThreads: int('ONNX Runtime intra-op threads per inference thread. @default 2', 1, 256),
+    threads: int('Inference worker threads (each holds one session per model); on CPU, threads × intraOpThreads ≈ cores. @default 2', 1, 64),
+    intraOpThreads: int('ONNX Runtime intra-op threads per inference thread. @default 1', 1, 256),
     batch: int('Patches (or canvases) per network call. @default 2', 1, 256),
   }),
   baseline: obj('One-stage baseline: nnU-Net sliding window at full resolution.', {
@@ -125,6 +126,7 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
     heuristic: en(['grid', 'scale', 'jigsaw'], '`grid`: same-size slots; `scale`: variable-size crops at one scale, 3D bin packing; `jigsaw`: neighbouring crops keep their relative placement (real context instead of padding). @default "jigsaw"'),
     postprocess: en(['resize', 'crop_and_resize'], 'Crops larger than a slot: `resize` shrinks the whole box into the slot; `crop_and_resize` crops to `boxes.cropThreshold` pieces first. @default "crop_and_resize"'),
     maxPerCanvas: int('Crops per canvas at most; 0 = as many as fit (the 1/4/8 ablation). @default 0', 0),
+    context: ivec('Voxels of real volume read around every box into its canvas but never pasted back: the network sees context, the box edges are predicted like its interior. @default [0, 0, 0]', 0),
     fill: en(['zero', 'min'], 'Canvas voxels no crop covers: `zero` = 0 after normalisation (the global mean intensity); `min` = the normalised value of raw intensity 0 (dark, like outside a scan). Slots of the grid and jigsaw heuristics are filled with real volume context around small crops first. @default "zero"'),
   }),
   stage2: obj('Stage two and paste-back.', {
@@ -140,16 +142,16 @@ export const DEFAULTS: Omit<TesseraConfig, 'name' | 'spacing' | 'unit' | 'models
   baseline: Pick<TesseraConfig['baseline'], 'step' | 'mirror'>;
   stage1: Pick<TesseraConfig['stage1'], 'step' | 'mirror'>;
   boxes: Pick<TesseraConfig['boxes'], 'pooling' | 'margin' | 'metric' | 'mode'>;
-  pack: Pick<TesseraConfig['pack'], 'heuristic' | 'postprocess' | 'maxPerCanvas' | 'fill'>;
+  pack: Pick<TesseraConfig['pack'], 'heuristic' | 'postprocess' | 'maxPerCanvas' | 'fill' | 'context'>;
 } = {
   mode: 'two-stage',
   io: { chunk: [64, 512, 512], outputChunk: [16, 128, 128], pad: 'mirror', padValue: 0, concurrency: 8, chunksInFlight: 2 },
-  inference: { provider: 'cpu', threads: 1, intraOpThreads: 2, batch: 2 },
+  inference: { provider: 'cpu', threads: 2, intraOpThreads: 1, batch: 2 },
   baseline: { step: 0.5, mirror: false },
   stage1: { step: 0.5, mirror: false },
   boxes: { pooling: 'max', margin: [0, 0, 0], metric: 'iou', mode: 'auto' },
   select: { policy: 'spatial', maxBoxes: 0, lambda: 0, featurePooling: 'max' },
-  pack: { heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+  pack: { heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0] },
   stage2: { mirror: false, background: 'zero' },
   output: { probabilities: false },
 };

@@ -24,7 +24,7 @@ const EM_RESEARCH = (name: string, stage1Patch: TesseraConfig['stage1']['patch']
     nmsThreshold: 0.75, nmmThreshold: 0.35, metric: 'iou', mode: 'auto', recrop: [12, 128, 128], cropThreshold: [12, 128, 128],
   },
   select: { lambda: 0.03, featurePooling: 'max' },
-  pack: { canvas: [24, 256, 256], crop: [12, 128, 128], heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+  pack: { canvas: [24, 256, 256], crop: [12, 128, 128], heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0] },
 });
 
 const RAW: Record<string, Preset> = {
@@ -43,7 +43,7 @@ const RAW: Record<string, Preset> = {
       nmsThreshold: 0.7, nmmThreshold: 0.2, metric: 'iou', mode: 'auto', recrop: [56, 96, 96], cropThreshold: [56, 96, 96],
     },
     select: { lambda: 0.05, featurePooling: 'max' },
-    pack: { canvas: [56, 192, 192], crop: [56, 96, 96], heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+    pack: { canvas: [56, 192, 192], crop: [56, 96, 96], heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0] },
   },
   word: {
     name: 'word',
@@ -58,8 +58,11 @@ const RAW: Record<string, Preset> = {
       nmsThreshold: 0.55, nmmThreshold: 0.5, metric: 'iou', mode: 'auto', recrop: [64, 74, 74], cropThreshold: [64, 74, 74],
     },
     select: { lambda: 0.1275, featurePooling: 'mean' },
-    pack: { canvas: [288, 64, 64], crop: [64, 64, 64], heuristic: 'grid', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+    pack: { canvas: [288, 64, 64], crop: [64, 64, 64], heuristic: 'grid', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0] },
   },
+  // The synthetic presets are tuned on the benchmark volumes (see README, Benchmark): objects are
+  // small and sparse, so boxes are tight (cells of one stage-one voxel, a small margin), packed
+  // at one scale with real context around each box that is read but never pasted back.
   'synthetic-em': {
     name: 'synthetic-em',
     spacing: [40, 4, 4],
@@ -67,13 +70,13 @@ const RAW: Record<string, Preset> = {
     models: { fullres: 'models/synthetic-em-fullres.onnx', lowres: 'models/synthetic-em-lowres.onnx' },
     io: { chunk: [32, 512, 512], outputChunk: [16, 128, 128] },
     baseline: { patch: [16, 128, 128], step: 0.5, mirror: false },
-    stage1: { spacing: [40, 16, 16], patch: [16, 64, 64], step: 0.5, mirror: false },
+    stage1: { spacing: [40, 16, 16], patch: [32, 128, 128], step: 0.5, mirror: false },
     boxes: {
-      priorDownsample: [1, 4, 4], pooling: 'max', roiThreshold: 0.1, axisThr: 0, areaThr: 0, margin: [1, 8, 8],
-      nmsThreshold: 0.75, nmmThreshold: 0.35, metric: 'iou', mode: 'auto', recrop: [16, 64, 64], cropThreshold: [16, 64, 64],
+      priorDownsample: [1, 1, 1], pooling: 'max', roiThreshold: 0.1, axisThr: 0, areaThr: 0, margin: [1, 4, 4],
+      nmsThreshold: 0.75, nmmThreshold: 0.35, metric: 'iou', mode: 'auto', recrop: [16, 64, 64], cropThreshold: [16, 128, 128],
     },
     select: { lambda: 0.03, featurePooling: 'max' },
-    pack: { canvas: [16, 128, 128], crop: [16, 64, 64], heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+    pack: { canvas: [16, 128, 128], crop: [4, 32, 32], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [1, 8, 8] },
   },
   'synthetic-ct': {
     name: 'synthetic-ct',
@@ -82,13 +85,13 @@ const RAW: Record<string, Preset> = {
     models: { fullres: 'models/synthetic-ct-fullres.onnx', lowres: 'models/synthetic-ct-lowres.onnx' },
     io: { chunk: [32, 384, 384], outputChunk: [16, 128, 128] },
     baseline: { patch: [32, 96, 96], step: 0.5, mirror: false },
-    stage1: { spacing: [2.5, 3.2, 3.2], patch: [32, 48, 48], step: 0.5, mirror: false },
+    stage1: { spacing: [2.5, 3.2, 3.2], patch: [32, 96, 96], step: 0.5, mirror: false },
     boxes: {
-      priorDownsample: [2, 4, 4], pooling: 'max', roiThreshold: 0.1, axisThr: 0, areaThr: 0, margin: [2, 8, 8],
-      nmsThreshold: 0.7, nmmThreshold: 0.2, metric: 'iou', mode: 'auto', recrop: [32, 64, 64], cropThreshold: [32, 64, 64],
+      priorDownsample: [1, 1, 1], pooling: 'max', roiThreshold: 0.03, axisThr: 0, areaThr: 0, margin: [1, 4, 4],
+      nmsThreshold: 0.7, nmmThreshold: 0.2, metric: 'iou', mode: 'auto', recrop: [16, 64, 64], cropThreshold: [16, 128, 128],
     },
     select: { lambda: 0.05, featurePooling: 'max' },
-    pack: { canvas: [32, 128, 128], crop: [32, 64, 64], heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero' },
+    pack: { canvas: [16, 128, 128], crop: [4, 16, 16], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [1, 8, 8] },
   },
 };
 

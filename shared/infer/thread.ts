@@ -37,8 +37,10 @@ interface Slot {
 
 export class InferencePool {
   private readonly slots: Slot[];
-  private readonly pending = new Map<number, { resolve: (r: { data: Float32Array; dims: number[] }) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: { data: Float32Array; dims: number[] }) => void; reject: (e: Error) => void; t0: number }>();
   private nextId = 1;
+  /** Milliseconds threads spent in network calls, summed over threads. */
+  busyMs = 0;
   /** The provider actually in use, and why it differs from the one asked for. */
   provider: string = 'cpu';
   warning: string | undefined;
@@ -92,6 +94,7 @@ export class InferencePool {
     const p = this.pending.get(m.id);
     if (!p) return;
     this.pending.delete(m.id);
+    this.busyMs += performance.now() - p.t0;
     if (m.type === 'result') p.resolve({ data: m.data, dims: m.dims });
     else p.reject(new Error(m.error));
   }
@@ -110,7 +113,7 @@ export class InferencePool {
     const id = this.nextId++;
     slot.busy++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, t0: performance.now() });
       slot.worker.postMessage({ id, model, input, dims: [...dims] } satisfies WorkerRequest, [input.buffer as ArrayBuffer]);
     });
   }

@@ -34,7 +34,10 @@ export interface RunReport {
   output: string;
   roi: string;
   voxels: number;
+  /** Wall-clock seconds per phase and in total. */
   seconds: Record<string, number>;
+  /** Summed busy seconds per kind of work (read, write, network …), overlapping across chunks. */
+  busySeconds: Record<string, number>;
   voxelsPerSecond: number;
   peakRssMB: number;
   provider: string;
@@ -58,7 +61,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
     let failures: ChunkFailure[];
     let twoStage: TwoStageStats | undefined;
     if (c.mode === 'one-stage') {
-      failures = await runChunks(ctx, chunks, (ch) => oneStageChunk(ctx, out, ch), (n) => o.progress?.('one-stage', n, chunks.length));
+      failures = await ctx.timings.phase('oneStage', () => runChunks(ctx, chunks, (ch) => oneStageChunk(ctx, out, ch), (n) => o.progress?.('one-stage', n, chunks.length)));
     } else {
       const gt = o.oracle ? await openArray(o.oracle) : undefined;
       const r = await runTwoStage(ctx, out, chunks, o.progress, gt ? (ch) => oracleBoxes(ctx, gt, ch) : undefined);
@@ -76,6 +79,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
       roi: boxToString(ctx.roi),
       voxels,
       seconds: { ...ctx.timings.seconds(), total: Math.round(wall * 1000) / 1000 },
+      busySeconds: { ...ctx.timings.busy(), network: Math.round(ctx.pool.busyMs) / 1000 },
       voxelsPerSecond: Math.round(voxels / wall),
       peakRssMB: Math.round(peak / 2 ** 20),
       provider: ctx.pool.provider,

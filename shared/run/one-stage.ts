@@ -18,7 +18,7 @@ export async function oneStageChunk(ctx: RunContext, out: OutputArrays, chunk: C
   const read = contextBox(chunk.writeBox, c.baseline.patch, ctx.src.shape);
   const raw = await ctx.timings.time('read', () => readFull(ctx.src, read));
   const input = array3(normalize(raw.data, card.normalization), raw.shape);
-  const probs = await ctx.timings.time('inference', () => slidingWindow(input, ctx.fullres, {
+  const probs = await ctx.timings.time('sliding', () => slidingWindow(input, ctx.fullres, {
     patch: c.baseline.patch, step: c.baseline.step, mirror: c.baseline.mirror,
     batch: c.inference.batch, inFlight: ctx.pool.size + 1, signal: ctx.signal,
   }));

@@ -1,7 +1,10 @@
 // The two-stage pipeline over a chunk grid, in four phases whose units are independent and
 // whose results land in files, so the same phases can run on many machines:
-//   1. stage one, per chunk: low-resolution heatmap of the chunk's context → candidate boxes
-//      of regions touching the chunk (objects crossing a border are seen whole by both sides);
+//   1. stage one, per stage-one chunk: low-resolution heatmap of the chunk's context →
+//      candidate boxes of regions touching the chunk (objects crossing a border are seen whole
+//      by both sides). Stage-one chunks are `io.chunk` × the resolution factor (rounded), so
+//      they hold about as many low-resolution voxels as a chunk holds full-resolution ones and
+//      the halo a sliding window needs is paid rarely;
 //   2. boxes, once: global NMS (drops the duplicates of phase 1) → NMM parents → children;
 //      selection per chunk (each box owned by the chunk holding its anchor); packing;
 //   3. stage two, per canvas batch: assemble, run, store the canvas prediction;
@@ -10,8 +13,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import pLimit from 'p-limit';
-import { type Box, boxOfShape, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
-import type { Chunk } from '../geometry/grid.ts';
+import { type Box, type Vec3, boxOfShape, grow, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
+import { type Chunk, planGrid } from '../geometry/grid.ts';
 import { type Array3, array3, crop } from '../array/array3.ts';
 import { resizeLinear } from '../array/resample.ts';
 import { normalize } from '../infer/model.ts';
@@ -49,7 +52,7 @@ export async function stage1Chunk(ctx: RunContext, g: LowGrid, chunk: Chunk, wor
   const lw = toLowBox(g, chunk.writeBox, ctx.src.shape);
   const around = contextBox(lw, c.stage1.patch, g.shape);
   const raw = await ctx.timings.time('read', () => readLow(ctx.src, g, around));
-  const heat = await ctx.timings.time('stage1', () => stage1(raw, ctx.lowres!, {
+  const heat = await ctx.timings.time('sliding', () => stage1(raw, ctx.lowres!, {
     patch: c.stage1.patch, step: c.stage1.step, mirror: c.stage1.mirror,
     batch: c.inference.batch, inFlight: ctx.pool.size + 1, signal: ctx.signal,
   }));
@@ -57,7 +60,7 @@ export async function stage1Chunk(ctx: RunContext, g: LowGrid, chunk: Chunk, wor
     const own = crop(heat, around.begin, lw);
     await writeFloat(path.join(workDir, 'heat', `${chunk.id}.f32`), own.data);
   }
-  return ctx.timings.time('boxes', () => extractBoxes(heat, around.begin, {
+  return ctx.timings.time('extract', () => extractBoxes(heat, around.begin, {
     priorDownsample: c.boxes.priorDownsample, pooling: c.boxes.pooling, roiThreshold: c.boxes.roiThreshold,
     axisThr: c.boxes.axisThr, areaThr: c.boxes.areaThr, factor: g.factor, margin: c.boxes.margin,
     minShape: c.pack.crop, bounds: ctx.roi,
@@ -76,6 +79,7 @@ export interface BoxPlan {
 /** Phase 2: pure — fragments of every chunk → global boxes → per-chunk selection → packing. */
 export function planBoxes(ctx: RunContext, chunks: readonly Chunk[], fragments: readonly Candidate[][]): BoxPlan {
   const c = ctx.config;
+  const t0 = performance.now();
   const all = fragments.flat().map((f, i) => ({ ...f, id: i }));
   const refined = refineBoxes(all, {
     nmsThreshold: c.boxes.nmsThreshold, nmmThreshold: c.boxes.nmmThreshold, metric: c.boxes.metric,
@@ -85,11 +89,23 @@ export function planBoxes(ctx: RunContext, chunks: readonly Chunk[], fragments: 
   const boxes = chunks.flatMap((ch) => policy.select(refined.boxes, {
     chunkWriteBox: ch.writeBox, maxBoxes: c.select.maxBoxes > 0 ? c.select.maxBoxes : undefined,
   }));
-  const packing = pack(boxes, {
+  // Pack each box with `pack.context` around it, then paste back only the box itself.
+  const t1 = performance.now();
+  ctx.timings.addPhase('boxes', t1 - t0);
+  const ctxm = c.pack.context;
+  const withContext = ctxm.some((v) => v > 0);
+  const vol = boxOfShape(ctx.src.shape);
+  const packed = withContext ? boxes.map((b) => ({ ...b, box: intersect(grow(b.box, ctxm), vol) })) : boxes;
+  const packing = pack(packed, {
     canvas: c.pack.canvas, slot: c.pack.crop, heuristic: c.pack.heuristic, postprocess: c.pack.postprocess,
     cropThreshold: c.boxes.cropThreshold, maxPerCanvas: c.pack.maxPerCanvas > 0 ? c.pack.maxPerCanvas : undefined,
-    bounds: boxOfShape(ctx.src.shape),
+    bounds: vol,
   });
+  if (withContext) {
+    const own = new Map(boxes.map((b) => [b.id, b.box]));
+    packing.placements = packing.placements.map((p) => ({ ...p, target: intersect(p.target, own.get(p.boxId)!) }));
+  }
+  ctx.timings.addPhase('pack', performance.now() - t1);
   return { candidates: refined.candidates, parents: refined.parents, children: refined.children, boxes, packing };
 }
 
@@ -118,7 +134,7 @@ export async function stage2Batch(ctx: RunContext, packing: Packing, indices: nu
     const raw = await ctx.timings.time('read', () => readFull(ctx.src, b));
     return array3(normalize(raw.data, card.normalization), raw.shape);
   };
-  const preds = await ctx.timings.time('stage2', () => stage2(packing, indices, read, ctx.fullres, {
+  const preds = await ctx.timings.time('canvases', () => stage2(packing, indices, read, ctx.fullres, {
     batch: c.inference.batch, mirror: c.stage2.mirror, fill, signal: ctx.signal,
   }));
   let channels = 1;
@@ -132,7 +148,7 @@ export async function stage2Batch(ctx: RunContext, packing: Packing, indices: nu
 /** Phase 4 for one chunk: blend the crops reaching its write box, arg-max, write. */
 export async function pasteChunk(
   ctx: RunContext, out: OutputArrays, g: LowGrid, plan: BoxPlan, chunk: Chunk, channels: number, workDir: string,
-  loadCanvas: (i: number) => Promise<CanvasPrediction>,
+  loadCanvas: (i: number) => Promise<CanvasPrediction>, stage1Chunks: readonly Chunk[],
 ): Promise<number> {
   const c = ctx.config;
   const acc = new PasteAccumulator(chunk.writeBox, channels);
@@ -149,9 +165,12 @@ export async function pasteChunk(
   }
   let background: ((ch: number) => Array3<Float32Array>) | undefined;
   if (c.stage2.background === 'stage1') {
-    const lw = toLowBox(g, chunk.writeBox, ctx.src.shape);
-    const heat = array3(await readFloat(path.join(workDir, 'heat', `${chunk.id}.f32`)), shapeOf(lw));
-    const up = resizeLinear(heat, shapeOf(chunk.writeBox));
+    // The stage-one chunk holding this chunk (stage-one chunks are aligned multiples).
+    const s1 = stage1Chunks.find((s) => !isEmpty(intersect(s.writeBox, chunk.writeBox)))!;
+    const s1Low = toLowBox(g, s1.writeBox, ctx.src.shape);
+    const heat = array3(await readFloat(path.join(workDir, 'heat', `${s1.id}.f32`)), shapeOf(s1Low));
+    const lw = intersect(toLowBox(g, chunk.writeBox, ctx.src.shape), s1Low);
+    const up = resizeLinear(crop(heat, s1Low.begin, lw), shapeOf(chunk.writeBox));
     background = () => up;
   }
   const probs = acc.result(background);
@@ -190,16 +209,15 @@ export async function runTwoStage(
   const g = lowGrid(ctx.src, c.stage1.spacing);
 
   // Phase 1.
+  const s1Chunks = planGrid(ctx.roi, stage1ChunkShape(c.io.chunk, g), [0, 0, 0]);
   const fragments = new Map<string, Candidate[]>();
-  const f1 = await runChunks(ctx, chunks, async (ch) => {
+  const f1 = await ctx.timings.phase('stage1', () => runChunks(ctx, s1Chunks, async (ch) => {
     fragments.set(ch.id, await (boxSource ? boxSource(ch) : stage1Chunk(ctx, g, ch, workDir)));
-  }, (n) => progress?.('stage1', n, chunks.length));
+  }, (n) => progress?.('stage1', n, s1Chunks.length)));
   if (f1.length) return { failures: f1, stats: emptyStats(), plan: undefined as never };
 
   // Phase 2.
-  const t0 = performance.now();
-  const plan = planBoxes(ctx, chunks, chunks.map((ch) => fragments.get(ch.id)!));
-  ctx.timings.add('boxes', performance.now() - t0);
+  const plan = planBoxes(ctx, chunks, s1Chunks.map((ch) => fragments.get(ch.id)!));
   await writeJsonAtomic(path.join(out.path, 'boxes.json'), boxesDocument(plan));
   ctx.log.info({ candidates: plan.candidates.length, parents: plan.parents.length, children: plan.children.length, boxes: plan.boxes.length, canvases: plan.packing.canvases, fillRatio: plan.packing.fillRatio }, 'boxes planned');
 
@@ -212,10 +230,10 @@ export async function runTwoStage(
   let channels = ctx.cards.fullres.output === 'softmax' ? Math.max(1, ctx.cards.fullres.classes.length - 1) : ctx.cards.fullres.classes.length;
   const limit = pLimit(Math.max(2, ctx.pool.size + 1));
   let done = 0;
-  await Promise.all(batches.map((b) => limit(async () => {
+  await ctx.timings.phase('stage2', () => Promise.all(batches.map((b) => limit(async () => {
     channels = await stage2Batch(ctx, plan.packing, b, workDir);
     progress?.('stage2', ++done, batches.length);
-  })));
+  }))));
 
   // Phase 4.
   const cache = new Map<number, Promise<CanvasPrediction>>();
@@ -229,9 +247,9 @@ export async function runTwoStage(
     return p;
   };
   let covered = 0;
-  const f4 = await runChunks(ctx, chunks, async (ch) => {
-    covered += await ctx.timings.time('paste', () => pasteChunk(ctx, out, g, plan, ch, channels, workDir, loadCanvas));
-  }, (n) => progress?.('paste', n, chunks.length));
+  const f4 = await ctx.timings.phase('paste', () => runChunks(ctx, chunks, async (ch) => {
+    covered += await pasteChunk(ctx, out, g, plan, ch, channels, workDir, loadCanvas, s1Chunks);
+  }, (n) => progress?.('paste', n, chunks.length)));
   await fs.promises.rm(workDir, { recursive: true, force: true });
   const roiShape = shapeOf(ctx.roi);
   return {
@@ -247,6 +265,11 @@ export async function runTwoStage(
       coverage: covered / (roiShape[0] * roiShape[1] * roiShape[2]),
     },
   };
+}
+
+/** Stage-one chunk: `io.chunk` times the (rounded) resolution factor, so chunks nest in it. */
+export function stage1ChunkShape(chunk: Vec3, g: LowGrid): Vec3 {
+  return chunk.map((v, a) => v * Math.max(1, Math.round(g.factor[a]))) as unknown as Vec3;
 }
 
 function emptyStats(): TwoStageStats {

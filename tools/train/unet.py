@@ -101,14 +101,15 @@ ARCH = {
     # full-res EM 40x4x4 nm: z is 10x coarser
     ("em", "fullres"): dict(features=(8, 16, 32, 64), kernels=((1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3)),
                             pools=((1, 2, 2), (1, 2, 2), (2, 2, 2))),
-    # low-res EM 40x16x16 nm
-    ("em", "lowres"): dict(features=(8, 16, 32, 64), kernels=((1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
+    # low-res EM 40x16x16 nm. Stage one must be cheap (it runs over the whole volume), so the
+    # low-res nets have half the features: about a quarter of the full-res net's FLOPs per voxel.
+    ("em", "lowres"): dict(features=(4, 8, 16, 32), kernels=((1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
                            pools=((1, 2, 2), (2, 2, 2), (2, 2, 2))),
     # full-res CT 2.5x0.8x0.8 mm
     ("ct", "fullres"): dict(features=(8, 16, 32, 64), kernels=((1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
                             pools=((1, 2, 2), (2, 2, 2), (2, 2, 2))),
     # low-res CT 2.5x3.2x3.2 mm: about isotropic
-    ("ct", "lowres"): dict(features=(8, 16, 32, 64), kernels=((3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
+    ("ct", "lowres"): dict(features=(4, 8, 16, 32), kernels=((3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
                            pools=((2, 2, 2), (2, 2, 2), (2, 2, 2))),
 }
 
