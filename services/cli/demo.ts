@@ -1,11 +1,7 @@
 // `tessera demo` (= `npm run demo`): the main job on the embedded default, end to end —
 // synthesize an EM volume, segment it two-stage, score it against its ground truth.
 import * as path from 'node:path';
-import { loadConfig } from '../../shared/config/load.ts';
-import { createLogger } from '../../shared/log.ts';
-import { runEmbedded } from '../../shared/run/embedded.ts';
-import { evaluateOutput } from '../../shared/run/eval.ts';
-import { writeSynth } from '../../shared/run/synth.ts';
+import { createLogger, evaluateOutput, loadConfig, runEmbedded, writeSynth } from '../../shared/index.ts';
 
 export async function runDemo(dir: string, mode: 'one-stage' | 'two-stage' = 'two-stage'): Promise<void> {
   const vol = path.join(dir, 'vol.zarr');

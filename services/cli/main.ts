@@ -2,15 +2,9 @@
 // one library call; errors print one line naming the cause and exit non-zero.
 import { Command, InvalidArgumentError } from 'commander';
 import cliProgress from 'cli-progress';
-import type { Vec3 } from '../../shared/geometry/box.ts';
-import { parseBox } from '../../shared/geometry/box.ts';
-import { loadConfig } from '../../shared/config/load.ts';
-import { PRESET_NAMES } from '../../shared/config/presets.ts';
-import { createLogger } from '../../shared/log.ts';
-import { runEmbedded } from '../../shared/run/embedded.ts';
-import { evaluateOutput } from '../../shared/run/eval.ts';
-import { writeSynth } from '../../shared/run/synth.ts';
-import { isTesseraError } from '../../shared/errors.ts';
+import {
+  type Vec3, PRESET_NAMES, createLogger, evaluateOutput, isTesseraError, loadConfig, parseBox, runEmbedded, writeSynth,
+} from '../../shared/index.ts';
 import { runBench } from '../../bench/bench.ts';
 import { runDemo } from './demo.ts';
 

@@ -149,3 +149,17 @@ function hasPythonZarr(): boolean {
     return false;
   }
 }
+
+test('the presets run on the smallest synthetic volumes (16×128×128), both kinds and both modes', async () => {
+  for (const kind of ['em', 'ct']) {
+    const vol = path.join(dir, `small-${kind}.zarr`);
+    await tesseraOk(['synth', '--kind', kind, '--shape', '16,128,128', '--seed', '77', '--out', vol]);
+    for (const mode of ['one-stage', 'two-stage']) {
+      const out = path.join(dir, `small-${kind}-${mode}.zarr`);
+      const r = JSON.parse((await tesseraOk(['run', '--input', vol, '--output', out, '--preset', `synthetic-${kind}`, '--mode', mode, '--json'])).stdout);
+      assert.equal(r.voxels, 16 * 128 * 128);
+      const e = JSON.parse((await tesseraOk(['eval', '--pred', out, '--gt', vol, '--json'])).stdout);
+      assert.ok(e.perClass['1'].dice >= 0.8, `${kind} ${mode}: Dice ${e.perClass['1'].dice}`);
+    }
+  }
+});

@@ -1,0 +1,30 @@
+// Tessera's public library surface: services and tools import from here. (Snapshot-tested in
+// test/unit/surface.test.ts: a change to this list is a deliberate API change.)
+export * from './geometry/box.ts';
+export { type Chunk, chunkId, planGrid } from './geometry/grid.ts';
+export { lowShape, scaleFactor, toFull, toLow } from './geometry/scale.ts';
+export { type Array3, array3, copyRegion, crop } from './array/array3.ts';
+export { label } from './array/components.ts';
+export { downsampleMax, downsampleMean, resizeLinear, resizeNearest } from './array/resample.ts';
+export { type DType, type TypedArray, INPUT_DTYPES } from './volume/dtype.ts';
+export { type VolumeArray, type PadMode, createArray, createGroup, openArray, readRegion, writeRegion } from './volume/zarr.ts';
+export { type Image, type Level, openImage, pickLevel, multiscalesAttrs } from './volume/ome.ts';
+export { type TesseraConfig, type Mode, DEFAULTS, SCHEMA } from './config/config.ts';
+export { loadConfig, checkModels, PACKAGE_ROOT } from './config/load.ts';
+export { PRESET_NAMES, preset } from './config/presets.ts';
+export { type Model, type ModelCard, loadModelCard, normalize } from './infer/model.ts';
+export { type Provider, InferencePool } from './infer/thread.ts';
+export { type SlidingOptions, argmax, gaussianMap, slidingWindow, tileSteps } from './infer/sliding.ts';
+export { stage1 } from './pipeline/stage1.ts';
+export { type Candidate, extractBoxes, nms, nmm, proposeBoxes, recrop, refineBoxes } from './pipeline/boxes.ts';
+export { type SelectPolicy, type SelectContext, allPolicy, ownedBy, policyByName, scorePolicy, spatialPolicy } from './pipeline/select.ts';
+export { type Packing, type Placement, assembleCanvas, pack, unpackCanvas } from './pipeline/pack.ts';
+export { stage2 } from './pipeline/stage2.ts';
+export { PasteAccumulator } from './pipeline/paste.ts';
+export { type RunOptions, type RunReport, runEmbedded } from './run/embedded.ts';
+export { evaluateOutput } from './run/eval.ts';
+export { writeSynth } from './run/synth.ts';
+export { evaluate } from './metrics/index.ts';
+export { synthScene, renderImage, renderLabels } from './synth/index.ts';
+export { ConfigError, InputError, MessageError, ModelError, OutputError, TesseraError, isPermanent, isTesseraError } from './errors.ts';
+export { createLogger, silentLogger } from './log.ts';
