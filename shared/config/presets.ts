@@ -76,7 +76,7 @@ const RAW: Record<string, Preset> = {
       nmsThreshold: 0.75, nmmThreshold: 0.35, metric: 'iou', mode: 'auto', recrop: [16, 64, 64], cropThreshold: [16, 128, 128],
     },
     select: { lambda: 0.03, featurePooling: 'max' },
-    pack: { canvas: [16, 128, 128], crop: [4, 32, 32], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [1, 8, 8] },
+    pack: { canvas: [16, 128, 128], crop: [4, 32, 32], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [1, 4, 4] },
   },
   'synthetic-ct': {
     name: 'synthetic-ct',
