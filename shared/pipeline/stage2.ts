@@ -2,8 +2,8 @@
 // normalised volume reads (resized where the packing says so), run in batches, and turned into
 // foreground probabilities per canvas. Canvases are independent (instance normalisation is per
 // sample), so the result of a canvas does not depend on its batch mates.
-import type { Box } from '../geometry/box.ts';
-import { type Array3, array3 } from '../array/array3.ts';
+import { type Box, type Vec3, boxOfShape } from '../geometry/box.ts';
+import { type Array3, array3, crop } from '../array/array3.ts';
 import type { Model } from '../infer/model.ts';
 import { MIRRORS, flipInto, toProbabilities } from '../infer/sliding.ts';
 import { type Packing, assembleCanvas } from './pack.ts';
@@ -48,31 +48,39 @@ export async function stage2(
   const mirrors = o.mirror ? MIRRORS : MIRRORS.slice(0, 1);
   const sums: Float32Array[] = [];
   let fg = 0;
-  for (const flip of mirrors) {
-    for (let b0 = 0; b0 < canvases.length; b0 += Math.max(1, o.batch)) {
-      const group = canvases.slice(b0, b0 + Math.max(1, o.batch));
-      const input = new Float32Array(group.length * vox);
-      group.forEach((c, i) => {
-        if (flip.some(Boolean)) flipInto(c.data, input.subarray(i * vox, (i + 1) * vox), 1, shape, flip);
-        else input.set(c.data, i * vox);
+  for (let b0 = 0; b0 < canvases.length; b0 += Math.max(1, o.batch)) {
+    const group = indices.slice(b0, b0 + Math.max(1, o.batch));
+    // Run only the occupied part of the group's canvases (rounded up to what the network
+    // needs): a canvas that is mostly unused space would be mostly fill, which both wastes
+    // work and, through instance normalisation, distorts the prediction of what it holds.
+    const ext = occupied(packing, group, model.card.divisor);
+    const ev = ext[0] * ext[1] * ext[2];
+    const parts = group.map((_, i) => crop(canvases[b0 + i], [0, 0, 0], boxOfShape(ext)));
+    for (const flip of mirrors) {
+      const input = new Float32Array(group.length * ev);
+      parts.forEach((c, i) => {
+        if (flip.some(Boolean)) flipInto(c.data, input.subarray(i * ev, (i + 1) * ev), 1, ext, flip);
+        else input.set(c.data, i * ev);
       });
-      const r = await model.run(input, [group.length, 1, ...shape], o.signal);
+      const r = await model.run(input, [group.length, 1, ...ext], o.signal);
       const k = r.dims[1];
-      const softmax = model.card.output === 'softmax' && k > 1;
-      fg = softmax ? k - 1 : k;
+      fg = model.card.output === 'softmax' && k > 1 ? k - 1 : k;
       group.forEach((_, i) => {
-        const block = r.data.subarray(i * k * vox, (i + 1) * k * vox);
-        toProbabilities(block, k, vox, model.card.output);
-        let fgBlock = block.subarray((k - fg) * vox);
+        const block = r.data.subarray(i * k * ev, (i + 1) * k * ev);
+        toProbabilities(block, k, ev, model.card.output);
+        let fgBlock = block.subarray((k - fg) * ev);
         if (flip.some(Boolean)) {
-          const un = new Float32Array(fg * vox);
-          flipInto(fgBlock, un, fg, shape, flip);
+          const un = new Float32Array(fg * ev);
+          flipInto(fgBlock, un, fg, ext, flip);
           fgBlock = un;
         }
         const j = b0 + i;
         if (!sums[j]) sums[j] = new Float32Array(fg * vox);
-        const s = sums[j];
-        for (let v = 0; v < s.length; v++) s[v] += fgBlock[v];
+        for (let c = 0; c < fg; c++) {
+          const dst = array3(sums[j].subarray(c * vox, (c + 1) * vox), shape);
+          const src = array3(fgBlock.subarray(c * ev, (c + 1) * ev), ext);
+          addInto(src, dst);
+        }
       });
     }
   }
@@ -81,6 +89,27 @@ export async function stage2(
     if (mirrors.length > 1) for (let v = 0; v < data.length; v++) data[v] /= mirrors.length;
     return { canvas, channels: fg, data };
   });
+}
+
+/** The canvas extent [0, ext) holding every placement of `canvases`, rounded up to `divisor`. */
+export function occupied(packing: Packing, canvases: readonly number[], divisor: Vec3): Vec3 {
+  const ext = [1, 1, 1];
+  for (const p of packing.placements) {
+    if (!canvases.includes(p.canvas)) continue;
+    for (let a = 0; a < 3; a++) ext[a] = Math.max(ext[a], p.dest.end[a]);
+  }
+  return ext.map((e, a) => Math.min(packing.canvasShape[a], Math.ceil(e / divisor[a]) * divisor[a])) as unknown as Vec3;
+}
+
+/** dst[region of src's shape at the origin] += src. */
+function addInto(src: Array3<Float32Array>, dst: Array3<Float32Array>): void {
+  const [D, H, W] = src.shape;
+  const [, dh, dw] = dst.shape;
+  for (let z = 0; z < D; z++) for (let y = 0; y < H; y++) {
+    const so = (z * H + y) * W;
+    const d = (z * dh + y) * dw;
+    for (let x = 0; x < W; x++) dst.data[d + x] += src.data[so + x];
+  }
 }
 
 /** One foreground channel of a canvas prediction as an Array3. */
