@@ -123,16 +123,22 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
   const ablations: Array<Record<string, unknown>> = [];
   let plot: string | undefined;
   if (o.ablations) {
+    // Slot-based packings need slots that fit the boxes: those ablations use 8×64×64 slots
+    // (8 per canvas) and re-crop boxes bigger than a slot, as the research configurations do.
+    const slots = { crop: [8, 64, 64], context: [0, 0, 0] };
+    const slotBoxes = { cropThreshold: [8, 64, 64], recrop: [8, 64, 64] };
     const variants: Array<[string, Record<string, unknown>]> = [
+      ['preset (scale packing, context)', {}],
       ['parents only', { boxes: { mode: 'parents' } }],
       ['children only', { boxes: { mode: 'children' } }],
-      ['resize', { pack: { postprocess: 'resize' } }],
-      ['crop_and_resize', { pack: { postprocess: 'crop_and_resize' } }],
-      ['jigsaw off (grid)', { pack: { heuristic: 'grid' } }],
-      ['scale packing', { pack: { heuristic: 'scale' } }],
-      ['1 crop per canvas', { pack: { maxPerCanvas: 1 } }],
-      ['4 crops per canvas', { pack: { maxPerCanvas: 4 } }],
-      ['8 crops per canvas', { pack: { maxPerCanvas: 8 } }],
+      ['grid slots, resize', { pack: { ...slots, heuristic: 'grid', postprocess: 'resize' }, boxes: { cropThreshold: [8, 64, 64] } }],
+      ['grid slots, crop_and_resize', { pack: { ...slots, heuristic: 'grid', postprocess: 'crop_and_resize' }, boxes: { cropThreshold: [8, 64, 64] } }],
+      ['jigsaw on', { pack: { ...slots, heuristic: 'jigsaw' }, boxes: slotBoxes }],
+      ['jigsaw off (grid)', { pack: { ...slots, heuristic: 'grid' }, boxes: slotBoxes }],
+      ['1 crop per canvas', { pack: { ...slots, heuristic: 'jigsaw', maxPerCanvas: 1 }, boxes: slotBoxes }],
+      ['4 crops per canvas', { pack: { ...slots, heuristic: 'jigsaw', maxPerCanvas: 4 }, boxes: slotBoxes }],
+      ['8 crops per canvas', { pack: { ...slots, heuristic: 'jigsaw', maxPerCanvas: 8 }, boxes: slotBoxes }],
+      ['policy all', { select: { policy: 'all' } }],
       ['policy score', { select: { policy: 'score' } }],
     ];
     for (const [name, over] of variants) {
@@ -142,7 +148,7 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
       ablations.push({ name, seconds: s.run.seconds.total, dice: r3(s.eval.dice), canvases: s.run.twoStage?.canvases, fillRatio: r3(s.run.twoStage?.fillRatio ?? 0), boxes: s.run.twoStage?.boxes, recall: r3(boxRecall(gt, path.join(out, 'boxes.json')).recall) });
     }
     const sweep: Array<{ roiThreshold: number; recall: number; seconds: number; dice: number }> = [];
-    for (const t of [0.01, 0.05, 0.1, 0.3, 0.5, 0.7, 0.9]) {
+    for (const t of [0.001, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99]) {
       say(`bench: roi_threshold ${t}`);
       const out = path.join(dir, 'sweep.zarr');
       const s = await scored(vol, out, preset, { mode: 'two-stage', boxes: { roiThreshold: t } });

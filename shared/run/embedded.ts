@@ -2,13 +2,17 @@
 // functions the distributed worker runs, over the same chunk grid, so both give identical
 // output.
 import * as os from 'node:os';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { PACKAGE_ROOT } from '../config/load.ts';
 import { type Box, boxToString, volumeOf } from '../geometry/box.ts';
 import { planGrid } from '../geometry/grid.ts';
 import type { TesseraConfig } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import { openRun } from './context.ts';
 import { createOutput, finishOutput } from './output.ts';
-import { type ChunkFailure, oneStageChunk, runChunks } from './one-stage.ts';
+import { oneStageChunk } from './one-stage.ts';
+import { type ChunkFailure, runChunks } from './chunks.ts';
 import { runTwoStage, type TwoStageStats } from './two-stage.ts';
 import { oracleBoxes } from './oracle.ts';
 import { openArray } from '../volume/zarr.ts';
@@ -43,6 +47,15 @@ export interface RunReport {
   provider: string;
   failures: ChunkFailure[];
   twoStage?: TwoStageStats;
+}
+
+/** Tessera's and ONNX Runtime's versions, from the installed packages. */
+function versions(): Record<string, string> {
+  const read = (f: string) => (JSON.parse(fs.readFileSync(f, 'utf8')) as { version: string }).version;
+  return {
+    tessera: read(path.join(PACKAGE_ROOT, 'package.json')),
+    onnxruntime: read(path.join(PACKAGE_ROOT, 'node_modules', 'onnxruntime-node', 'package.json')),
+  };
 }
 
 export async function runEmbedded(o: RunOptions): Promise<RunReport> {
@@ -94,7 +107,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
         fullres: { path: c.models.fullres, sha256: ctx.cards.fullres.sha256 },
         ...(ctx.cards.lowres ? { lowres: { path: c.models.lowres, sha256: ctx.cards.lowres.sha256 } } : {}),
       },
-      versions: { tessera: '0.1.0', node: process.version, onnxruntime: 'onnxruntime-node 1.30.0', host: os.hostname() },
+      versions: { ...versions(), node: process.version, host: os.hostname() },
     }, failures.length ? 'failed' : 'complete');
     return report;
   } finally {

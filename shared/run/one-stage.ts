@@ -1,7 +1,6 @@
 // The one-stage baseline, chunk by chunk: nnU-Net sliding window at full resolution over each
 // chunk's context box, cut to its write box, arg-maxed and written. Output depends only on
 // (input, models, config): not on how many chunks run at once.
-import pLimit from 'p-limit';
 import type { Chunk } from '../geometry/grid.ts';
 import { array3, crop } from '../array/array3.ts';
 import { normalize } from '../infer/model.ts';
@@ -28,34 +27,4 @@ export async function oneStageChunk(ctx: RunContext, out: OutputArrays, chunk: C
     await writeRegion(out.segmentation, chunk.writeBox, seg, ctx.src.io);
     if (out.probabilities) await writeRegion(out.probabilities, chunk.writeBox, fg[0], ctx.src.io);
   });
-}
-
-export interface ChunkFailure {
-  chunk: string;
-  error: string;
-}
-
-/**
- * Run `work` on every chunk, `io.chunksInFlight` at a time. A chunk that fails is recorded and
- * the rest go on (the run report lists failures); an abort stops everything.
- */
-export async function runChunks(
-  ctx: RunContext, chunks: readonly Chunk[], work: (chunk: Chunk) => Promise<void>, onDone?: (n: number) => void,
-): Promise<ChunkFailure[]> {
-  const limit = pLimit(ctx.config.io.chunksInFlight);
-  const failures: ChunkFailure[] = [];
-  let done = 0;
-  await Promise.all(chunks.map((ch) => limit(async () => {
-    ctx.signal?.throwIfAborted();
-    try {
-      await work(ch);
-    } catch (err) {
-      if (ctx.signal?.aborted) throw err;
-      failures.push({ chunk: ch.id, error: (err as Error).message });
-      ctx.log.error({ chunk: ch.id, err }, 'chunk failed');
-    }
-    onDone?.(++done);
-    ctx.log.debug({ chunk: ch.id, done, total: chunks.length }, 'chunk done');
-  })));
-  return failures.sort((a, b) => (a.chunk < b.chunk ? -1 : 1));
 }

@@ -31,7 +31,7 @@ import { writeRegion } from '../volume/zarr.ts';
 import { writeJsonAtomic } from '../volume/store.ts';
 import type { RunContext } from './context.ts';
 import type { OutputArrays } from './output.ts';
-import { type ChunkFailure, runChunks } from './one-stage.ts';
+import { type ChunkFailure, runChunks } from './chunks.ts';
 
 export interface TwoStageStats {
   candidates: number;
@@ -203,7 +203,7 @@ export type BoxSource = (chunk: Chunk) => Promise<Candidate[]>;
 
 export async function runTwoStage(
   ctx: RunContext, out: OutputArrays, chunks: readonly Chunk[], progress?: Progress, boxSource?: BoxSource,
-): Promise<{ failures: ChunkFailure[]; stats: TwoStageStats; plan: BoxPlan }> {
+): Promise<{ failures: ChunkFailure[]; stats: TwoStageStats; plan?: BoxPlan }> {
   const c = ctx.config;
   const workDir = path.join(out.path, '.work');
   const g = lowGrid(ctx.src, c.stage1.spacing);
@@ -214,7 +214,7 @@ export async function runTwoStage(
   const f1 = await ctx.timings.phase('stage1', () => runChunks(ctx, s1Chunks, async (ch) => {
     fragments.set(ch.id, await (boxSource ? boxSource(ch) : stage1Chunk(ctx, g, ch, workDir)));
   }, (n) => progress?.('stage1', n, s1Chunks.length)));
-  if (f1.length) return { failures: f1, stats: emptyStats(), plan: undefined as never };
+  if (f1.length) return { failures: f1, stats: emptyStats() };
 
   // Phase 2.
   const plan = planBoxes(ctx, chunks, s1Chunks.map((ch) => fragments.get(ch.id)!));
