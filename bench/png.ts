@@ -29,6 +29,8 @@ for (const [ch, rows] of Object.entries({
   n: ['00000', '00000', '10110', '11001', '10001', '10001', '10001'], o: ['00000', '00000', '01110', '10001', '10001', '10001', '01110'],
   r: ['00000', '00000', '10110', '11001', '10000', '10000', '10000'], s: ['00000', '00000', '01110', '10000', '01110', '00001', '11110'],
   t: ['01000', '01000', '11100', '01000', '01000', '01001', '00110'], u: ['00000', '00000', '10001', '10001', '10001', '10011', '01101'],
+  v: ['00000', '00000', '10001', '10001', '10001', '01010', '00100'], b: ['10000', '10000', '10110', '11001', '10001', '10001', '11110'],
+  p: ['00000', '00000', '11110', '10001', '11110', '10000', '10000'], k: ['10000', '10000', '10010', '10100', '11000', '10100', '10010'],
   _: ['00000', '00000', '00000', '00000', '00000', '00000', '11111'], x: ['00000', '00000', '10001', '01010', '00100', '01010', '10001'],
 })) FONT[ch] = rows;
 
@@ -79,9 +81,9 @@ export class Canvas {
 
 export interface Series { name: string; color: readonly number[]; points: Array<[number, number]> }
 
-/** Line plot of series sharing an x axis; each series is scaled to its own [0, max] (labelled at its end). */
+/** Line plot of series sharing an x axis; each series is scaled to its own [min, max] (given in its legend). */
 export function linePlot(title: string, xLabel: string, series: Series[], logX = true): Buffer {
-  const W = 720, H = 420, L = 70, R = 30, T = 50, B = 60;
+  const W = 720, H = 460, L = 70, R = 30, T = 100, B = 60;
   const c = new Canvas(W, H);
   const xs = series.flatMap((s) => s.points.map((p) => p[0]));
   const fx = (v: number) => (logX ? Math.log10(v) : v);
@@ -93,11 +95,14 @@ export function linePlot(title: string, xLabel: string, series: Series[], logX =
   c.text(W / 2 - xLabel.length * 6, H - 22, xLabel);
   for (const v of [...new Set(xs)]) { c.line(px(v), H - B, px(v), H - B + 5, [0, 0, 0]); c.text(px(v) - 12, H - B + 9, String(v), [0, 0, 0], 1); }
   series.forEach((s, si) => {
-    const max = Math.max(...s.points.map((p) => p[1])) || 1;
-    const py = (v: number) => H - B - (v / max) * (H - T - B);
+    const ys = s.points.map((p) => p[1]);
+    const max = Math.max(...ys);
+    const min = Math.min(...ys);
+    const span = max - min || Math.abs(max) || 1;
+    const py = (v: number) => H - B - 10 - ((v - min) / span) * (H - T - B - 60);
     for (let i = 1; i < s.points.length; i++) c.line(px(s.points[i - 1][0]), py(s.points[i - 1][1]), px(s.points[i][0]), py(s.points[i][1]), s.color, 3);
     for (const p of s.points) c.line(px(p[0]) - 3, py(p[1]), px(p[0]) + 3, py(p[1]), s.color, 3);
-    c.text(L + 10, T + 4 + si * 18, `${s.name} (max ${max.toPrecision(3)})`, s.color);
+    c.text(L + 10, 36 + si * 18, `${s.name} (${min.toPrecision(3)} - ${max.toPrecision(3)})`, s.color);
   });
   return c.png();
 }
