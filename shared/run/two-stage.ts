@@ -76,7 +76,7 @@ export interface BoxPlan {
   packing: Packing;
 }
 
-/** Phase 2: pure — fragments of every chunk → global boxes → per-chunk selection → packing. */
+/** Phase 2 (no I/O; only records its timings): fragments of every chunk → global boxes → per-chunk selection → packing. */
 export function planBoxes(ctx: RunContext, chunks: readonly Chunk[], fragments: readonly Candidate[][]): BoxPlan {
   const c = ctx.config;
   const t0 = performance.now();
@@ -89,9 +89,9 @@ export function planBoxes(ctx: RunContext, chunks: readonly Chunk[], fragments: 
   const boxes = chunks.flatMap((ch) => policy.select(refined.boxes, {
     chunkWriteBox: ch.writeBox, maxBoxes: c.select.maxBoxes > 0 ? c.select.maxBoxes : undefined,
   }));
-  // Pack each box with `pack.context` around it, then paste back only the box itself.
   const t1 = performance.now();
   ctx.timings.addPhase('boxes', t1 - t0);
+  // Pack each box with `pack.context` around it, then paste back only the box itself.
   const ctxm = c.pack.context;
   const withContext = ctxm.some((v) => v > 0);
   const vol = boxOfShape(ctx.src.shape);

@@ -1,14 +1,5 @@
-// Seeded PRNG for tests (mulberry32), independent of library code.
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Seeded PRNG for tests: the library's mulberry32 (tests only need reproducible random inputs).
+export { mulberry32 as rng } from '../../shared/synth/random.ts';
 
 /** Integer in [lo, hi). */
 export function randInt(r: () => number, lo: number, hi: number): number {
