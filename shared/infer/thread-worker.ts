@@ -44,12 +44,14 @@ port.on('message', async (req: WorkerRequest) => {
     const s = sessions.get(req.model);
     if (!s) throw new Error(`unknown model "${req.model}"`);
     const input = new ort.Tensor('float32', req.input, req.dims);
+    const t0 = performance.now();
     const out = await s.run({ [s.inputNames[0]]: input });
+    const ms = performance.now() - t0;
     const t = out[s.outputNames[0]];
     const data = (t.data as Float32Array).slice();
     input.dispose?.();
     t.dispose?.();
-    port.postMessage({ type: 'result', id: req.id, data, dims: t.dims.map(Number) } satisfies WorkerReply, [data.buffer]);
+    port.postMessage({ type: 'result', id: req.id, data, dims: t.dims.map(Number), ms } satisfies WorkerReply, [data.buffer]);
   } catch (err) {
     port.postMessage({ type: 'error', id: req.id, error: String((err as Error).message ?? err) } satisfies WorkerReply);
   }

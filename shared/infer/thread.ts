@@ -27,7 +27,7 @@ export type WorkerRequest = { id: number; model: string; input: Float32Array; di
 export type WorkerReply =
   | { type: 'ready'; provider: string; warning?: string }
   | { type: 'failed'; error: string }
-  | { type: 'result'; id: number; data: Float32Array; dims: number[] }
+  | { type: 'result'; id: number; data: Float32Array; dims: number[]; ms: number }
   | { type: 'error'; id: number; error: string };
 
 interface Slot {
@@ -37,9 +37,9 @@ interface Slot {
 
 export class InferencePool {
   private readonly slots: Slot[];
-  private readonly pending = new Map<number, { resolve: (r: { data: Float32Array; dims: number[] }) => void; reject: (e: Error) => void; t0: number }>();
+  private readonly pending = new Map<number, { resolve: (r: { data: Float32Array; dims: number[] }) => void; reject: (e: Error) => void }>();
   private nextId = 1;
-  /** Milliseconds threads spent in network calls, summed over threads. */
+  /** Milliseconds the threads spent inside session.run(), summed over threads (not queueing). */
   busyMs = 0;
   /** The provider actually in use, and why it differs from the one asked for. */
   provider: string = 'cpu';
@@ -94,8 +94,10 @@ export class InferencePool {
     const p = this.pending.get(m.id);
     if (!p) return;
     this.pending.delete(m.id);
-    this.busyMs += performance.now() - p.t0;
-    if (m.type === 'result') p.resolve({ data: m.data, dims: m.dims });
+    if (m.type === 'result') {
+      this.busyMs += m.ms;
+      p.resolve({ data: m.data, dims: m.dims });
+    }
     else p.reject(new Error(m.error));
   }
 
@@ -113,7 +115,7 @@ export class InferencePool {
     const id = this.nextId++;
     slot.busy++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, t0: performance.now() });
+      this.pending.set(id, { resolve, reject });
       slot.worker.postMessage({ id, model, input, dims: [...dims] } satisfies WorkerRequest, [input.buffer as ArrayBuffer]);
     });
   }
