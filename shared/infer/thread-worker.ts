@@ -38,7 +38,14 @@ ready.then(
   (err) => port.postMessage({ type: 'failed', error: String((err as Error).message ?? err) } satisfies WorkerReply),
 );
 
-port.on('message', async (req: WorkerRequest) => {
+// One network call at a time per thread: session.run() returns a promise, and letting several
+// overlap in one thread would oversubscribe the cores the pool was sized for.
+let queue: Promise<void> = Promise.resolve();
+port.on('message', (req: WorkerRequest) => {
+  queue = queue.then(() => serve(req));
+});
+
+async function serve(req: WorkerRequest): Promise<void> {
   try {
     await ready;
     const s = sessions.get(req.model);
@@ -55,4 +62,4 @@ port.on('message', async (req: WorkerRequest) => {
   } catch (err) {
     port.postMessage({ type: 'error', id: req.id, error: String((err as Error).message ?? err) } satisfies WorkerReply);
   }
-});
+}

@@ -228,7 +228,9 @@ export async function runTwoStage(
     batches.push(Array.from({ length: Math.min(batch, plan.packing.canvases - i) }, (_, k) => i + k));
   }
   let channels = ctx.cards.fullres.output === 'softmax' ? Math.max(1, ctx.cards.fullres.classes.length - 1) : ctx.cards.fullres.classes.length;
-  const limit = pLimit(Math.max(2, ctx.pool.size + 1));
+  // Enough batches in flight that reading and assembling the next canvases (main thread)
+  // overlaps the network calls of the current ones (inference threads).
+  const limit = pLimit(2 * ctx.pool.size + 1);
   let done = 0;
   await ctx.timings.phase('stage2', () => Promise.all(batches.map((b) => limit(async () => {
     channels = await stage2Batch(ctx, plan.packing, b, workDir);
