@@ -148,14 +148,12 @@ export async function stage2Batch(ctx: RunContext, packing: Packing, indices: nu
 /** Phase 4 for one chunk: blend the crops reaching its write box, arg-max, write. */
 export async function pasteChunk(
   ctx: RunContext, out: OutputArrays, g: LowGrid, plan: BoxPlan, chunk: Chunk, channels: number, workDir: string,
-  loadCanvas: (i: number) => Promise<CanvasPrediction>, stage1Chunks: readonly Chunk[],
+  loadCanvas: (i: number) => Promise<CanvasPrediction>, stage1Chunks: readonly Chunk[], canvases: readonly number[],
 ): Promise<number> {
   const c = ctx.config;
   const acc = new PasteAccumulator(chunk.writeBox, channels);
   const shape = plan.packing.canvasShape;
-  const touching = new Set<number>();
-  for (const p of plan.packing.placements) if (!isEmpty(intersect(p.target, chunk.writeBox))) touching.add(p.canvas);
-  for (const ci of [...touching].sort((a, b) => a - b)) {
+  for (const ci of canvases) {
     const pred = await loadCanvas(ci);
     const perChannel = Array.from({ length: channels }, (_, ch) => unpackCanvas(plan.packing, ci, channelOf(pred, ch, shape)));
     perChannel[0].forEach((u, k) => {
@@ -248,9 +246,10 @@ export async function runTwoStage(
     }
     return p;
   };
+  const byChunk = canvasesByChunk(plan.packing, chunks, c.io.chunk);
   let covered = 0;
   const f4 = await ctx.timings.phase('paste', () => runChunks(ctx, chunks, async (ch) => {
-    covered += await pasteChunk(ctx, out, g, plan, ch, channels, workDir, loadCanvas, s1Chunks);
+    covered += await pasteChunk(ctx, out, g, plan, ch, channels, workDir, loadCanvas, s1Chunks, byChunk.get(ch.id) ?? []);
   }, (n) => progress?.('paste', n, chunks.length)));
   await fs.promises.rm(workDir, { recursive: true, force: true });
   const roiShape = shapeOf(ctx.roi);
@@ -267,6 +266,31 @@ export async function runTwoStage(
       coverage: covered / (roiShape[0] * roiShape[1] * roiShape[2]),
     },
   };
+}
+
+/**
+ * For every chunk, the canvases (ascending) with a placement whose target reaches its write
+ * box. Chunks lie on a grid aligned to `chunkShape`, so each target maps to its chunks by
+ * arithmetic: one pass over the placements instead of one per chunk.
+ */
+export function canvasesByChunk(packing: Packing, chunks: readonly Chunk[], chunkShape: Vec3): Map<string, number[]> {
+  const byCell = new Map<string, Chunk>();
+  const cell = (g: readonly number[]) => g.join(',');
+  for (const ch of chunks) byCell.set(cell(ch.writeBox.begin.map((v, a) => Math.floor(v / chunkShape[a]))), ch);
+  const sets = new Map<string, Set<number>>();
+  for (const p of packing.placements) {
+    if (isEmpty(p.target)) continue;
+    const lo = p.target.begin.map((v, a) => Math.floor(v / chunkShape[a]));
+    const hi = p.target.end.map((v, a) => Math.ceil(v / chunkShape[a]));
+    for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) {
+      const ch = byCell.get(cell([z, y, x]));
+      if (!ch || isEmpty(intersect(p.target, ch.writeBox))) continue;
+      const set = sets.get(ch.id) ?? new Set<number>();
+      set.add(p.canvas);
+      sets.set(ch.id, set);
+    }
+  }
+  return new Map([...sets].map(([id, set]) => [id, [...set].sort((a, b) => a - b)]));
 }
 
 /** Stage-one chunk: `io.chunk` times the (rounded) resolution factor, so chunks nest in it. */
