@@ -92,8 +92,12 @@ program.command('run')
     if (o.json) process.stdout.write(JSON.stringify(report) + '\n');
     else process.stderr.write(`${report.mode}: ${report.voxels} voxels in ${report.seconds.total} s (${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s) → ${o.output}\n`);
     if (report.failures.length) {
-      process.stderr.write(`${report.failures.length} chunk(s) failed:\n${report.failures.map((f) => `  ${f.chunk}: ${f.error}`).join('\n')}\n`);
+      const skipped = Object.values(report.tasks).reduce((n, t) => n + t.skipped, 0);
+      process.stderr.write(`${report.failures.length} task(s) failed${skipped ? ` (${skipped} more skipped because they need them)` : ''}; re-run the same command to retry them:\n${report.failures.map((f) => `  ${f.task}: ${f.error}`).join('\n')}\n`);
       process.exitCode = 1;
+    } else if (report.status === 'interrupted') {
+      process.stderr.write('interrupted; re-run the same command to resume\n');
+      process.exitCode = 130;
     }
   });
 

@@ -35,7 +35,7 @@ const RAW: Record<string, Preset> = {
     spacing: [1.5, 0.684, 0.684],
     unit: 'millimeter',
     models: { fullres: 'models/covid-fullres.onnx', lowres: 'models/covid-lowres.onnx' },
-    io: { chunk: [112, 384, 384], outputChunk: [56, 192, 192] },
+    io: { chunk: [168, 384, 384], outputChunk: [56, 192, 192] },
     baseline: { patch: [56, 192, 192], step: 0.5, mirror: false },
     stage1: { spacing: [2.71, 1.39, 1.39], patch: [64, 96, 96], step: 0.5, mirror: false },
     boxes: {

@@ -46,10 +46,17 @@ export interface ExtractOptions {
   bounds: Box;
 }
 
-export function extractBoxes(heat: Array3, heatOrigin: Vec3, o: ExtractOptions): Candidate[] {
+/** The heatmap pooled into cells: cell grid origin/shape (global cell coordinates), Σ heat per cell, foreground mask. */
+export interface PooledCells {
+  c0: Vec3;
+  nc: Vec3;
+  sum: Float64Array;
+  mask: Uint8Array;
+}
+
+/** Pool `heat` (first voxel at `heatOrigin`) into cells of `pd` stage-one voxels aligned to the global grid. */
+export function poolCells(heat: Array3, heatOrigin: Vec3, pd: Vec3, pooling: 'max' | 'mean', roiThreshold: number): PooledCells {
   const shape = heat.shape;
-  if (shape[0] === 0 || shape[1] === 0 || shape[2] === 0) return [];
-  const pd = o.priorDownsample.map((v) => Math.max(1, Math.round(v)));
   const c0: number[] = [];
   const nc: number[] = [];
   const maps: Int32Array[] = [];
@@ -85,24 +92,24 @@ export function extractBoxes(heat: Array3, heatOrigin: Vec3, o: ExtractOptions):
   }
   const mask = new Uint8Array(ncell);
   for (let c = 0; c < ncell; c++) {
-    const v = o.pooling === 'max' ? maxv[c] : sum[c] / cnt[c];
-    if (v > o.roiThreshold) mask[c] = 1;
+    const v = pooling === 'max' ? maxv[c] : sum[c] / cnt[c];
+    if (v > roiThreshold) mask[c] = 1;
   }
-  const { labels, count } = label(mask, [NZ, NY, NX], 26);
-  if (count === 0) return [];
+  return { c0: c0 as unknown as Vec3, nc: nc as unknown as Vec3, sum, mask };
+}
 
-  // Per-region bounding box (cells), mass, and cross-section counts.
+/** Per region: cell bounding box (lo/hi, 3 per label) and whether it passes axis_thr and area_thr. */
+export function regionStats(labels: Int32Array, count: number, nc: Vec3, axisThr: number, areaThr: number): { lo: Int32Array; hi: Int32Array; keep: Uint8Array } {
+  const [NZ, NY, NX] = nc;
   const lo = new Int32Array(3 * (count + 1)).fill(2 ** 30);
   const hi = new Int32Array(3 * (count + 1)).fill(-(2 ** 30));
-  const mass = new Float64Array(count + 1);
-  const needArea = o.areaThr > 1;
+  const needArea = areaThr > 1;
   const sections = needArea ? [new Int32Array((count + 1) * NZ), new Int32Array((count + 1) * NY), new Int32Array((count + 1) * NX)] : [];
   for (let z = 0, c = 0; z < NZ; z++) {
     for (let y = 0; y < NY; y++) {
       for (let x = 0; x < NX; x++, c++) {
         const l = labels[c];
         if (l === 0) continue;
-        mass[l] += sum[c];
         const p = [z, y, x];
         for (let a = 0; a < 3; a++) {
           if (p[a] < lo[3 * l + a]) lo[3 * l + a] = p[a];
@@ -116,32 +123,60 @@ export function extractBoxes(heat: Array3, heatOrigin: Vec3, o: ExtractOptions):
       }
     }
   }
-
-  const heatBox = box(heatOrigin, [heatOrigin[0] + Z, heatOrigin[1] + Y, heatOrigin[2] + X]);
-  const voxelVolume = o.factor[0] * o.factor[1] * o.factor[2];
-  const raw: Candidate[] = [];
+  const keep = new Uint8Array(count + 1);
   for (let l = 1; l <= count; l++) {
     let extent = 0;
     for (let a = 0; a < 3; a++) extent = Math.max(extent, hi[3 * l + a] - lo[3 * l + a]);
-    if (extent < o.axisThr) continue;
-    if (needArea) {
+    let ok = extent >= axisThr;
+    if (ok && needArea) {
       let area = 0;
       for (let a = 0; a < 3; a++) {
         const n = nc[a];
         for (let s = 0; s < n; s++) area = Math.max(area, sections[a][l * n + s]);
       }
-      if (area < o.areaThr) continue;
+      ok = area >= areaThr;
     }
-    const low = intersect(
-      box(
-        [(c0[0] + lo[3 * l]) * pd[0], (c0[1] + lo[3 * l + 1]) * pd[1], (c0[2] + lo[3 * l + 2]) * pd[2]],
-        [(c0[0] + hi[3 * l]) * pd[0], (c0[1] + hi[3 * l + 1]) * pd[1], (c0[2] + hi[3 * l + 2]) * pd[2]],
-      ),
-      heatBox,
+    keep[l] = ok ? 1 : 0;
+  }
+  return { lo, hi, keep };
+}
+
+/** Stage-one cells `cells` → the full-resolution box extractBoxes gives them (see the header). */
+export function cellsToBox(cells: Box, pd: Vec3, clipLow: Box, o: Pick<ExtractOptions, 'factor' | 'margin' | 'minShape' | 'bounds'>): Box | undefined {
+  const low = intersect(box(
+    [cells.begin[0] * pd[0], cells.begin[1] * pd[1], cells.begin[2] * pd[2]],
+    [cells.end[0] * pd[0], cells.end[1] * pd[1], cells.end[2] * pd[2]],
+  ), clipLow);
+  const clipped = intersect(grow(toFull(low, o.factor), o.margin), o.bounds);
+  return isEmpty(clipped) ? undefined : growTo(clipped, o.minShape, o.bounds);
+}
+
+export function cellShape(priorDownsample: Vec3): Vec3 {
+  return priorDownsample.map((v) => Math.max(1, Math.round(v))) as unknown as Vec3;
+}
+
+export function extractBoxes(heat: Array3, heatOrigin: Vec3, o: ExtractOptions): Candidate[] {
+  const shape = heat.shape;
+  if (shape[0] === 0 || shape[1] === 0 || shape[2] === 0) return [];
+  const pd = cellShape(o.priorDownsample);
+  const { c0, nc, sum, mask } = poolCells(heat, heatOrigin, pd, o.pooling, o.roiThreshold);
+  const { labels, count } = label(mask, nc, 26);
+  if (count === 0) return [];
+  const { lo, hi, keep } = regionStats(labels, count, nc, o.axisThr, o.areaThr);
+  const mass = new Float64Array(count + 1);
+  for (let c = 0; c < labels.length; c++) if (labels[c]) mass[labels[c]] += sum[c];
+
+  const heatBox = box(heatOrigin, [heatOrigin[0] + shape[0], heatOrigin[1] + shape[1], heatOrigin[2] + shape[2]]);
+  const voxelVolume = o.factor[0] * o.factor[1] * o.factor[2];
+  const raw: Candidate[] = [];
+  for (let l = 1; l <= count; l++) {
+    if (!keep[l]) continue;
+    const cells = box(
+      [c0[0] + lo[3 * l], c0[1] + lo[3 * l + 1], c0[2] + lo[3 * l + 2]],
+      [c0[0] + hi[3 * l], c0[1] + hi[3 * l + 1], c0[2] + hi[3 * l + 2]],
     );
-    const clipped = intersect(grow(toFull(low, o.factor), o.margin), o.bounds);
-    if (isEmpty(clipped)) continue;
-    raw.push({ id: 0, box: growTo(clipped, o.minShape, o.bounds), score: mass[l] * voxelVolume, role: 'parent' });
+    const b = cellsToBox(cells, pd, heatBox, o);
+    if (b) raw.push({ id: 0, box: b, score: mass[l] * voxelVolume, role: 'parent' });
   }
   raw.sort((a, b) => byScore(a, b));
   return raw.map((c, i) => ({ ...c, id: i }));

@@ -1,7 +1,7 @@
 // The one-stage baseline, chunk by chunk: nnU-Net sliding window at full resolution over each
 // chunk's context box, cut to its write box, arg-maxed and written. Output depends only on
 // (input, models, config): not on how many chunks run at once.
-import type { Chunk } from '../geometry/grid.ts';
+import type { Box } from '../geometry/box.ts';
 import { array3, crop } from '../array/array3.ts';
 import { normalize } from '../infer/model.ts';
 import { argmax, slidingWindow } from '../infer/sliding.ts';
@@ -11,20 +11,20 @@ import { writeRegion } from '../volume/zarr.ts';
 import type { RunContext } from './context.ts';
 import type { OutputArrays } from './output.ts';
 
-export async function oneStageChunk(ctx: RunContext, out: OutputArrays, chunk: Chunk): Promise<void> {
+export async function oneStageChunk(ctx: RunContext, out: OutputArrays, write: Box): Promise<void> {
   const c = ctx.config;
   const card = ctx.cards.fullres;
-  const read = contextBox(chunk.writeBox, c.baseline.patch, ctx.src.shape);
+  const read = contextBox(write, c.baseline.patch, ctx.src.shape);
   const raw = await ctx.timings.time('read', () => readFull(ctx.src, read));
   const input = array3(normalize(raw.data, card.normalization), raw.shape);
   const probs = await ctx.timings.time('sliding', () => slidingWindow(input, ctx.fullres, {
     patch: c.baseline.patch, step: c.baseline.step, mirror: c.baseline.mirror,
     batch: c.inference.batch, inFlight: ctx.pool.size + 1, signal: ctx.signal,
   }));
-  const fg = probs.map((p) => crop(p, read.begin, chunk.writeBox));
+  const fg = probs.map((p) => crop(p, read.begin, write));
   const seg = argmax(fg, card.output);
   await ctx.timings.time('write', async () => {
-    await writeRegion(out.segmentation, chunk.writeBox, seg, ctx.src.io);
-    if (out.probabilities) await writeRegion(out.probabilities, chunk.writeBox, fg[0], ctx.src.io);
+    await writeRegion(out.segmentation, write, seg, ctx.src.io);
+    if (out.probabilities) await writeRegion(out.probabilities, write, fg[0], ctx.src.io);
   });
 }

@@ -1,38 +1,39 @@
-// The benchmark's oracle: boxes made from the ground truth instead of stage one (the tightest
-// boxes around every true object, grown like stage-one boxes), so stage two + paste-back can
-// be measured against the floor they would reach with a perfect stage one.
-import { type Box, box, boxOfShape, grow, growTo, intersect, isEmpty } from '../geometry/box.ts';
-import type { Chunk } from '../geometry/grid.ts';
+// The benchmark's oracle: fragments made from the ground truth instead of stage one (the
+// tightest boxes around every true object's part in each chunk, grown like stage-one boxes), so
+// stage two + paste-back can be measured against the floor they would reach with a perfect
+// stage one. Cells are voxels here: parts of one object in neighbouring chunks touch and are
+// joined by the boxes task exactly as stage-one fragments are.
+import { type Box, type Vec3, box, boxOfShape, grow, growTo, intersect, isEmpty } from '../geometry/box.ts';
 import { label } from '../array/components.ts';
-import type { Candidate } from '../pipeline/boxes.ts';
+import type { Fragment, OwnerChunk } from '../pipeline/boxes-fragments.ts';
+import { byFragment } from '../pipeline/boxes-fragments.ts';
 import { type VolumeArray, readRegion } from '../volume/zarr.ts';
-import type { RunContext } from './context.ts';
+import type { TesseraConfig } from '../config/config.ts';
 
-export async function oracleBoxes(ctx: RunContext, gt: VolumeArray, chunk: Chunk): Promise<Candidate[]> {
-  const c = ctx.config;
-  const around = intersect(grow(chunk.writeBox, c.pack.crop), boxOfShape(gt.shape));
-  const labels = await readRegion(gt, around);
-  const { labels: ids, count } = label(labels.data, labels.shape, 26);
-  const lo = Array.from({ length: count + 1 }, () => [Infinity, Infinity, Infinity]);
-  const hi = Array.from({ length: count + 1 }, () => [-Infinity, -Infinity, -Infinity]);
-  const size = new Float64Array(count + 1);
+/** Owners carry full-resolution write boxes here (`low` unused). */
+export async function oracleFragments(c: TesseraConfig, gt: VolumeArray, write: Box, owners: ReadonlyArray<OwnerChunk & { write: Box }>): Promise<Fragment[][]> {
+  const vol = boxOfShape(gt.shape);
+  const labels = await readRegion(gt, write);
+  const { labels: ids } = label(labels.data, labels.shape, 26);
+  const parts = new Map<string, { lo: number[]; hi: number[]; n: number; owner: number }>();
   const [Z, Y, X] = labels.shape;
   for (let z = 0, i = 0; z < Z; z++) for (let y = 0; y < Y; y++) for (let x = 0; x < X; x++, i++) {
     const l = ids[i];
     if (!l) continue;
-    size[l]++;
-    const p = [z, y, x];
-    for (let a = 0; a < 3; a++) { if (p[a] < lo[l][a]) lo[l][a] = p[a]; if (p[a] + 1 > hi[l][a]) hi[l][a] = p[a] + 1; }
+    const p = [z + write.begin[0], y + write.begin[1], x + write.begin[2]];
+    const owner = owners.findIndex((o) => o.write.begin.every((b, a) => p[a] >= b && p[a] < o.write.end[a]));
+    const key = `${l}:${owner}`;
+    let f = parts.get(key);
+    if (!f) { f = { lo: [...p], hi: p.map((v) => v + 1), n: 0, owner }; parts.set(key, f); }
+    f.n++;
+    for (let a = 0; a < 3; a++) { if (p[a] < f.lo[a]) f.lo[a] = p[a]; if (p[a] + 1 > f.hi[a]) f.hi[a] = p[a] + 1; }
   }
-  const out: Candidate[] = [];
-  for (let l = 1; l <= count; l++) {
-    const b: Box = box(
-      [lo[l][0] + around.begin[0], lo[l][1] + around.begin[1], lo[l][2] + around.begin[2]],
-      [hi[l][0] + around.begin[0], hi[l][1] + around.begin[1], hi[l][2] + around.begin[2]],
-    );
-    if (isEmpty(intersect(b, chunk.writeBox))) continue;
-    const grown = growTo(intersect(grow(b, c.boxes.margin), ctx.roi), c.pack.crop, ctx.roi);
-    out.push({ id: out.length, box: grown, score: size[l], role: 'parent' });
+  const out: Fragment[][] = owners.map(() => []);
+  for (const f of parts.values()) {
+    const cells = box(f.lo as unknown as Vec3, f.hi as unknown as Vec3);
+    const grown = intersect(grow(cells, c.boxes.margin), vol);
+    if (isEmpty(grown)) continue;
+    out[f.owner].push({ chunk: owners[f.owner].index, cells, box: growTo(grown, c.pack.crop, vol), score: f.n });
   }
-  return out;
+  return out.map((l) => l.sort(byFragment));
 }

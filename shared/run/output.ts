@@ -5,7 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Vec3 } from '../geometry/box.ts';
-import { type VolumeArray, createArray, createGroup, readGroupAttributes } from '../volume/zarr.ts';
+import { type VolumeArray, createArray, createGroup, openArray, readGroupAttributes } from '../volume/zarr.ts';
+import { type RunIdentity, identityDiff } from './identity.ts';
 import { multiscalesAttrs } from '../volume/ome.ts';
 import { writeJsonAtomic } from '../volume/store.ts';
 import { InputError, OutputError } from '../errors.ts';
@@ -16,7 +17,7 @@ export interface OutputArrays {
   readonly probabilities?: VolumeArray;
 }
 
-export type RunStatus = 'running' | 'complete' | 'failed';
+export type RunStatus = 'running' | 'complete' | 'failed' | 'interrupted';
 
 export interface RunDocument {
   status: RunStatus;
@@ -73,6 +74,38 @@ export async function createOutput(out: string, o: CreateOutputOptions): Promise
     probabilities = await createArray(path.join(out, 'probabilities', '0'), { shape: o.shape, chunks: o.chunks, dtype: 'float32' });
   }
   return { path: out, segmentation, probabilities };
+}
+
+export interface OpenedOutput {
+  arrays: OutputArrays;
+  /** The run.json of the run this one resumes. */
+  resumed?: RunDocument;
+}
+
+/**
+ * A fresh output, or the same run's earlier output to resume: an output whose run.json records
+ * the same identity (config hash and model checksums) is resumed whatever its status; one with
+ * a different identity is refused, naming what differs, unless `overwrite`.
+ */
+export async function openOutput(out: string, o: CreateOutputOptions & { identity: RunIdentity }): Promise<OpenedOutput> {
+  const prev = fs.existsSync(out) ? readRunJson(out) : undefined;
+  if (prev && !o.overwrite) {
+    const before = prev.identity as RunIdentity | undefined;
+    if (!before || before.hash !== o.identity.hash) {
+      const diff = before ? identityDiff(before, o.identity) : ['(written by a Tessera without run identities)'];
+      throw new OutputError(out, `holds a ${prev.status} run with another config or models — ${diff.slice(0, 8).join('; ')}${diff.length > 8 ? `; … ${diff.length - 8} more` : ''}; pass --overwrite to replace it`);
+    }
+    const arrays: OutputArrays = {
+      path: out,
+      segmentation: await openArray(path.join(out, 'segmentation', '0')),
+      probabilities: o.probabilities ? await openArray(path.join(out, 'probabilities', '0')) : undefined,
+    };
+    await writeJsonAtomic(runJsonPath(out), { ...prev, status: 'running', resumedAt: new Date().toISOString() });
+    return { arrays, resumed: prev };
+  }
+  const arrays = await createOutput(out, o);
+  await writeJsonAtomic(runJsonPath(out), { status: 'running', startedAt: new Date().toISOString(), identity: o.identity });
+  return { arrays };
 }
 
 export async function finishOutput(out: string, doc: Omit<RunDocument, 'status'>, status: RunStatus = 'complete'): Promise<void> {

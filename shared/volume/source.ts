@@ -2,8 +2,10 @@
 // stage-one resolution from the matching NGFF pyramid level (area-averaged on the fly from a
 // finer level when none matches). Low-resolution grids are anchored at the volume origin:
 // low-res voxel i covers full-res [i·F, (i+1)·F) along an axis with factor F.
-import { type Box, type Vec3, box, boxOfShape, contains, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
-import { type Array3, array3, crop } from '../array/array3.ts';
+import { type Box, type Vec3, box, boxOfShape, contains, intersect, isEmpty, shapeOf, volumeOf } from '../geometry/box.ts';
+import { type Array3, array3, copyRegion, crop } from '../array/array3.ts';
+import { allocate } from './dtype.ts';
+import { Lru } from '../cache.ts';
 import { downsampleMean, resizeLinear } from '../array/resample.ts';
 import { type Image, type Level, pickLevel } from './ome.ts';
 import { type IoOptions, type PadMode, gatherMirror, mirrorSource, readRegion } from './zarr.ts';
@@ -118,4 +120,62 @@ export function padTo(a: Array3, have: Box, want: Box, pad: PadMode, value: numb
     }
   }
   return out;
+}
+
+/** A reader of full-resolution regions that decodes each storage chunk once while it is cached. */
+export interface CachedReader {
+  read(region: Box): Promise<Array3>;
+  /** Voxels of the storage chunks decoded so far. */
+  decoded(): number;
+  /** Voxels asked for so far (inside the volume). */
+  needed(): number;
+}
+
+/**
+ * Stage two reads many small boxes close together; through zarrita each read decodes every
+ * storage chunk it touches, so neighbouring boxes decode the same chunks again and again. This
+ * reader fetches whole storage chunks through an LRU of `maxChunks` and cuts regions from them
+ * (padding outside the volume as readFull does).
+ */
+export function cachedReader(src: Source, maxChunks: number): CachedReader {
+  const va = src.full.array;
+  const vol = boxOfShape(va.shape);
+  const cs = va.chunks;
+  const cache = new Lru<Array3>(maxChunks);
+  let decoded = 0;
+  let needed = 0;
+  const inside = async (b: Box): Promise<Array3> => {
+    const s = shapeOf(b);
+    const out = array3(allocate(va.dtype, s[0] * s[1] * s[2]), s);
+    const lo = [0, 1, 2].map((a) => Math.floor(b.begin[a] / cs[a]));
+    const hi = [0, 1, 2].map((a) => Math.ceil(b.end[a] / cs[a]));
+    const reads: Promise<void>[] = [];
+    for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) {
+      const cb = intersect(box([z * cs[0], y * cs[1], x * cs[2]], [(z + 1) * cs[0], (y + 1) * cs[1], (x + 1) * cs[2]]), vol);
+      reads.push(cache.get(`${z}/${y}/${x}`, () => {
+        decoded += volumeOf(cb);
+        return readRegion(va, cb, 'constant', 0, src.io);
+      }).then((chunk) => { copyRegion(chunk, cb.begin, out, b.begin, intersect(cb, b)); }));
+    }
+    await Promise.all(reads);
+    return out;
+  };
+  return {
+    async read(region: Box): Promise<Array3> {
+      const within = intersect(region, vol);
+      if (!isEmpty(within)) needed += volumeOf(within);
+      if (contains(vol, region)) return inside(region);
+      if (src.pad === 'mirror') {
+        const from = mirrorSource(region, va.shape);
+        return gatherMirror(await inside(from), from, region, va.shape);
+      }
+      const s = shapeOf(region);
+      const out = array3(allocate(va.dtype, s[0] * s[1] * s[2]), s);
+      if (src.padValue !== 0) out.data.fill(src.padValue);
+      if (!isEmpty(within)) copyRegion(await inside(within), within.begin, out, region.begin, within);
+      return out;
+    },
+    decoded: () => decoded,
+    needed: () => needed,
+  };
 }

@@ -10,6 +10,7 @@ import { type DType, type TypedArray, allocate, isDType } from './dtype.ts';
 import { AtomicFileStore, writeJsonAtomic } from './store.ts';
 import { InputError, OutputError } from '../errors.ts';
 import { installCheckedCodecs } from './codecs.ts';
+import { shardShapeOf, uncachedArray, writeShardedRegion } from './shard.ts';
 
 installCheckedCodecs();
 
@@ -17,8 +18,18 @@ export interface VolumeArray {
   /** Directory of the array on disk (for messages). */
   readonly path: string;
   readonly shape: Vec3;
+  /**
+   * The storage chunk shape; for a sharded array, the inner chunk shape (what zarrita reports
+   * as `.chunks` there: the unit it reads and decodes), not the shard.
+   */
   readonly chunks: Vec3;
+  /** The shard shape (one file each) when the array uses sharding_indexed; writes cover whole shards. */
+  readonly shard?: Vec3;
   readonly dtype: DType;
+  /**
+   * For a sharded array, zarrita caches shard indices on this object forever; readRegion reads
+   * through a fresh one (see uncachedArray) so that rewritten shards are seen.
+   */
   readonly zarr: zarr.Array<zarr.DataType, AtomicFileStore>;
 }
 
@@ -64,10 +75,12 @@ export async function openArray(arrayPath: string): Promise<VolumeArray> {
   }
   if (arr.shape.length !== 3) throw new InputError(arrayPath, `expected a 3D array, got shape [${arr.shape.join(', ')}]`);
   if (!isDType(arr.dtype)) throw new InputError(arrayPath, `unsupported dtype ${arr.dtype}`);
+  const shard = await shardShapeOf(arr);
   return {
     path: arrayPath,
     shape: arr.shape as unknown as Vec3,
     chunks: arr.chunks as unknown as Vec3,
+    ...(shard ? { shard } : {}),
     dtype: arr.dtype,
     zarr: arr,
   };
@@ -174,10 +187,15 @@ export function gatherMirror(core: Array3, coreBox: Box, region: Box, shape: Vec
   return out;
 }
 
+/** The zarrita Array to read `va` through (a fresh one for sharded arrays: see uncachedArray). */
+function reader(va: VolumeArray): Promise<VolumeArray['zarr']> {
+  return va.shard ? uncachedArray(va.zarr) : Promise.resolve(va.zarr);
+}
+
 async function getBox(va: VolumeArray, b: Box, o: IoOptions): Promise<Array3> {
   try {
     const got = await zarr.get(
-      va.zarr,
+      await reader(va),
       [0, 1, 2].map((a) => zarr.slice(b.begin[a], b.end[a])),
       { createQueue: queue(o.concurrency ?? 8), signal: o.signal },
     );
@@ -210,18 +228,19 @@ export async function readRegion(
   return out;
 }
 
-/** The storage chunks of `region` that fail to read on their own (error path only). */
+/** The storage chunks (shards, when sharded) of `region` that fail to read on their own (error path only). */
 async function failingChunks(va: VolumeArray, region: Box, o: IoOptions): Promise<string> {
   const bad: string[] = [];
-  const c = va.chunks;
+  const c = va.shard ?? va.chunks;
+  const prefix = va.shard ? 'c/' : '';
   for (let z = Math.floor(region.begin[0] / c[0]); z * c[0] < region.end[0]; z++) {
     for (let y = Math.floor(region.begin[1] / c[1]); y * c[1] < region.end[1]; y++) {
       for (let x = Math.floor(region.begin[2] / c[2]); x * c[2] < region.end[2]; x++) {
         const b = intersect({ begin: [z * c[0], y * c[1], x * c[2]], end: [(z + 1) * c[0], (y + 1) * c[1], (x + 1) * c[2]] }, boxOfShape(va.shape));
         try {
-          await zarr.get(va.zarr, [0, 1, 2].map((a) => zarr.slice(b.begin[a], b.end[a])), { signal: o.signal });
+          await zarr.get(await reader(va), [0, 1, 2].map((a) => zarr.slice(b.begin[a], b.end[a])), { signal: o.signal });
         } catch {
-          bad.push(`${z}/${y}/${x}`);
+          bad.push(`${prefix}${z}/${y}/${x}`);
         }
       }
     }
@@ -233,12 +252,14 @@ async function failingChunks(va: VolumeArray, region: Box, o: IoOptions): Promis
 /**
  * Write `data` at `region` (must lie inside the array). Chunk-aligned regions write whole
  * storage chunks, each atomically, so concurrent writers of disjoint chunk-aligned regions
- * never race.
+ * never race. A sharded array takes only shard-aligned regions (whole shards, clipped at the
+ * array's edge): a shard is one file, rewritten whole.
  */
 export async function writeRegion(va: VolumeArray, region: Box, data: Array3, o: IoOptions = {}): Promise<void> {
   if (!contains(boxOfShape(va.shape), region)) {
     throw new OutputError(va.path, `region ${boxToString(region)} lies outside the array ${va.shape.join('x')}`);
   }
+  if (va.shard) return writeShardedRegion(va, region, data, o);
   const s = shapeOf(region);
   try {
     await zarr.set(

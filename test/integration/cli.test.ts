@@ -66,8 +66,8 @@ test('output is bit-identical whatever the number of inference threads and chunk
   const cfgA = path.join(dir, 'det-a.json');
   const cfgB = path.join(dir, 'det-b.json');
   // Small chunks so several run at once and boxes cross chunk borders.
-  fs.writeFileSync(cfgA, JSON.stringify({ extends: 'synthetic-em', io: { chunk: [16, 128, 128], chunksInFlight: 1 }, inference: { threads: 1 } }));
-  fs.writeFileSync(cfgB, JSON.stringify({ extends: 'synthetic-em', io: { chunk: [16, 128, 128], chunksInFlight: 4 }, inference: { threads: 2, intraOpThreads: 1 } }));
+  fs.writeFileSync(cfgA, JSON.stringify({ extends: 'synthetic-em', io: { chunk: [32, 128, 128], chunksInFlight: 1 }, inference: { threads: 1 } }));
+  fs.writeFileSync(cfgB, JSON.stringify({ extends: 'synthetic-em', io: { chunk: [32, 128, 128], chunksInFlight: 4 }, inference: { threads: 2, intraOpThreads: 1 } }));
   await tesseraOk(['run', '--input', em, '--output', a, '--config', cfgA]);
   await tesseraOk(['run', '--input', em, '--output', b, '--config', cfgB]);
   const fa = filesUnder(path.join(a, 'segmentation'));
@@ -119,7 +119,7 @@ test('a corrupt input chunk fails that chunk by name, marks the run failed, and 
   const out = path.join(dir, 'broken-out.zarr');
   const r = await tessera(['run', '--input', broken, '--output', out, '--config', cfg]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /chunk\(s\) failed/);
+  assert.match(r.stderr, /task\(s\) failed/);
   assert.match(r.stderr, /broken\.zarr\/0.*chunk 0\/1\/1/);
   const doc = JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8'));
   assert.equal(doc.status, 'failed');

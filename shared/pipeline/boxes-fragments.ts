@@ -1,0 +1,130 @@
+// Heatmap → fragments: the chunk-local half of "extract". Stage one runs on a block of chunks
+// (with a halo of context); its heatmap is pooled into cells and cut into regions exactly as
+// extractBoxes does (same cells, roi_threshold, axis_thr, area_thr, score; see
+// boxes-extract.ts), and then every region is split by the chunks that own its cells. A cell
+// belongs to the chunk whose low-resolution write box holds the cell's first voxel, so the
+// fragments of all chunks partition the foreground cells of the volume: no cell is in two
+// fragments, whatever block computed it. The boxes task (boxes-merge.ts) joins fragments of
+// neighbouring chunks back into whole objects. Pure.
+import { type Box, type Vec3, box, boxOfShape } from '../geometry/box.ts';
+import type { Array3 } from '../array/array3.ts';
+import { label } from '../array/components.ts';
+import { type ExtractOptions, cellShape, cellsToBox, poolCells, regionStats } from './boxes-extract.ts';
+import { type MatchMetric, matchScore } from './boxes.ts';
+import { compareBoxes } from './boxes-order.ts';
+
+export interface Fragment {
+  /** Absolute index of the chunk that owns the fragment's cells. */
+  readonly chunk: Vec3;
+  /** The fragment's cells, in global cell coordinates (cell i covers stage-one voxels [i·pd, (i+1)·pd)). */
+  readonly cells: Box;
+  /** Full-resolution box: cells → full resolution, grown by the margin, clipped, grown to the crop (as extractBoxes). */
+  readonly box: Box;
+  /** Heatmap mass of the fragment's cells in full-resolution voxels (extractBoxes' score). */
+  readonly score: number;
+}
+
+/** One chunk of the block: its index and its write box at stage-one resolution. */
+export interface OwnerChunk {
+  readonly index: Vec3;
+  readonly low: Box;
+}
+
+export interface FragmentOptions extends ExtractOptions {
+  /** Non-maximum suppression among the fragments of one chunk (research key `nms`). */
+  nmsThreshold: number;
+  metric: MatchMetric;
+  /** The stage-one volume (cells are clipped to it before mapping to full resolution). */
+  lowVolume: Vec3;
+}
+
+/**
+ * Fragments of every chunk in `owners` (the chunks of one stage-one block) from the heatmap of
+ * the block and its halo (`heat`, whose first voxel is `heatOrigin` in stage-one voxels).
+ * Returns, per owner in the given order, its fragments sorted by box (then score).
+ */
+export function extractFragments(
+  heat: Array3, heatOrigin: Vec3, owners: readonly OwnerChunk[], o: FragmentOptions,
+): Fragment[][] {
+  const out: Fragment[][] = owners.map(() => []);
+  const shape = heat.shape;
+  if (shape[0] === 0 || shape[1] === 0 || shape[2] === 0 || owners.length === 0) return out;
+  const pd = cellShape(o.priorDownsample);
+  const { c0, nc, sum, mask } = poolCells(heat, heatOrigin, pd, o.pooling, o.roiThreshold);
+  const { labels, count } = label(mask, nc, 26);
+  if (count === 0) return out;
+  // The region filters look at whole regions (as far as the block and its halo see them).
+  const { keep } = regionStats(labels, count, nc, o.axisThr, o.areaThr);
+
+  // The owner of a cell, per axis: the position (in the sorted distinct owner coordinates) of
+  // the owner whose low write box holds the cell's first voxel, or -1 outside the block.
+  const axisOwners = [0, 1, 2].map((a) => {
+    const values = [...new Map(owners.map((w) => [w.index[a], w.low])).entries()].sort((p, q) => p[0] - q[0]);
+    const m = new Int32Array(nc[a]);
+    for (let i = 0; i < nc[a]; i++) {
+      const first = (c0[a] + i) * pd[a];
+      m[i] = values.findIndex(([, low]) => first >= low.begin[a] && first < low.end[a]);
+    }
+    return { coords: values.map((v) => v[0]), map: m };
+  });
+  const ownerPos = new Map(owners.map((w, i) => [w.index.join(','), i]));
+  const n = axisOwners.map((x) => x.coords.length);
+
+  // One fragment per (region, owner): cell box and mass.
+  const frag = new Map<number, { lo: number[]; hi: number[]; mass: number; owner: number }>();
+  for (let z = 0, c = 0; z < nc[0]; z++) {
+    const oz = axisOwners[0].map[z];
+    for (let y = 0; y < nc[1]; y++) {
+      const oy = axisOwners[1].map[y];
+      for (let x = 0; x < nc[2]; x++, c++) {
+        const l = labels[c];
+        if (l === 0 || !keep[l]) continue;
+        const ox = axisOwners[2].map[x];
+        if (oz < 0 || oy < 0 || ox < 0) continue;
+        const key = ((l * n[0] + oz) * n[1] + oy) * n[2] + ox;
+        let f = frag.get(key);
+        if (!f) {
+          const pos = ownerPos.get(`${axisOwners[0].coords[oz]},${axisOwners[1].coords[oy]},${axisOwners[2].coords[ox]}`);
+          if (pos === undefined) continue;
+          f = { lo: [z, y, x], hi: [z + 1, y + 1, x + 1], mass: 0, owner: pos };
+          frag.set(key, f);
+        }
+        const p = [z, y, x];
+        for (let a = 0; a < 3; a++) {
+          if (p[a] < f.lo[a]) f.lo[a] = p[a];
+          if (p[a] + 1 > f.hi[a]) f.hi[a] = p[a] + 1;
+        }
+        f.mass += sum[c];
+      }
+    }
+  }
+
+  const voxelVolume = o.factor[0] * o.factor[1] * o.factor[2];
+  const lowVol = boxOfShape(o.lowVolume);
+  for (const f of frag.values()) {
+    const cells = box(
+      [c0[0] + f.lo[0], c0[1] + f.lo[1], c0[2] + f.lo[2]],
+      [c0[0] + f.hi[0], c0[1] + f.hi[1], c0[2] + f.hi[2]],
+    );
+    const b = cellsToBox(cells, pd, lowVol, o);
+    if (b) out[f.owner].push({ chunk: owners[f.owner].index, cells, box: b, score: f.mass * voxelVolume });
+  }
+  return out.map((list) => suppress(list.sort(byFragment), o.nmsThreshold, o.metric));
+}
+
+/** Box, then score descending: the fixed order fragments are stored and merged in. */
+export function byFragment(a: Fragment, b: Fragment): number {
+  return compareBoxes(a.box, b.box) || compareBoxes(a.cells, b.cells) || (b.score - a.score);
+}
+
+/** Greedy NMS among one chunk's fragments, best score first; the result keeps `list`'s order. */
+function suppress(list: Fragment[], threshold: number, metric: MatchMetric): Fragment[] {
+  if (threshold >= 1 || list.length < 2) return list;
+  const order = list.map((_, i) => i).sort((i, j) => (list[j].score - list[i].score) || (i - j));
+  const kept: number[] = [];
+  for (const i of order) {
+    if (kept.every((k) => matchScore(list[k].box, list[i].box, metric) <= threshold)) kept.push(i);
+  }
+  kept.sort((i, j) => i - j);
+  return kept.map((i) => list[i]);
+}

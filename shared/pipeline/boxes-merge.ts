@@ -1,0 +1,146 @@
+// Fragments → the boxes one chunk owns: the chunk-local NMM, the merger's work for boxes that
+// cross chunk borders. The boxes task of chunk c sees the fragments of c and its 26 neighbours
+// (N(c)) and nothing else, yet every object comes out exactly once, whole, and the same
+// whatever the order of tasks:
+//
+// - Links: two fragments of one chunk link when their boxes match above the NMM threshold;
+//   two fragments of different chunks link when their cells touch (26-adjacent cell boxes):
+//   a region cut by a chunk border is joined back. Every link is between the same or adjacent
+//   chunks, so what c cannot see can only reach c's components through N(c)'s outer shell.
+// - A component (union-find over links) whose box fits `cropThreshold` is "small": it goes to
+//   stage two whole, owned by the chunk holding its anchor (the centre voxel of its box).
+//   Since io.chunk > cropThreshold + lattice/2 + 2·(margin + cell) (checked with the config),
+//   a small component lies inside N(owner), so the owner sees all of it; a chunk that sees
+//   only part of a larger component always sees a part bigger than cropThreshold. So small
+//   components are emitted once, whole, and large ones are recognised as large by every chunk.
+// - Large components (and every component in 'children' mode) are the bounded case of a merge
+//   that keeps growing across chunks: they are never united into one box. Instead they are
+//   covered by tiles of a lattice aligned to the volume origin (`recrop`; `cropThreshold` in
+//   'parents' mode), each tile owned by the chunk holding its anchor and emitted when it meets
+//   a fragment of a large component. Any number of chunks can share an object; each tiles its
+//   own part, and the tiles of neighbours abut without gaps or overlaps.
+// Pure; deterministic (fixed orders everywhere, no dependence on input order).
+import { type Box, type Vec3, box, containsPoint, intersect, isEmpty, shapeOf, union } from '../geometry/box.ts';
+import type { Candidate, BoxMode, MatchMetric } from './boxes.ts';
+import { matchScore } from './boxes.ts';
+import { compareBoxes } from './boxes-order.ts';
+import { type Fragment, byFragment } from './boxes-fragments.ts';
+import { anchorOf } from './select.ts';
+
+export interface MergeOptions {
+  nmmThreshold: number;
+  metric: MatchMetric;
+  mode: BoxMode;
+  recrop: Vec3;
+  cropThreshold: Vec3;
+  /** The volume: tiles are clipped to it. */
+  bounds: Box;
+}
+
+/** A box the chunk owns. `parent` groups the tiles of one component (for the select policy). */
+export type OwnedBox = Candidate;
+
+function sameChunk(a: Fragment, b: Fragment): boolean {
+  return a.chunk[0] === b.chunk[0] && a.chunk[1] === b.chunk[1] && a.chunk[2] === b.chunk[2];
+}
+
+function touches(a: Box, b: Box): boolean {
+  for (let k = 0; k < 3; k++) if (a.begin[k] > b.end[k] || b.begin[k] > a.end[k]) return false;
+  return true;
+}
+
+function linked(a: Fragment, b: Fragment, o: MergeOptions): boolean {
+  return sameChunk(a, b) ? matchScore(a.box, b.box, o.metric) > o.nmmThreshold : touches(a.cells, b.cells);
+}
+
+function fits(b: Box, limit: Vec3): boolean {
+  const s = shapeOf(b);
+  return s[0] <= limit[0] && s[1] <= limit[1] && s[2] <= limit[2];
+}
+
+/** Components of the link graph: sort-and-sweep along z (never all pairs), union-find. */
+export function components(fragments: readonly Fragment[], o: MergeOptions): Fragment[][] {
+  const f = [...fragments].sort(byFragment);
+  const parent = f.map((_, i) => i);
+  const find = (i: number): number => {
+    while (parent[i] !== i) i = parent[i] = parent[parent[i]];
+    return i;
+  };
+  // Sweep on the z extent of each fragment's box and cells (grown by one cell, for touching):
+  // only fragments whose z ranges meet are compared.
+  const lo = (x: Fragment) => Math.min(x.box.begin[0], x.cells.begin[0] - 1);
+  const hi = (x: Fragment) => Math.max(x.box.end[0], x.cells.end[0] + 1);
+  const byLo = f.map((_, i) => i).sort((i, j) => lo(f[i]) - lo(f[j]) || i - j);
+  const active: number[] = [];
+  for (const i of byLo) {
+    for (let k = active.length - 1; k >= 0; k--) if (hi(f[active[k]]) < lo(f[i])) active.splice(k, 1);
+    for (const j of active) {
+      if (!linked(f[i], f[j], o)) continue;
+      const a = find(i), b = find(j);
+      if (a !== b) parent[Math.max(a, b)] = Math.min(a, b);
+    }
+    active.push(i);
+  }
+  const groups = new Map<number, Fragment[]>();
+  f.forEach((x, i) => {
+    const r = find(i);
+    const g = groups.get(r);
+    if (g) g.push(x);
+    else groups.set(r, [x]);
+  });
+  return [...groups.values()];
+}
+
+/**
+ * The boxes chunk `owner` (write box `write`) owns, from the fragments of its neighbourhood.
+ * Ids are 0.. in box order; tiles of one component share `parent`.
+ */
+export function mergeFragments(fragments: readonly Fragment[], owner: Box, o: MergeOptions): OwnedBox[] {
+  const parents: Array<{ box: Box; score: number }> = [];
+  const tiles = new Map<string, { box: Box; score: number; group: number }>();
+  const lattice = o.mode === 'parents' ? o.cropThreshold : o.recrop;
+  let group = 0;
+  for (const comp of components(fragments, o)) {
+    const u = comp.reduce((acc, x) => union(acc, x.box), comp[0].box);
+    let score = 0;
+    for (const x of comp) score += x.score;
+    group++;
+    if (o.mode !== 'children' && fits(u, o.cropThreshold)) {
+      if (containsPoint(owner, anchorOf(u))) parents.push({ box: u, score });
+      continue;
+    }
+    for (const x of comp) {
+      for (const t of latticeTiles(x.box, lattice, owner, o.bounds)) {
+        const key = t.begin.join(',');
+        const prev = tiles.get(key);
+        if (!prev || score > prev.score) tiles.set(key, { box: t, score, group: prev?.group ?? group });
+      }
+    }
+  }
+  const out: Array<Omit<OwnedBox, 'id'>> = [
+    ...parents.map((p) => ({ box: p.box, score: p.score, role: 'parent' as const })),
+    ...[...tiles.values()].map((t) => ({ box: t.box, score: t.score, role: 'child' as const, parent: -t.group })),
+  ];
+  out.sort((a, b) => compareBoxes(a.box, b.box) || (b.score - a.score));
+  // Group ids follow the output order (the first tile of a component names it), so they do not
+  // depend on the order components were found in.
+  const rename = new Map<number, number>();
+  return out.map((b, id) => {
+    if (b.parent === undefined) return { ...b, id };
+    if (!rename.has(b.parent)) rename.set(b.parent, id);
+    return { ...b, id, parent: rename.get(b.parent)! };
+  });
+}
+
+/** Lattice tiles (origin-aligned, clipped to `bounds`) that meet `b` and whose anchor lies in `owner`. */
+export function latticeTiles(b: Box, tile: Vec3, owner: Box, bounds: Box): Box[] {
+  const lo = [0, 1, 2].map((a) => Math.floor(b.begin[a] / tile[a]));
+  const hi = [0, 1, 2].map((a) => Math.ceil(b.end[a] / tile[a]));
+  const out: Box[] = [];
+  for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) {
+    const t = intersect(box([z * tile[0], y * tile[1], x * tile[2]], [(z + 1) * tile[0], (y + 1) * tile[1], (x + 1) * tile[2]]), bounds);
+    if (isEmpty(t) || !containsPoint(owner, anchorOf(t))) continue;
+    out.push(t);
+  }
+  return out;
+}

@@ -1,0 +1,84 @@
+// Driving the scheduler in one process: hand ready tasks to an executor, `concurrency` at a
+// time, and report each outcome back. The error's class decides what happens (as in BullMQ):
+// a permanent error (bad input, bad config) fails the task at once; anything else is retried
+// up to `retries` times; an abort stops handing out work and lets the tasks in hand finish or
+// fail. The NATS coordinator does the same with a broker between the scheduler and executors.
+import type { Scheduler, TaskRef } from '../scheduler.ts';
+import { isPermanent } from '../errors.ts';
+
+export interface DriveOptions {
+  /** Tasks in hand at once. */
+  concurrency: number;
+  /** Attempts after the first for transient errors. @default 2 */
+  retries?: number;
+  signal?: AbortSignal;
+  /** After a task succeeded (and before the scheduler hears of it): persist its done marker. */
+  onSuccess?: (t: TaskRef, stats: Record<string, number>) => Promise<void>;
+  /** After the scheduler recorded a success (free intermediates, progress). */
+  onDone?: (t: TaskRef) => Promise<void> | void;
+  onFailure?: (t: TaskRef, err: unknown) => void;
+}
+
+export interface DriveResult {
+  /** Counters summed over every task that ran. */
+  stats: Record<string, number>;
+  /** Tasks run (successfully) per kind. */
+  ran: Record<string, number>;
+  interrupted: boolean;
+}
+
+export async function drive(
+  sched: Scheduler, exec: (t: TaskRef) => Promise<Record<string, number>>, o: DriveOptions,
+): Promise<DriveResult> {
+  const stats: Record<string, number> = {};
+  const ran: Record<string, number> = {};
+  const running = new Set<Promise<void>>();
+  const retries = o.retries ?? 2;
+  let fatal: unknown;
+
+  const attempt = async (t: TaskRef): Promise<void> => {
+    for (let n = 0; ; n++) {
+      try {
+        const s = await exec(t);
+        await o.onSuccess?.(t, s);
+        for (const [k, v] of Object.entries(s)) stats[k] = (stats[k] ?? 0) + v;
+        sched.done(t);
+        ran[t.kind] = (ran[t.kind] ?? 0) + 1;
+        await o.onDone?.(t);
+        return;
+      } catch (err) {
+        if (o.signal?.aborted) {
+          sched.release(t);
+          return;
+        }
+        if (isPermanent(err) || n >= retries) {
+          o.onFailure?.(t, err);
+          sched.fail(t, (err as Error)?.message ?? String(err));
+          return;
+        }
+      }
+    }
+  };
+
+  for (;;) {
+    if (!o.signal?.aborted && fatal === undefined) {
+      const slots = o.concurrency - running.size;
+      if (slots > 0) {
+        for (const t of sched.next(slots)) {
+          const p: Promise<void> = attempt(t).catch((err) => { fatal ??= err; }).finally(() => running.delete(p));
+          running.add(p);
+        }
+      }
+    }
+    if (running.size === 0) break;
+    await Promise.race(running);
+  }
+  if (fatal !== undefined) throw fatal;
+  const interrupted = o.signal?.aborted ?? false;
+  if (!interrupted && !sched.finished) {
+    // Nothing in hand, nothing ready, yet not finished: a bug in the task graph, never a hang.
+    const c = sched.counts();
+    throw new Error(`scheduler stalled with unfinished tasks: ${JSON.stringify(c)}`);
+  }
+  return { stats, ran, interrupted };
+}

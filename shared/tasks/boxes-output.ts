@@ -1,0 +1,76 @@
+// The boxes of a run as users read them: one JSON-lines file per chunk under the output
+// (`boxes/<z_y_x>.jsonl`: a box per line with its role, score and placements), so that no file
+// grows with the volume — `cat out.zarr/boxes/*.jsonl | jq …` reads them all. For small runs the
+// runner also writes the merged view `boxes.json` (ids and canvases numbered across chunks).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Vec3 } from '../geometry/box.ts';
+import { type Range3, forEachIndex, indexId } from '../geometry/grid.ts';
+import type { Candidate } from '../pipeline/boxes.ts';
+import type { Packing } from '../pipeline/pack.ts';
+import { writeJsonAtomic } from '../volume/store.ts';
+import type { TaskContext } from './context.ts';
+
+export interface BoxLine {
+  chunk: string;
+  id: number;
+  role: 'parent' | 'child';
+  parent?: number;
+  box: Candidate['box'];
+  score: number;
+  placements: Array<{ canvas: number; source: Candidate['box']; dest: Candidate['box']; target: Candidate['box']; resized: boolean }>;
+}
+
+export function boxesDir(out: string): string {
+  return path.join(out, 'boxes');
+}
+
+export async function writeBoxesLines(ctx: TaskContext, index: Vec3, boxes: readonly Candidate[], packing: Packing): Promise<void> {
+  const where = new Map<number, BoxLine['placements']>();
+  for (const p of packing.placements) {
+    const l = where.get(p.boxId) ?? [];
+    l.push({ canvas: p.canvas, source: p.source, dest: p.dest, target: p.target, resized: p.resized });
+    where.set(p.boxId, l);
+  }
+  const chunk = indexId(index);
+  const lines = boxes.map((b) => JSON.stringify({
+    chunk, id: b.id, role: b.role, ...(b.parent !== undefined ? { parent: b.parent } : {}), box: b.box, score: b.score, placements: where.get(b.id) ?? [],
+  } satisfies BoxLine));
+  const file = path.join(boxesDir(ctx.out.path), `${chunk}.jsonl`);
+  await fs.promises.mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  await fs.promises.writeFile(tmp, lines.length ? lines.join('\n') + '\n' : '');
+  await fs.promises.rename(tmp, file);
+}
+
+/**
+ * The merged view boxes.json over the chunks of `range` (raster order): boxes renumbered 0..,
+ * canvases numbered across chunks. Only for runs with at most `limit` boxes; returns false
+ * (and writes nothing) above it.
+ */
+export async function writeBoxesJson(out: string, range: Range3, canvasShape: Vec3, limit: number): Promise<boolean> {
+  const boxes: Array<BoxLine & { key: string }> = [];
+  let canvases = 0;
+  let filled = 0;
+  let tooMany = false;
+  const files: string[] = [];
+  forEachIndex(range, (i) => files.push(path.join(boxesDir(out), `${indexId(i)}.jsonl`)));
+  for (const file of files) {
+    if (tooMany || !fs.existsSync(file)) continue;
+    const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as BoxLine);
+    let most = -1;
+    for (const b of lines) {
+      for (const p of b.placements) {
+        most = Math.max(most, p.canvas);
+        filled += (p.dest.end[0] - p.dest.begin[0]) * (p.dest.end[1] - p.dest.begin[1]) * (p.dest.end[2] - p.dest.begin[2]);
+      }
+      boxes.push({ ...b, key: `${b.chunk}/${b.id}`, id: boxes.length, placements: b.placements.map((p) => ({ ...p, canvas: p.canvas + canvases })) });
+    }
+    canvases += most + 1;
+    if (boxes.length > limit) tooMany = true;
+  }
+  if (tooMany) return false;
+  const cv = canvasShape[0] * canvasShape[1] * canvasShape[2];
+  await writeJsonAtomic(path.join(out, 'boxes.json'), { canvasShape, canvases, fillRatio: canvases ? filled / (canvases * cv) : 0, boxes });
+  return true;
+}

@@ -1,0 +1,30 @@
+// What a task needs besides its index: the run (config, models, input, timings), the output
+// arrays, the work store of intermediate results, the task graph and the stage-one grid.
+import type { RunContext } from '../run/context.ts';
+import type { OutputArrays } from '../run/output.ts';
+import type { LowGrid } from '../volume/source.ts';
+import type { VolumeArray } from '../volume/zarr.ts';
+import type { TaskGraph } from './graph.ts';
+import type { WorkStore } from './work.ts';
+import { Lru } from '../cache.ts';
+import type { Stage1Result } from './stage1.ts';
+import type { Stage2Result } from './stage2.ts';
+
+export interface TaskContext extends RunContext {
+  readonly out: OutputArrays;
+  readonly work: WorkStore;
+  readonly graph: TaskGraph;
+  /** Two-stage: the stage-one resolution grid. */
+  readonly low?: LowGrid;
+  /** Benchmark oracle: fragments from this ground-truth label array instead of stage one. */
+  readonly oracle?: VolumeArray;
+  readonly stage1Cache: Lru<Stage1Result>;
+  readonly stage2Cache: Lru<Stage2Result>;
+}
+
+/** Counters a task reports; the runner adds them up (numbers only: nothing per chunk is kept). */
+export type TaskStats = Record<string, number>;
+
+export function taskContext(run: RunContext, rest: Omit<TaskContext, keyof RunContext | 'stage1Cache' | 'stage2Cache'>): TaskContext {
+  return { ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(64) };
+}

@@ -1,0 +1,104 @@
+// The task graph of a run, as data for the scheduler: which task kinds there are, on which
+// blocks of chunks each runs, which range of blocks this run must complete, and what each kind
+// needs (daisy's BlockwiseDependencyGraph: a task needs the upstream tasks whose write regions
+// meet its read region, here a reach of whole chunks). Pure geometry.
+//
+//   two-stage:  stage1 (blocks of s chunks) ──reach 1──▶ boxes ──▶ stage2 ──reach 1──▶ paste
+//   one-stage:  predict
+//
+// Ranges make results independent of the ROI: paste runs on the ROI's chunks; stage2 and boxes
+// on those grown by one chunk (a box owned by a neighbour may reach into the ROI); stage1 on the
+// blocks meeting the boxes' chunks grown by one more. So the output inside an ROI equals the
+// output of a whole-volume run there, and a later run over a larger ROI reuses every task.
+import { type Box, type Vec3, boxOfShape } from '../geometry/box.ts';
+import { type Range3, blocksMeeting, chunkRange, intersectRange, range3 } from '../geometry/grid.ts';
+import type { Dependency, KindSpec } from '../scheduler.ts';
+import type { TesseraConfig } from '../config/config.ts';
+import { ConfigError } from '../errors.ts';
+
+export type TaskKind = 'stage1' | 'boxes' | 'stage2' | 'paste' | 'predict';
+
+export const ONE: Vec3 = [1, 1, 1];
+
+export interface TaskGraph {
+  readonly kinds: KindSpec[];
+  readonly deps: Dependency[];
+  /** The volume's chunk grid. */
+  readonly chunk: Vec3;
+  readonly volume: Box;
+  /** Chunks per stage-one block. */
+  readonly stage1Block: Vec3;
+}
+
+function dilate(r: Range3, by: Vec3, clip: Range3): Range3 {
+  return intersectRange(range3(
+    [r.lo[0] - by[0], r.lo[1] - by[1], r.lo[2] - by[2]],
+    [r.hi[0] + by[0], r.hi[1] + by[1], r.hi[2] + by[2]],
+  ), clip);
+}
+
+/**
+ * Stage one runs on blocks of chunks, `round(resolution factor)` chunks per axis, so that the
+ * low-resolution block is about as large as a chunk at full resolution and the sliding
+ * window's halo is paid rarely.
+ */
+export function stage1Block(factor: Vec3): Vec3 {
+  return factor.map((f) => Math.max(1, Math.round(f))) as unknown as Vec3;
+}
+
+export function taskGraph(c: TesseraConfig, shape: Vec3, roi: Box, factor: Vec3): TaskGraph {
+  const volume = boxOfShape(shape);
+  const chunk = c.io.chunk;
+  const all = chunkRange(volume, chunk);
+  const roiChunks = chunkRange(roi, chunk);
+  if (c.mode === 'one-stage') {
+    return { kinds: [{ name: 'predict', block: ONE, range: roiChunks }], deps: [], chunk, volume, stage1Block: ONE };
+  }
+  checkChunkForBoxes(c, factor);
+  const s = stage1Block(factor);
+  const paste = roiChunks;
+  const middle = dilate(paste, ONE, all);
+  const s1 = intersectRange(blocksMeeting(dilate(middle, ONE, all), s), blocksMeeting(all, s));
+  return {
+    kinds: [
+      { name: 'stage1', block: s, range: s1 },
+      { name: 'boxes', block: ONE, range: middle },
+      { name: 'stage2', block: ONE, range: middle },
+      { name: 'paste', block: ONE, range: paste },
+    ],
+    deps: [
+      { kind: 'boxes', needs: 'stage1', reach: ONE },
+      { kind: 'stage2', needs: 'boxes', reach: [0, 0, 0] },
+      { kind: 'paste', needs: 'stage2', reach: ONE },
+    ],
+    chunk, volume, stage1Block: s,
+  };
+}
+
+/**
+ * The condition under which chunk-local box merging is exact (boxes-merge.ts): a chunk must be
+ * longer than the largest whole box plus half a lattice tile plus the growth of a fragment
+ * (margin and one cell on each side). Then every box a chunk owns lies within one chunk of it,
+ * which is also why paste needs only its 26 neighbours.
+ */
+export function checkChunkForBoxes(c: TesseraConfig, factor: Vec3): void {
+  const tile = c.boxes.mode === 'parents' ? c.boxes.cropThreshold : c.boxes.recrop;
+  for (let a = 0; a < 3; a++) {
+    const cell = Math.ceil(Math.max(1, Math.round(c.boxes.priorDownsample[a])) * factor[a]);
+    const need = c.boxes.cropThreshold[a] + Math.ceil(tile[a] / 2) + 2 * (c.boxes.margin[a] + cell);
+    if (c.io.chunk[a] < need) {
+      throw new ConfigError('io.chunk', `${c.io.chunk.join(',')} is too small along axis ${'zyx'[a]} for chunk-local box merging: needs ≥ ${need} (boxes.cropThreshold ${c.boxes.cropThreshold[a]} + half a ${c.boxes.mode === 'parents' ? 'cropThreshold' : 'recrop'} tile ${Math.ceil(tile[a] / 2)} + 2 × (margin ${c.boxes.margin[a]} + cell ${cell}))`);
+    }
+  }
+}
+
+/** Voxels of the chunks in `r` (clipped to the volume), for coverage and rates. */
+export function rangeVoxels(r: Range3, chunk: Vec3, volume: Box): number {
+  let n = 1;
+  for (let a = 0; a < 3; a++) {
+    const lo = Math.max(volume.begin[a], r.lo[a] * chunk[a]);
+    const hi = Math.min(volume.end[a], r.hi[a] * chunk[a]);
+    n *= Math.max(0, hi - lo);
+  }
+  return n;
+}

@@ -1,0 +1,74 @@
+// Task `paste`: blend every crop prediction that reaches the chunk — from its own stage-two
+// result and its 26 neighbours' (a box owned by a neighbour may reach in) — arg-max, write the
+// chunk. Crops are added in a fixed order (neighbours in raster order, then each result's crop
+// order), so the float sums, and so the bytes, never depend on which task finished first.
+// The chunk's write box is the whole grid cell clipped to the volume, also where an ROI cuts it:
+// the output inside an ROI equals a whole-volume run's, and a larger ROI later reuses the task.
+import { type Vec3, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
+import { array3, crop } from '../array/array3.ts';
+import { resizeLinear } from '../array/resample.ts';
+import { argmax } from '../infer/sliding.ts';
+import { PasteAccumulator } from '../pipeline/paste.ts';
+import { chunkBox, forEachIndex, indexId, relatedBlocks } from '../geometry/grid.ts';
+import { toLowBox } from '../volume/source.ts';
+import { writeRegion } from '../volume/zarr.ts';
+import type { TaskContext, TaskStats } from './context.ts';
+import { ONE } from './graph.ts';
+import { QUANT, type Stage2Result, readStage2 } from './stage2.ts';
+import { blockBox } from './stage1.ts';
+
+export function foregroundChannels(ctx: TaskContext): number {
+  const card = ctx.cards.fullres;
+  return card.output === 'softmax' ? Math.max(1, card.classes.length - 1) : card.classes.length;
+}
+
+export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStats> {
+  const c = ctx.config;
+  const write = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
+  const acc = new PasteAccumulator(write, foregroundChannels(ctx));
+  const s2 = ctx.graph.kinds.find((k) => k.name === 'stage2')!;
+  const from: Vec3[] = [];
+  forEachIndex(relatedBlocks(index, ONE, ONE, s2.block, s2.range), (i) => from.push(i));
+  const results = await Promise.all(from.map((i) => ctx.stage2Cache.get(indexId(i), () => readStage2(ctx, i))));
+  await ctx.timings.time('blend', () => {
+    for (const r of results) addCrops(acc, r, write);
+  });
+  let background: ((ch: number) => ReturnType<typeof resizeLinear>) | undefined;
+  if (c.stage2.background === 'stage1') {
+    // The stage-one block holding this chunk kept its heatmap (its own low-res write box).
+    const g = ctx.low!;
+    const s = ctx.graph.stage1Block;
+    const b: Vec3 = [Math.floor(index[0] / s[0]), Math.floor(index[1] / s[1]), Math.floor(index[2] / s[2])];
+    const bLow = toLowBox(g, blockBox(ctx, b), ctx.src.shape);
+    const heat = array3(await ctx.work.readFloats('stage1', b), shapeOf(bLow));
+    const lw = intersect(toLowBox(g, write, ctx.src.shape), bLow);
+    const up = resizeLinear(crop(heat, bLow.begin, lw), shapeOf(write));
+    background = () => up;
+  }
+  const probs = acc.result(background);
+  const seg = argmax(probs, ctx.cards.fullres.output);
+  await ctx.timings.time('write', async () => {
+    await writeRegion(ctx.out.segmentation, write, seg, ctx.src.io);
+    if (ctx.out.probabilities) await writeRegion(ctx.out.probabilities, write, probs[0], ctx.src.io);
+  });
+  const s = shapeOf(write);
+  return { covered: acc.covered(), pasted: s[0] * s[1] * s[2] };
+}
+
+function addCrops(acc: PasteAccumulator, r: Stage2Result, write: ReturnType<typeof chunkBox>): void {
+  let at = 0;
+  for (const crop of r.crops) {
+    const s = shapeOf(crop.target);
+    const n = s[0] * s[1] * s[2];
+    if (!isEmpty(intersect(crop.target, write))) {
+      const values = Array.from({ length: r.channels }, (_, ch) => {
+        const q = r.values.subarray(at + ch * n, at + (ch + 1) * n);
+        const f = new Float32Array(n);
+        for (let i = 0; i < n; i++) f[i] = q[i] / QUANT;
+        return array3(f, s);
+      });
+      acc.add({ source: crop.source, target: crop.target, values });
+    }
+    at += r.channels * n;
+  }
+}

@@ -1,0 +1,162 @@
+// Intermediate results under the output (`out.zarr/.work/`), keyed by task, so that any process
+// can pick up any task and an interrupted run resumes:
+//
+//   .work/<kind>/<z_y_x>.json | .bin   a task's result, written atomically (temp + rename)
+//   .work/done/<kind>.log              one line "z_y_x;" per finished task, appended after its
+//                                      result (and, for paste, its output chunks) landed
+//   .work/freed/<kind>.log             done tasks whose result was deleted once every task of
+//                                      the run that needs it had finished
+//
+// A task is done when its line is in the log; a line cut short by a crash is ignored (the task
+// runs again, and writes the same bytes). The run's config hash and model checksums are in
+// run.json, which a resume checks before it trusts anything here.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import { randomBytes } from 'node:crypto';
+import type { Vec3 } from '../geometry/box.ts';
+import { indexId, parseIndexId } from '../geometry/grid.ts';
+import { InputError, OutputError } from '../errors.ts';
+
+const MAGIC = 0x31525354; // "TSR1" little-endian
+
+export interface DoneEntry {
+  kind: string;
+  index: Vec3;
+}
+
+export class WorkStore {
+  constructor(readonly root: string) {}
+
+  path(kind: string, index: Vec3, ext: 'json' | 'bin' | 'f32'): string {
+    return path.join(this.root, kind, `${indexId(index)}.${ext}`);
+  }
+
+  private async atomic(file: string, data: Uint8Array | string): Promise<void> {
+    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+    const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    try {
+      await fs.promises.writeFile(tmp, data);
+      await fs.promises.rename(tmp, file);
+    } catch (err) {
+      await fs.promises.rm(tmp, { force: true });
+      throw new OutputError(file, (err as Error).message, { cause: err });
+    }
+  }
+
+  async writeJson(kind: string, index: Vec3, value: unknown): Promise<void> {
+    await this.atomic(this.path(kind, index, 'json'), JSON.stringify(value));
+  }
+
+  async readJson<T>(kind: string, index: Vec3): Promise<T> {
+    const file = this.path(kind, index, 'json');
+    let text: string;
+    try {
+      text = await fs.promises.readFile(file, 'utf8');
+    } catch (err) {
+      throw new InputError(file, `intermediate result of ${kind} ${indexId(index)} is missing (${(err as NodeJS.ErrnoException).code})`, indexId(index), { cause: err });
+    }
+    try {
+      return JSON.parse(text) as T;
+    } catch (err) {
+      throw new InputError(file, `intermediate result of ${kind} ${indexId(index)} is not valid JSON`, indexId(index), { cause: err });
+    }
+  }
+
+  /** A binary result: a small JSON header and a byte body (typed arrays, little-endian). */
+  async writeBinary(kind: string, index: Vec3, header: unknown, body: Uint8Array): Promise<void> {
+    const h = Buffer.from(JSON.stringify(header), 'utf8');
+    const pre = Buffer.alloc(8);
+    pre.writeUInt32LE(MAGIC, 0);
+    pre.writeUInt32LE(h.length, 4);
+    await this.atomic(this.path(kind, index, 'bin'), Buffer.concat([pre, h, body]));
+  }
+
+  async readBinary<H>(kind: string, index: Vec3): Promise<{ header: H; body: Uint8Array }> {
+    const file = this.path(kind, index, 'bin');
+    let b: Buffer;
+    try {
+      b = await fs.promises.readFile(file);
+    } catch (err) {
+      throw new InputError(file, `intermediate result of ${kind} ${indexId(index)} is missing (${(err as NodeJS.ErrnoException).code})`, indexId(index), { cause: err });
+    }
+    if (b.length < 8 || b.readUInt32LE(0) !== MAGIC || 8 + b.readUInt32LE(4) > b.length) {
+      throw new InputError(file, `intermediate result of ${kind} ${indexId(index)} is truncated or not a Tessera result`, indexId(index));
+    }
+    const n = b.readUInt32LE(4);
+    const header = JSON.parse(b.subarray(8, 8 + n).toString('utf8')) as H;
+    // Copy the body so its typed-array views are aligned.
+    return { header, body: new Uint8Array(b.subarray(8 + n)) };
+  }
+
+  async writeFloats(kind: string, index: Vec3, data: Float32Array): Promise<void> {
+    await this.atomic(this.path(kind, index, 'f32'), new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  }
+
+  async readFloats(kind: string, index: Vec3): Promise<Float32Array> {
+    const file = this.path(kind, index, 'f32');
+    const b = await fs.promises.readFile(file).catch((err: NodeJS.ErrnoException) => {
+      throw new InputError(file, `intermediate result of ${kind} ${indexId(index)} is missing (${err.code})`, indexId(index), { cause: err });
+    });
+    return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  }
+
+  exists(kind: string, index: Vec3, ext: 'json' | 'bin' | 'f32'): boolean {
+    return fs.existsSync(this.path(kind, index, ext));
+  }
+
+  async remove(kind: string, index: Vec3): Promise<void> {
+    await Promise.all((['json', 'bin', 'f32'] as const).map((e) => fs.promises.rm(this.path(kind, index, e), { force: true })));
+  }
+
+  private logPath(kind: string, log: 'done' | 'freed' = 'done'): string {
+    return path.join(this.root, log, `${kind}.log`);
+  }
+
+  /** Record a task as done (after its results landed). */
+  async markDone(kind: string, index: Vec3): Promise<void> {
+    await this.append(this.logPath(kind), index);
+  }
+
+  private async append(file: string, index: Vec3): Promise<void> {
+    await fs.promises.mkdir(path.dirname(file), { recursive: true });
+    try {
+      await fs.promises.appendFile(file, `${indexId(index)};\n`);
+    } catch (err) {
+      throw new OutputError(file, (err as Error).message, { cause: err });
+    }
+  }
+
+  /** Record that a done task's result was deleted because nothing in this run needs it. */
+  async markFreed(kind: string, index: Vec3): Promise<void> {
+    await this.append(this.logPath(kind, 'freed'), index);
+  }
+
+  /** Every task recorded as done, streamed (the log of a huge run is never held whole). */
+  done(kinds: readonly string[]): AsyncGenerator<DoneEntry> {
+    return this.entries(kinds, 'done');
+  }
+
+  /** Every done task whose result was freed. */
+  freed(kinds: readonly string[]): AsyncGenerator<DoneEntry> {
+    return this.entries(kinds, 'freed');
+  }
+
+  private async *entries(kinds: readonly string[], log: 'done' | 'freed'): AsyncGenerator<DoneEntry> {
+    for (const kind of kinds) {
+      const file = this.logPath(kind, log);
+      if (!fs.existsSync(file)) continue;
+      const lines = readline.createInterface({ input: fs.createReadStream(file), crlfDelay: Infinity });
+      for await (const line of lines) {
+        // Only whole lines count: a line cut short by a crash lacks its closing ';'.
+        const t = line.trim();
+        const index = t.endsWith(';') ? parseIndexId(t.slice(0, -1)) : undefined;
+        if (index) yield { kind, index };
+      }
+    }
+  }
+
+  async clear(): Promise<void> {
+    await fs.promises.rm(this.root, { recursive: true, force: true });
+  }
+}
