@@ -98,6 +98,7 @@ export class Scheduler {
       u.down.push({ kind: k, reach: d.reach });
     }
     for (const k of this.kinds) if (k.up.length === 0) k.walk = mortonWalk(rangeShape(k.spec.range));
+    // (Kinds downstream of a whole-kind barrier get their walk when the barrier is done: wake().)
   }
 
   private kind(name: string): Kind {
@@ -133,9 +134,19 @@ export class Scheduler {
     return this.related(k, t.index, e.kind, e.reach);
   }
 
+  /** Does `r` cover every task of `k` (the merger's one task needs a whole kind)? */
+  private whole(k: Kind, r: Range3): boolean {
+    return rangeSize(r) === k.size;
+  }
+
   private allNeedsDone(k: Kind, index: Vec3): boolean {
     for (const e of k.up) {
       const r = this.related(k, index, e.kind, e.reach);
+      if (this.whole(e.kind, r)) {
+        // Counted, not scanned: O(1) however many tasks the kind has.
+        if (e.kind.done !== e.kind.size) return false;
+        continue;
+      }
       for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
         if (this.get(e.kind, linearOf(e.kind.spec.range, [z, y, x])) !== DONE) return false;
       }
@@ -148,6 +159,12 @@ export class Scheduler {
     for (const e of k.down) {
       const d = e.kind;
       const r = this.related(k, index, d, e.reach);
+      if (k.size === 1 && d.up.length === 1 && d.size > 1) {
+        // Every task of `d` needs only this one (after the merger): hand them out lazily in
+        // Z-order, as root tasks are, instead of queueing the whole grid at once.
+        d.walk ??= mortonWalk(rangeShape(d.spec.range));
+        continue;
+      }
       for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
         const j = linearOf(d.spec.range, [z, y, x]);
         if (this.get(d, j) === PENDING && this.allNeedsDone(d, [z, y, x])) {
@@ -291,6 +308,10 @@ export class Scheduler {
     const k = this.kind(t.kind);
     for (const e of k.down) {
       const r = this.related(k, t.index, e.kind, e.reach);
+      if (this.whole(e.kind, r)) {
+        if (e.kind.done + e.kind.failed.size + e.kind.skipped !== e.kind.size) return false;
+        continue;
+      }
       for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
         if (this.get(e.kind, linearOf(e.kind.spec.range, [z, y, x])) < DONE) return false;
       }

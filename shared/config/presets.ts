@@ -5,7 +5,8 @@ import type { TesseraConfig } from './config.ts';
 import { DEFAULTS } from './config.ts';
 import { deepMerge } from './schema.ts';
 
-type Preset = Omit<TesseraConfig, 'io' | 'inference' | 'select' | 'stage2' | 'output' | 'mode'> & {
+type Preset = Omit<TesseraConfig, 'io' | 'inference' | 'select' | 'stage2' | 'output' | 'mode' | 'pack'> & {
+  pack: Omit<TesseraConfig['pack'], 'chunks'> & { chunks?: TesseraConfig['pack']['chunks'] };
   select: Partial<TesseraConfig['select']>;
   io?: Partial<TesseraConfig['io']>;
   stage2?: Partial<TesseraConfig['stage2']>;

@@ -6,7 +6,7 @@
 // fragments of all chunks partition the foreground cells of the volume: no cell is in two
 // fragments, whatever block computed it. The boxes task (boxes-merge.ts) joins fragments of
 // neighbouring chunks back into whole objects. Pure.
-import { type Box, type Vec3, box, boxOfShape } from '../geometry/box.ts';
+import { type Box, type Vec3, box, boxOfShape, growTo } from '../geometry/box.ts';
 import type { Array3 } from '../array/array3.ts';
 import { label } from '../array/components.ts';
 import { type ExtractOptions, cellShape, cellsToBox, poolCells, regionStats } from './boxes-extract.ts';
@@ -18,10 +18,21 @@ export interface Fragment {
   readonly chunk: Vec3;
   /** The fragment's cells, in global cell coordinates (cell i covers stage-one voxels [i·pd, (i+1)·pd)). */
   readonly cells: Box;
-  /** Full-resolution box: cells → full resolution, grown by the margin, clipped, grown to the crop (as extractBoxes). */
+  /**
+   * Full-resolution box: cells → full resolution, grown by the margin, clipped to the volume (as
+   * extractBoxes, but not yet grown to the crop shape: a whole object is, once its fragments
+   * are joined; a sliver of an object at a chunk border grown to a crop would cover too much).
+   */
   readonly box: Box;
   /** Heatmap mass of the fragment's cells in full-resolution voxels (extractBoxes' score). */
   readonly score: number;
+  /**
+   * The region the fragment is part of, as seen by the stage-one block that computed it
+   * (`block`, the block's index; `region`, the region's label there): two fragments of one
+   * region in neighbouring chunks of one block are one object, known exactly.
+   */
+  readonly block: Vec3;
+  readonly region: number;
 }
 
 /** One chunk of the block: its index and its write box at stage-one resolution. */
@@ -44,7 +55,7 @@ export interface FragmentOptions extends ExtractOptions {
  * Returns, per owner in the given order, its fragments sorted by box (then score).
  */
 export function extractFragments(
-  heat: Array3, heatOrigin: Vec3, owners: readonly OwnerChunk[], o: FragmentOptions,
+  heat: Array3, heatOrigin: Vec3, owners: readonly OwnerChunk[], block: Vec3, o: FragmentOptions,
 ): Fragment[][] {
   const out: Fragment[][] = owners.map(() => []);
   const shape = heat.shape;
@@ -71,7 +82,7 @@ export function extractFragments(
   const n = axisOwners.map((x) => x.coords.length);
 
   // One fragment per (region, owner): cell box and mass.
-  const frag = new Map<number, { lo: number[]; hi: number[]; mass: number; owner: number }>();
+  const frag = new Map<number, { lo: number[]; hi: number[]; mass: number; owner: number; region: number }>();
   for (let z = 0, c = 0; z < nc[0]; z++) {
     const oz = axisOwners[0].map[z];
     for (let y = 0; y < nc[1]; y++) {
@@ -86,7 +97,7 @@ export function extractFragments(
         if (!f) {
           const pos = ownerPos.get(`${axisOwners[0].coords[oz]},${axisOwners[1].coords[oy]},${axisOwners[2].coords[ox]}`);
           if (pos === undefined) continue;
-          f = { lo: [z, y, x], hi: [z + 1, y + 1, x + 1], mass: 0, owner: pos };
+          f = { lo: [z, y, x], hi: [z + 1, y + 1, x + 1], mass: 0, owner: pos, region: l };
           frag.set(key, f);
         }
         const p = [z, y, x];
@@ -106,24 +117,25 @@ export function extractFragments(
       [c0[0] + f.lo[0], c0[1] + f.lo[1], c0[2] + f.lo[2]],
       [c0[0] + f.hi[0], c0[1] + f.hi[1], c0[2] + f.hi[2]],
     );
-    const b = cellsToBox(cells, pd, lowVol, o);
-    if (b) out[f.owner].push({ chunk: owners[f.owner].index, cells, box: b, score: f.mass * voxelVolume });
+    const b = cellsToBox(cells, pd, lowVol, { ...o, minShape: [0, 0, 0] });
+    if (b) out[f.owner].push({ chunk: owners[f.owner].index, cells, box: b, score: f.mass * voxelVolume, block, region: f.region });
   }
-  return out.map((list) => suppress(list.sort(byFragment), o.nmsThreshold, o.metric));
+  return out.map((list) => suppress(list.sort(byFragment), o));
 }
 
 /** Box, then score descending: the fixed order fragments are stored and merged in. */
 export function byFragment(a: Fragment, b: Fragment): number {
-  return compareBoxes(a.box, b.box) || compareBoxes(a.cells, b.cells) || (b.score - a.score);
+  return compareBoxes(a.box, b.box) || compareBoxes(a.cells, b.cells) || (b.score - a.score) || (a.region - b.region);
 }
 
-/** Greedy NMS among one chunk's fragments, best score first; the result keeps `list`'s order. */
-function suppress(list: Fragment[], threshold: number, metric: MatchMetric): Fragment[] {
-  if (threshold >= 1 || list.length < 2) return list;
+/** Greedy NMS among one chunk's fragments (boxes grown to the crop, as extractBoxes'), best score first; keeps `list`'s order. */
+function suppress(list: Fragment[], o: FragmentOptions): Fragment[] {
+  if (o.nmsThreshold >= 1 || list.length < 2) return list;
+  const grown = list.map((f) => growTo(f.box, o.minShape, o.bounds));
   const order = list.map((_, i) => i).sort((i, j) => (list[j].score - list[i].score) || (i - j));
   const kept: number[] = [];
   for (const i of order) {
-    if (kept.every((k) => matchScore(list[k].box, list[i].box, metric) <= threshold)) kept.push(i);
+    if (kept.every((k) => matchScore(grown[k], grown[i], o.metric) <= o.nmsThreshold)) kept.push(i);
   }
   kept.sort((i, j) => i - j);
   return kept.map((i) => list[i]);

@@ -4,8 +4,9 @@
 // whatever the order of tasks:
 //
 // - Links: two fragments of one chunk link when their boxes match above the NMM threshold;
-//   two fragments of different chunks link when their cells touch (26-adjacent cell boxes):
-//   a region cut by a chunk border is joined back. Every link is between the same or adjacent
+//   two fragments of neighbouring chunks link when they are one region (the stage-one block
+//   that computed both says so), or, computed by different blocks, when their cells touch
+//   (26-adjacent cell boxes): a region cut by a chunk border is joined back. Every link is between the same or adjacent
 //   chunks, so what c cannot see can only reach c's components through N(c)'s outer shell.
 // - A component (union-find over links) whose box fits `cropThreshold` is "small": it goes to
 //   stage two whole, owned by the chunk holding its anchor (the centre voxel of its box).
@@ -20,7 +21,7 @@
 //   a fragment of a large component. Any number of chunks can share an object; each tiles its
 //   own part, and the tiles of neighbours abut without gaps or overlaps.
 // Pure; deterministic (fixed orders everywhere, no dependence on input order).
-import { type Box, type Vec3, box, containsPoint, intersect, isEmpty, shapeOf, union } from '../geometry/box.ts';
+import { type Box, type Vec3, box, containsPoint, growTo, intersect, isEmpty, shapeOf, union } from '../geometry/box.ts';
 import type { Candidate, BoxMode, MatchMetric } from './boxes.ts';
 import { matchScore } from './boxes.ts';
 import { compareBoxes } from './boxes-order.ts';
@@ -33,11 +34,17 @@ export interface MergeOptions {
   mode: BoxMode;
   recrop: Vec3;
   cropThreshold: Vec3;
+  /** Whole boxes are grown to at least this shape (the stage-two crop), as extractBoxes does. */
+  minShape: Vec3;
   /** The volume: tiles are clipped to it. */
   bounds: Box;
 }
 
-/** A box the chunk owns. `parent` groups the tiles of one component (for the select policy). */
+/**
+ * A box the chunk owns. Lattice tiles carry no `parent`: which tiles belong to one object is
+ * not known the same way by every chunk, and the order of boxes must not depend on the chunking
+ * (the spatial policy keeps neighbouring tiles together by their position anyway).
+ */
 export type OwnedBox = Candidate;
 
 function sameChunk(a: Fragment, b: Fragment): boolean {
@@ -49,8 +56,16 @@ function touches(a: Box, b: Box): boolean {
   return true;
 }
 
+function sameBlock(a: Fragment, b: Fragment): boolean {
+  return a.block[0] === b.block[0] && a.block[1] === b.block[1] && a.block[2] === b.block[2];
+}
+
 function linked(a: Fragment, b: Fragment, o: MergeOptions): boolean {
-  return sameChunk(a, b) ? matchScore(a.box, b.box, o.metric) > o.nmmThreshold : touches(a.cells, b.cells);
+  if (sameChunk(a, b)) return matchScore(growTo(a.box, o.minShape, o.bounds), growTo(b.box, o.minShape, o.bounds), o.metric) > o.nmmThreshold;
+  // One block computed both: it knows whether they are one region. Otherwise their cells
+  // touching across the border is the best evidence there is.
+  if (sameBlock(a, b)) return a.region === b.region && touches(a.cells, b.cells);
+  return touches(a.cells, b.cells);
 }
 
 function fits(b: Box, limit: Vec3): boolean {
@@ -91,20 +106,15 @@ export function components(fragments: readonly Fragment[], o: MergeOptions): Fra
   return [...groups.values()];
 }
 
-/**
- * The boxes chunk `owner` (write box `write`) owns, from the fragments of its neighbourhood.
- * Ids are 0.. in box order; tiles of one component share `parent`.
- */
+/** The boxes chunk `owner` (its write box) owns, from the fragments of its neighbourhood; ids 0.. in box order. */
 export function mergeFragments(fragments: readonly Fragment[], owner: Box, o: MergeOptions): OwnedBox[] {
   const parents: Array<{ box: Box; score: number }> = [];
-  const tiles = new Map<string, { box: Box; score: number; group: number }>();
+  const tiles = new Map<string, { box: Box; score: number }>();
   const lattice = o.mode === 'parents' ? o.cropThreshold : o.recrop;
-  let group = 0;
   for (const comp of components(fragments, o)) {
-    const u = comp.reduce((acc, x) => union(acc, x.box), comp[0].box);
+    const u = growTo(comp.reduce((acc, x) => union(acc, x.box), comp[0].box), o.minShape, o.bounds);
     let score = 0;
     for (const x of comp) score += x.score;
-    group++;
     if (o.mode !== 'children' && fits(u, o.cropThreshold)) {
       if (containsPoint(owner, anchorOf(u))) parents.push({ box: u, score });
       continue;
@@ -113,23 +123,20 @@ export function mergeFragments(fragments: readonly Fragment[], owner: Box, o: Me
       for (const t of latticeTiles(x.box, lattice, owner, o.bounds)) {
         const key = t.begin.join(',');
         const prev = tiles.get(key);
-        if (!prev || score > prev.score) tiles.set(key, { box: t, score, group: prev?.group ?? group });
+        if (!prev || score > prev.score) tiles.set(key, { box: t, score });
       }
     }
   }
-  const out: Array<Omit<OwnedBox, 'id'>> = [
+  const out = [
     ...parents.map((p) => ({ box: p.box, score: p.score, role: 'parent' as const })),
-    ...[...tiles.values()].map((t) => ({ box: t.box, score: t.score, role: 'child' as const, parent: -t.group })),
+    ...[...tiles.values()].map((t) => ({ box: t.box, score: t.score, role: 'child' as const })),
   ];
-  out.sort((a, b) => compareBoxes(a.box, b.box) || (b.score - a.score));
-  // Group ids follow the output order (the first tile of a component names it), so they do not
-  // depend on the order components were found in.
-  const rename = new Map<number, number>();
-  return out.map((b, id) => {
-    if (b.parent === undefined) return { ...b, id };
-    if (!rename.has(b.parent)) rename.set(b.parent, id);
-    return { ...b, id, parent: rename.get(b.parent)! };
-  });
+  return out.sort(byBox).map((b, id) => ({ ...b, id }));
+}
+
+/** Box, then score descending: a total order that does not depend on how boxes were found. */
+export function byBox(a: Pick<Candidate, 'box' | 'score'>, b: Pick<Candidate, 'box' | 'score'>): number {
+  return compareBoxes(a.box, b.box) || (b.score - a.score);
 }
 
 /** Lattice tiles (origin-aligned, clipped to `bounds`) that meet `b` and whose anchor lies in `owner`. */

@@ -433,6 +433,11 @@ export class UnionFind {
     return x;
   }
 
+  /** Whether `a` was ever united with another id (an object that spans chunks). */
+  has(a: number): boolean {
+    return this.parent.has(a);
+  }
+
   /** Number of ids ever united (members of some union), not the number of sets. */
   get size(): number {
     return this.parent.size;

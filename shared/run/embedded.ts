@@ -20,7 +20,8 @@ import { drive } from './drive.ts';
 import { ONE, rangeVoxels, taskGraph } from '../tasks/graph.ts';
 import { WorkStore } from '../tasks/work.ts';
 import { taskContext } from '../tasks/context.ts';
-import { INTERMEDIATE, runTask } from '../tasks/index.ts';
+import { FREE, runTask } from '../tasks/index.ts';
+import type { TaskKind } from '../tasks/graph.ts';
 import { writeBoxesJson } from '../tasks/boxes-output.ts';
 import { indexId } from '../geometry/grid.ts';
 import { lowGrid } from '../volume/source.ts';
@@ -125,7 +126,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
     const counts0 = sched.counts();
     o.log.info({ mode: c.mode, roi: boxToString(ctx.roi), provider: ctx.pool.provider, tasks: counts0, reused, resumed: !!opened.resumed }, 'run started');
 
-    const freeable = graph.deps.map((d) => ({ kind: d.kind, needs: d.needs }));
+    const freeable = graph.deps.filter((d) => FREE[d.needs as TaskKind]).map((d) => ({ kind: d.kind, needs: d.needs }));
     const progressDone: Record<string, number> = Object.fromEntries(Object.entries(counts0).map(([k, v]) => [k, v.done]));
     for (const [k, v] of Object.entries(counts0)) o.progress?.(k, v.done, v.total);
     const result = await drive(sched, (t) => runTask(tctx, t), {
@@ -143,8 +144,9 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
             const u: TaskRef = { kind: f.needs, index: [z, y, x] };
             if (!sched.consumersDone(u)) continue;
             await work.markFreed(u.kind, u.index);
-            await work.remove(u.kind, u.index);
-            (u.kind === 'stage1' ? tctx.stage1Cache : tctx.stage2Cache).delete(indexId(u.index));
+            await FREE[u.kind as TaskKind]!(work, u.index);
+            if (u.kind === 'stage1') tctx.stage1Cache.delete(indexId(u.index));
+            if (u.kind === 'stage2') tctx.stage2Cache.delete(indexId(u.index));
           }
         }
       },
@@ -224,7 +226,7 @@ async function restore(sched: Scheduler, work: WorkStore, kinds: readonly string
   for await (const e of work.done(kinds)) sched.restore(e);
   for (let changed = true; changed;) {
     changed = false;
-    for await (const e of work.freed(kinds.filter((k) => k in INTERMEDIATE))) {
+    for await (const e of work.freed(kinds.filter((k) => k in FREE))) {
       if (sched.state(e) === 'done' && !sched.consumersDone(e)) {
         sched.reopen(e);
         changed = true;

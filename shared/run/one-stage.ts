@@ -2,7 +2,7 @@
 // chunk's context box, cut to its write box, arg-maxed and written. Output depends only on
 // (input, models, config): not on how many chunks run at once.
 import type { Box } from '../geometry/box.ts';
-import { array3, crop } from '../array/array3.ts';
+import { type Array3, array3, crop } from '../array/array3.ts';
 import { normalize } from '../infer/model.ts';
 import { argmax, slidingWindow } from '../infer/sliding.ts';
 import { contextBox } from '../pipeline/context.ts';
@@ -11,7 +11,8 @@ import { writeRegion } from '../volume/zarr.ts';
 import type { RunContext } from './context.ts';
 import type { OutputArrays } from './output.ts';
 
-export async function oneStageChunk(ctx: RunContext, out: OutputArrays, write: Box): Promise<void> {
+/** Returns what it wrote: the classes and the foreground probabilities per channel. */
+export async function oneStageChunk(ctx: RunContext, out: OutputArrays, write: Box): Promise<{ seg: Array3<Uint8Array>; probs: Array3<Float32Array>[] }> {
   const c = ctx.config;
   const card = ctx.cards.fullres;
   const read = contextBox(write, c.baseline.patch, ctx.src.shape);
@@ -27,4 +28,5 @@ export async function oneStageChunk(ctx: RunContext, out: OutputArrays, write: B
     await writeRegion(out.segmentation, write, seg, ctx.src.io);
     if (out.probabilities) await writeRegion(out.probabilities, write, fg[0], ctx.src.io);
   });
+  return { seg, probs: fg };
 }

@@ -3,7 +3,7 @@
 // stage two + paste-back can be measured against the floor they would reach with a perfect
 // stage one. Cells are voxels here: parts of one object in neighbouring chunks touch and are
 // joined by the boxes task exactly as stage-one fragments are.
-import { type Box, type Vec3, box, boxOfShape, grow, growTo, intersect, isEmpty } from '../geometry/box.ts';
+import { type Box, type Vec3, box, boxOfShape, grow, intersect, isEmpty } from '../geometry/box.ts';
 import { label } from '../array/components.ts';
 import type { Fragment, OwnerChunk } from '../pipeline/boxes-fragments.ts';
 import { byFragment } from '../pipeline/boxes-fragments.ts';
@@ -11,11 +11,11 @@ import { type VolumeArray, readRegion } from '../volume/zarr.ts';
 import type { TesseraConfig } from '../config/config.ts';
 
 /** Owners carry full-resolution write boxes here (`low` unused). */
-export async function oracleFragments(c: TesseraConfig, gt: VolumeArray, write: Box, owners: ReadonlyArray<OwnerChunk & { write: Box }>): Promise<Fragment[][]> {
+export async function oracleFragments(c: TesseraConfig, gt: VolumeArray, write: Box, owners: ReadonlyArray<OwnerChunk & { write: Box }>, block: Vec3): Promise<Fragment[][]> {
   const vol = boxOfShape(gt.shape);
   const labels = await readRegion(gt, write);
   const { labels: ids } = label(labels.data, labels.shape, 26);
-  const parts = new Map<string, { lo: number[]; hi: number[]; n: number; owner: number }>();
+  const parts = new Map<string, { lo: number[]; hi: number[]; n: number; owner: number; region: number }>();
   const [Z, Y, X] = labels.shape;
   for (let z = 0, i = 0; z < Z; z++) for (let y = 0; y < Y; y++) for (let x = 0; x < X; x++, i++) {
     const l = ids[i];
@@ -24,7 +24,7 @@ export async function oracleFragments(c: TesseraConfig, gt: VolumeArray, write: 
     const owner = owners.findIndex((o) => o.write.begin.every((b, a) => p[a] >= b && p[a] < o.write.end[a]));
     const key = `${l}:${owner}`;
     let f = parts.get(key);
-    if (!f) { f = { lo: [...p], hi: p.map((v) => v + 1), n: 0, owner }; parts.set(key, f); }
+    if (!f) { f = { lo: [...p], hi: p.map((v) => v + 1), n: 0, owner, region: l }; parts.set(key, f); }
     f.n++;
     for (let a = 0; a < 3; a++) { if (p[a] < f.lo[a]) f.lo[a] = p[a]; if (p[a] + 1 > f.hi[a]) f.hi[a] = p[a] + 1; }
   }
@@ -33,7 +33,7 @@ export async function oracleFragments(c: TesseraConfig, gt: VolumeArray, write: 
     const cells = box(f.lo as unknown as Vec3, f.hi as unknown as Vec3);
     const grown = intersect(grow(cells, c.boxes.margin), vol);
     if (isEmpty(grown)) continue;
-    out[f.owner].push({ chunk: owners[f.owner].index, cells, box: growTo(grown, c.pack.crop, vol), score: f.n });
+    out[f.owner].push({ chunk: owners[f.owner].index, cells, box: grown, score: f.n, block, region: f.region });
   }
   return out.map((l) => l.sort(byFragment));
 }

@@ -14,6 +14,8 @@ import { InputError, OutputError } from '../errors.ts';
 export interface OutputArrays {
   readonly path: string;
   readonly segmentation: VolumeArray;
+  /** uint32 instance ids, one per object across the whole volume (0 = background). */
+  readonly instances: VolumeArray;
   readonly probabilities?: VolumeArray;
 }
 
@@ -68,12 +70,14 @@ export async function createOutput(out: string, o: CreateOutputOptions): Promise
   };
   await createGroup(path.join(out, 'segmentation'), labelAttrs);
   const segmentation = await createArray(path.join(out, 'segmentation', '0'), { shape: o.shape, chunks: o.chunks, dtype: 'uint8' });
+  await createGroup(path.join(out, 'instances'), { ...multiscalesAttrs('instances', o.unit, [o.spacing]), 'image-label': { version: '0.4' } });
+  const instances = await createArray(path.join(out, 'instances', '0'), { shape: o.shape, chunks: o.chunks, dtype: 'uint32' });
   let probabilities: VolumeArray | undefined;
   if (o.probabilities) {
     await createGroup(path.join(out, 'probabilities'), multiscalesAttrs('probabilities', o.unit, [o.spacing]));
     probabilities = await createArray(path.join(out, 'probabilities', '0'), { shape: o.shape, chunks: o.chunks, dtype: 'float32' });
   }
-  return { path: out, segmentation, probabilities };
+  return { path: out, segmentation, instances, probabilities };
 }
 
 export interface OpenedOutput {
@@ -98,6 +102,7 @@ export async function openOutput(out: string, o: CreateOutputOptions & { identit
     const arrays: OutputArrays = {
       path: out,
       segmentation: await openArray(path.join(out, 'segmentation', '0')),
+      instances: await openArray(path.join(out, 'instances', '0')),
       probabilities: o.probabilities ? await openArray(path.join(out, 'probabilities', '0')) : undefined,
     };
     await writeJsonAtomic(runJsonPath(out), { ...prev, status: 'running', resumedAt: new Date().toISOString() });

@@ -1,5 +1,5 @@
-// The boxes of a run as users read them: one JSON-lines file per chunk under the output
-// (`boxes/<z_y_x>.jsonl`: a box per line with its role, score and placements), so that no file
+// The boxes of a run as users read them: one JSON-lines file per stage-two block under the
+// output (`boxes/<z_y_x>.jsonl`, block index: a box per line with its role, score, placements), so that no file
 // grows with the volume — `cat out.zarr/boxes/*.jsonl | jq …` reads them all. For small runs the
 // runner also writes the merged view `boxes.json` (ids and canvases numbered across chunks).
 import * as fs from 'node:fs';
@@ -12,7 +12,8 @@ import { writeJsonAtomic } from '../volume/store.ts';
 import type { TaskContext } from './context.ts';
 
 export interface BoxLine {
-  chunk: string;
+  /** The stage-two block (its index) whose canvases hold the box. */
+  block: string;
   id: number;
   role: 'parent' | 'child';
   parent?: number;
@@ -32,11 +33,11 @@ export async function writeBoxesLines(ctx: TaskContext, index: Vec3, boxes: read
     l.push({ canvas: p.canvas, source: p.source, dest: p.dest, target: p.target, resized: p.resized });
     where.set(p.boxId, l);
   }
-  const chunk = indexId(index);
+  const block = indexId(index);
   const lines = boxes.map((b) => JSON.stringify({
-    chunk, id: b.id, role: b.role, ...(b.parent !== undefined ? { parent: b.parent } : {}), box: b.box, score: b.score, placements: where.get(b.id) ?? [],
+    block, id: b.id, role: b.role, ...(b.parent !== undefined ? { parent: b.parent } : {}), box: b.box, score: b.score, placements: where.get(b.id) ?? [],
   } satisfies BoxLine));
-  const file = path.join(boxesDir(ctx.out.path), `${chunk}.jsonl`);
+  const file = path.join(boxesDir(ctx.out.path), `${block}.jsonl`);
   await fs.promises.mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
   await fs.promises.writeFile(tmp, lines.length ? lines.join('\n') + '\n' : '');
@@ -64,7 +65,7 @@ export async function writeBoxesJson(out: string, range: Range3, canvasShape: Ve
         most = Math.max(most, p.canvas);
         filled += (p.dest.end[0] - p.dest.begin[0]) * (p.dest.end[1] - p.dest.begin[1]) * (p.dest.end[2] - p.dest.begin[2]);
       }
-      boxes.push({ ...b, key: `${b.chunk}/${b.id}`, id: boxes.length, placements: b.placements.map((p) => ({ ...p, canvas: p.canvas + canvases })) });
+      boxes.push({ ...b, key: `${b.block}/${b.id}`, id: boxes.length, placements: b.placements.map((p) => ({ ...p, canvas: p.canvas + canvases })) });
     }
     canvases += most + 1;
     if (boxes.length > limit) tooMany = true;

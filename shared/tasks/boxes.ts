@@ -25,7 +25,7 @@ export async function boxesTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
   }
   const owned = await ctx.timings.time('boxes', () => mergeFragments(fragments, chunkBox(index, ctx.graph.chunk, ctx.graph.volume), {
     nmmThreshold: c.boxes.nmmThreshold, metric: c.boxes.metric, mode: c.boxes.mode,
-    recrop: c.boxes.recrop, cropThreshold: c.boxes.cropThreshold, bounds: ctx.graph.volume,
+    recrop: c.boxes.recrop, cropThreshold: c.boxes.cropThreshold, minShape: c.pack.crop, bounds: ctx.graph.volume,
   }));
   await ctx.work.writeJson('boxes', index, owned);
   return {

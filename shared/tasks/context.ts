@@ -9,6 +9,7 @@ import type { WorkStore } from './work.ts';
 import { Lru } from '../cache.ts';
 import type { Stage1Result } from './stage1.ts';
 import type { Stage2Result } from './stage2.ts';
+import type { Resolved } from './instances.ts';
 
 export interface TaskContext extends RunContext {
   readonly out: OutputArrays;
@@ -20,11 +21,12 @@ export interface TaskContext extends RunContext {
   readonly oracle?: VolumeArray;
   readonly stage1Cache: Lru<Stage1Result>;
   readonly stage2Cache: Lru<Stage2Result>;
+  readonly resolveCache: Lru<Resolved>;
 }
 
 /** Counters a task reports; the runner adds them up (numbers only: nothing per chunk is kept). */
 export type TaskStats = Record<string, number>;
 
-export function taskContext(run: RunContext, rest: Omit<TaskContext, keyof RunContext | 'stage1Cache' | 'stage2Cache'>): TaskContext {
-  return { ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(64) };
+export function taskContext(run: RunContext, rest: Omit<TaskContext, keyof RunContext | 'stage1Cache' | 'stage2Cache' | 'resolveCache'>): TaskContext {
+  return { ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(64), resolveCache: new Lru(1) };
 }

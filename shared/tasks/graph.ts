@@ -3,12 +3,16 @@
 // needs (daisy's BlockwiseDependencyGraph: a task needs the upstream tasks whose write regions
 // meet its read region, here a reach of whole chunks). Pure geometry.
 //
-//   two-stage:  stage1 (blocks of s chunks) ──reach 1──▶ boxes ──▶ stage2 ──reach 1──▶ paste
-//   one-stage:  predict
+//   two-stage:  stage1 (blocks of s chunks) ──reach 1──▶ boxes ──▶ stage2 (blocks of pack.chunks)
+//               ──reach 1──▶ paste ─────────────────────────────────────────────────────────┐
+//   one-stage:  predict ─────────────────────────────────────────────────────────────────────┤
+//               ┌─────────────────────────────────────────────────────────────────────────────┘
+//               └──reach 1──▶ faces ──all──▶ resolve (one task, the merger) ──▶ relabel
 //
-// Ranges make results independent of the ROI: paste runs on the ROI's chunks; stage2 and boxes
-// on those grown by one chunk (a box owned by a neighbour may reach into the ROI); stage1 on the
-// blocks meeting the boxes' chunks grown by one more. So the output inside an ROI equals the
+// Ranges make results independent of the ROI: paste runs on the ROI's chunks; stage2 on the
+// blocks meeting those grown by one chunk (a box owned by a neighbour may reach into the ROI);
+// boxes on every chunk of those blocks; stage1 on the blocks meeting the boxes' chunks grown by
+// one more. So the output inside an ROI equals the
 // output of a whole-volume run there, and a later run over a larger ROI reuses every task.
 import { type Box, type Vec3, boxOfShape } from '../geometry/box.ts';
 import { type Range3, blocksMeeting, chunkRange, intersectRange, range3 } from '../geometry/grid.ts';
@@ -16,7 +20,10 @@ import type { Dependency, KindSpec } from '../scheduler.ts';
 import type { TesseraConfig } from '../config/config.ts';
 import { ConfigError } from '../errors.ts';
 
-export type TaskKind = 'stage1' | 'boxes' | 'stage2' | 'paste' | 'predict';
+export type TaskKind = 'stage1' | 'boxes' | 'stage2' | 'paste' | 'predict' | 'faces' | 'resolve' | 'relabel';
+
+/** The merger's one task spans the whole grid: a block larger than any volume's chunk grid. */
+export const WHOLE: Vec3 = [2 ** 40, 2 ** 40, 2 ** 40];
 
 export const ONE: Vec3 = [1, 1, 1];
 
@@ -52,27 +59,51 @@ export function taskGraph(c: TesseraConfig, shape: Vec3, roi: Box, factor: Vec3)
   const all = chunkRange(volume, chunk);
   const roiChunks = chunkRange(roi, chunk);
   if (c.mode === 'one-stage') {
-    return { kinds: [{ name: 'predict', block: ONE, range: roiChunks }], deps: [], chunk, volume, stage1Block: ONE };
+    return {
+      kinds: [{ name: 'predict', block: ONE, range: roiChunks }, ...instanceKinds(roiChunks)],
+      deps: instanceDeps('predict'), chunk, volume, stage1Block: ONE,
+    };
   }
   checkChunkForBoxes(c, factor);
   const s = stage1Block(factor);
   const paste = roiChunks;
-  const middle = dilate(paste, ONE, all);
+  const p = c.pack.chunks;
+  // Whole stage-two blocks: a block packs all its chunks' boxes, whatever the ROI.
+  const s2 = intersectRange(blocksMeeting(dilate(paste, ONE, all), p), blocksMeeting(all, p));
+  const middle = intersectRange(range3([s2.lo[0] * p[0], s2.lo[1] * p[1], s2.lo[2] * p[2]], [s2.hi[0] * p[0], s2.hi[1] * p[1], s2.hi[2] * p[2]]), all);
   const s1 = intersectRange(blocksMeeting(dilate(middle, ONE, all), s), blocksMeeting(all, s));
   return {
     kinds: [
       { name: 'stage1', block: s, range: s1 },
       { name: 'boxes', block: ONE, range: middle },
-      { name: 'stage2', block: ONE, range: middle },
+      { name: 'stage2', block: p, range: s2 },
       { name: 'paste', block: ONE, range: paste },
+      ...instanceKinds(paste),
     ],
     deps: [
       { kind: 'boxes', needs: 'stage1', reach: ONE },
       { kind: 'stage2', needs: 'boxes', reach: [0, 0, 0] },
       { kind: 'paste', needs: 'stage2', reach: ONE },
+      ...instanceDeps('paste'),
     ],
     chunk, volume, stage1Block: s,
   };
+}
+
+function instanceKinds(chunks: Range3): KindSpec[] {
+  return [
+    { name: 'faces', block: ONE, range: chunks },
+    { name: 'resolve', block: WHOLE, range: blocksMeeting(chunks, WHOLE) },
+    { name: 'relabel', block: ONE, range: chunks },
+  ];
+}
+
+function instanceDeps(writer: 'paste' | 'predict'): Dependency[] {
+  return [
+    { kind: 'faces', needs: writer, reach: ONE },
+    { kind: 'resolve', needs: 'faces', reach: [0, 0, 0] },
+    { kind: 'relabel', needs: 'resolve', reach: [0, 0, 0] },
+  ];
 }
 
 /**

@@ -8,6 +8,9 @@ import { boxesTask } from './boxes.ts';
 import { stage2Task } from './stage2.ts';
 import { pasteTask } from './paste.ts';
 import { predictTask } from './predict.ts';
+import { facesTask, relabelTask, resolveTask } from './instances.ts';
+import type { WorkStore } from './work.ts';
+import type { Vec3 } from '../geometry/box.ts';
 
 export type { TaskContext, TaskStats } from './context.ts';
 
@@ -19,6 +22,9 @@ export function runTask(ctx: TaskContext, t: TaskRef): Promise<TaskStats> {
     case 'stage2': return stage2Task(ctx, t.index);
     case 'paste': return pasteTask(ctx, t.index);
     case 'predict': return predictTask(ctx, t.index);
+    case 'faces': return facesTask(ctx, t.index);
+    case 'resolve': return resolveTask(ctx);
+    case 'relabel': return relabelTask(ctx, t.index);
     default: {
       const never: never = kind;
       throw new RangeError(`unknown task kind ${String(never)}`);
@@ -26,5 +32,15 @@ export function runTask(ctx: TaskContext, t: TaskRef): Promise<TaskStats> {
   }
 }
 
-/** The result a kind leaves in the work store, freed once every task that needs it is done. */
-export const INTERMEDIATE: Partial<Record<TaskKind, 'json' | 'bin'>> = { stage1: 'json', boxes: 'json', stage2: 'bin' };
+/**
+ * What a kind leaves in the work store for the tasks that need it, deleted once they are all
+ * done (paste and predict: the chunk's outer voxel layer, for faces; the objects table stays
+ * for the merger).
+ */
+export const FREE: Partial<Record<TaskKind, (work: WorkStore, index: Vec3) => Promise<void>>> = {
+  stage1: (w, i) => w.remove('stage1', i),
+  boxes: (w, i) => w.remove('boxes', i),
+  stage2: (w, i) => w.remove('stage2', i),
+  paste: (w, i) => w.removeFile('label', i, 'bin'),
+  predict: (w, i) => w.removeFile('label', i, 'bin'),
+};

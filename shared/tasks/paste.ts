@@ -16,6 +16,7 @@ import type { TaskContext, TaskStats } from './context.ts';
 import { ONE } from './graph.ts';
 import { QUANT, type Stage2Result, readStage2 } from './stage2.ts';
 import { blockBox } from './stage1.ts';
+import { labelChunk } from './instances.ts';
 
 export function foregroundChannels(ctx: TaskContext): number {
   const card = ctx.cards.fullres;
@@ -52,7 +53,8 @@ export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
     if (ctx.out.probabilities) await writeRegion(ctx.out.probabilities, write, probs[0], ctx.src.io);
   });
   const s = shapeOf(write);
-  return { covered: acc.covered(), pasted: s[0] * s[1] * s[2] };
+  const objects = await labelChunk(ctx, index, write, seg, probs);
+  return { covered: acc.covered(), pasted: s[0] * s[1] * s[2], objects };
 }
 
 function addCrops(acc: PasteAccumulator, r: Stage2Result, write: ReturnType<typeof chunkBox>): void {

@@ -45,7 +45,7 @@ export async function stage1Task(ctx: TaskContext, b: Vec3): Promise<TaskStats> 
   const write = blockBox(ctx, b);
   const own = owners(ctx, b);
   if (ctx.oracle) {
-    const fragments = await ctx.timings.time('read', () => oracleFragments(c, ctx.oracle!, write, own));
+    const fragments = await ctx.timings.time('read', () => oracleFragments(c, ctx.oracle!, write, own, b));
     return persist(ctx, b, own, fragments);
   }
   const lw = toLowBox(g, write, ctx.src.shape);
@@ -55,7 +55,7 @@ export async function stage1Task(ctx: TaskContext, b: Vec3): Promise<TaskStats> 
     patch: c.stage1.patch, step: c.stage1.step, mirror: c.stage1.mirror,
     batch: c.inference.batch, inFlight: ctx.pool.size + 1, signal: ctx.signal,
   }));
-  const fragments = await ctx.timings.time('extract', () => extractFragments(heat, around.begin, own, {
+  const fragments = await ctx.timings.time('extract', () => extractFragments(heat, around.begin, own, b, {
     priorDownsample: c.boxes.priorDownsample, pooling: c.boxes.pooling, roiThreshold: c.boxes.roiThreshold,
     axisThr: c.boxes.axisThr, areaThr: c.boxes.areaThr, factor: g.factor, margin: c.boxes.margin,
     minShape: c.pack.crop, bounds: boxOfShape(ctx.src.shape), lowVolume: g.shape,

@@ -1,18 +1,22 @@
-// Task `stage2`: select and order the boxes a chunk owns, pack them into canvases (with
+// Task `stage2`: select and order the boxes the chunks of one block (`pack.chunks`) own, pack them into canvases (with
 // `pack.context` read around each box but never pasted back), run the full-resolution network
 // on the canvases and persist each crop's prediction for its target only, quantised to 16 bits
 // (|Δp| ≤ 7.7·10⁻⁶: far below anything that moves an arg-max; a quarter of float32 on disk
-// after the canvases' unused space is dropped). Canvases hold the boxes of one chunk only, so
-// their reads stay local; boxes.jsonl under the output lists the chunk's boxes and placements.
+// after the canvases' unused space is dropped). Canvases hold the boxes of one block only, so
+// their reads stay local; boxes.jsonl under the output lists the block's boxes and placements.
 import { type Box, type Vec3, boxOfShape, grow, intersect, volumeOf } from '../geometry/box.ts';
 import { array3 } from '../array/array3.ts';
 import { normalize } from '../infer/model.ts';
 import { policyByName } from '../pipeline/select.ts';
 import { type Packing, pack, unpackCanvas } from '../pipeline/pack.ts';
-import { channelOf, stage2 } from '../pipeline/stage2.ts';
+import { channelOf, occupied, stage2 } from '../pipeline/stage2.ts';
+import pLimit from 'p-limit';
 import { cachedReader } from '../volume/source.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { readBoxes } from './boxes.ts';
+import { ONE } from './graph.ts';
+import { forEachIndex, relatedBlocks } from '../geometry/grid.ts';
+import { type OwnedBox, byBox } from '../pipeline/boxes-merge.ts';
 import { writeBoxesLines } from './boxes-output.ts';
 
 export interface Stage2Crop {
@@ -35,10 +39,22 @@ export interface Stage2Result {
 
 export const QUANT = 65535;
 
+/**
+ * The boxes of every chunk of stage-two block `b`, in one order that does not depend on how the
+ * block is cut into chunks (so two chunk sizes with the same block pack the same canvases).
+ */
+async function blockBoxes(ctx: TaskContext, b: Vec3): Promise<OwnedBox[]> {
+  const bx = ctx.graph.kinds.find((k) => k.name === 'boxes')!;
+  const chunks: Vec3[] = [];
+  forEachIndex(relatedBlocks(b, ctx.config.pack.chunks, [0, 0, 0], ONE, bx.range), (i) => chunks.push(i));
+  const all = (await Promise.all(chunks.map((i) => readBoxes(ctx, i)))).flat();
+  return all.sort(byBox).map((x, id) => ({ ...x, id }));
+}
+
 export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskStats> {
   const c = ctx.config;
   const card = ctx.cards.fullres;
-  const owned = await readBoxes(ctx, index);
+  const owned = await blockBoxes(ctx, index);
   const chosen = policyByName(c.select.policy).select(owned, { maxBoxes: c.select.maxBoxes > 0 ? c.select.maxBoxes : undefined });
   const vol = boxOfShape(ctx.src.shape);
   const ctxm = c.pack.context;
@@ -60,13 +76,23 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
     const raw = await ctx.timings.time('read', () => reader.read(b));
     return array3(normalize(raw.data, card.normalization), raw.shape);
   };
-  // Fixed batches of canvases, in order: batch composition never depends on timing.
+  // Fixed batches of canvases, in order (batch composition never depends on timing), of
+  // canvases with the same occupied extent: a batch runs at the extent of its largest member,
+  // and a half-empty canvas padded to a full one's extent is mostly fill, which shifts the
+  // instance normalisation of what it holds (false positives).
   const batch = Math.max(1, c.inference.batch);
   const groups: number[][] = [];
-  for (let i = 0; i < packing.canvases; i += batch) groups.push(Array.from({ length: Math.min(batch, packing.canvases - i) }, (_, k) => i + k));
-  const preds = await ctx.timings.time('canvases', () => Promise.all(groups.map((g) => stage2(packing, g, read, ctx.fullres, {
+  let last = '';
+  for (let i = 0; i < packing.canvases; i++) {
+    const ext = occupied(packing, [i], card.divisor).join(',');
+    if (groups.length && ext === last && groups[groups.length - 1].length < batch) groups[groups.length - 1].push(i);
+    else groups.push([i]);
+    last = ext;
+  }
+  const limit = pLimit(ctx.pool.size + 1);
+  const preds = await ctx.timings.time('canvases', () => Promise.all(groups.map((g) => limit(() => stage2(packing, g, read, ctx.fullres, {
     batch, mirror: c.stage2.mirror, fill, signal: ctx.signal,
-  }))));
+  })))));
 
   const crops: Stage2Crop[] = [];
   const parts: Uint16Array[] = [];

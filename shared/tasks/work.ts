@@ -105,6 +105,10 @@ export class WorkStore {
     return fs.existsSync(this.path(kind, index, ext));
   }
 
+  async removeFile(kind: string, index: Vec3, ext: 'json' | 'bin' | 'f32'): Promise<void> {
+    await fs.promises.rm(this.path(kind, index, ext), { force: true });
+  }
+
   async remove(kind: string, index: Vec3): Promise<void> {
     await Promise.all((['json', 'bin', 'f32'] as const).map((e) => fs.promises.rm(this.path(kind, index, e), { force: true })));
   }
