@@ -98,6 +98,19 @@ export class Scheduler {
       u.down.push({ kind: k, reach: d.reach });
     }
     for (const k of this.kinds) if (k.up.length === 0) k.walk = mortonWalk(rangeShape(k.spec.range));
+    // A task with an upstream kind but no upstream task in the run would never be made ready.
+    // Ranges are boxes and the relation is monotone, so a miss along any axis shows at a corner.
+    for (const k of this.kinds) {
+      if (k.size === 0) continue;
+      for (const e of k.up) {
+        for (let c = 0; c < 8; c++) {
+          const index = [0, 1, 2].map((a) => ((c >> a) & 1 ? k.spec.range.hi[a] - 1 : k.spec.range.lo[a])) as unknown as Vec3;
+          if (rangeSize(this.related(k, index, e.kind, e.reach)) === 0) {
+            throw new RangeError(`scheduler: task ${taskId({ kind: k.spec.name, index })} needs no ${e.kind.spec.name} task of this run (ranges do not match)`);
+          }
+        }
+      }
+    }
     // (Kinds downstream of a whole-kind barrier get their walk when the barrier is done: wake().)
   }
 
@@ -162,7 +175,10 @@ export class Scheduler {
       if (k.size === 1 && d.up.length === 1 && d.size > 1) {
         // Every task of `d` needs only this one (after the merger): hand them out lazily in
         // Z-order, as root tasks are, instead of queueing the whole grid at once.
-        d.walk ??= mortonWalk(rangeShape(d.spec.range));
+        if (!d.walk) {
+          d.walk = mortonWalk(rangeShape(d.spec.range));
+          d.cursor = 0;
+        }
         continue;
       }
       for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
@@ -203,6 +219,11 @@ export class Scheduler {
         const index: Vec3 = [k.spec.range.lo[0] + o[0], k.spec.range.lo[1] + o[1], k.spec.range.lo[2] + o[2]];
         const i = linearOf(k.spec.range, index);
         if (this.get(k, i) !== PENDING) continue;
+        if (k.up.length > 0 && !this.allNeedsDone(k, index)) {
+          // A walk behind a barrier whose task runs again (reopened on resume): wait for it.
+          k.cursor--;
+          break;
+        }
         this.set(k, i, QUEUED);
         k.out.add(i);
         out.push({ kind: k.spec.name, index });
@@ -292,6 +313,11 @@ export class Scheduler {
     }
     for (const e of at.k.down) {
       const d = e.kind;
+      if (at.k.size === 1 && d.up.length === 1 && d.walk) {
+        // Its lazy walk starts again once the barrier is done again (see wake()).
+        d.walk = undefined;
+        d.cursor = 0;
+      }
       const r = this.related(at.k, t.index, d, e.reach);
       for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
         const j = linearOf(d.spec.range, [z, y, x]);
@@ -301,19 +327,20 @@ export class Scheduler {
   }
 
   /**
-   * Every task that needs `t` has finished (done, failed or skipped): `t`'s intermediate result
-   * can be freed. (A later run over a larger ROI recomputes what it needs again.)
+   * Every task that needs `t` is done: `t`'s intermediate result can be freed. (Failed and
+   * skipped tasks do not count: the next run retries them with the results they need. A later
+   * run over a larger ROI recomputes what it needs again.)
    */
   consumersDone(t: TaskRef): boolean {
     const k = this.kind(t.kind);
     for (const e of k.down) {
       const r = this.related(k, t.index, e.kind, e.reach);
       if (this.whole(e.kind, r)) {
-        if (e.kind.done + e.kind.failed.size + e.kind.skipped !== e.kind.size) return false;
+        if (e.kind.done !== e.kind.size) return false;
         continue;
       }
       for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
-        if (this.get(e.kind, linearOf(e.kind.spec.range, [z, y, x])) < DONE) return false;
+        if (this.get(e.kind, linearOf(e.kind.spec.range, [z, y, x])) !== DONE) return false;
       }
     }
     return true;

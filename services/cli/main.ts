@@ -67,7 +67,8 @@ program.command('run')
   .option('--provider <ep>', 'execution provider: cpu, cuda, tensorrt, webgpu')
   .option('--threads <n>', 'inference threads', intArg)
   .option('--probabilities', 'also write probabilities/0')
-  .option('--overwrite', 'replace an existing output')
+  .option('--overwrite', 'replace an existing output (without it, the same command on the same output resumes)')
+  .option('--keep-work', 'keep every intermediate result under OUTPUT/.work (a later run over a larger --roi then recomputes nothing already done)')
   .option('--oracle-boxes <labels>', 'benchmark aid: two-stage with boxes from this ground-truth label array instead of stage one')
   .option('--json', 'print one JSON report on stdout')
   .action(async (o) => {
@@ -87,7 +88,7 @@ program.command('run')
     const bar = progressBar(!o.json);
     const ac = new AbortController();
     process.once('SIGINT', () => ac.abort(new Error('interrupted')));
-    const report = await runEmbedded({ config, input: o.input, output: o.output, roi, overwrite: o.overwrite, oracle: o.oracleBoxes, log, signal: ac.signal, progress: bar?.update });
+    const report = await runEmbedded({ config, input: o.input, output: o.output, roi, overwrite: o.overwrite, keepWork: o.keepWork, oracle: o.oracleBoxes, log, signal: ac.signal, progress: bar?.update });
     bar?.stop();
     if (o.json) process.stdout.write(JSON.stringify(report) + '\n');
     else process.stderr.write(`${report.mode}: ${report.voxels} voxels in ${report.seconds.total} s (${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s) → ${o.output}\n`);

@@ -4,7 +4,9 @@
 //
 // Resume: the output's run.json records the run identity (config hash, model checksums); the
 // work store's done logs record finished tasks. Re-running on the same output resumes; a
-// larger ROI reuses every finished task; a different identity is refused (see output.ts).
+// larger ROI reuses every finished task but the instance numbering (faces, resolve, relabel),
+// which spans the ROI; a different identity is refused (see output.ts). After a complete run
+// `.work/` keeps only that resume state: the logs and the per-chunk objects tables.
 import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,13 +16,13 @@ import type { TesseraConfig } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import { type TaskRef, Scheduler, taskId } from '../scheduler.ts';
 import { openRun } from './context.ts';
-import { finishOutput, openOutput } from './output.ts';
+import { finishOutput, openOutput, updateRunJson } from './output.ts';
 import { runIdentity } from './identity.ts';
 import { drive } from './drive.ts';
 import { ONE, rangeVoxels, taskGraph } from '../tasks/graph.ts';
 import { WorkStore } from '../tasks/work.ts';
 import { taskContext } from '../tasks/context.ts';
-import { FREE, runTask } from '../tasks/index.ts';
+import { FREE, WHOLE_ROI, runTask } from '../tasks/index.ts';
 import type { TaskKind } from '../tasks/graph.ts';
 import { writeBoxesJson } from '../tasks/boxes-output.ts';
 import { indexId } from '../geometry/grid.ts';
@@ -37,7 +39,7 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Two-stage only: take boxes from this ground-truth label array instead of stage one (benchmark oracle). */
   oracle?: string;
-  /** Keep intermediate results under .work after a complete run (for inspection). */
+  /** Keep every intermediate result under .work (for inspection); by default each is deleted once nothing needs it. */
   keepWork?: boolean;
   /** Called as tasks finish: (task kind, done, total). */
   progress?: (phase: string, done: number, total: number) => void;
@@ -122,6 +124,12 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
       out: opened.arrays, work, graph, low, oracle: o.oracle ? await openArray(o.oracle) : undefined,
     });
     const sched = new Scheduler(graph.kinds, graph.deps);
+    // Instance ids are numbered over the whole ROI: with another ROI they are computed anew (and
+    // their done logs start over, so they only ever hold tasks of the ROI in run.json).
+    const prevRoi = opened.resumed?.roi as { begin: Box['begin']; end: Box['end'] } | undefined;
+    const roiDoc = { begin: ctx.roi.begin, end: ctx.roi.end };
+    if (opened.resumed && (!prevRoi || boxToString(prevRoi) !== boxToString(ctx.roi))) await work.forget(WHOLE_ROI);
+    await updateRunJson(o.output, { roi: roiDoc });
     const reused = opened.resumed ? await restore(sched, work, graph.kinds.map((k) => k.name)) : {};
     const counts0 = sched.counts();
     o.log.info({ mode: c.mode, roi: boxToString(ctx.roi), provider: ctx.pool.provider, tasks: counts0, reused, resumed: !!opened.resumed }, 'run started');
@@ -144,7 +152,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
             const u: TaskRef = { kind: f.needs, index: [z, y, x] };
             if (!sched.consumersDone(u)) continue;
             await work.markFreed(u.kind, u.index);
-            await FREE[u.kind as TaskKind]!(work, u.index);
+            await FREE[u.kind as TaskKind]!.free(work, u.index);
             if (u.kind === 'stage1') tctx.stage1Cache.delete(indexId(u.index));
             if (u.kind === 'stage2') tctx.stage2Cache.delete(indexId(u.index));
           }
@@ -201,14 +209,13 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
       startedAt: opened.resumed?.startedAt,
       report,
       config: c,
-      roi: { begin: ctx.roi.begin, end: ctx.roi.end },
+      roi: roiDoc,
       models: {
         fullres: { path: c.models.fullres, sha256: ctx.cards.fullres.sha256 },
         ...(ctx.cards.lowres && c.mode === 'two-stage' ? { lowres: { path: c.models.lowres, sha256: ctx.cards.lowres.sha256 } } : {}),
       },
       versions: { ...versions(), node: process.version, host: os.hostname() },
     }, status);
-    if (status === 'complete' && !o.keepWork) await work.clear();
     return report;
   } finally {
     clearInterval(sampler);
@@ -226,7 +233,7 @@ async function restore(sched: Scheduler, work: WorkStore, kinds: readonly string
   for await (const e of work.done(kinds)) sched.restore(e);
   for (let changed = true; changed;) {
     changed = false;
-    for await (const e of work.freed(kinds.filter((k) => k in FREE))) {
+    for await (const e of work.freed(kinds.filter((k) => FREE[k as TaskKind]?.rerun))) {
       if (sched.state(e) === 'done' && !sched.consumersDone(e)) {
         sched.reopen(e);
         changed = true;

@@ -113,6 +113,11 @@ export async function openOutput(out: string, o: CreateOutputOptions & { identit
   return { arrays };
 }
 
+/** Add fields to the run.json of a running run. */
+export async function updateRunJson(out: string, fields: Record<string, unknown>): Promise<void> {
+  await writeJsonAtomic(runJsonPath(out), { ...readRunJson(out), ...fields });
+}
+
 export async function finishOutput(out: string, doc: Omit<RunDocument, 'status'>, status: RunStatus = 'complete'): Promise<void> {
   await writeJsonAtomic(runJsonPath(out), { status, ...doc, finishedAt: new Date().toISOString() });
 }

@@ -34,13 +34,21 @@ export function runTask(ctx: TaskContext, t: TaskRef): Promise<TaskStats> {
 
 /**
  * What a kind leaves in the work store for the tasks that need it, deleted once they are all
- * done (paste and predict: the chunk's outer voxel layer, for faces; the objects table stays
- * for the merger).
+ * done. `rerun`: on resume, a task whose result was freed runs again when a task that is not
+ * done needs it; paste and predict are never run again for that, since the chunk's outer voxel
+ * layer they leave for faces is recomputed from the written segmentation (see faces).
  */
-export const FREE: Partial<Record<TaskKind, (work: WorkStore, index: Vec3) => Promise<void>>> = {
-  stage1: (w, i) => w.remove('stage1', i),
-  boxes: (w, i) => w.remove('boxes', i),
-  stage2: (w, i) => w.remove('stage2', i),
-  paste: (w, i) => w.removeFile('label', i, 'bin'),
-  predict: (w, i) => w.removeFile('label', i, 'bin'),
+export const FREE: Partial<Record<TaskKind, { free: (work: WorkStore, index: Vec3) => Promise<void>; rerun: boolean }>> = {
+  stage1: { free: (w, i) => w.remove('stage1', i), rerun: true },
+  boxes: { free: (w, i) => w.remove('boxes', i), rerun: true },
+  stage2: { free: (w, i) => w.remove('stage2', i), rerun: true },
+  paste: { free: (w, i) => w.removeFile('label', i, 'bin'), rerun: false },
+  predict: { free: (w, i) => w.removeFile('label', i, 'bin'), rerun: false },
+  resolve: { free: (w, i) => w.remove('resolve', i), rerun: true },
 };
+
+/**
+ * Kinds whose results depend on the whole ROI (instance ids are numbered over it and join
+ * across its chunks): reused only by a run over the same ROI.
+ */
+export const WHOLE_ROI: readonly TaskKind[] = ['faces', 'resolve', 'relabel'];

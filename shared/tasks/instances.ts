@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import type { Box, Vec3 } from '../geometry/box.ts';
 import { type Range3, chunkBox, forEachIndex, indexId, linearOf, relatedBlocks, rangeSize } from '../geometry/grid.ts';
 import { type Array3, array3 } from '../array/array3.ts';
-import { type ObjectRow, UnionFind, borderEdges, decodeShell, encodeShell, labelObjects, relabel, shellOf } from '../pipeline/instances.ts';
+import { type ObjectRow, type Shell, UnionFind, borderEdges, decodeShell, encodeShell, labelObjects, relabel, shellOf } from '../pipeline/instances.ts';
 import { readRegion, writeRegion } from '../volume/zarr.ts';
 import { InputError } from '../errors.ts';
 import type { TaskContext, TaskStats } from './context.ts';
@@ -58,17 +58,30 @@ function labelRange(ctx: TaskContext): Range3 {
 /** Border pairs between chunk `index` and each neighbour after it in raster order. */
 export async function facesTask(ctx: TaskContext, index: Vec3): Promise<TaskStats> {
   const range = labelRange(ctx);
-  const mine = decodeShell((await ctx.work.readBinary('label', index)).body);
+  const mine = await readShell(ctx, index);
   const me = linearOf(range, index);
   const edges: number[][] = [];
   const after: Vec3[] = [];
   forEachIndex(relatedBlocks(index, ONE, ONE, ONE, range), (n) => { if (linearOf(range, n) > me) after.push(n); });
   for (const n of after) {
-    const theirs = decodeShell((await ctx.work.readBinary('label', n)).body);
+    const theirs = await readShell(ctx, n);
     for (const [a, b] of borderEdges(mine, theirs)) edges.push([a, n[0], n[1], n[2], b]);
   }
   await ctx.work.writeJson('faces', index, { edges });
   return { borderPairs: edges.length };
+}
+
+/**
+ * A chunk's shell as its writer left it, or, once freed (a resume over a larger ROI needs it
+ * again), recomputed from the written segmentation: the labelling is deterministic, so the
+ * shell is the same.
+ */
+async function readShell(ctx: TaskContext, index: Vec3): Promise<Shell> {
+  if (ctx.work.exists('label', index, 'bin')) return decodeShell((await ctx.work.readBinary('label', index)).body);
+  const write = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
+  const seg = await readRegion(ctx.out.segmentation, write, 'constant', 0, ctx.src.io);
+  const s8 = array3(seg.data as Uint8Array, seg.shape);
+  return shellOf(labelObjects(s8, write.begin), s8, write);
 }
 
 export async function resolveTask(ctx: TaskContext): Promise<TaskStats> {

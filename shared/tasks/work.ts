@@ -160,7 +160,8 @@ export class WorkStore {
     }
   }
 
-  async clear(): Promise<void> {
-    await fs.promises.rm(this.root, { recursive: true, force: true });
+  /** Drop the done and freed records of `kinds`: their tasks run again. */
+  async forget(kinds: readonly string[]): Promise<void> {
+    await Promise.all(kinds.flatMap((k) => [this.logPath(k), this.logPath(k, 'freed')].map((f) => fs.promises.rm(f, { force: true }))));
   }
 }
