@@ -1,7 +1,7 @@
 // Tessera's public library surface: services and tools import from here. (Snapshot-tested in
 // test/unit/surface.test.ts: a change to this list is a deliberate API change.)
 export * from './geometry/box.ts';
-export { type Chunk, chunkId, planGrid } from './geometry/grid.ts';
+export { type Chunk, type Range3, chunkBox, chunkId, chunkRange, indexId, planGrid } from './geometry/grid.ts';
 export { lowShape, scaleFactor, toFull, toLow } from './geometry/scale.ts';
 export { type Array3, array3, copyRegion, crop } from './array/array3.ts';
 export { label } from './array/components.ts';
@@ -22,6 +22,13 @@ export { type Packing, type Placement, assembleCanvas, pack, unpackCanvas } from
 export { stage2 } from './pipeline/stage2.ts';
 export { PasteAccumulator } from './pipeline/paste.ts';
 export { type RunOptions, type RunReport, runEmbedded } from './run/embedded.ts';
+export { type Dependency, type KindSpec, type TaskRef, Scheduler, taskId } from './scheduler.ts';
+export { type TaskGraph, taskGraph } from './tasks/graph.ts';
+export { type TaskContext, runTask } from './tasks/index.ts';
+export { drive } from './run/drive.ts';
+export { type Fragment, extractFragments } from './pipeline/boxes-fragments.ts';
+export { mergeFragments } from './pipeline/boxes-merge.ts';
+export { labelObjects } from './pipeline/instances.ts';
 export { evaluateOutput } from './run/eval.ts';
 export { writeSynth } from './run/synth.ts';
 export { evaluate } from './metrics/index.ts';

@@ -19,6 +19,9 @@ const EXPECTED = [
   'renderImage', 'renderLabels', 'resizeLinear', 'resizeNearest', 'runEmbedded', 'scaleFactor', 'scorePolicy',
   'shapeOf', 'silentLogger', 'slidingWindow', 'snapOut', 'spatialPolicy', 'stage1', 'stage2', 'synthScene', 'tileSteps',
   'toFull', 'toLow', 'translate', 'union', 'unpackCanvas', 'vec3', 'volumeOf', 'writeRegion', 'writeSynth',
+  // The chunk-task run.
+  'Scheduler', 'chunkBox', 'chunkRange', 'drive', 'extractFragments', 'indexId', 'labelObjects', 'mergeFragments',
+  'runTask', 'taskGraph', 'taskId',
 ];
 
 test('shared/index.ts exports exactly the documented surface', () => {
