@@ -152,19 +152,19 @@ export class Scheduler {
     return rangeSize(r) === k.size;
   }
 
-  private allNeedsDone(k: Kind, index: Vec3): boolean {
-    for (const e of k.up) {
-      const r = this.related(k, index, e.kind, e.reach);
-      if (this.whole(e.kind, r)) {
-        // Counted, not scanned: O(1) however many tasks the kind has.
-        if (e.kind.done !== e.kind.size) return false;
-        continue;
-      }
-      for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
-        if (this.get(e.kind, linearOf(e.kind.spec.range, [z, y, x])) !== DONE) return false;
-      }
+  /** Is every task of `other` related to task `index` of `k` through `reach` done? */
+  private allDone(k: Kind, index: Vec3, other: Kind, reach: Vec3): boolean {
+    const r = this.related(k, index, other, reach);
+    // A whole kind (the merger's one task needs every faces task) is counted, not scanned.
+    if (this.whole(other, r)) return other.done === other.size;
+    for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
+      if (this.get(other, linearOf(other.spec.range, [z, y, x])) !== DONE) return false;
     }
     return true;
+  }
+
+  private allNeedsDone(k: Kind, index: Vec3): boolean {
+    return k.up.every((e) => this.allDone(k, index, e.kind, e.reach));
   }
 
   /** After task `index` of `k` completed: queue the downstream tasks that became ready. */
@@ -333,17 +333,7 @@ export class Scheduler {
    */
   consumersDone(t: TaskRef): boolean {
     const k = this.kind(t.kind);
-    for (const e of k.down) {
-      const r = this.related(k, t.index, e.kind, e.reach);
-      if (this.whole(e.kind, r)) {
-        if (e.kind.done !== e.kind.size) return false;
-        continue;
-      }
-      for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
-        if (this.get(e.kind, linearOf(e.kind.spec.range, [z, y, x])) !== DONE) return false;
-      }
-    }
-    return true;
+    return k.down.every((e) => this.allDone(k, t.index, e.kind, e.reach));
   }
 
   /** Every task of the run is done, failed or skipped. */

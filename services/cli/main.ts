@@ -91,7 +91,7 @@ program.command('run')
     const report = await runEmbedded({ config, input: o.input, output: o.output, roi, overwrite: o.overwrite, keepWork: o.keepWork, oracle: o.oracleBoxes, log, signal: ac.signal, progress: bar?.update });
     bar?.stop();
     if (o.json) process.stdout.write(JSON.stringify(report) + '\n');
-    else process.stderr.write(`${report.mode}: ${report.voxels} voxels in ${report.seconds.total} s (${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s) → ${o.output}\n`);
+    else process.stderr.write(`${report.mode} ${report.status}: ${report.voxels} voxels in ${report.seconds.total} s (${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s) → ${o.output}\n`);
     if (report.failures.length) {
       const skipped = Object.values(report.tasks).reduce((n, t) => n + t.skipped, 0);
       process.stderr.write(`${report.failures.length} task(s) failed${skipped ? ` (${skipped} more skipped because they need them)` : ''}; re-run the same command to retry them:\n${report.failures.map((f) => `  ${f.task}: ${f.error}`).join('\n')}\n`);

@@ -8,7 +8,7 @@ import type { Vec3 } from '../geometry/box.ts';
 import { type Range3, forEachIndex, indexId } from '../geometry/grid.ts';
 import type { Candidate } from '../pipeline/boxes.ts';
 import type { Packing } from '../pipeline/pack.ts';
-import { writeJsonAtomic } from '../volume/store.ts';
+import { writeFileAtomic, writeJsonAtomic } from '../volume/store.ts';
 import type { TaskContext } from './context.ts';
 
 export interface BoxLine {
@@ -37,11 +37,7 @@ export async function writeBoxesLines(ctx: TaskContext, index: Vec3, boxes: read
   const lines = boxes.map((b) => JSON.stringify({
     block, id: b.id, role: b.role, ...(b.parent !== undefined ? { parent: b.parent } : {}), box: b.box, score: b.score, placements: where.get(b.id) ?? [],
   } satisfies BoxLine));
-  const file = path.join(boxesDir(ctx.out.path), `${block}.jsonl`);
-  await fs.promises.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  await fs.promises.writeFile(tmp, lines.length ? lines.join('\n') + '\n' : '');
-  await fs.promises.rename(tmp, file);
+  await writeFileAtomic(path.join(boxesDir(ctx.out.path), `${block}.jsonl`), lines.length ? lines.join('\n') + '\n' : '');
 }
 
 /**

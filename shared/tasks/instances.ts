@@ -13,7 +13,6 @@
 //   per border-crossing object, never one per object or voxel.
 // - relabel(c): re-labels the chunk from the written segmentation (the same deterministic
 //   labelling), maps local ids to global ones, writes instances/0 and objects/<c>.jsonl.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Box, Vec3 } from '../geometry/box.ts';
 import { type Range3, chunkBox, forEachIndex, indexId, linearOf, relatedBlocks, rangeSize } from '../geometry/grid.ts';
@@ -21,6 +20,7 @@ import { type Array3, array3 } from '../array/array3.ts';
 import { type ObjectRow, type Shell, UnionFind, borderEdges, decodeShell, encodeShell, labelObjects, relabel, shellOf } from '../pipeline/instances.ts';
 import { readRegion, writeRegion } from '../volume/zarr.ts';
 import { InputError } from '../errors.ts';
+import { writeFileAtomic } from '../volume/store.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { ONE } from './graph.ts';
 
@@ -175,10 +175,6 @@ export async function relabelTask(ctx: TaskContext, index: Vec3): Promise<TaskSt
     if (remap.has(g)) continue; // part of an object whose smallest id lies elsewhere
     lines.push(JSON.stringify(merged.get(g) ?? { ...row, id: g }));
   }
-  const file = path.join(ctx.out.path, 'objects', `${indexId(index)}.jsonl`);
-  await fs.promises.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  await fs.promises.writeFile(tmp, lines.length ? lines.join('\n') + '\n' : '');
-  await fs.promises.rename(tmp, file);
+  await writeFileAtomic(path.join(ctx.out.path, 'objects', `${indexId(index)}.jsonl`), lines.length ? lines.join('\n') + '\n' : '');
   return { instances: lines.length };
 }

@@ -13,10 +13,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { randomBytes } from 'node:crypto';
 import type { Vec3 } from '../geometry/box.ts';
 import { indexId, parseIndexId } from '../geometry/grid.ts';
 import { InputError, OutputError } from '../errors.ts';
+import { writeFileAtomic } from '../volume/store.ts';
 
 const MAGIC = 0x31525354; // "TSR1" little-endian
 
@@ -33,13 +33,9 @@ export class WorkStore {
   }
 
   private async atomic(file: string, data: Uint8Array | string): Promise<void> {
-    await fs.promises.mkdir(path.dirname(file), { recursive: true });
-    const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
-      await fs.promises.writeFile(tmp, data);
-      await fs.promises.rename(tmp, file);
+      await writeFileAtomic(file, data);
     } catch (err) {
-      await fs.promises.rm(tmp, { force: true });
       throw new OutputError(file, (err as Error).message, { cause: err });
     }
   }

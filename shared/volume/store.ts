@@ -10,23 +10,24 @@ type Key = `/${string}`;
 
 export class AtomicFileStore extends FileSystemStore {
   override async set(key: Key, value: Uint8Array): Promise<void> {
-    const fp = path.join(this.root, key.replace(/^\//, ''));
-    await fs.promises.mkdir(path.dirname(fp), { recursive: true });
-    const tmp = `${fp}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-    try {
-      await fs.promises.writeFile(tmp, value);
-      await fs.promises.rename(tmp, fp);
-    } catch (err) {
-      await fs.promises.rm(tmp, { force: true });
-      throw err;
-    }
+    await writeFileAtomic(path.join(this.root, key.replace(/^\//, '')), value);
+  }
+}
+
+/** Write a file atomically (temp in the same directory + rename); no temp file is left behind. */
+export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
+  await fs.promises.mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await fs.promises.writeFile(tmp, data);
+    await fs.promises.rename(tmp, file);
+  } catch (err) {
+    await fs.promises.rm(tmp, { force: true });
+    throw err;
   }
 }
 
 /** Write a JSON document atomically (temp + rename). */
 export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  await fs.promises.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  await fs.promises.writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
-  await fs.promises.rename(tmp, file);
+  await writeFileAtomic(file, JSON.stringify(value, null, 2) + '\n');
 }

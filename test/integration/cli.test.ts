@@ -66,8 +66,9 @@ test('output is bit-identical whatever the number of inference threads and chunk
   const cfgA = path.join(dir, 'det-a.json');
   const cfgB = path.join(dir, 'det-b.json');
   // Small chunks so several run at once and boxes cross chunk borders.
-  fs.writeFileSync(cfgA, JSON.stringify({ extends: 'synthetic-em', io: { chunk: [32, 128, 128], chunksInFlight: 1 }, inference: { threads: 1 } }));
-  fs.writeFileSync(cfgB, JSON.stringify({ extends: 'synthetic-em', io: { chunk: [32, 128, 128], chunksInFlight: 4 }, inference: { threads: 2, intraOpThreads: 1 } }));
+  const boxes = { cropThreshold: [16, 64, 64], recrop: [16, 32, 32] };
+  fs.writeFileSync(cfgA, JSON.stringify({ extends: 'synthetic-em', boxes, io: { chunk: [32, 128, 128], chunksInFlight: 1 }, inference: { threads: 1 } }));
+  fs.writeFileSync(cfgB, JSON.stringify({ extends: 'synthetic-em', boxes, io: { chunk: [32, 128, 128], chunksInFlight: 4 }, inference: { threads: 2, intraOpThreads: 1 } }));
   await tesseraOk(['run', '--input', em, '--output', a, '--config', cfgA]);
   await tesseraOk(['run', '--input', em, '--output', b, '--config', cfgB]);
   const fa = filesUnder(path.join(a, 'segmentation'));
