@@ -3,7 +3,7 @@
 // the stage-two oracle, peak memory on the default volume and one 4× larger, the dependence of
 // a crop's prediction on its canvas neighbours, and (with --ablations) the research's
 // ablations. Every run is a child process (`tessera run --json`) so peak memory is its own.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -79,6 +79,34 @@ function boxRecall(gt: Array3<Uint8Array>, boxesJson: string): { recall: number;
   return { recall: count ? found / count : 1, objects: count };
 }
 
+/**
+ * Start the same two-stage run, kill -9 it once about half its paste tasks are done, run the
+ * same command again, and compare with the uninterrupted output `reference`.
+ */
+async function killAndResume(vol: string, out: string, preset: string, reference: string): Promise<Record<string, unknown>> {
+  const cfg = `${out}.config.json`;
+  fs.rmSync(out, { recursive: true, force: true });
+  fs.writeFileSync(cfg, JSON.stringify({ extends: preset, mode: 'two-stage' }));
+  const args = [CLI, 'run', '--input', vol, '--output', out, '--config', cfg, '--json'];
+  const ref = JSON.parse(fs.readFileSync(path.join(reference, 'run.json'), 'utf8')).report as RunReport;
+  const total = ref.tasks.paste.total;
+  const child = spawn(process.execPath, args, { stdio: 'ignore', env: { ...process.env, TESSERA_LOG: 'warn' } });
+  const log = path.join(out, '.work', 'done', 'paste.log');
+  const pasted = () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0);
+  while (pasted() < Math.ceil(total / 2) && child.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+  const before = pasted();
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  const { stdout } = await exec(process.execPath, args, { maxBuffer: 1 << 26, env: { ...process.env, TESSERA_LOG: 'warn' } });
+  const r = JSON.parse(stdout.trim().split('\n').pop()!) as RunReport;
+  const files = (d: string) => fs.readdirSync(d, { recursive: true }).map(String).filter((f) => fs.statSync(path.join(d, f)).isFile()).sort();
+  const seg = (d: string) => path.join(d, 'segmentation', '0');
+  const identical = JSON.stringify(files(seg(out))) === JSON.stringify(files(seg(reference)))
+    && files(seg(out)).every((f) => fs.readFileSync(path.join(seg(out), f)).equals(fs.readFileSync(path.join(seg(reference), f))));
+  const reused = Object.values(r.tasks).reduce((n, t) => n + t.reused, 0);
+  return { pasteTasks: total, pastedBeforeKill: before, seconds: r.seconds.total, ratio: r3(r.seconds.total / ref.seconds.total), reused, identical };
+}
+
 const r3 = (x: number) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : x);
 
 export async function runBench(o: BenchOptions): Promise<unknown> {
@@ -110,11 +138,14 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
   say('bench: canvas-neighbour effect');
   const effect: CanvasEffect = await measureCanvasEffect(vol, twoOut, preset, 16);
 
+  say('bench: kill -9 at about half way, then resume');
+  const resume = await killAndResume(vol, path.join(dir, 'resumed.zarr'), preset, twoOut);
+
   let large: RunReport | undefined;
   if (!o.quick) {
     const big: Vec3 = [shape[0], shape[1] * 2, shape[2] * 2];
     const volBig = path.join(dir, `${kind}-vol-4x.zarr`);
-    say(`bench: peak memory on a 4× volume ${big.join('x')}`);
+    say(`bench: time and peak memory on a 4× volume ${big.join('x')}`);
     await writeSynth({ kind, shape: big, seed: seed + 1, fg, out: volBig });
     large = await run(volBig, path.join(dir, 'two-stage-4x.zarr'), preset, { mode: 'two-stage' });
     fs.rmSync(volBig, { recursive: true, force: true });
@@ -173,9 +204,12 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
     oracle: { seconds: oracle.run.seconds, busySeconds: oracle.run.busySeconds, ...metrics(oracle), canvases: oracle.run.twoStage?.canvases },
     speedup: r3(one.run.seconds.total / two.run.seconds.total),
     diceDelta: r3(two.eval.dice - one.eval.dice),
-    stage2VsOracle: r3((two.run.seconds.stage2 ?? 0) / (oracle.run.seconds.stage2 || 1)),
+    stage2VsOracle: r3((two.run.busySeconds['task:stage2'] ?? 0) / (oracle.run.busySeconds['task:stage2'] || 1)),
+    tasks: two.run.tasks,
+    resume,
     canvasEffect: effect,
     peakMemory: { defaultMB: two.run.peakRssMB, largeMB: large?.peakRssMB, largeShape: large ? [shape[0], shape[1] * 2, shape[2] * 2] : undefined },
+    scaling: large ? { wallRatio4x: r3(large.seconds.total / two.run.seconds.total), rssRatio4x: r3(large.peakRssMB / two.run.peakRssMB) } : undefined,
     ablations,
     plot,
   };
@@ -189,24 +223,28 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
 
 function markdown(r: any): string {
   const f = (v: number | undefined) => (v === undefined ? '–' : v.toFixed(2));
-  const row = (name: string, s: any) => `| ${name} | ${f(s.seconds.total)} | ${f(s.seconds.stage1)} | ${f((s.seconds.boxes ?? 0) + (s.seconds.pack ?? 0) || undefined)} | ${f(s.seconds.stage2 ?? s.seconds.oneStage)} | ${f(s.seconds.paste)} | ${f((s.busySeconds.read ?? 0) + (s.busySeconds.write ?? 0))} | ${f(s.busySeconds.network)} | ${s.dice} | ${s.iou} | ${s.surfaceDice} | ${s.hd95} | ${s.ap10} | ${s.ap50} |`;
+  const b = (s: any, k: string) => s.busySeconds[`task:${k}`] as number | undefined;
+  const row = (name: string, s: any) => `| ${name} | ${f(s.seconds.total)} | ${f(b(s, 'stage1'))} | ${f(b(s, 'boxes'))} | ${f(b(s, 'stage2') ?? b(s, 'predict'))} | ${f(b(s, 'paste'))} | ${f((b(s, 'faces') ?? 0) + (b(s, 'resolve') ?? 0) + (b(s, 'relabel') ?? 0))} | ${f((s.busySeconds.read ?? 0) + (s.busySeconds.write ?? 0))} | ${f(s.busySeconds.network)} | ${s.dice} | ${s.iou} | ${s.surfaceDice} | ${s.hd95} | ${s.ap10} | ${s.ap50} |`;
   const lines = [
     `# Tessera benchmark — ${r.volume.kind} ${r.volume.shape.join('×')} (${(r.volume.voxels / 1e6).toFixed(1)} M voxels, ${(100 * r.volume.foreground).toFixed(2)} % foreground, ${r.volume.gtObjects} objects), ${r.machine.cpus} CPUs`,
     '',
-    'Seconds: wall clock per phase (stage 2 column: the sliding window for one-stage); I/O and network: busy seconds summed over overlapping chunks and inference threads.',
+    'Total: wall clock. Per task kind (stage 2 column: `predict`, the sliding window, for one-stage; instances: faces + resolve + relabel), I/O and network: busy seconds summed over the tasks in flight and the inference threads, so they overlap and may exceed the total.',
     '',
-    '| mode | total s | stage 1 s | boxes + pack s | stage 2 s | paste s | I/O busy s | network busy s | Dice | IoU | surface Dice | HD95 | AP@0.1 | AP@0.5 |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| mode | total s | stage 1 s | boxes s | stage 2 s | paste s | instances s | I/O busy s | network busy s | Dice | IoU | surface Dice | HD95 | AP@0.1 | AP@0.5 |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
     row('one-stage', r.oneStage),
     row('two-stage', r.twoStage),
     row('oracle boxes', r.oracle),
     '',
     `- speedup (one-stage / two-stage, end to end): **${r.speedup}×**; Dice two-stage − one-stage: ${r.diceDelta}`,
     `- threshold baseline (best intensity threshold): Dice ${r.thresholdBaseline.dice}`,
-    `- boxes: ${r.twoStage.candidates} candidates → ${r.twoStage.parents} parents, ${r.twoStage.children} children → ${r.twoStage.boxes} boxes in ${r.twoStage.canvases} canvases; fill ratio ${r.twoStage.fillRatio}; box recall of GT objects ${r.twoStage.boxRecall}; coverage ${r.twoStage.coverage}`,
+    `- boxes: ${r.twoStage.candidates} fragments → ${r.twoStage.parents} whole boxes + ${r.twoStage.children} lattice tiles; ${r.twoStage.boxes} boxes in ${r.twoStage.canvases} canvases; fill ratio ${r3(r.twoStage.fillRatio)}; box recall of GT objects ${r.twoStage.boxRecall}; coverage ${r3(r.twoStage.coverage)}; read amplification (decoded / needed voxels) ${r3(r.twoStage.readAmplification)}`,
+    `- tasks (two-stage): ${Object.entries(r.tasks).map(([k, t]: [string, any]) => `${k} ${t.total}`).join(', ')}`,
+    `- kill -9 after ${r.resume.pastedBeforeKill} of ${r.resume.pasteTasks} paste tasks, then the same command: ${r.resume.seconds} s (${r.resume.ratio} of the uninterrupted run), ${r.resume.reused} tasks reused; output bit-identical: ${r.resume.identical}`,
     `- stage two vs oracle stage two (seconds ratio): ${r.stage2VsOracle}`,
     `- a crop's prediction with vs without canvas neighbours (${r.canvasEffect.crops} crops): mean |Δp| ${r.canvasEffect.meanAbsDiff}, max |Δp| ${r.canvasEffect.maxAbsDiff}, voxels whose class flips ${r.canvasEffect.flipFraction}`,
     `- peak RSS: two-stage ${r.peakMemory.defaultMB} MB on the default volume, ${r.peakMemory.largeMB ?? '–'} MB on ${r.peakMemory.largeShape ? r.peakMemory.largeShape.join('×') : '–'}; one-stage ${r.oneStage.peakRssMB} MB`,
+    ...(r.scaling ? [`- the 4× volume: wall time ${r.scaling.wallRatio4x}×, peak RSS ${r.scaling.rssRatio4x}× the default's`] : []),
   ];
   if (r.ablations.length) {
     lines.push('', '| ablation | seconds | Dice | boxes | canvases | fill | recall |', '|---|---|---|---|---|---|---|');

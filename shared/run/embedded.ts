@@ -82,7 +82,10 @@ export interface RunReport {
   status: 'complete' | 'failed' | 'interrupted';
   /** Wall-clock seconds in total. */
   seconds: Record<string, number>;
-  /** Summed busy seconds per kind of work (read, write, network …), overlapping across tasks. */
+  /**
+   * Summed busy seconds, overlapping across tasks in flight: per kind of work (read, write,
+   * network …) and per task kind (`task:stage1`, `task:paste` …).
+   */
   busySeconds: Record<string, number>;
   voxelsPerSecond: number;
   peakRssMB: number;
@@ -137,7 +140,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
     const freeable = graph.deps.filter((d) => FREE[d.needs as TaskKind]).map((d) => ({ kind: d.kind, needs: d.needs }));
     const progressDone: Record<string, number> = Object.fromEntries(Object.entries(counts0).map(([k, v]) => [k, v.done]));
     for (const [k, v] of Object.entries(counts0)) o.progress?.(k, v.done, v.total);
-    const result = await drive(sched, (t) => runTask(tctx, t), {
+    const result = await drive(sched, (t) => ctx.timings.time(`task:${t.kind}`, () => runTask(tctx, t)), {
       concurrency: c.io.chunksInFlight,
       signal: o.signal,
       onSuccess: (t) => work.markDone(t.kind, t.index),
