@@ -54,6 +54,9 @@ const DEAD = 3; // failed, or skipped because something it needs failed
 interface Kind {
   spec: KindSpec;
   size: number;
+  /** range.lo and range shape, unpacked: the hot paths compute linear positions without arrays. */
+  lo0: number; lo1: number; lo2: number;
+  n1: number; n2: number;
   state: Uint8Array;
   up: Array<{ kind: Kind; reach: Vec3 }>;
   down: Array<{ kind: Kind; reach: Vec3 }>;
@@ -69,6 +72,15 @@ interface Kind {
   cursor: number;
 }
 
+/** One axis of Scheduler.span: blocks of size `ob` meeting block i (size b) grown by `reach`, within [lo, hi). */
+function axisSpan(i: number, b: number, reach: number, ob: number, lo: number, hi: number, out: Int32Array, at: number): boolean {
+  const l = Math.max(Math.floor((i * b - reach) / ob), lo);
+  const h = Math.min(Math.ceil(((i + 1) * b + reach) / ob), hi);
+  out[at] = l;
+  out[at + 1] = h;
+  return h > l;
+}
+
 export function taskId(t: TaskRef): string {
   return `${t.kind}/${indexId(t.index)}`;
 }
@@ -81,8 +93,9 @@ export class Scheduler {
   constructor(kinds: readonly KindSpec[], deps: readonly Dependency[]) {
     this.kinds = kinds.map((spec) => {
       const size = rangeSize(spec.range);
+      const shape = rangeShape(spec.range);
       return {
-        spec, size, state: new Uint8Array(Math.ceil(size / 4)), up: [], down: [], ready: [], head: 0, out: new Set(),
+        spec, size, lo0: spec.range.lo[0], lo1: spec.range.lo[1], lo2: spec.range.lo[2], n1: shape[1], n2: shape[2], state: new Uint8Array(Math.ceil(size / 4)), up: [], down: [], ready: [], head: 0, out: new Set(),
         done: 0, failed: new Map(), skipped: 0, cursor: 0,
       };
     });
@@ -147,31 +160,47 @@ export class Scheduler {
     return this.related(k, t.index, e.kind, e.reach);
   }
 
-  /** Does `r` cover every task of `k` (the merger's one task needs a whole kind)? */
-  private whole(k: Kind, r: Range3): boolean {
-    return rangeSize(r) === k.size;
+  /**
+   * The same as `related`, allocation-free, for the hot paths (every completion wakes up to 27
+   * tasks, each checking up to 27 upstream tasks): fills `out` with [lo0, hi0, lo1, hi1, lo2,
+   * hi2] in `other`'s block indices, clipped to its range; returns false when empty.
+   */
+  private span(k: Kind, i0: number, i1: number, i2: number, other: Kind, reach: Vec3, out: Int32Array): boolean {
+    const b = k.spec.block, ob = other.spec.block, r = other.spec.range;
+    return axisSpan(i0, b[0], reach[0], ob[0], r.lo[0], r.hi[0], out, 0)
+      && axisSpan(i1, b[1], reach[1], ob[1], r.lo[1], r.hi[1], out, 2)
+      && axisSpan(i2, b[2], reach[2], ob[2], r.lo[2], r.hi[2], out, 4);
   }
 
-  /** Is every task of `other` related to task `index` of `k` through `reach` done? */
-  private allDone(k: Kind, index: Vec3, other: Kind, reach: Vec3): boolean {
-    const r = this.related(k, index, other, reach);
+  private readonly spanA = new Int32Array(6);
+  private readonly spanB = new Int32Array(6);
+
+  /** Is every task of `other` related to task (i0, i1, i2) of `k` through `reach` done? */
+  private allDone(k: Kind, i0: number, i1: number, i2: number, other: Kind, reach: Vec3): boolean {
+    const r = this.spanB;
+    if (!this.span(k, i0, i1, i2, other, reach, r)) return true;
     // A whole kind (the merger's one task needs every faces task) is counted, not scanned.
-    if (this.whole(other, r)) return other.done === other.size;
-    for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
-      if (this.get(other, linearOf(other.spec.range, [z, y, x])) !== DONE) return false;
+    if ((r[1] - r[0]) * (r[3] - r[2]) * (r[5] - r[4]) === other.size) return other.done === other.size;
+    for (let z = r[0]; z < r[1]; z++) for (let y = r[2]; y < r[3]; y++) {
+      const row = ((z - other.lo0) * other.n1 + (y - other.lo1)) * other.n2 - other.lo2;
+      for (let x = r[4]; x < r[5]; x++) if (this.get(other, row + x) !== DONE) return false;
     }
     return true;
   }
 
   private allNeedsDone(k: Kind, index: Vec3): boolean {
-    return k.up.every((e) => this.allDone(k, index, e.kind, e.reach));
+    return this.needsDone(k, index[0], index[1], index[2]);
+  }
+
+  private needsDone(k: Kind, i0: number, i1: number, i2: number): boolean {
+    for (let u = 0; u < k.up.length; u++) if (!this.allDone(k, i0, i1, i2, k.up[u].kind, k.up[u].reach)) return false;
+    return true;
   }
 
   /** After task `index` of `k` completed: queue the downstream tasks that became ready. */
   private wake(k: Kind, index: Vec3): void {
     for (const e of k.down) {
       const d = e.kind;
-      const r = this.related(k, index, d, e.reach);
       if (k.size === 1 && d.up.length === 1 && d.size > 1) {
         // Every task of `d` needs only this one (after the merger): hand them out lazily in
         // Z-order, as root tasks are, instead of queueing the whole grid at once.
@@ -181,11 +210,17 @@ export class Scheduler {
         }
         continue;
       }
-      for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
-        const j = linearOf(d.spec.range, [z, y, x]);
-        if (this.get(d, j) === PENDING && this.allNeedsDone(d, [z, y, x])) {
-          this.set(d, j, QUEUED);
-          d.ready.push(j);
+      const r = this.spanA;
+      if (!this.span(k, index[0], index[1], index[2], d, e.reach, r)) continue;
+      const [z0, z1, y0, y1, x0, x1] = r;
+      for (let z = z0; z < z1; z++) for (let y = y0; y < y1; y++) {
+        const row = ((z - d.lo0) * d.n1 + (y - d.lo1)) * d.n2 - d.lo2;
+        for (let x = x0; x < x1; x++) {
+          const j = row + x;
+          if (this.get(d, j) === PENDING && this.needsDone(d, z, y, x)) {
+            this.set(d, j, QUEUED);
+            d.ready.push(j);
+          }
         }
       }
     }
@@ -333,7 +368,7 @@ export class Scheduler {
    */
   consumersDone(t: TaskRef): boolean {
     const k = this.kind(t.kind);
-    return k.down.every((e) => this.allDone(k, t.index, e.kind, e.reach));
+    return k.down.every((e) => this.allDone(k, t.index[0], t.index[1], t.index[2], e.kind, e.reach));
   }
 
   /** Every task of the run is done, failed or skipped. */

@@ -6,6 +6,7 @@ import {
   type Vec3, PRESET_NAMES, createLogger, evaluateOutput, isTesseraError, loadConfig, parseBox, runEmbedded, writeSynth,
 } from '../../shared/index.ts';
 import { runBench } from '../../bench/bench.ts';
+import { formatScaleReport, runScaleBench } from '../../bench/scale.ts';
 import { runDemo } from './demo.ts';
 
 function vec3Arg(name: string) {
@@ -129,7 +130,13 @@ program.command('bench')
   .option('--json <file>', 'write the JSON report here')
   .option('--ablations', 'also run the ablations (parents/children, resize, jigsaw, canvas size, roi sweep)')
   .option('--quick', 'a small volume, for a smoke test')
+  .option('--scale', 'instead: the scale benchmark (scheduler over the full FAFB grid, box planning on 10⁶ boxes; no models)')
   .action(async (o) => {
+    if (o.scale) {
+      const r = await runScaleBench({ quick: o.quick, json: o.json });
+      process.stdout.write(formatScaleReport(r));
+      return;
+    }
     await runBench(o);
   });
 

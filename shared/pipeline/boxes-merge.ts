@@ -21,7 +21,7 @@
 //   a fragment of a large component. Any number of chunks can share an object; each tiles its
 //   own part, and the tiles of neighbours abut without gaps or overlaps.
 // Pure; deterministic (fixed orders everywhere, no dependence on input order).
-import { type Box, type Vec3, box, containsPoint, growTo, intersect, isEmpty, shapeOf, union } from '../geometry/box.ts';
+import { type Box, type Vec3, box, containsPoint, grow, growTo, intersect, isEmpty, shapeOf, union } from '../geometry/box.ts';
 import type { Candidate, BoxMode, MatchMetric } from './boxes.ts';
 import { matchScore } from './boxes.ts';
 import { compareBoxes } from './boxes-order.ts';
@@ -38,6 +38,11 @@ export interface MergeOptions {
   minShape: Vec3;
   /** The volume: tiles are clipped to it. */
   bounds: Box;
+  /**
+   * Voxels around the owner beyond which no fragment can change what it owns (see
+   * tasks/graph.ts mergeReach); fragments farther away are not looked at. Undefined: all are.
+   */
+  reach?: Vec3;
 }
 
 /**
@@ -60,12 +65,19 @@ function sameBlock(a: Fragment, b: Fragment): boolean {
   return a.block[0] === b.block[0] && a.block[1] === b.block[1] && a.block[2] === b.block[2];
 }
 
-function linked(a: Fragment, b: Fragment, o: MergeOptions): boolean {
-  if (sameChunk(a, b)) return matchScore(growTo(a.box, o.minShape, o.bounds), growTo(b.box, o.minShape, o.bounds), o.metric) > o.nmmThreshold;
+/** `grown`: the fragments' boxes grown to the crop shape, as NMM compares them. */
+function linked(a: Fragment, b: Fragment, ga: Box, gb: Box, o: MergeOptions): boolean {
+  if (sameChunk(a, b)) return matchScore(ga, gb, o.metric) > o.nmmThreshold;
   // One block computed both: it knows whether they are one region. Otherwise their cells
   // touching across the border is the best evidence there is.
   if (sameBlock(a, b)) return a.region === b.region && touches(a.cells, b.cells);
   return touches(a.cells, b.cells);
+}
+
+/** Could the two be linked at all: grown boxes overlapping, or cells touching, along `axis`? */
+function near(ga: Box, gb: Box, a: Fragment, b: Fragment, axis: number): boolean {
+  return (ga.begin[axis] < gb.end[axis] && gb.begin[axis] < ga.end[axis])
+    || (a.cells.begin[axis] <= b.cells.end[axis] && b.cells.begin[axis] <= a.cells.end[axis]);
 }
 
 function fits(b: Box, limit: Vec3): boolean {
@@ -81,16 +93,19 @@ export function components(fragments: readonly Fragment[], o: MergeOptions): Fra
     while (parent[i] !== i) i = parent[i] = parent[parent[i]];
     return i;
   };
-  // Sweep on the z extent of each fragment's box and cells (grown by one cell, for touching):
-  // only fragments whose z ranges meet are compared.
-  const lo = (x: Fragment) => Math.min(x.box.begin[0], x.cells.begin[0] - 1);
-  const hi = (x: Fragment) => Math.max(x.box.end[0], x.cells.end[0] + 1);
-  const byLo = f.map((_, i) => i).sort((i, j) => lo(f[i]) - lo(f[j]) || i - j);
-  const active: number[] = [];
+  // Sweep along z: a fragment's interval covers its grown box and its cells grown by one (two
+  // unit systems, voxels and cells: the union of both intervals is a superset of each, so no
+  // linkable pair is missed); pairs whose intervals meet are tested on y and x before `linked`.
+  const grown = f.map((x) => growTo(x.box, o.minShape, o.bounds));
+  const lo = f.map((x, i) => Math.min(grown[i].begin[0], x.cells.begin[0] - 1));
+  const hi = f.map((x, i) => Math.max(grown[i].end[0], x.cells.end[0] + 1));
+  const byLo = f.map((_, i) => i).sort((i, j) => lo[i] - lo[j] || i - j);
+  let active: number[] = [];
   for (const i of byLo) {
-    for (let k = active.length - 1; k >= 0; k--) if (hi(f[active[k]]) < lo(f[i])) active.splice(k, 1);
+    active = active.filter((k) => hi[k] >= lo[i]);
     for (const j of active) {
-      if (!linked(f[i], f[j], o)) continue;
+      if (!near(grown[i], grown[j], f[i], f[j], 1) || !near(grown[i], grown[j], f[i], f[j], 2)) continue;
+      if (!linked(f[i], f[j], grown[i], grown[j], o)) continue;
       const a = find(i), b = find(j);
       if (a !== b) parent[Math.max(a, b)] = Math.min(a, b);
     }
@@ -111,7 +126,11 @@ export function mergeFragments(fragments: readonly Fragment[], owner: Box, o: Me
   const parents: Array<{ box: Box; score: number }> = [];
   const tiles = new Map<string, { box: Box; score: number }>();
   const lattice = o.mode === 'parents' ? o.cropThreshold : o.recrop;
-  for (const comp of components(fragments, o)) {
+  // Only the shell around the owner matters: a component that matters to it lies inside, or
+  // shows a part bigger than cropThreshold inside (which classifies it as large all the same).
+  const shell = o.reach ? grow(owner, o.reach) : undefined;
+  const near = shell ? fragments.filter((f) => !isEmpty(intersect(f.box, shell))) : fragments;
+  for (const comp of components(near, o)) {
     const u = growTo(comp.reduce((acc, x) => union(acc, x.box), comp[0].box), o.minShape, o.bounds);
     let score = 0;
     for (const x of comp) score += x.score;

@@ -6,7 +6,7 @@ import { chunkBox, forEachIndex, indexId, relatedBlocks, inRange, range3 } from 
 import type { Fragment } from '../pipeline/boxes-fragments.ts';
 import { type OwnedBox, mergeFragments } from '../pipeline/boxes-merge.ts';
 import type { TaskContext, TaskStats } from './context.ts';
-import { ONE } from './graph.ts';
+import { ONE, mergeReach } from './graph.ts';
 import type { Stage1Result } from './stage1.ts';
 
 export function readStage1(ctx: TaskContext, b: Vec3): Promise<Stage1Result> {
@@ -26,6 +26,7 @@ export async function boxesTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
   const owned = await ctx.timings.time('boxes', () => mergeFragments(fragments, chunkBox(index, ctx.graph.chunk, ctx.graph.volume), {
     nmmThreshold: c.boxes.nmmThreshold, metric: c.boxes.metric, mode: c.boxes.mode,
     recrop: c.boxes.recrop, cropThreshold: c.boxes.cropThreshold, minShape: c.pack.crop, bounds: ctx.graph.volume,
+    reach: mergeReach(c, ctx.low!.factor),
   }));
   await ctx.work.writeJson('boxes', index, owned);
   return {

@@ -107,18 +107,27 @@ function instanceDeps(writer: 'paste' | 'predict'): Dependency[] {
 }
 
 /**
- * The condition under which chunk-local box merging is exact (boxes-merge.ts): a chunk must be
- * longer than the largest whole box plus half a lattice tile plus the growth of a fragment
- * (margin and one cell on each side). Then every box a chunk owns lies within one chunk of it,
- * which is also why paste needs only its 26 neighbours.
+ * How far from a chunk a fragment can still change the boxes the chunk owns: the largest whole
+ * box, plus half a lattice tile, plus the growth of a fragment (margin and one cell on each
+ * side). Chunk-local box merging (boxes-merge.ts) is exact when a chunk is at least this long:
+ * then every box a chunk owns lies within one chunk of it, which is also why paste needs only
+ * its 26 neighbours, and the boxes task looks only at fragments this close.
  */
+export function mergeReach(c: TesseraConfig, factor: Vec3): Vec3 {
+  const tile = c.boxes.mode === 'parents' ? c.boxes.cropThreshold : c.boxes.recrop;
+  return [0, 1, 2].map((a) => {
+    const cell = Math.ceil(Math.max(1, Math.round(c.boxes.priorDownsample[a])) * factor[a]);
+    return c.boxes.cropThreshold[a] + Math.ceil(tile[a] / 2) + 2 * (c.boxes.margin[a] + cell);
+  }) as unknown as Vec3;
+}
+
 export function checkChunkForBoxes(c: TesseraConfig, factor: Vec3): void {
+  const need = mergeReach(c, factor);
   const tile = c.boxes.mode === 'parents' ? c.boxes.cropThreshold : c.boxes.recrop;
   for (let a = 0; a < 3; a++) {
-    const cell = Math.ceil(Math.max(1, Math.round(c.boxes.priorDownsample[a])) * factor[a]);
-    const need = c.boxes.cropThreshold[a] + Math.ceil(tile[a] / 2) + 2 * (c.boxes.margin[a] + cell);
-    if (c.io.chunk[a] < need) {
-      throw new ConfigError('io.chunk', `${c.io.chunk.join(',')} is too small along axis ${'zyx'[a]} for chunk-local box merging: needs ≥ ${need} (boxes.cropThreshold ${c.boxes.cropThreshold[a]} + half a ${c.boxes.mode === 'parents' ? 'cropThreshold' : 'recrop'} tile ${Math.ceil(tile[a] / 2)} + 2 × (margin ${c.boxes.margin[a]} + cell ${cell}))`);
+    if (c.io.chunk[a] < need[a]) {
+      const cell = Math.ceil(Math.max(1, Math.round(c.boxes.priorDownsample[a])) * factor[a]);
+      throw new ConfigError('io.chunk', `${c.io.chunk.join(',')} is too small along axis ${'zyx'[a]} for chunk-local box merging: needs ≥ ${need[a]} (boxes.cropThreshold ${c.boxes.cropThreshold[a]} + half a ${c.boxes.mode === 'parents' ? 'cropThreshold' : 'recrop'} tile ${Math.ceil(tile[a] / 2)} + 2 × (margin ${c.boxes.margin[a]} + cell ${cell}))`);
     }
   }
 }

@@ -327,6 +327,23 @@ test('fragments computed by blocks of several chunks (joined by region label) gi
   }
 });
 
+test('looking only at fragments within the merge reach of the owner gives the same boxes as looking at all 27 chunks', () => {
+  for (const mode of ['auto', 'children', 'parents'] as const) {
+    const p: BoxParams = { cropThreshold: CT, recrop: RECROP, mode };
+    const chunk = minimalChunk(p);
+    const tile = mode === 'parents' ? CT : RECROP;
+    // tasks/graph.ts mergeReach with cell 1 and margin 0.
+    const reach = [0, 1, 2].map((a) => CT[a] + Math.ceil(tile[a] / 2) + 2) as unknown as Vec3;
+    for (let seed = 51; seed <= 53; seed++) {
+      const { shape, objects } = scenario(seed, p, chunk);
+      const frags = split(objects, shape, chunk, [1, 2, 2]);
+      const all = mergeAll(frags, shape, chunk, mergeOptions(shape, p));
+      const shell = mergeAll(frags, shape, chunk, { ...mergeOptions(shape, p), reach });
+      assert.deepEqual(shell, all, `${mode}, seed ${seed}`);
+    }
+  }
+});
+
 test('the result does not depend on the order of the input fragments', () => {
   for (const mode of ['auto', 'children', 'parents'] as const) {
     const p: BoxParams = { cropThreshold: CT, recrop: RECROP, mode };
