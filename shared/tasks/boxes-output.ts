@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Vec3 } from '../geometry/box.ts';
-import { type Range3, forEachIndex, indexId } from '../geometry/grid.ts';
+import { type Range3, indexId } from '../geometry/grid.ts';
 import type { Candidate } from '../pipeline/boxes.ts';
 import type { Packing } from '../pipeline/pack.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../volume/store.ts';
@@ -50,10 +50,10 @@ export async function writeBoxesJson(out: string, range: Range3, canvasShape: Ve
   let canvases = 0;
   let filled = 0;
   let tooMany = false;
-  const files: string[] = [];
-  forEachIndex(range, (i) => files.push(path.join(boxesDir(out), `${indexId(i)}.jsonl`)));
-  for (const file of files) {
-    if (tooMany || !fs.existsSync(file)) continue;
+  // Block by block, stopping as soon as the limit is passed: never a list of every block.
+  for (let z = range.lo[0]; z < range.hi[0] && !tooMany; z++) for (let y = range.lo[1]; y < range.hi[1] && !tooMany; y++) for (let x = range.lo[2]; x < range.hi[2] && !tooMany; x++) {
+    const file = path.join(boxesDir(out), `${indexId([z, y, x])}.jsonl`);
+    if (!fs.existsSync(file)) continue;
     const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as BoxLine);
     let most = -1;
     for (const b of lines) {

@@ -28,5 +28,5 @@ export interface TaskContext extends RunContext {
 export type TaskStats = Record<string, number>;
 
 export function taskContext(run: RunContext, rest: Omit<TaskContext, keyof RunContext | 'stage1Cache' | 'stage2Cache' | 'resolveCache'>): TaskContext {
-  return { ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(64), resolveCache: new Lru(1) };
+  return { ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(16), resolveCache: new Lru(1) };
 }
