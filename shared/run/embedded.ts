@@ -28,6 +28,7 @@ import { writeBoxesJson } from '../tasks/boxes-output.ts';
 import { indexId } from '../geometry/grid.ts';
 import { lowGrid } from '../volume/source.ts';
 import { openArray } from '../volume/zarr.ts';
+import { clearTemp } from '../volume/store.ts';
 
 export interface RunOptions {
   config: TesseraConfig;
@@ -122,6 +123,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
       shape: ctx.src.shape, spacing: ctx.src.spacing, unit: c.unit, chunks: c.io.outputChunk,
       classes: ctx.cards.fullres.classes, probabilities: c.output.probabilities, overwrite: o.overwrite ?? false, identity,
     });
+    clearTemp(o.output);
     const work = new WorkStore(path.join(o.output, '.work'));
     const tctx = taskContext(ctx, {
       out: opened.arrays, work, graph, low, oracle: o.oracle ? await openArray(o.oracle) : undefined,
@@ -140,7 +142,8 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
     const freeable = graph.deps.filter((d) => FREE[d.needs as TaskKind]).map((d) => ({ kind: d.kind, needs: d.needs }));
     const progressDone: Record<string, number> = Object.fromEntries(Object.entries(counts0).map(([k, v]) => [k, v.done]));
     for (const [k, v] of Object.entries(counts0)) o.progress?.(k, v.done, v.total);
-    const result = await drive(sched, (t) => ctx.timings.time(`task:${t.kind}`, () => runTask(tctx, t)), {
+    // Whatever ends the run from here on, run.json must not keep saying "running".
+    const result = await guard(o.output, () => drive(sched, (t) => ctx.timings.time(`task:${t.kind}`, () => runTask(tctx, t)), {
       concurrency: c.io.chunksInFlight,
       signal: o.signal,
       onSuccess: (t) => work.markDone(t.kind, t.index),
@@ -162,7 +165,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
         }
       },
       onFailure: (t, err) => o.log.error({ task: taskId(t), err }, 'task failed'),
-    });
+    }));
 
     const counts = sched.counts();
     const failures = sched.failures().map((f) => ({ task: f.task, error: f.reason }));
@@ -223,6 +226,16 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
   } finally {
     clearInterval(sampler);
     await ctx.pool.close();
+  }
+}
+
+/** Run `f`; if it throws, record the run as failed with the error before passing it on. */
+async function guard<T>(output: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    await updateRunJson(output, { status: 'failed', error: (err as Error)?.message ?? String(err), finishedAt: new Date().toISOString() }).catch(() => undefined);
+    throw err;
   }
 }
 

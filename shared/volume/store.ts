@@ -1,6 +1,6 @@
-// A file-system Zarr store whose writes are atomic: each key is written to a temporary file in
-// the same directory and renamed into place, so a crash never leaves a half-written chunk or
-// metadata document that a later reader (or a resumed run) would take as complete.
+// A file-system Zarr store whose writes are atomic: each key is written to a temporary file
+// (under the store's .tmp/) and renamed into place, so a crash never leaves a half-written chunk
+// or metadata document that a later reader (or a resumed run) would take as complete.
 import FileSystemStore from '@zarrita/storage/fs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,10 +14,33 @@ export class AtomicFileStore extends FileSystemStore {
   }
 }
 
-/** Write a file atomically (temp in the same directory + rename); no temp file is left behind. */
+/**
+ * Where a file under a Zarr store (`…/x.zarr/…`) is written before it is renamed into place:
+ * the store's own `.tmp/` folder, so a writer killed mid-write leaves nothing among the chunks,
+ * and whoever opens the store for writing next clears that one folder (clearTemp) instead of
+ * searching the store. Elsewhere: beside the file.
+ */
+function tempFor(file: string): string {
+  const abs = path.resolve(file);
+  const parts = abs.split(path.sep);
+  const i = parts.findIndex((p) => p.endsWith('.zarr'));
+  const name = `${path.basename(abs)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  if (i < 0 || i === parts.length - 1) return `${abs}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  return path.join(parts.slice(0, i + 1).join(path.sep), TEMP_DIR, name);
+}
+
+export const TEMP_DIR = '.tmp';
+
+/** Remove what writers killed mid-write left in the store at `root` (call before writing to it). */
+export function clearTemp(root: string): void {
+  fs.rmSync(path.join(root, TEMP_DIR), { recursive: true, force: true });
+}
+
+/** Write a file atomically (temp file + rename); no temp file is left behind by a failed write. */
 export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
   await fs.promises.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = tempFor(file);
+  await fs.promises.mkdir(path.dirname(tmp), { recursive: true });
   try {
     await fs.promises.writeFile(tmp, data);
     await fs.promises.rename(tmp, file);
