@@ -56,7 +56,7 @@ export interface TesseraConfig {
     chunks: Vec3;
   };
   stage2: { mirror: boolean; background: 'zero' | 'stage1' };
-  output: { probabilities: boolean };
+  output: { probabilities: boolean; format: 'zarr-v2' | 'zarr-v3-sharded' };
 }
 
 const vec = (doc: string, min = 1): Field => ({ type: 'vec3', min, doc });
@@ -137,6 +137,7 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
   }),
   output: obj('What the output group holds besides segmentation/0.', {
     probabilities: bool('Also write probabilities/0 (float32 foreground probability). @default false'),
+    format: en(['zarr-v2', 'zarr-v3-sharded'], '`zarr-v2`: NGFF 0.4, one file per storage chunk (`io.outputChunk`); opens in Zarr v2 readers. `zarr-v3-sharded`: NGFF 0.5, one shard file per chunk (`io.chunk`) with inner chunks of `io.outputChunk` — for runs whose storage chunks would number in the millions (FAFB: ≈ 10⁹ files otherwise). @default "zarr-v2"'),
   }),
 });
 
@@ -155,5 +156,5 @@ export const DEFAULTS: Omit<TesseraConfig, 'name' | 'spacing' | 'unit' | 'models
   select: { policy: 'spatial', maxBoxes: 0, lambda: 0, featurePooling: 'max' },
   pack: { heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0], chunks: [1, 2, 2] },
   stage2: { mirror: false, background: 'zero' },
-  output: { probabilities: false },
+  output: { probabilities: false, format: 'zarr-v2' },
 };

@@ -122,6 +122,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
     const opened = await openOutput(o.output, {
       shape: ctx.src.shape, spacing: ctx.src.spacing, unit: c.unit, chunks: c.io.outputChunk,
       classes: ctx.cards.fullres.classes, probabilities: c.output.probabilities, overwrite: o.overwrite ?? false, identity,
+      format: c.output.format, shard: c.io.chunk,
     });
     clearTemp(o.output);
     const work = new WorkStore(path.join(o.output, '.work'));

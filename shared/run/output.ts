@@ -9,6 +9,7 @@ import { type VolumeArray, createArray, createGroup, openArray, readGroupAttribu
 import { type RunIdentity, identityDiff } from './identity.ts';
 import { multiscalesAttrs } from '../volume/ome.ts';
 import { writeJsonAtomic } from '../volume/store.ts';
+import { createShardedArray } from '../volume/shard.ts';
 import { InputError, OutputError } from '../errors.ts';
 
 export interface OutputArrays {
@@ -44,6 +45,23 @@ export interface CreateOutputOptions {
   classes: string[];
   probabilities: boolean;
   overwrite: boolean;
+  /** `zarr-v3-sharded`: shards of `shard` voxels (each written whole by the one task that owns it). */
+  format?: 'zarr-v2' | 'zarr-v3-sharded';
+  shard?: Vec3;
+}
+
+/** A Zarr v3 group (zarr.json) with attributes. */
+async function createGroupV3(groupPath: string, attributes: Record<string, unknown>): Promise<void> {
+  await fs.promises.mkdir(groupPath, { recursive: true });
+  await writeJsonAtomic(path.join(groupPath, 'zarr.json'), { zarr_format: 3, node_type: 'group', attributes });
+}
+
+/** NGFF 0.4 attributes → NGFF 0.5 (everything under `ome`, the version said once). */
+function ngff05(attrs: Record<string, unknown>): Record<string, unknown> {
+  const strip = (v: unknown): unknown => (Array.isArray(v) ? v.map(strip) : v && typeof v === 'object'
+    ? Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'version').map(([k, x]) => [k, strip(x)])) : v);
+  const { tessera, ...ngff } = attrs;
+  return { ...(tessera ? { tessera } : {}), ...(Object.keys(ngff).length ? { ome: { version: '0.5', ...(strip(ngff) as object) } } : {}) };
 }
 
 export async function createOutput(out: string, o: CreateOutputOptions): Promise<OutputArrays> {
@@ -58,7 +76,15 @@ export async function createOutput(out: string, o: CreateOutputOptions): Promise
     }
     fs.rmSync(out, { recursive: true, force: true });
   }
-  await createGroup(out, { tessera: { layout: 1 } });
+  const v3 = o.format === 'zarr-v3-sharded';
+  if (v3 && !o.shard) throw new OutputError(out, 'a sharded output needs a shard shape');
+  // One place decides the layout: v2 groups with NGFF 0.4 attributes and chunked arrays, or v3
+  // groups with NGFF 0.5 (`ome`) attributes and sharded arrays.
+  const group = (p: string, attrs: Record<string, unknown>) => (v3 ? createGroupV3(p, ngff05(attrs)) : createGroup(p, attrs));
+  const array = (p: string, dtype: 'uint8' | 'uint32' | 'float32') => (v3
+    ? createShardedArray(p, { shape: o.shape, shard: o.shard!, chunks: o.chunks, dtype })
+    : createArray(p, { shape: o.shape, chunks: o.chunks, dtype }));
+  await group(out, { tessera: { layout: 1 } });
   await writeJsonAtomic(runJsonPath(out), { status: 'running', startedAt: new Date().toISOString() });
   const labelAttrs = {
     ...multiscalesAttrs('segmentation', o.unit, [o.spacing]),
@@ -68,14 +94,14 @@ export async function createOutput(out: string, o: CreateOutputOptions): Promise
       properties: o.classes.map((name, i) => ({ 'label-value': i, class: name })),
     },
   };
-  await createGroup(path.join(out, 'segmentation'), labelAttrs);
-  const segmentation = await createArray(path.join(out, 'segmentation', '0'), { shape: o.shape, chunks: o.chunks, dtype: 'uint8' });
-  await createGroup(path.join(out, 'instances'), { ...multiscalesAttrs('instances', o.unit, [o.spacing]), 'image-label': { version: '0.4' } });
-  const instances = await createArray(path.join(out, 'instances', '0'), { shape: o.shape, chunks: o.chunks, dtype: 'uint32' });
+  await group(path.join(out, 'segmentation'), labelAttrs);
+  const segmentation = await array(path.join(out, 'segmentation', '0'), 'uint8');
+  await group(path.join(out, 'instances'), { ...multiscalesAttrs('instances', o.unit, [o.spacing]), 'image-label': { version: '0.4' } });
+  const instances = await array(path.join(out, 'instances', '0'), 'uint32');
   let probabilities: VolumeArray | undefined;
   if (o.probabilities) {
-    await createGroup(path.join(out, 'probabilities'), multiscalesAttrs('probabilities', o.unit, [o.spacing]));
-    probabilities = await createArray(path.join(out, 'probabilities', '0'), { shape: o.shape, chunks: o.chunks, dtype: 'float32' });
+    await group(path.join(out, 'probabilities'), multiscalesAttrs('probabilities', o.unit, [o.spacing]));
+    probabilities = await array(path.join(out, 'probabilities', '0'), 'float32');
   }
   return { path: out, segmentation, instances, probabilities };
 }

@@ -275,3 +275,25 @@ test('an object across a chunk corner comes out as one box and one instance id',
   const sides = [0, 1, 2].map((a) => objBox.begin[a] < corner[a] && objBox.end[a] > corner[a]);
   assert.deepEqual(sides, [true, true, true], 'the object really crosses the corner');
 });
+
+test('output.format zarr-v3-sharded: one shard file per chunk, the same voxels as Zarr v2, eval reads it', async () => {
+  const out = path.join(dir, 'sharded.zarr');
+  const cfg = path.join(dir, 'sharded.json');
+  fs.writeFileSync(cfg, JSON.stringify({ ...SMALL, io: { chunk: [32, 128, 128], chunksInFlight: 1 }, inference: { threads: 1 }, output: { format: 'zarr-v3-sharded' } }));
+  const r = await run(out, cfg);
+  assert.equal(r.status, 'complete');
+  const meta = JSON.parse(fs.readFileSync(path.join(out, 'segmentation', '0', 'zarr.json'), 'utf8'));
+  assert.equal(meta.zarr_format, 3);
+  assert.equal(meta.codecs[0].name, 'sharding_indexed');
+  assert.deepEqual(meta.chunk_grid.configuration.chunk_shape, [32, 128, 128]);
+  const group = JSON.parse(fs.readFileSync(path.join(out, 'segmentation', 'zarr.json'), 'utf8'));
+  assert.equal(group.attributes.ome.version, '0.5');
+  assert.ok(group.attributes.ome['image-label']);
+  // At most one file per chunk (all-background shards are not written), none per inner chunk.
+  const shards = fs.readdirSync(path.join(out, 'segmentation', '0'), { recursive: true }).map(String).filter((f) => f.startsWith('c') && fs.statSync(path.join(out, 'segmentation', '0', f)).isFile());
+  assert.ok(shards.length > 0 && shards.length <= 16, `${shards.length} shard files`);
+  assert.deepEqual(await volumeOf(out, 'segmentation'), await volumeOf(clean, 'segmentation'));
+  assert.deepEqual(await volumeOf(out, 'instances'), await volumeOf(clean, 'instances'));
+  const e = JSON.parse((await tesseraOk(['eval', '--pred', out, '--gt', vol, '--json'])).stdout);
+  assert.ok(e.perClass['1'].dice >= 0.97);
+});
