@@ -87,8 +87,12 @@ program.command('run')
     }
     const log = createLogger();
     const bar = progressBar(!o.json);
+    // Ctrl-C or a scheduler's SIGTERM: stop handing out tasks, let those in hand end, record
+    // "interrupted" (the same command resumes), exit 128 + the signal's number.
     const ac = new AbortController();
-    process.once('SIGINT', () => ac.abort(new Error('interrupted')));
+    let signalled = 0;
+    process.once('SIGINT', () => { signalled = 130; ac.abort(new Error('interrupted')); });
+    process.once('SIGTERM', () => { signalled = 143; ac.abort(new Error('terminated')); });
     const report = await runEmbedded({ config, input: o.input, output: o.output, roi, overwrite: o.overwrite, keepWork: o.keepWork, oracle: o.oracleBoxes, log, signal: ac.signal, progress: bar?.update });
     bar?.stop();
     if (o.json) process.stdout.write(JSON.stringify(report) + '\n');
@@ -99,7 +103,7 @@ program.command('run')
       process.exitCode = 1;
     } else if (report.status === 'interrupted') {
       process.stderr.write('interrupted; re-run the same command to resume\n');
-      process.exitCode = 130;
+      process.exitCode = signalled || 130;
     }
   });
 

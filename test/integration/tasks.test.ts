@@ -297,3 +297,23 @@ test('output.format zarr-v3-sharded: one shard file per chunk, the same voxels a
   const e = JSON.parse((await tesseraOk(['eval', '--pred', out, '--gt', vol, '--json'])).stdout);
   assert.ok(e.perClass['1'].dice >= 0.97);
 });
+
+test('SIGTERM mid-run: the tasks in hand end, run.json says interrupted, exit 143; the same command completes', async () => {
+  const out = path.join(dir, 'termed.zarr');
+  const cfg = config('termed', { io: { chunk: [32, 128, 128], chunksInFlight: 2 } });
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'tessera.mjs'), 'run', '--input', vol, '--output', out, '--config', cfg], { stdio: 'ignore', env: { ...process.env, TESSERA_LOG: 'warn' } });
+  const log = path.join(out, '.work', 'done', 'boxes.log');
+  const t0 = Date.now();
+  while (!fs.existsSync(log)) {
+    if (Date.now() - t0 > 120_000 || child.exitCode !== null) throw new Error('the run never reached its boxes tasks');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  child.kill('SIGTERM');
+  const code = await new Promise((r) => child.once('exit', (c) => r(c)));
+  assert.equal(code, 143);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8')).status, 'interrupted');
+  const r = await run(out, cfg);
+  assert.equal(r.status, 'complete');
+  assert.ok(reused(r) > 0);
+  sameFiles(clean, out, 'segmentation');
+});
