@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { tessera, tesseraOk, tmpDir, filesUnder, ROOT } from '../helpers/cli.ts';
 import { boxOfShape, box, type Vec3 } from '../../shared/geometry/box.ts';
 import { label } from '../../shared/array/components.ts';
@@ -59,6 +59,20 @@ function distinct(ids: Uint32Array | Uint8Array): number {
 
 const ran = (r: any) => Object.values(r.tasks as Record<string, { ran: number }>).reduce((n, t) => n + t.ran, 0);
 const reused = (r: any) => Object.values(r.tasks as Record<string, { reused: number }>).reduce((n, t) => n + t.reused, 0);
+
+/** Start `tessera run` in the background and return once `n` tasks of `kind` are done. */
+async function startUntil(out: string, cfg: string, kind: string, n: number): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'tessera.mjs'), 'run', '--input', vol, '--output', out, '--config', cfg], { stdio: 'ignore', env: { ...process.env, TESSERA_LOG: 'warn' } });
+  const log = path.join(out, '.work', 'done', `${kind}.log`);
+  const done = () => (fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').filter(Boolean).length : 0);
+  const t0 = Date.now();
+  while (done() < n) {
+    if (Date.now() - t0 > 120_000) throw new Error(`the run never finished ${n} ${kind} tasks`);
+    if (child.exitCode !== null) throw new Error(`the run ended (${child.exitCode}) before it could be stopped`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return child;
+}
 
 let clean: string;
 let cleanReport: any;
@@ -127,14 +141,7 @@ test('bit-identical across chunks in flight and inference threads; coverage is e
 test('kill -9 mid-run, then the same command: resumes, reuses finished tasks, bit-identical output', async () => {
   const out = path.join(dir, 'killed.zarr');
   const cfg = config('killed', { io: { chunk: [32, 128, 128], chunksInFlight: 2 } });
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'tessera.mjs'), 'run', '--input', vol, '--output', out, '--config', cfg], { stdio: 'ignore', env: { ...process.env, TESSERA_LOG: 'warn' } });
-  const log = path.join(out, '.work', 'done', 'paste.log');
-  const t0 = Date.now();
-  while (!(fs.existsSync(log) && fs.readFileSync(log, 'utf8').split('\n').length > 4)) {
-    if (Date.now() - t0 > 120_000) throw new Error('the run never got half way');
-    if (child.exitCode !== null) throw new Error(`the run ended (${child.exitCode}) before it could be killed`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const child = await startUntil(out, cfg, 'paste', 4);
   child.kill('SIGKILL');
   await new Promise((r) => child.once('exit', r));
   assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8')).status, 'running');
@@ -301,13 +308,7 @@ test('output.format zarr-v3-sharded: one shard file per chunk, the same voxels a
 test('SIGTERM mid-run: the tasks in hand end, run.json says interrupted, exit 143; the same command completes', async () => {
   const out = path.join(dir, 'termed.zarr');
   const cfg = config('termed', { io: { chunk: [32, 128, 128], chunksInFlight: 2 } });
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'tessera.mjs'), 'run', '--input', vol, '--output', out, '--config', cfg], { stdio: 'ignore', env: { ...process.env, TESSERA_LOG: 'warn' } });
-  const log = path.join(out, '.work', 'done', 'boxes.log');
-  const t0 = Date.now();
-  while (!fs.existsSync(log)) {
-    if (Date.now() - t0 > 120_000 || child.exitCode !== null) throw new Error('the run never reached its boxes tasks');
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const child = await startUntil(out, cfg, 'boxes', 1);
   child.kill('SIGTERM');
   const code = await new Promise((r) => child.once('exit', (c) => r(c)));
   assert.equal(code, 143);
