@@ -9,8 +9,8 @@
 //   pair is looked at once), from the two shells only.
 // - resolve: offsets (ids are consecutive: chunk c's objects get offset(c)+1.., offsets summed in
 //   raster order), union-find over the border pairs (smallest id wins), and the table rows of
-//   objects that span chunks aggregated into one. It holds one number per chunk and one entry
-//   per border-crossing object, never one per object or voxel.
+//   objects that span chunks aggregated into one. It holds one number and one flag per chunk
+//   and one entry per border-crossing object, never one per object or voxel.
 // - relabel(c): re-labels the chunk from the written segmentation (the same deterministic
 //   labelling), maps local ids to global ones, writes instances/0 and objects/<c>.jsonl.
 import * as path from 'node:path';
@@ -97,12 +97,19 @@ export async function resolveTask(ctx: TaskContext): Promise<TaskStats> {
     total += r.count;
   }
   // Pass 2: union-find over border pairs.
+  // `spanning` marks the chunks holding part of an object that spans chunks (one byte per
+  // chunk, beside the offsets), so pass 3 reads only those chunks' tables.
   const uf = new UnionFind();
+  const spanning = new Uint8Array(n);
   i = 0;
   for (const c of indices(range)) {
     const { edges } = await ctx.work.readJson<{ edges: number[][] }>('faces', c);
-    const off = offsets[i++];
-    for (const [a, z, y, x, b] of edges) uf.union(off + a, offsets[linearOf(range, [z, y, x])] + b);
+    const me = i++;
+    for (const [a, z, y, x, b] of edges) {
+      const other = linearOf(range, [z, y, x]);
+      uf.union(offsets[me] + a, offsets[other] + b);
+      spanning[me] = spanning[other] = 1;
+    }
   }
   const remap = uf.remap();
   // Pass 3: aggregate the rows of objects that span chunks (only chunks holding such objects).
@@ -110,12 +117,14 @@ export async function resolveTask(ctx: TaskContext): Promise<TaskStats> {
   if (uf.size > 0) {
     i = 0;
     for (const c of indices(range)) {
-      const off = offsets[i++];
+      const me = i++;
+      if (!spanning[me]) continue;
+      const off = offsets[me];
       const r = await ctx.work.readJson<LabelResult>('label', c);
       for (const row of r.objects) {
         const g = off + row.id;
-        const root = uf.find(g);
         if (!uf.has(g)) continue;
+        const root = uf.find(g);
         const m = merged.get(root);
         const mass = (row.meanProbability ?? 0) * row.voxels;
         if (!m) {
