@@ -2,7 +2,7 @@
 // policy of a long-running service: PermanentError (bad input, bad config) is never retried;
 // anything else is transient and retried with backoff.
 
-export type ErrorTag = 'ConfigError' | 'InputError' | 'ModelError' | 'MessageError' | 'OutputError';
+export type ErrorTag = 'ConfigError' | 'InputError' | 'ModelError' | 'MessageError' | 'OutputError' | 'TaskError';
 
 export abstract class TesseraError extends Error {
   abstract readonly _tag: ErrorTag;
@@ -57,6 +57,19 @@ export class OutputError extends TesseraError {
   constructor(readonly path: string, message: string, options?: { cause?: unknown }) {
     super(`output ${path}: ${message}`, options);
     this.name = 'OutputError';
+  }
+}
+
+/**
+ * A task failed where the coordinator cannot retry it: a worker reported a permanent error or
+ * gave up after the broker's last delivery, or every delivery died with its worker.
+ */
+export class TaskError extends TesseraError {
+  readonly _tag = 'TaskError' as const;
+  readonly permanent = true;
+  constructor(readonly task: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TaskError';
   }
 }
 

@@ -5,7 +5,7 @@ import type { TesseraConfig } from './config.ts';
 import { DEFAULTS } from './config.ts';
 import { deepMerge } from './schema.ts';
 
-type Preset = Omit<TesseraConfig, 'io' | 'inference' | 'select' | 'stage2' | 'output' | 'mode' | 'pack'> & {
+type Preset = Omit<TesseraConfig, 'io' | 'inference' | 'select' | 'stage2' | 'output' | 'mode' | 'pack' | 'nats'> & {
   pack: Omit<TesseraConfig['pack'], 'chunks'> & { chunks?: TesseraConfig['pack']['chunks'] };
   select: Partial<TesseraConfig['select']>;
   io?: Partial<TesseraConfig['io']>;

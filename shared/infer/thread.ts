@@ -36,26 +36,48 @@ interface Slot {
 }
 
 export class InferencePool {
-  private readonly slots: Slot[];
+  private slots: Slot[] = [];
   private readonly pending = new Map<number, { resolve: (r: { data: Float32Array; dims: number[] }) => void; reject: (e: Error) => void }>();
   private nextId = 1;
+  private starting: Promise<void> | undefined;
+  private closed = false;
   /** Milliseconds the threads spent inside session.run(), summed over threads (not queueing). */
   busyMs = 0;
   /** The provider actually in use, and why it differs from the one asked for. */
   provider: string = 'cpu';
   warning: string | undefined;
 
-  private constructor(slots: Slot[]) {
-    this.slots = slots;
+  private constructor(private readonly models: Record<string, string>, private readonly o: PoolOptions, private readonly onWarning?: (w: string) => void) {}
+
+  /** Threads started and every model loaded before it returns (load errors surface here). */
+  static async open(models: Record<string, string>, o: PoolOptions): Promise<InferencePool> {
+    const pool = new InferencePool(models, o);
+    await pool.start();
+    return pool;
   }
 
-  static async open(models: Record<string, string>, o: PoolOptions): Promise<InferencePool> {
+  /**
+   * Threads started on the first inference request: a process that may never run a network
+   * (the coordinator, the merger, a worker serving only paste tasks) never loads the models.
+   */
+  static lazy(models: Record<string, string>, o: PoolOptions, onWarning?: (w: string) => void): InferencePool {
+    return new InferencePool(models, o, onWarning);
+  }
+
+  private start(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('inference pool closed'));
+    this.starting ??= this.spawn();
+    return this.starting;
+  }
+
+  private async spawn(): Promise<void> {
+    const models = this.models;
     const entry = new URL('./thread-worker.ts', import.meta.url).href;
     const boot = new URL('./boot.mjs', import.meta.url);
     const slots: Slot[] = [];
     const readies: Promise<WorkerReply>[] = [];
-    for (let i = 0; i < Math.max(1, o.threads); i++) {
-      const init: WorkerInit = { models, provider: o.provider, intraOpThreads: Math.max(1, o.intraOpThreads), entry };
+    for (let i = 0; i < this.size; i++) {
+      const init: WorkerInit = { models, provider: this.o.provider, intraOpThreads: Math.max(1, this.o.intraOpThreads), entry };
       const worker = new Worker(boot, { workerData: init });
       slots.push({ worker, busy: 0 });
       readies.push(new Promise((resolve, reject) => {
@@ -63,29 +85,29 @@ export class InferencePool {
         worker.once('error', reject);
       }));
     }
-    const pool = new InferencePool(slots);
+    this.slots = slots;
     let replies: WorkerReply[];
     try {
       replies = await Promise.all(readies);
     } catch (err) {
-      await pool.close();
+      await this.close();
       throw new ModelError(Object.values(models).join(', '), `inference thread failed to start: ${(err as Error).message}`, { cause: err });
     }
     const failed = replies.find((r) => r.type === 'failed');
     if (failed && failed.type === 'failed') {
-      await pool.close();
+      await this.close();
       throw new ModelError(Object.values(models).join(', '), `cannot load: ${failed.error}`);
     }
     const first = replies[0];
     if (first.type === 'ready') {
-      pool.provider = first.provider;
-      pool.warning = first.warning;
+      this.provider = first.provider;
+      this.warning = first.warning;
+      if (first.warning) this.onWarning?.(first.warning);
     }
     for (const s of slots) {
-      s.worker.on('message', (m: WorkerReply) => pool.onReply(s, m));
-      s.worker.on('error', (err) => pool.failAll(err));
+      s.worker.on('message', (m: WorkerReply) => this.onReply(s, m));
+      s.worker.on('error', (err) => this.failAll(err));
     }
-    return pool;
   }
 
   private onReply(slot: Slot, m: WorkerReply): void {
@@ -106,11 +128,13 @@ export class InferencePool {
     this.pending.clear();
   }
 
+  /** Inference threads (started or not). */
   get size(): number {
-    return this.slots.length;
+    return Math.max(1, this.o.threads);
   }
 
-  run(model: string, input: Float32Array, dims: readonly number[]): Promise<{ data: Float32Array; dims: number[] }> {
+  async run(model: string, input: Float32Array, dims: readonly number[]): Promise<{ data: Float32Array; dims: number[] }> {
+    await this.start();
     const slot = this.slots.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = this.nextId++;
     slot.busy++;
@@ -132,6 +156,7 @@ export class InferencePool {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.failAll(new Error('inference pool closed'));
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }

@@ -31,6 +31,12 @@ export interface OpenOptions {
   roi?: Box;
   log: Logger;
   signal?: AbortSignal;
+  /**
+   * `eager`: load the models before returning (the embedded runner: load errors before any
+   * work). `lazy`: on the first inference (services that may never run a network).
+   * @default 'eager'
+   */
+  models?: 'eager' | 'lazy';
 }
 
 /** Everything checked before any work: config vs models, input dtype/shape/spacing, ROI. */
@@ -52,8 +58,14 @@ export async function openRun(o: OpenOptions): Promise<RunContext> {
   }
   const models: Record<string, string> = { fullres: c.models.fullres };
   if (c.mode === 'two-stage') models.lowres = c.models.lowres;
-  const pool = await InferencePool.open(models, { provider: c.inference.provider, threads: c.inference.threads, intraOpThreads: c.inference.intraOpThreads });
-  if (pool.warning) o.log.warn(pool.warning);
+  const po = { provider: c.inference.provider, threads: c.inference.threads, intraOpThreads: c.inference.intraOpThreads };
+  let pool: InferencePool;
+  if (o.models === 'lazy') {
+    pool = InferencePool.lazy(models, po, (w) => o.log.warn(w));
+  } else {
+    pool = await InferencePool.open(models, po);
+    if (pool.warning) o.log.warn(pool.warning);
+  }
   return {
     config: c,
     cards,

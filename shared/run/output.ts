@@ -125,18 +125,23 @@ export async function openOutput(out: string, o: CreateOutputOptions & { identit
       const diff = before ? identityDiff(before, o.identity) : ['(written by a Tessera without run identities)'];
       throw new OutputError(out, `holds a ${prev.status} run with another config or models — ${diff.slice(0, 8).join('; ')}${diff.length > 8 ? `; … ${diff.length - 8} more` : ''}; pass --overwrite to replace it`);
     }
-    const arrays: OutputArrays = {
-      path: out,
-      segmentation: await openArray(path.join(out, 'segmentation', '0')),
-      instances: await openArray(path.join(out, 'instances', '0')),
-      probabilities: o.probabilities ? await openArray(path.join(out, 'probabilities', '0')) : undefined,
-    };
+    const arrays = await openOutputArrays(out, o.probabilities);
     await writeJsonAtomic(runJsonPath(out), { ...prev, status: 'running', resumedAt: new Date().toISOString() });
     return { arrays, resumed: prev };
   }
   const arrays = await createOutput(out, o);
   await writeJsonAtomic(runJsonPath(out), { status: 'running', startedAt: new Date().toISOString(), identity: o.identity });
   return { arrays };
+}
+
+/** The arrays of an existing output. */
+export async function openOutputArrays(out: string, probabilities: boolean): Promise<OutputArrays> {
+  return {
+    path: out,
+    segmentation: await openArray(path.join(out, 'segmentation', '0')),
+    instances: await openArray(path.join(out, 'instances', '0')),
+    probabilities: probabilities ? await openArray(path.join(out, 'probabilities', '0')) : undefined,
+  };
 }
 
 /** Add fields to the run.json of a running run. */

@@ -22,6 +22,11 @@ const EXPECTED = [
   // The chunk-task run.
   'Scheduler', 'chunkBox', 'chunkRange', 'drive', 'extractFragments', 'indexId', 'labelObjects', 'mergeFragments',
   'runTask', 'taskGraph', 'taskId',
+  // Sessions and the NATS services.
+  'attachRun', 'finishSession', 'freeAfter', 'guard', 'openSession', 'TaskError', 'ROLE_OF', 'RUNS_BUCKET', 'checkRunId',
+  'runNames', 'encode', 'parseResult', 'parseRunRecord', 'parseTask', 'busOptions', 'connectBus', 'describeBus',
+  'ensureRunStreams', 'freshResultsConsumer', 'isNotFound', 'removeRunStreams', 'readRun', 'runsBucket', 'waitForRun',
+  'writeRun', 'readRunJson',
 ];
 
 test('shared/index.ts exports exactly the documented surface', () => {

@@ -1,0 +1,111 @@
+// Flags shared by the commands that start a run (`run`, `coordinator`): parsing helpers, the
+// config built from flags, signals, and the progress bar.
+import { type Command, InvalidArgumentError } from 'commander';
+import cliProgress from 'cli-progress';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import { type Box, type Vec3, PRESET_NAMES, type TesseraConfig, loadConfig, parseBox } from '../../shared/index.ts';
+
+export function vec3Arg(name: string) {
+  return (v: string): Vec3 => {
+    const p = v.split(',').map(Number);
+    if (p.length !== 3 || !p.every((x) => Number.isInteger(x) && x > 0)) throw new InvalidArgumentError(`${name} must be Z,Y,X positive integers`);
+    return p as unknown as Vec3;
+  };
+}
+
+export function intArg(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');
+  return n;
+}
+
+export function positiveIntArg(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+    return n;
+  };
+}
+
+export function progressBar(enabled: boolean) {
+  if (!enabled || !process.stderr.isTTY) return undefined;
+  const bars = new Map<string, cliProgress.SingleBar>();
+  const multi = new cliProgress.MultiBar({ format: ' {phase} [{bar}] {value}/{total}', hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic);
+  return {
+    update: (phase: string, done: number, total: number) => {
+      let b = bars.get(phase);
+      if (!b) { b = multi.create(total, 0, { phase: phase.padEnd(10) }); bars.set(phase, b); }
+      b.setTotal(total);
+      b.update(done, { phase: phase.padEnd(10) });
+    },
+    stop: () => multi.stop(),
+  };
+}
+
+/** The flags that say what to run: input, output, config and its overrides, ROI. */
+export function runFlags(cmd: Command): Command {
+  return cmd
+    .requiredOption('--input <vol.zarr>', 'input image (NGFF multiscale group or 3D array)')
+    .requiredOption('--output <out.zarr>', 'output group')
+    .option('--preset <name>', `preset (${PRESET_NAMES.join(', ')})`)
+    .option('--config <file>', 'JSON config file (may "extends" a preset)')
+    .option('--mode <mode>', 'one-stage or two-stage (default: the config\'s, two-stage)')
+    .option('--roi <Z0:Z1,Y0:Y1,X0:X1>', 'process only this sub-volume')
+    .option('--provider <ep>', 'execution provider: cpu, cuda, tensorrt, webgpu')
+    .option('--threads <n>', 'inference threads', positiveIntArg('--threads'))
+    .option('--probabilities', 'also write probabilities/0')
+    .option('--overwrite', 'replace an existing output (without it, the same command on the same output resumes)')
+    .option('--keep-work', 'keep every intermediate result under OUTPUT/.work (a later run over a larger --roi then recomputes nothing already done)')
+    .option('--json', 'print one JSON report on stdout');
+}
+
+export interface RunFlags {
+  input: string;
+  output: string;
+  preset?: string;
+  config?: string;
+  mode?: string;
+  roi?: string;
+  provider?: string;
+  threads?: number;
+  probabilities?: boolean;
+  overwrite?: boolean;
+  keepWork?: boolean;
+  json?: boolean;
+}
+
+export function configFromFlags(o: RunFlags, extra: Record<string, unknown> = {}): { config: TesseraConfig; roi?: Box } {
+  if (!o.preset && !o.config) throw new InvalidArgumentError('give --preset NAME or --config FILE');
+  const overrides: Record<string, unknown> = { ...extra };
+  if (o.mode) overrides.mode = o.mode;
+  if (o.provider) overrides.inference = { provider: o.provider };
+  if (o.threads) overrides.inference = { ...(overrides.inference as object), threads: o.threads };
+  if (o.probabilities) overrides.output = { probabilities: true };
+  const config = loadConfig({ preset: o.preset, file: o.config, overrides });
+  let roi: Box | undefined;
+  if (o.roi) {
+    roi = parseBox(o.roi);
+    if (!roi) throw new InvalidArgumentError(`--roi "${o.roi}" must look like Z0:Z1,Y0:Y1,X0:X1`);
+  }
+  return { config, roi };
+}
+
+/** A run id from the output path: readable and stable (the same output, the same run). */
+export function defaultRunId(output: string): string {
+  const abs = path.resolve(output);
+  const base = path.basename(abs).replace(/\.zarr$/, '').replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40) || 'run';
+  return `${base}-${createHash('sha256').update(abs).digest('hex').slice(0, 8)}`;
+}
+
+/**
+ * Ctrl-C or a scheduler's SIGTERM aborts the returned signal; `code()` is 128 + the signal's
+ * number once one arrived (130 for SIGINT, 143 for SIGTERM), else 0.
+ */
+export function stopSignals(): { signal: AbortSignal; code: () => number } {
+  const ac = new AbortController();
+  let code = 0;
+  process.once('SIGINT', () => { code = 130; ac.abort(new Error('interrupted')); });
+  process.once('SIGTERM', () => { code = 143; ac.abort(new Error('terminated')); });
+  return { signal: ac.signal, code: () => code };
+}

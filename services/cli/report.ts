@@ -1,0 +1,18 @@
+// The end of a run on the terminal: one summary line (or the JSON report), the failures, and
+// the exit code (1 failed, 130/143 interrupted by a signal, 0 complete).
+import type { RunReport } from '../../shared/index.ts';
+
+export function printReport(report: RunReport, output: string, json: boolean, signalled: number): number {
+  if (json) process.stdout.write(JSON.stringify(report) + '\n');
+  else process.stderr.write(`${report.mode} ${report.status}: ${report.voxels} voxels in ${report.seconds.total} s (${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s) → ${output}\n`);
+  if (report.failures.length) {
+    const skipped = Object.values(report.tasks).reduce((n, t) => n + t.skipped, 0);
+    process.stderr.write(`${report.failures.length} task(s) failed${skipped ? ` (${skipped} more skipped because they need them)` : ''}; re-run the same command to retry them:\n${report.failures.map((f) => `  ${f.task}: ${f.error}`).join('\n')}\n`);
+    return 1;
+  }
+  if (report.status === 'interrupted') {
+    process.stderr.write('interrupted; re-run the same command to resume\n');
+    return signalled || 130;
+  }
+  return 0;
+}

@@ -1,0 +1,75 @@
+// `tessera status OUTPUT_OR_RUN`: where a run stands, from anywhere. An output path is read from
+// disk (run.json and the done logs); a run id is read from the NATS run registry (the
+// coordinator refreshes its progress every 2 s).
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { busOptions, connectBus, readRun, readRunJson, runsBucket, silentLogger, InputError } from '../../shared/index.ts';
+
+interface KindProgress {
+  done: number;
+  total: number;
+  failed?: number;
+}
+
+export interface StatusView {
+  source: 'output' | 'nats';
+  run?: string;
+  output?: string;
+  status: string;
+  tasks: Record<string, KindProgress>;
+  failures?: { task: string; error: string }[];
+  updatedAt?: string;
+}
+
+/** Lines in a done log: each task is logged once when it finishes (a rare reopened task twice). */
+async function countLines(file: string): Promise<number> {
+  if (!fs.existsSync(file)) return 0;
+  let n = 0;
+  for await (const chunk of fs.createReadStream(file)) for (const b of chunk as Buffer) if (b === 10) n++;
+  return n;
+}
+
+export async function outputStatus(out: string): Promise<StatusView> {
+  const doc = readRunJson(out);
+  if (!doc) throw new InputError(out, 'has no run.json: not a Tessera output (or the run never started)');
+  const totals = (doc.totals ?? {}) as Record<string, number>;
+  const tasks: Record<string, KindProgress> = {};
+  for (const [kind, total] of Object.entries(totals)) {
+    tasks[kind] = { done: Math.min(total, await countLines(path.join(out, '.work', 'done', `${kind}.log`))), total };
+  }
+  const report = doc.report as { failures?: { task: string; error: string }[] } | undefined;
+  return { source: 'output', output: out, status: doc.status, tasks, failures: report?.failures, updatedAt: (doc.finishedAt ?? doc.resumedAt ?? doc.startedAt) as string | undefined };
+}
+
+export async function natsStatus(run: string, url: string | undefined): Promise<StatusView> {
+  const nc = await connectBus(busOptions(url, 'tessera status'), silentLogger());
+  try {
+    const r = await readRun(await runsBucket(nc), run);
+    if (!r) throw new InputError(run, 'no such run in the NATS run registry');
+    return { source: 'nats', run, output: r.output, status: r.status, tasks: r.progress ?? {}, updatedAt: r.updatedAt };
+  } finally {
+    await nc.close();
+  }
+}
+
+export function statusCommand(program: Command): void {
+  program.command('status')
+    .description('show where a run stands: give its output path, or its run id (read from NATS)')
+    .argument('<output-or-run>', 'an output group (out.zarr) or a run id')
+    .option('--nats <url>', 'NATS server(s) for a run id (default: $TESSERA_NATS_URL)')
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (target: string, o: { nats?: string; json?: boolean }) => {
+      const v = fs.existsSync(target) ? await outputStatus(target) : await natsStatus(target, o.nats);
+      if (o.json) {
+        process.stdout.write(JSON.stringify(v) + '\n');
+        return;
+      }
+      process.stdout.write(`${v.run ?? v.output}: ${v.status}${v.updatedAt ? ` (updated ${v.updatedAt})` : ''}\n`);
+      for (const [k, p] of Object.entries(v.tasks)) {
+        const pct = p.total ? ((100 * p.done) / p.total).toFixed(1) : '0.0';
+        process.stdout.write(`  ${k.padEnd(8)} ${String(p.done).padStart(9)} / ${String(p.total).padEnd(9)} ${pct.padStart(5)} %${p.failed ? `  ${p.failed} failed or skipped` : ''}\n`);
+      }
+      for (const f of v.failures ?? []) process.stdout.write(`  failed ${f.task}: ${f.error}\n`);
+    });
+}

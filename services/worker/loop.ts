@@ -1,0 +1,201 @@
+// A worker (or the merger: the same loop over the merger's task kinds). It waits for its run to
+// be registered, attaches to it (models load once, on the first task that needs them), and
+// pulls tasks from its role's consumer, `concurrency` at a time, so the next task's reads
+// overlap the current one's inference (which runs in worker threads: acks and heartbeats keep
+// flowing). For each task it runs the same function the embedded runner runs, publishes the
+// result (the done record) and only then acknowledges the task.
+//
+// The error's class decides: permanent (bad input) → failure result now; transient → nak with
+// backoff, and a failure result on the last delivery; a malformed or foreign message → logged
+// and terminated. SIGTERM: nak the tasks in hand (another worker takes them at once) and return.
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { NatsConnection } from '@nats-io/nats-core';
+import { type JsMsg, jetstream } from '@nats-io/jetstream';
+import {
+  type Logger, type Role, type TaskContext, type Expect, type RunRecord,
+  ConfigError, ROLE_OF, attachRun, encode, isPermanent, loadConfig, parseTask, readRun, runNames, runTask, runsBucket, taskId, waitForRun,
+} from '../../shared/index.ts';
+import type { WorkerMetrics } from '../metrics.ts';
+
+export interface WorkerOptions {
+  nc: NatsConnection;
+  run: string;
+  role: Role;
+  /** Tasks in hand at once. @default 2 */
+  concurrency?: number;
+  /**
+   * Directories the run's input and output must lie in (the paths come from the run record,
+   * never from task messages). Empty: any.
+   */
+  roots?: string[];
+  log: Logger;
+  signal?: AbortSignal;
+  metrics?: WorkerMetrics;
+}
+
+export interface WorkerReport {
+  done: number;
+  failed: number;
+  /** Transient failures handed back for another delivery. */
+  retried: number;
+  rejected: number;
+  /** Tasks handed back unfinished at shutdown. */
+  released: number;
+}
+
+const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((r) => {
+  const t = setTimeout(r, ms);
+  signal?.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true });
+});
+
+function confine(r: RunRecord, roots: readonly string[]): void {
+  if (!roots.length) return;
+  for (const p of [r.input, r.output]) {
+    const abs = path.resolve(p);
+    if (!roots.some((root) => { const rel = path.relative(path.resolve(root), abs); return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel)); })) {
+      throw new ConfigError('root', `run "${r.run}" names ${abs}, outside this ${'worker'}'s roots (${roots.join(', ')})`);
+    }
+  }
+}
+
+export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
+  const names = runNames(o.run);
+  const me = `${os.hostname()}/${process.pid}`;
+  const log = o.log.child({ run: o.run, service: o.role, worker: me });
+  const report: WorkerReport = { done: 0, failed: 0, retried: 0, rejected: 0, released: 0 };
+  const kv = await runsBucket(o.nc);
+  log.info('waiting for the run');
+  const record = await waitForRun(kv, o.run, o.signal);
+  if (!record) return report;
+  confine(record, o.roots ?? []);
+  // The record's config is validated like a config file: a worker never trusts it blindly.
+  const config = loadConfig({ overrides: record.config as unknown as Record<string, unknown> });
+  const ctx: TaskContext = await attachRun({
+    config, input: record.input, output: record.output, roi: { begin: record.roi.begin, end: record.roi.end },
+    identity: record.identity, log, signal: undefined,
+  });
+  const kinds = ctx.graph.kinds.map((k) => k.name).filter((k) => ROLE_OF[k as keyof typeof ROLE_OF] === o.role);
+  const expect: Expect = { run: o.run, kinds };
+  const js = jetstream(o.nc);
+  const heartbeatMs = (config.nats.ackWait * 1000) / 3;
+  const maxDeliver = config.nats.maxDeliver;
+  const inHand = new Set<JsMsg>();
+  let finished = false;
+
+  const publishResult = async (m: JsMsg, body: Record<string, unknown>) => {
+    // Retried until it lands (a broker restart): the result is the task's done record, and the
+    // task is acknowledged only after it. The id makes a retried publish land once.
+    const msgID = `${String(body.kind)}/${(body.index as number[]).join('_')}#${m.seq}.${m.info.deliveryCount}`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await js.publish(names.result, encode({ v: 1, run: o.run, worker: me, delivery: m.info.deliveryCount, ...body } as never), { msgID, timeout: 5000 });
+        return;
+      } catch (err) {
+        if (o.signal?.aborted) throw err;
+        if (attempt % 10 === 0) log.warn({ err: (err as Error).message }, 'result publish failed; retrying');
+        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)), o.signal);
+      }
+    }
+  };
+
+  const handle = async (m: JsMsg) => {
+    let t;
+    try {
+      t = parseTask(m.subject, m.data, expect);
+      const k = ctx.graph.kinds.find((x) => x.name === t!.kind)!;
+      if (t.index.some((v, a) => v < k.range.lo[a] || v >= k.range.hi[a])) {
+        throw new ConfigError('index', `task ${taskId(t)} is outside the run's ${t.kind} grid`);
+      }
+    } catch (err) {
+      report.rejected++;
+      o.metrics?.rejected();
+      log.warn({ subject: m.subject, err: (err as Error).message }, 'task message rejected');
+      m.term();
+      return;
+    }
+    const id = taskId(t);
+    const tlog = log.child({ task: id, chunk: t.index.join('_'), delivery: m.info.deliveryCount });
+    inHand.add(m);
+    const beat = setInterval(() => m.working(), heartbeatMs);
+    const t0 = performance.now();
+    try {
+      const stats = await runTask(ctx, t);
+      const ms = performance.now() - t0;
+      if (o.signal?.aborted) return;
+      await publishResult(m, { kind: t.kind, index: t.index, ok: true, stats, ms });
+      m.ack();
+      report.done++;
+      o.metrics?.task(t.kind, 'done', ms, m.info.redelivered);
+      tlog.debug({ ms: Math.round(ms) }, 'task done');
+    } catch (err) {
+      if (o.signal?.aborted) return;
+      const ms = performance.now() - t0;
+      const last = m.info.deliveryCount >= maxDeliver;
+      if (isPermanent(err) || last) {
+        const error = (err as Error)?.message ?? String(err);
+        tlog.error({ err: error, permanent: isPermanent(err) }, 'task failed');
+        await publishResult(m, { kind: t.kind, index: t.index, ok: false, stats: {}, ms, error: last && !isPermanent(err) ? `${error} (after ${m.info.deliveryCount} deliveries)` : error });
+        m.ack();
+        report.failed++;
+        o.metrics?.task(t.kind, 'failed', ms, m.info.redelivered);
+      } else {
+        tlog.warn({ err: (err as Error)?.message }, 'task failed; handed back for another delivery');
+        m.nak(Math.min(30_000, 1000 * 2 ** (m.info.deliveryCount - 1)));
+        report.retried++;
+        o.metrics?.task(t.kind, 'retried', ms, m.info.redelivered);
+      }
+    } finally {
+      clearInterval(beat);
+      inHand.delete(m);
+    }
+  };
+
+  // Stop when the run is over (a Kubernetes Job's workers then complete).
+  const watch = setInterval(() => {
+    void readRun(kv, o.run).then((r) => { if (r && (r.status === 'complete' || r.status === 'failed') && r.epoch >= record.epoch) finished = true; }).catch(() => undefined);
+  }, 2000);
+  const onAbort = () => {
+    // Hand back what is in hand: another worker picks it up now, not after ack_wait.
+    for (const m of inHand) {
+      m.nak();
+      report.released++;
+    }
+    inHand.clear();
+  };
+  o.signal?.addEventListener('abort', onAbort, { once: true });
+  log.info({ kinds, concurrency: o.concurrency ?? 2 }, 'attached; pulling tasks');
+  const consumer = await js.consumers.get(names.tasksStream, names.consumer(o.role));
+  const lane = async () => {
+    while (!o.signal?.aborted && !finished) {
+      let m: JsMsg | null;
+      try {
+        m = await consumer.next({ expires: 2000 });
+      } catch (err) {
+        // Broker restarting, stream being recreated: wait and pull again.
+        log.debug({ err: (err as Error).message }, 'pull failed; retrying');
+        await sleep(500, o.signal);
+        continue;
+      }
+      if (m && !o.signal?.aborted) await handle(m);
+      else if (m) m.nak();
+    }
+  };
+  // On SIGTERM do not wait for the tasks in hand: they are handed back (onAbort) and whatever
+  // they were writing is atomic, so stopping mid-task loses nothing.
+  const stopped = new Promise<void>((r) => {
+    if (o.signal?.aborted) r();
+    o.signal?.addEventListener('abort', () => r(), { once: true });
+  });
+  try {
+    await Promise.race([Promise.all(Array.from({ length: Math.max(1, o.concurrency ?? 2) }, lane)), stopped]);
+  } finally {
+    clearInterval(watch);
+    o.signal?.removeEventListener('abort', onAbort);
+    if (o.signal?.aborted) onAbort();
+    await o.nc.flush().catch(() => undefined);
+    await ctx.pool.close();
+  }
+  log.info(report, 'worker stopped');
+  return report;
+}

@@ -1,0 +1,145 @@
+// What travels on the bus: ids, coordinates and counters, never voxels or paths. Every message
+// is parsed and validated where it enters; a bad one is a MessageError (permanent: the same
+// bytes fail the same way), so a service logs it and drops it instead of crashing or looping.
+import type { Box, Vec3 } from '../geometry/box.ts';
+import type { TesseraConfig } from '../config/config.ts';
+import type { RunStatus } from '../run/output.ts';
+import { MessageError } from '../errors.ts';
+
+export interface TaskMessage {
+  v: 1;
+  run: string;
+  kind: string;
+  /** Block index of the task in its kind's grid. */
+  index: Vec3;
+  /** The coordinator start that published it (diagnostics). */
+  epoch: number;
+}
+
+export interface ResultMessage {
+  v: 1;
+  run: string;
+  kind: string;
+  index: Vec3;
+  ok: boolean;
+  /** The task's counters (summed into the report). */
+  stats: Record<string, number>;
+  /** Milliseconds the task ran on the worker. */
+  ms: number;
+  /** The failure's message: names file and chunk. */
+  error?: string;
+  /** Which process ran it ("host/pid") and on which delivery. */
+  worker: string;
+  delivery: number;
+}
+
+/** The run as registered in the KV bucket: what a worker needs to attach to it. */
+export interface RunRecord {
+  v: 1;
+  run: string;
+  input: string;
+  output: string;
+  roi: Pick<Box, 'begin' | 'end'>;
+  /** The resolved config (validated again by whoever reads it). */
+  config: TesseraConfig;
+  /** Run identity hash: config keys that change results + model checksums. */
+  identity: string;
+  epoch: number;
+  status: RunStatus;
+  coordinator: string;
+  updatedAt: string;
+  /** Per kind: done / total / failed, refreshed by the coordinator every few seconds. */
+  progress?: Record<string, { done: number; total: number; failed: number }>;
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+export function encode(m: TaskMessage | ResultMessage | RunRecord): Uint8Array {
+  return enc.encode(JSON.stringify(m));
+}
+
+function parseObject(subject: string, data: Uint8Array): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(dec.decode(data));
+  } catch {
+    throw new MessageError(subject, `not JSON (${data.length} bytes)`);
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new MessageError(subject, 'not a JSON object');
+  const o = v as Record<string, unknown>;
+  if (o.v !== 1) throw new MessageError(subject, `unknown message version ${JSON.stringify(o.v)}`);
+  return o;
+}
+
+function str(subject: string, o: Record<string, unknown>, key: string): string {
+  if (typeof o[key] !== 'string' || !(o[key] as string).length) throw new MessageError(subject, `${key} must be a non-empty string`);
+  return o[key] as string;
+}
+
+function int(subject: string, o: Record<string, unknown>, key: string, min = 0): number {
+  const x = o[key];
+  if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < min) throw new MessageError(subject, `${key} must be an integer ≥ ${min}`);
+  return x;
+}
+
+function vec3(subject: string, o: Record<string, unknown>, key: string): Vec3 {
+  const x = o[key];
+  if (!Array.isArray(x) || x.length !== 3 || !x.every((n) => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0)) {
+    throw new MessageError(subject, `${key} must be three non-negative integers`);
+  }
+  return [x[0], x[1], x[2]];
+}
+
+/** What the reader expects: its run, and the task kinds it serves. */
+export interface Expect {
+  run: string;
+  kinds: readonly string[];
+}
+
+function common(subject: string, o: Record<string, unknown>, e: Expect): { run: string; kind: string; index: Vec3 } {
+  const run = str(subject, o, 'run');
+  if (run !== e.run) throw new MessageError(subject, `belongs to run "${run}", not "${e.run}"`);
+  const kind = str(subject, o, 'kind');
+  if (!e.kinds.includes(kind)) throw new MessageError(subject, `task kind "${kind}" is not one of ${e.kinds.join(', ')}`);
+  return { run, kind, index: vec3(subject, o, 'index') };
+}
+
+export function parseTask(subject: string, data: Uint8Array, e: Expect): TaskMessage {
+  const o = parseObject(subject, data);
+  return { v: 1, ...common(subject, o, e), epoch: int(subject, o, 'epoch') };
+}
+
+export function parseResult(subject: string, data: Uint8Array, e: Expect): ResultMessage {
+  const o = parseObject(subject, data);
+  const base = common(subject, o, e);
+  if (typeof o.ok !== 'boolean') throw new MessageError(subject, 'ok must be true or false');
+  const stats = o.stats;
+  if (!stats || typeof stats !== 'object' || Array.isArray(stats) || !Object.values(stats).every((n) => typeof n === 'number' && Number.isFinite(n))) {
+    throw new MessageError(subject, 'stats must be an object of finite numbers');
+  }
+  if (typeof o.ms !== 'number' || !(o.ms >= 0)) throw new MessageError(subject, 'ms must be a number ≥ 0');
+  if (!o.ok && typeof o.error !== 'string') throw new MessageError(subject, 'a failure needs its error');
+  return {
+    v: 1, ...base, ok: o.ok, stats: stats as Record<string, number>, ms: o.ms,
+    error: typeof o.error === 'string' ? o.error : undefined, worker: str(subject, o, 'worker'), delivery: int(subject, o, 'delivery', 1),
+  };
+}
+
+const STATUSES: readonly RunStatus[] = ['running', 'complete', 'failed', 'interrupted'];
+
+export function parseRunRecord(key: string, data: Uint8Array): RunRecord {
+  const o = parseObject(key, data);
+  const run = str(key, o, 'run');
+  const roi = o.roi as Record<string, unknown> | undefined;
+  if (!roi || typeof roi !== 'object') throw new MessageError(key, 'roi must be {begin, end}');
+  if (!o.config || typeof o.config !== 'object') throw new MessageError(key, 'config must be an object');
+  if (!STATUSES.includes(o.status as RunStatus)) throw new MessageError(key, `status must be one of ${STATUSES.join(', ')}`);
+  return {
+    v: 1, run, input: str(key, o, 'input'), output: str(key, o, 'output'),
+    roi: { begin: vec3(key, roi, 'begin'), end: vec3(key, roi, 'end') },
+    config: o.config as TesseraConfig, identity: str(key, o, 'identity'), epoch: int(key, o, 'epoch', 1),
+    status: o.status as RunStatus, coordinator: str(key, o, 'coordinator'), updatedAt: str(key, o, 'updatedAt'),
+    progress: o.progress as RunRecord['progress'],
+  };
+}

@@ -1,0 +1,66 @@
+// Every JetStream name a run uses, in one place. Everything is namespaced by the run id, so
+// two runs on one broker never see each other's tasks, results or consumers:
+//
+//   stream   TESSERA_<run>_TASKS     subjects tessera.<run>.task.<role>.<kind>   WorkQueue, file
+//   consumer <role>                  filter   tessera.<run>.task.<role>.>        pull, explicit ack
+//   stream   TESSERA_<run>_RESULTS   subject  tessera.<run>.result               WorkQueue, file
+//   consumer coordinator             the coordinator's, recreated at each start
+//   KV       tessera-runs            key <run>: the run record (paths, config, identity, status)
+//
+// Roles: `worker` runs the per-chunk kinds that need the models or write the output (stage1,
+// stage2, predict, paste, relabel); `merger` runs the kinds that resolve chunk borders (boxes
+// across chunks, instance faces, the global id resolve). Non-overlapping filters, as a
+// WorkQueue stream requires.
+import type { TaskKind } from '../tasks/graph.ts';
+import { ConfigError } from '../errors.ts';
+
+export type Role = 'worker' | 'merger';
+
+export const ROLE_OF: Readonly<Record<TaskKind, Role>> = {
+  stage1: 'worker',
+  stage2: 'worker',
+  predict: 'worker',
+  paste: 'worker',
+  relabel: 'worker',
+  boxes: 'merger',
+  faces: 'merger',
+  resolve: 'merger',
+};
+
+export const RUNS_BUCKET = 'tessera-runs';
+
+const RUN_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+/** A run id usable in subjects, stream names and KV keys, or a ConfigError naming the rule. */
+export function checkRunId(run: string): string {
+  if (!RUN_ID.test(run)) throw new ConfigError('run', `"${run}" must be 1–64 letters, digits, '-' or '_' (it names subjects and streams)`);
+  return run;
+}
+
+export interface RunNames {
+  run: string;
+  tasksStream: string;
+  resultsStream: string;
+  /** Subject of one task kind's messages. */
+  task(kind: TaskKind): string;
+  /** Filter of a role's consumer. */
+  taskFilter(role: Role): string;
+  /** Durable consumer name of a role. */
+  consumer(role: Role): string;
+  result: string;
+  resultsConsumer: string;
+}
+
+export function runNames(run: string): RunNames {
+  checkRunId(run);
+  return {
+    run,
+    tasksStream: `TESSERA_${run}_TASKS`,
+    resultsStream: `TESSERA_${run}_RESULTS`,
+    task: (kind) => `tessera.${run}.task.${ROLE_OF[kind]}.${kind}`,
+    taskFilter: (role) => `tessera.${run}.task.${role}.>`,
+    consumer: (role) => role,
+    result: `tessera.${run}.result`,
+    resultsConsumer: 'coordinator',
+  };
+}

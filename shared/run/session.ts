@@ -1,0 +1,327 @@
+// One run's state between opening and finishing, shared by the embedded runner and the NATS
+// coordinator: both open a session (input, config, models, output, the task graph, the
+// scheduler restored from the done logs), drive its scheduler — in process or over a broker —
+// and finish it into run.json and a report. Workers attach to a run instead: the same task
+// context without a scheduler (see attachRun).
+import * as os from 'node:os';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { PACKAGE_ROOT } from '../config/load.ts';
+import { type Box, boxToString, volumeOf } from '../geometry/box.ts';
+import type { TesseraConfig } from '../config/config.ts';
+import type { Logger } from '../log.ts';
+import { type TaskRef, type KindCounts, Scheduler } from '../scheduler.ts';
+import { type RunContext, openRun } from './context.ts';
+import { type OpenedOutput, finishOutput, openOutput, openOutputArrays, readRunJson, updateRunJson } from './output.ts';
+import { type RunIdentity, runIdentity } from './identity.ts';
+import type { DriveResult } from './drive.ts';
+import { ONE, rangeVoxels, taskGraph, type TaskGraph, type TaskKind } from '../tasks/graph.ts';
+import { WorkStore } from '../tasks/work.ts';
+import { type TaskContext, taskContext } from '../tasks/context.ts';
+import { FREE, WHOLE_ROI } from '../tasks/index.ts';
+import { writeBoxesJson } from '../tasks/boxes-output.ts';
+import { indexId } from '../geometry/grid.ts';
+import { type LowGrid, lowGrid } from '../volume/source.ts';
+import { openArray } from '../volume/zarr.ts';
+import { clearTemp } from '../volume/store.ts';
+import { OutputError } from '../errors.ts';
+
+export interface TaskFailure {
+  /** "kind/z_y_x". */
+  task: string;
+  error: string;
+}
+
+export interface TwoStageStats {
+  candidates: number;
+  parents: number;
+  children: number;
+  boxes: number;
+  canvases: number;
+  fillRatio: number;
+  /** Fraction of the pasted chunks' voxels some crop covered. */
+  coverage: number;
+  /** Decoded storage-chunk voxels / voxels stage two asked for (read amplification). */
+  readAmplification: number;
+}
+
+export interface TaskCounts {
+  total: number;
+  ran: number;
+  reused: number;
+  failed: number;
+  skipped: number;
+}
+
+export interface RunReport {
+  mode: TesseraConfig['mode'];
+  preset: string;
+  input: string;
+  output: string;
+  roi: string;
+  voxels: number;
+  status: 'complete' | 'failed' | 'interrupted';
+  /** Wall-clock seconds in total. */
+  seconds: Record<string, number>;
+  /**
+   * Summed busy seconds, overlapping across tasks in flight: per kind of work (read, write,
+   * network …) and per task kind (`task:stage1`, `task:paste` …).
+   */
+  busySeconds: Record<string, number>;
+  voxelsPerSecond: number;
+  peakRssMB: number;
+  provider: string;
+  tasks: Record<string, TaskCounts>;
+  /** Failed tasks with their causes (tasks skipped because of them are counted in `tasks`). */
+  failures: TaskFailure[];
+  twoStage?: TwoStageStats;
+}
+
+export interface SessionOptions {
+  config: TesseraConfig;
+  input: string;
+  output: string;
+  roi?: Box;
+  overwrite?: boolean;
+  log: Logger;
+  signal?: AbortSignal;
+  /** Two-stage only: take boxes from this ground-truth label array instead of stage one (benchmark oracle). */
+  oracle?: string;
+  /** See OpenOptions.models. @default 'eager' */
+  models?: 'eager' | 'lazy';
+}
+
+export interface Session {
+  readonly ctx: RunContext;
+  readonly graph: TaskGraph;
+  readonly identity: RunIdentity;
+  readonly opened: OpenedOutput;
+  readonly work: WorkStore;
+  readonly tctx: TaskContext;
+  readonly sched: Scheduler;
+  /** Tasks reused from an earlier run, per kind. */
+  readonly reused: Record<string, number>;
+  /** Counts when the session opened (the progress baseline). */
+  readonly counts0: Record<string, KindCounts>;
+  readonly roiDoc: { begin: Box['begin']; end: Box['end'] };
+  readonly t0: number;
+}
+
+/** Tessera's and ONNX Runtime's versions, from the installed packages. */
+function versions(): Record<string, string> {
+  const read = (f: string) => (JSON.parse(fs.readFileSync(f, 'utf8')) as { version: string }).version;
+  return {
+    tessera: read(path.join(PACKAGE_ROOT, 'package.json')),
+    onnxruntime: read(path.join(PACKAGE_ROOT, 'node_modules', 'onnxruntime-node', 'package.json')),
+  };
+}
+
+/** Boxes of at most this many make the merged boxes.json view too. */
+const BOXES_JSON_LIMIT = 200_000;
+
+function lowOf(ctx: RunContext): LowGrid | undefined {
+  return ctx.config.mode === 'two-stage' ? lowGrid(ctx.src, ctx.config.stage1.spacing) : undefined;
+}
+
+/**
+ * Open the input and models, create or resume the output (refusing another run's), and build
+ * the scheduler with every task an earlier run of the same identity finished marked done.
+ * On error the inference pool is closed.
+ */
+export async function openSession(o: SessionOptions): Promise<Session> {
+  const t0 = performance.now();
+  const ctx = await openRun({ config: o.config, input: o.input, roi: o.roi, log: o.log, signal: o.signal, models: o.models });
+  try {
+    const c = ctx.config;
+    const low = lowOf(ctx);
+    const graph = taskGraph(c, ctx.src.shape, ctx.roi, low?.factor ?? ONE);
+    const identity = runIdentity(c, ctx.cards);
+    const opened = await openOutput(o.output, {
+      shape: ctx.src.shape, spacing: ctx.src.spacing, unit: c.unit, chunks: c.io.outputChunk,
+      classes: ctx.cards.fullres.classes, probabilities: c.output.probabilities, overwrite: o.overwrite ?? false, identity,
+      format: c.output.format, shard: c.io.chunk,
+    });
+    clearTemp(o.output);
+    const work = new WorkStore(path.join(o.output, '.work'));
+    const tctx = taskContext(ctx, {
+      out: opened.arrays, work, graph, low, oracle: o.oracle ? await openArray(o.oracle) : undefined,
+    });
+    const sched = new Scheduler(graph.kinds, graph.deps);
+    // Instance ids are numbered over the whole ROI: with another ROI they are computed anew (and
+    // their done logs start over, so they only ever hold tasks of the ROI in run.json).
+    const prevRoi = opened.resumed?.roi as { begin: Box['begin']; end: Box['end'] } | undefined;
+    const roiDoc = { begin: ctx.roi.begin, end: ctx.roi.end };
+    if (opened.resumed && (!prevRoi || boxToString(prevRoi) !== boxToString(ctx.roi))) await work.forget(WHOLE_ROI);
+    const reused = opened.resumed ? await restore(sched, work, graph.kinds.map((k) => k.name)) : {};
+    const counts0 = sched.counts();
+    // The task totals let `tessera status` show progress from the done logs alone.
+    await updateRunJson(o.output, { roi: roiDoc, totals: Object.fromEntries(Object.entries(counts0).map(([k, v]) => [k, v.total])) });
+    return { ctx, graph, identity, opened, work, tctx, sched, reused, counts0, roiDoc, t0 };
+  } catch (err) {
+    await ctx.pool.close();
+    throw err;
+  }
+}
+
+/**
+ * After task `t` is done: delete the intermediate results no task of this run needs any more
+ * (the free is logged first: a resume that needs one again recomputes it, see restore()).
+ */
+export async function freeAfter(s: Session, t: TaskRef): Promise<void> {
+  for (const d of s.graph.deps) {
+    if (d.kind !== t.kind || !FREE[d.needs as TaskKind]) continue;
+    const r = s.sched.upstream(t, d.needs);
+    for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
+      const u: TaskRef = { kind: d.needs, index: [z, y, x] };
+      if (!s.sched.consumersDone(u)) continue;
+      await s.work.markFreed(u.kind, u.index);
+      await FREE[u.kind as TaskKind]!.free(s.work, u.index);
+      if (u.kind === 'stage1') s.tctx.stage1Cache.delete(indexId(u.index));
+      if (u.kind === 'stage2') s.tctx.stage2Cache.delete(indexId(u.index));
+    }
+  }
+}
+
+/** Run `f`; if it throws, record the run as failed with the error before passing it on. */
+export async function guard<T>(output: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    await updateRunJson(output, { status: 'failed', error: (err as Error)?.message ?? String(err), finishedAt: new Date().toISOString() }).catch(() => undefined);
+    throw err;
+  }
+}
+
+export interface FinishOptions {
+  input: string;
+  output: string;
+  peakRss: number;
+  /** Extra busy seconds (a distributed run's inference time is spent in the workers). */
+  busy?: Record<string, number>;
+  provider?: string;
+}
+
+/** The report of a driven session, written into run.json with the final status. */
+export async function finishSession(s: Session, result: DriveResult, o: FinishOptions): Promise<RunReport> {
+  const { ctx, graph, sched } = s;
+  const c = ctx.config;
+  const counts = sched.counts();
+  const failures = sched.failures().map((f) => ({ task: f.task, error: f.reason }));
+  const status: RunReport['status'] = result.interrupted ? 'interrupted' : failures.length ? 'failed' : 'complete';
+  const tasks: Record<string, TaskCounts> = {};
+  for (const [k, v] of Object.entries(counts)) {
+    tasks[k] = { total: v.total, ran: result.ran[k] ?? 0, reused: s.reused[k] ?? 0, failed: v.failed, skipped: v.skipped };
+  }
+  let twoStage: TwoStageStats | undefined;
+  if (c.mode === 'two-stage') {
+    const st = result.stats;
+    const paste = graph.kinds.find((k) => k.name === 'paste')!;
+    if (status === 'complete') await writeBoxesJson(o.output, graph.kinds.find((k) => k.name === 'stage2')!.range, c.pack.canvas, BOXES_JSON_LIMIT);
+    twoStage = {
+      candidates: st.candidates ?? 0,
+      parents: st.parents ?? 0,
+      children: st.children ?? 0,
+      boxes: st.boxes ?? 0,
+      canvases: st.canvases ?? 0,
+      fillRatio: st.canvasVoxels ? (st.filled ?? 0) / st.canvasVoxels : 0,
+      coverage: (st.covered ?? 0) / Math.max(1, rangeVoxels(paste.range, graph.chunk, graph.volume)),
+      readAmplification: st.needed ? (st.decoded ?? 0) / st.needed : 0,
+    };
+  }
+  const wall = (performance.now() - s.t0) / 1000;
+  const voxels = volumeOf(ctx.roi);
+  const busy: Record<string, number> = { ...ctx.timings.busy(), network: Math.round(ctx.pool.busyMs) / 1000 };
+  for (const [k, v] of Object.entries(o.busy ?? {})) busy[k] = Math.round(((busy[k] ?? 0) + v) * 1000) / 1000;
+  const report: RunReport = {
+    mode: c.mode,
+    preset: c.name,
+    input: o.input,
+    output: o.output,
+    roi: boxToString(ctx.roi),
+    voxels,
+    status,
+    seconds: { ...ctx.timings.seconds(), total: Math.round(wall * 1000) / 1000 },
+    busySeconds: busy,
+    voxelsPerSecond: Math.round(voxels / wall),
+    peakRssMB: Math.round(Math.max(o.peakRss, process.memoryUsage().rss) / 2 ** 20),
+    provider: o.provider ?? ctx.pool.provider,
+    tasks,
+    failures,
+    twoStage,
+  };
+  await finishOutput(o.output, {
+    identity: s.identity,
+    startedAt: s.opened.resumed?.startedAt,
+    report,
+    config: c,
+    roi: s.roiDoc,
+    totals: Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v.total])),
+    models: {
+      fullres: { path: c.models.fullres, sha256: ctx.cards.fullres.sha256 },
+      ...(ctx.cards.lowres && c.mode === 'two-stage' ? { lowres: { path: c.models.lowres, sha256: ctx.cards.lowres.sha256 } } : {}),
+    },
+    versions: { ...versions(), node: process.version, host: os.hostname() },
+  }, status);
+  return report;
+}
+
+/**
+ * Mark what an earlier run finished as done. A task whose intermediate result was freed stays
+ * done unless a task of this run that is not done needs it (a larger ROI, a failed task to
+ * retry): then it is reopened, and so on upstream, until every unfinished task can get its
+ * inputs. Returns the tasks reused per kind.
+ */
+async function restore(sched: Scheduler, work: WorkStore, kinds: readonly string[]): Promise<Record<string, number>> {
+  for await (const e of work.done(kinds)) sched.restore(e);
+  for (let changed = true; changed;) {
+    changed = false;
+    for await (const e of work.freed(kinds.filter((k) => FREE[k as TaskKind]?.rerun))) {
+      if (sched.state(e) === 'done' && !sched.consumersDone(e)) {
+        sched.reopen(e);
+        changed = true;
+      }
+    }
+  }
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(sched.counts())) out[k] = v.done;
+  return out;
+}
+
+export interface AttachOptions {
+  config: TesseraConfig;
+  input: string;
+  output: string;
+  roi: Box;
+  /** The identity hash the run was registered with: the output and this process's models must match it. */
+  identity: string;
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+/**
+ * A worker's view of a run another process opened: the same task context, over the existing
+ * output. Refuses an output or models whose identity is not the run's (a worker never writes
+ * into another run's output, nor computes with other models). Models load on first use.
+ */
+export async function attachRun(o: AttachOptions): Promise<TaskContext> {
+  const ctx = await openRun({ config: o.config, input: o.input, roi: o.roi, log: o.log, signal: o.signal, models: 'lazy' });
+  try {
+    const mine = runIdentity(ctx.config, ctx.cards);
+    if (mine.hash !== o.identity) {
+      throw new OutputError(o.output, `this worker's config or models give run identity ${mine.hash.slice(0, 12)}, the run was registered as ${o.identity.slice(0, 12)} (models: ${Object.entries(mine.models).map(([k, v]) => `${k} ${v.slice(0, 12)}`).join(', ')})`);
+    }
+    const doc = readRunJson(o.output);
+    const recorded = (doc?.identity as RunIdentity | undefined)?.hash;
+    if (recorded !== o.identity) {
+      throw new OutputError(o.output, recorded ? `holds run ${recorded.slice(0, 12)}, not ${o.identity.slice(0, 12)}` : 'has no run.json with a run identity: the coordinator has not created it');
+    }
+    const c = ctx.config;
+    const low = lowOf(ctx);
+    const graph = taskGraph(c, ctx.src.shape, ctx.roi, low?.factor ?? ONE);
+    const out = await openOutputArrays(o.output, c.output.probabilities);
+    return taskContext(ctx, { out, work: new WorkStore(path.join(o.output, '.work')), graph, low });
+  } catch (err) {
+    await ctx.pool.close();
+    throw err;
+  }
+}
