@@ -1,0 +1,304 @@
+// Distributed runs over a real nats-server (started and stopped by these tests, file-backed
+// JetStream) with the real CLI processes, models and Zarr: the output must equal the embedded
+// runner's bit for bit whatever the number of workers and whatever dies along the way.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { tessera, tesseraOk, tmpDir, filesUnder, ROOT } from '../helpers/cli.ts';
+import { type NatsServer, startNats } from '../helpers/nats.ts';
+
+let dir: string;
+let vol: string;
+let cfg: string;
+let embedded: string;
+let nats: NatsServer;
+
+const CLI = path.join(ROOT, 'bin', 'tessera.mjs');
+// Short ack wait: a killed worker's task is handed out again within seconds.
+const CONFIG = {
+  extends: 'synthetic-em',
+  boxes: { cropThreshold: [16, 64, 64], recrop: [16, 32, 32] },
+  io: { chunk: [32, 128, 128], chunksInFlight: 1 },
+  inference: { threads: 1 },
+  nats: { ackWait: 3, inFlight: 16 },
+};
+
+function sameOutput(a: string, b: string): void {
+  for (const sub of ['segmentation', 'instances', 'objects']) {
+    const fa = filesUnder(path.join(a, sub));
+    const fb = filesUnder(path.join(b, sub));
+    assert.deepEqual([...fb.keys()].sort(), [...fa.keys()].sort(), `${sub}: same files`);
+    for (const [k, v] of fa) assert.ok(v.equals(fb.get(k)!), `${sub}/${k} differs`);
+  }
+  assert.ok(fs.readFileSync(path.join(a, 'boxes.json')).equals(fs.readFileSync(path.join(b, 'boxes.json'))), 'boxes.json differs');
+}
+
+/** A service process of the three-terminal form, its stderr kept for assertions. */
+function service(args: string[], env: Record<string, string> = {}): ChildProcess & { err: () => string; out: () => string } {
+  const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TESSERA_LOG: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  let out = '';
+  p.stderr!.on('data', (d) => (err += d));
+  p.stdout!.on('data', (d) => (out += d));
+  return Object.assign(p, { err: () => err, out: () => out });
+}
+
+function exited(p: ChildProcess, ms = 180_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    if (p.exitCode !== null) return resolve(p.exitCode);
+    const t = setTimeout(() => reject(new Error(`process ${p.pid} did not exit within ${ms} ms`)), ms);
+    p.once('exit', (code, sig) => { clearTimeout(t); resolve(code ?? (sig ? 128 : -1)); });
+  });
+}
+
+const doneLines = (out: string, kind: string) => {
+  const f = path.join(out, '.work', 'done', `${kind}.log`);
+  return fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0;
+};
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
+  const t0 = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function runNats(out: string, more: string[] = [], env: Record<string, string> = {}) {
+  const r = await tessera(['run', '--nats', nats.url, '--input', vol, '--output', out, '--config', cfg, '--json', ...more], env);
+  return { ...r, report: r.stdout ? JSON.parse(r.stdout) : undefined };
+}
+
+/** Tasks of a role a worker holds (delivered, not acknowledged). */
+async function ackPending(run: string, role: 'worker' | 'merger'): Promise<number> {
+  const nc = await connect({ servers: nats.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    return (await jsm.consumers.info(`TESSERA_${run}_TASKS`, role)).num_ack_pending;
+  } catch {
+    return 0;
+  } finally {
+    await nc.close();
+  }
+}
+
+const ranTotal = (r: any) => Object.values(r.tasks as Record<string, { ran: number }>).reduce((n, t) => n + t.ran, 0);
+const total = (r: any) => Object.values(r.tasks as Record<string, { total: number }>).reduce((n, t) => n + t.total, 0);
+
+before(async () => {
+  dir = tmpDir();
+  vol = path.join(dir, 'vol.zarr');
+  await tesseraOk(['synth', '--kind', 'em', '--shape', '32,256,384', '--seed', '5', '--out', vol]);
+  cfg = path.join(dir, 'cfg.json');
+  fs.writeFileSync(cfg, JSON.stringify(CONFIG));
+  embedded = path.join(dir, 'embedded.zarr');
+  await tesseraOk(['run', '--input', vol, '--output', embedded, '--config', cfg]);
+  nats = await startNats();
+});
+
+after(async () => {
+  await nats?.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('one worker and three workers give the embedded output bit for bit', async () => {
+  const one = path.join(dir, 'one.zarr');
+  const three = path.join(dir, 'three.zarr');
+  const a = await runNats(one, ['--workers', '1']);
+  assert.equal(a.code, 0, a.stderr);
+  const b = await runNats(three, ['--workers', '3', '--concurrency', '1']);
+  assert.equal(b.code, 0, b.stderr);
+  for (const r of [a.report, b.report]) {
+    assert.equal(r.status, 'complete');
+    assert.equal(ranTotal(r), total(r), 'every task ran once, to the scheduler');
+    assert.equal(r.distributed.rejected, 0);
+  }
+  sameOutput(embedded, one);
+  sameOutput(embedded, three);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(three, 'run.json'), 'utf8')).status, 'complete');
+  // The finished run's streams are gone; its registry entry says complete.
+  const s = JSON.parse((await tesseraOk(['status', b.report.distributed.run, '--nats', nats.url, '--json'])).stdout);
+  assert.equal(s.status, 'complete');
+  for (const [k, p] of Object.entries(s.tasks as Record<string, { done: number; total: number }>)) assert.equal(p.done, p.total, k);
+  const so = JSON.parse((await tesseraOk(['status', three, '--json'])).stdout);
+  assert.equal(so.status, 'complete');
+  assert.deepEqual(Object.keys(so.tasks), Object.keys(b.report.tasks));
+  for (const [k, p] of Object.entries(so.tasks as Record<string, { done: number; total: number }>)) assert.equal(p.done, p.total, k);
+});
+
+test('kill -9 of a worker in the middle of a task: another worker takes it over; same output', async () => {
+  const out = path.join(dir, 'killed-worker.zarr');
+  const run = 'killed-worker';
+  const coord = service(['coordinator', '--nats', nats.url, '--run', run, '--input', vol, '--output', out, '--config', cfg, '--json']);
+  const merger = service(['merger', '--nats', nats.url, '--run', run]);
+  const w1 = service(['worker', '--nats', nats.url, '--run', run, '--concurrency', '1']);
+  // The only root task (stage one) is in w1's hands: kill it there.
+  await until('worker holding stage one', async () => doneLines(out, 'stage1') === 0 && (await ackPending(run, 'worker')) > 0);
+  w1.kill('SIGKILL');
+  await exited(w1);
+  assert.equal(doneLines(out, 'stage1'), 0, 'killed before stage one finished');
+  const w2 = service(['worker', '--nats', nats.url, '--run', run, '--concurrency', '2']);
+  assert.equal(await exited(coord), 0, coord.err());
+  const r = JSON.parse(coord.out());
+  assert.equal(r.status, 'complete');
+  assert.equal(ranTotal(r), total(r), 'no task lost or counted twice');
+  sameOutput(embedded, out);
+  // Workers and merger leave on their own once the run is complete.
+  assert.equal(await exited(w2, 30_000), 0, w2.err());
+  assert.equal(await exited(merger, 30_000), 0, merger.err());
+});
+
+test('nats-server stopped and restarted mid-run: the run completes with the same output', async () => {
+  const out = path.join(dir, 'broker-restart.zarr');
+  const p = spawn(process.execPath, [CLI, 'run', '--nats', nats.url, '--workers', '2', '--input', vol, '--output', out, '--config', cfg, '--json'], { env: { ...process.env, TESSERA_LOG: 'error' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  p.stdout!.on('data', (d) => (stdout += d));
+  p.stderr!.on('data', (d) => (stderr += d));
+  await until('stage one done', () => doneLines(out, 'stage1') > 0);
+  await nats.stop();
+  await new Promise((r) => setTimeout(r, 1500));
+  await nats.start();
+  assert.equal(await exited(p), 0, stderr);
+  const r = JSON.parse(stdout);
+  assert.equal(r.status, 'complete');
+  sameOutput(embedded, out);
+});
+
+test('coordinator killed and restarted: it resumes and does not recompute what was done', async () => {
+  const out = path.join(dir, 'coord-restart.zarr');
+  const run = 'coord-restart';
+  const args = ['coordinator', '--nats', nats.url, '--run', run, '--input', vol, '--output', out, '--config', cfg, '--json'];
+  const c1 = service(args);
+  const merger = service(['merger', '--nats', nats.url, '--run', run]);
+  const worker = service(['worker', '--nats', nats.url, '--run', run]);
+  await until('two chunks pasted', () => doneLines(out, 'paste') >= 2);
+  c1.kill('SIGKILL');
+  await exited(c1);
+  const before = ['stage1', 'boxes', 'stage2', 'paste'].reduce((n, k) => n + doneLines(out, k), 0);
+  const c2 = service(args);
+  assert.equal(await exited(c2), 0, c2.err());
+  const r = JSON.parse(c2.out());
+  assert.equal(r.status, 'complete');
+  assert.equal(r.distributed.epoch, 2);
+  const reused = Object.values(r.tasks as Record<string, { reused: number }>).reduce((n, t) => n + t.reused, 0);
+  assert.ok(reused >= before, `reused ${reused} of the ${before} tasks done before the kill`);
+  assert.equal(ranTotal(r) + reused + r.distributed.drained, total(r), 'each task done once: reused, drained or run');
+  assert.ok(ranTotal(r) < total(r), 'the restart did not start over');
+  sameOutput(embedded, out);
+  await Promise.all([exited(worker, 30_000), exited(merger, 30_000)]);
+});
+
+test('a corrupt input chunk fails its tasks with the chunk named; everything else completes; nothing loops', async () => {
+  const bad = path.join(dir, 'corrupt.zarr');
+  fs.cpSync(vol, bad, { recursive: true });
+  // Every full-resolution storage chunk (16×128×128) under the rightmost box stage two
+  // segments: stage one reads the pyramid, so only stage two of the right chunk column (and
+  // what needs it) can fail; the left chunks do not need it.
+  const boxes = JSON.parse(fs.readFileSync(path.join(embedded, 'boxes.json'), 'utf8')).boxes.map((b: { box: unknown }) => b.box);
+  const first = boxes.sort((a: { begin: number[] }, b: { begin: number[] }) => b.begin[2] - a.begin[2])[0];
+  assert.ok(first.begin[2] >= 256, 'a box in the right chunk column');
+  const yx = [Math.floor(first.begin[1] / 128), Math.floor(first.begin[2] / 128)];
+  const victims = [0, 1].map((z) => path.join(bad, '0', String(z), String(yx[0]), String(yx[1])));
+  for (const v of victims) fs.writeFileSync(v, Buffer.from('not a compressed chunk at all'));
+  // Stage two per chunk (not per 1×2×2 block), so the left chunks' tasks do not read the right column.
+  const perChunk = path.join(dir, 'per-chunk.json');
+  fs.writeFileSync(perChunk, JSON.stringify({ ...CONFIG, pack: { chunks: [1, 1, 1] } }));
+  const out = path.join(dir, 'corrupt-out.zarr');
+  const r = await tessera(['run', '--nats', nats.url, '--workers', '2', '--input', bad, '--output', out, '--config', perChunk, '--json']);
+  assert.equal(r.code, 1, r.stderr);
+  const rep = JSON.parse(r.stdout);
+  assert.equal(rep.status, 'failed');
+  assert.ok(rep.failures.length >= 1);
+  for (const f of rep.failures) assert.match(f.error, new RegExp(`corrupt\\.zarr/0.*chunk [01]/${yx[0]}/${yx[1]}`), f.error);
+  const doc = JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8'));
+  assert.equal(doc.status, 'failed');
+  // Every task that does not need the corrupt chunk ran; every other one is failed or skipped.
+  assert.equal(rep.tasks.boxes.ran, rep.tasks.boxes.total);
+  assert.ok(rep.tasks.stage2.ran >= 1 && rep.tasks.stage2.failed >= 1, JSON.stringify(rep.tasks.stage2));
+  for (const [k, t] of Object.entries(rep.tasks as Record<string, { total: number; ran: number; failed: number; skipped: number }>)) {
+    assert.equal(t.ran + t.failed + t.skipped, t.total, k);
+  }
+  assert.ok(rep.failures.every((f: { task: string }) => f.task.startsWith('stage2/')), 'only stage two failed (at once: the error is permanent)');
+});
+
+test('two runs on one broker at once do not interfere', async () => {
+  const a = path.join(dir, 'twin-a.zarr');
+  const b = path.join(dir, 'twin-b.zarr');
+  const [ra, rb] = await Promise.all([runNats(a, ['--workers', '1']), runNats(b, ['--workers', '1'])]);
+  assert.equal(ra.code, 0, ra.stderr);
+  assert.equal(rb.code, 0, rb.stderr);
+  assert.notEqual(ra.report.distributed.run, rb.report.distributed.run);
+  sameOutput(embedded, a);
+  sameOutput(embedded, b);
+});
+
+test('a malformed task message and one for another run are rejected and logged; the worker keeps working', async () => {
+  const out = path.join(dir, 'malformed.zarr');
+  const run = 'malformed';
+  const coord = service(['coordinator', '--nats', nats.url, '--run', run, '--input', vol, '--output', out, '--config', cfg, '--json']);
+  // Inject once the coordinator has registered the run (it purges the tasks stream before).
+  const nc = await connect({ servers: nats.url });
+  const js = jetstream(nc);
+  const kv = await new Kvm(nc).open('tessera-runs');
+  await until('run registered', async () => !!(await kv.get(run).catch(() => null))?.value.length);
+  await js.publish(`tessera.${run}.task.worker.stage1`, new TextEncoder().encode('{"v":1,"run":'));
+  await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run: 'someone-else', kind: 'paste', index: [0, 0, 0], epoch: 1 })));
+  await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run, kind: 'paste', index: [0, 99, 0], epoch: 1 })));
+  await nc.close();
+  const worker = service(['worker', '--nats', nats.url, '--run', run]);
+  const merger = service(['merger', '--nats', nats.url, '--run', run]);
+  assert.equal(await exited(coord), 0, coord.err());
+  assert.equal(JSON.parse(coord.out()).status, 'complete');
+  sameOutput(embedded, out);
+  assert.equal(await exited(worker, 30_000), 0);
+  await exited(merger, 30_000);
+  const rejected = worker.err().split('\n').filter((l) => l.includes('task message rejected'));
+  assert.equal(rejected.length, 3, worker.err());
+  assert.ok(rejected.some((l) => l.includes('not JSON')));
+  assert.ok(rejected.some((l) => l.includes('someone-else')));
+  assert.ok(rejected.some((l) => l.includes('outside')));
+});
+
+test('user/password auth: runs with the credentials from the environment, refuses without them', async () => {
+  const secure = await startNats({ user: 'tessera', password: 's3cret-pw' });
+  try {
+    const out = path.join(dir, 'auth.zarr');
+    const denied = await tessera(['run', '--nats', secure.url, '--input', vol, '--output', path.join(dir, 'denied.zarr'), '--config', cfg]);
+    assert.equal(denied.code, 2);
+    assert.match(denied.stderr, /cannot connect to nats:\/\/127\.0\.0\.1:\d+: .*(auth|Authorization)/i);
+    const r = await tessera(['run', '--nats', secure.url, '--workers', '1', '--input', vol, '--output', out, '--config', cfg, '--json'], { TESSERA_NATS_USER: 'tessera', TESSERA_NATS_PASSWORD: 's3cret-pw', TESSERA_LOG: 'info' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!r.stderr.includes('s3cret-pw'), 'the password never appears in logs');
+    assert.match(r.stderr, /"auth":"user tessera"/);
+    sameOutput(embedded, out);
+  } finally {
+    await secure.close();
+  }
+});
+
+test('a task that keeps failing transiently ends after nats.maxDeliver deliveries as a failure naming it', async () => {
+  const out = path.join(dir, 'transient.zarr');
+  const run = 'transient';
+  const coord = service(['coordinator', '--nats', nats.url, '--run', run, '--input', vol, '--output', out, '--config', cfg, '--json']);
+  // Once the run exists, put a file where stage two writes its results: every attempt fails
+  // with ENOTDIR (an output error, retried) until the deliveries are used up.
+  await until('output created', () => fs.existsSync(path.join(out, 'run.json')));
+  fs.mkdirSync(path.join(out, '.work'), { recursive: true });
+  fs.writeFileSync(path.join(out, '.work', 'stage2'), 'in the way');
+  const worker = service(['worker', '--nats', nats.url, '--run', run]);
+  const merger = service(['merger', '--nats', nats.url, '--run', run]);
+  assert.equal(await exited(coord), 1, coord.err());
+  const r = JSON.parse(coord.out());
+  assert.equal(r.status, 'failed');
+  assert.deepEqual(r.failures.map((f: { task: string }) => f.task), ['stage2/0_0_0', 'stage2/0_0_1']);
+  for (const f of r.failures) assert.match(f.error, /\.work\/stage2.*\(after 3 deliveries\)/, f.error);
+  assert.equal(await exited(worker, 30_000), 0);
+  await exited(merger, 30_000);
+  assert.equal((worker.err().match(/handed back for another delivery/g) ?? []).length, 4, '2 retries of each of the 2 tasks');
+});
