@@ -9,19 +9,21 @@ const BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 export interface WorkerMetrics {
   task(kind: string, outcome: 'done' | 'failed' | 'retried', ms: number, redelivered: boolean): void;
   rejected(): void;
+  /** Seconds the inference threads have spent in ONNX Runtime so far (busy fraction = rate / threads). */
+  busy(seconds: number): void;
 }
 
 export interface CoordinatorMetrics {
   result(kind: string, ok: boolean, ms: number, delivery: number): void;
   queue(inFlight: number): void;
+  /** Output voxels written (voxels/s = its rate). */
+  voxels(n: number): void;
 }
 
 export interface Metrics {
   registry: Registry;
   worker: WorkerMetrics;
   coordinator: CoordinatorMetrics;
-  /** Voxels per second and inference busy fraction are derived from these by the scraper. */
-  setBusy(inferenceSeconds: number): void;
 }
 
 export function createMetrics(service: string): Metrics {
@@ -34,6 +36,7 @@ export function createMetrics(service: string): Metrics {
   const rejected = new Counter({ name: 'tessera_messages_rejected_total', help: 'Malformed or foreign messages dropped.', registers: [registry] });
   const queue = new Gauge({ name: 'tessera_queue_in_flight', help: 'Tasks published and not yet finished (coordinator).', registers: [registry] });
   const busy = new Counter({ name: 'tessera_inference_busy_seconds_total', help: 'Seconds the inference threads spent in ONNX Runtime (busy fraction = rate / threads).', registers: [registry] });
+  const voxels = new Counter({ name: 'tessera_voxels_total', help: 'Output voxels written (segmented chunks); voxels/s is its rate.', registers: [registry] });
   let lastBusy = 0;
   return {
     registry,
@@ -44,6 +47,10 @@ export function createMetrics(service: string): Metrics {
         if (again) redelivered.inc({ kind });
       },
       rejected: () => rejected.inc(),
+      busy: (sec) => {
+        if (sec > lastBusy) busy.inc(sec - lastBusy);
+        lastBusy = sec;
+      },
     },
     coordinator: {
       result: (kind, ok, ms, delivery) => {
@@ -52,10 +59,7 @@ export function createMetrics(service: string): Metrics {
         if (delivery > 1) redelivered.inc({ kind });
       },
       queue: (n) => queue.set(n),
-    },
-    setBusy: (s) => {
-      if (s > lastBusy) busy.inc(s - lastBusy);
-      lastBusy = s;
+      voxels: (n) => voxels.inc(n),
     },
   };
 }

@@ -14,7 +14,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { type JsMsg, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
   type RunReport, type TaskRef, type RunRecord, type Logger, type TesseraConfig, type Box, type Expect,
-  ConfigError, TaskError, drive, encode, ensureRunStreams, finishSession, freeAfter, freshResultsConsumer, guard, openSession,
+  ConfigError, TaskError, chunkBox, drive, volumeOf, encode, ensureRunStreams, finishSession, freeAfter, freshResultsConsumer, guard, openSession,
   parseResult, parseTask, readRun, removeRunStreams, runNames, runsBucket, taskId, writeRun, isNotFound,
 } from '../../shared/index.ts';
 import type { CoordinatorMetrics } from '../metrics.ts';
@@ -258,6 +258,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
       },
       onDone: async (t) => {
         o.progress?.(t.kind, ++progressDone[t.kind], counts0[t.kind].total);
+        if (t.kind === 'paste' || t.kind === 'predict') o.metrics?.voxels(volumeOf(chunkBox(t.index, graph.chunk, graph.volume)));
         if (!o.keepWork) await freeAfter(s, t);
       },
       onFailure: (t, err) => log.error({ task: taskId(t), err: (err as Error).message }, 'task failed'),

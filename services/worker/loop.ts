@@ -49,12 +49,13 @@ const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((r) => {
   signal?.addEventListener('abort', () => { clearTimeout(t); r(); }, { once: true });
 });
 
-function confine(r: RunRecord, roots: readonly string[]): void {
+/** Refuse a run whose input or output lies outside `roots` (none: any path). */
+export function confine(r: Pick<RunRecord, "run" | "input" | "output">, roots: readonly string[]): void {
   if (!roots.length) return;
   for (const p of [r.input, r.output]) {
     const abs = path.resolve(p);
     if (!roots.some((root) => { const rel = path.relative(path.resolve(root), abs); return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel)); })) {
-      throw new ConfigError('root', `run "${r.run}" names ${abs}, outside this ${'worker'}'s roots (${roots.join(', ')})`);
+      throw new ConfigError('root', `run "${r.run}" names ${abs}, outside this worker's roots (${roots.join(', ')})`);
     }
   }
 }
@@ -153,6 +154,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
 
   // Stop when the run is over (a Kubernetes Job's workers then complete).
   const watch = setInterval(() => {
+    o.metrics?.busy(ctx.pool.busyMs / 1000);
     void readRun(kv, o.run).then((r) => { if (r && (r.status === 'complete' || r.status === 'failed') && r.epoch >= record.epoch) finished = true; }).catch(() => undefined);
   }, 2000);
   const onAbort = () => {

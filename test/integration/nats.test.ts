@@ -10,7 +10,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { tessera, tesseraOk, tmpDir, filesUnder, ROOT } from '../helpers/cli.ts';
-import { type NatsServer, startNats } from '../helpers/nats.ts';
+import { type NatsServer, freePort, startNats } from '../helpers/nats.ts';
 
 let dir: string;
 let vol: string;
@@ -251,8 +251,16 @@ test('a malformed task message and one for another run are rejected and logged; 
   await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run: 'someone-else', kind: 'paste', index: [0, 0, 0], epoch: 1 })));
   await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run, kind: 'paste', index: [0, 99, 0], epoch: 1 })));
   await nc.close();
-  const worker = service(['worker', '--nats', nats.url, '--run', run]);
+  const port = await freePort();
+  const worker = service(['worker', '--nats', nats.url, '--run', run, '--metrics-port', String(port)]);
   const merger = service(['merger', '--nats', nats.url, '--run', run]);
+  // The worker's Prometheus metrics count the rejections and the tasks it ran.
+  let scraped = '';
+  await until('metrics of the rejections and a finished task', async () => {
+    scraped = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
+    return /tessera_messages_rejected_total\{service="worker"\} 3/.test(scraped) && /tessera_tasks_total\{kind="stage1",outcome="done"[^}]*\} 1/.test(scraped);
+  });
+  assert.match(scraped, /tessera_task_seconds_count\{[^}]*kind="stage1"[^}]*\} 1/);
   assert.equal(await exited(coord), 0, coord.err());
   assert.equal(JSON.parse(coord.out()).status, 'complete');
   sameOutput(embedded, out);

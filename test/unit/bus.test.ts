@@ -1,0 +1,98 @@
+// The bus's pure parts: names, message validation, connection options, path confinement.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import {
+  ConfigError, MessageError, ROLE_OF, busOptions, checkRunId, describeBus, encode, loadConfig, parseResult, parseRunRecord, parseTask, runNames,
+} from '../../shared/index.ts';
+import { defaultRunId } from '../../services/cli/flags.ts';
+import { confine } from '../../services/worker/loop.ts';
+
+const enc = (v: unknown) => new TextEncoder().encode(typeof v === 'string' ? v : JSON.stringify(v));
+const expect = { run: 'r1', kinds: ['stage1', 'paste'] };
+
+test('run names: namespaced per run, role filters that never overlap, every task kind has a role', () => {
+  const a = runNames('r1');
+  const b = runNames('r2');
+  assert.notEqual(a.tasksStream, b.tasksStream);
+  assert.notEqual(a.task('paste'), b.task('paste'));
+  assert.equal(a.task('stage1'), 'tessera.r1.task.worker.stage1');
+  assert.equal(a.task('faces'), 'tessera.r1.task.merger.faces');
+  assert.ok(a.task('paste').startsWith(a.taskFilter('worker').slice(0, -1)));
+  assert.ok(!a.task('boxes').startsWith(a.taskFilter('worker').slice(0, -1)));
+  assert.deepEqual(Object.keys(ROLE_OF).sort(), ['boxes', 'faces', 'paste', 'predict', 'relabel', 'resolve', 'stage1', 'stage2']);
+  for (const bad of ['', 'a.b', 'a b', 'a*', 'x'.repeat(65), 'tab\t']) assert.throws(() => checkRunId(bad), ConfigError, bad);
+  assert.equal(checkRunId('fafb_v14-run-2'), 'fafb_v14-run-2');
+});
+
+test('the default run id is stable per output path and valid', () => {
+  const id = defaultRunId('/data/out put.zarr');
+  assert.equal(id, defaultRunId('/data/out put.zarr'));
+  assert.notEqual(id, defaultRunId('/other/out put.zarr'));
+  assert.match(id, /^out_put-[0-9a-f]{8}$/);
+  checkRunId(defaultRunId('/x/' + 'é'.repeat(80)));
+});
+
+test('task messages: valid ones parse; anything else is a MessageError naming the fault', () => {
+  assert.deepEqual(parseTask('s', enc({ v: 1, run: 'r1', kind: 'paste', index: [0, 1, 2], epoch: 3 }), expect), { v: 1, run: 'r1', kind: 'paste', index: [0, 1, 2], epoch: 3 });
+  const bad: [unknown, RegExp][] = [
+    ['{"v":1,', /not JSON/],
+    [[1, 2], /not a JSON object/],
+    [{ v: 2, run: 'r1', kind: 'paste', index: [0, 0, 0], epoch: 1 }, /version/],
+    [{ v: 1, run: 'r2', kind: 'paste', index: [0, 0, 0], epoch: 1 }, /belongs to run "r2"/],
+    [{ v: 1, run: 'r1', kind: 'faces', index: [0, 0, 0], epoch: 1 }, /task kind "faces"/],
+    [{ v: 1, run: 'r1', kind: 'paste', index: [0, 0], epoch: 1 }, /index/],
+    [{ v: 1, run: 'r1', kind: 'paste', index: [0, -1, 0], epoch: 1 }, /index/],
+    [{ v: 1, run: 'r1', kind: 'paste', index: [0, 0.5, 0], epoch: 1 }, /index/],
+    [{ v: 1, run: 'r1', kind: 'paste', index: [0, 0, 0] }, /epoch/],
+  ];
+  for (const [m, re] of bad) assert.throws(() => parseTask('tessera.r1.task.worker.paste', enc(m), expect), (e: unknown) => e instanceof MessageError && re.test(e.message), JSON.stringify(m));
+});
+
+test('result messages: counters must be finite numbers; a failure carries its error', () => {
+  const ok = { v: 1, run: 'r1', kind: 'stage1', index: [0, 0, 0], ok: true, stats: { boxes: 3 }, ms: 12.5, worker: 'h/1', delivery: 1 };
+  assert.equal(parseResult('s', enc(ok), expect).stats.boxes, 3);
+  assert.throws(() => parseResult('s', enc({ ...ok, stats: { boxes: 'x' } }), expect), /stats/);
+  assert.throws(() => parseResult('s', enc({ ...ok, ok: false }), expect), /needs its error/);
+  assert.throws(() => parseResult('s', enc({ ...ok, delivery: 0 }), expect), /delivery/);
+  assert.equal(parseResult('s', enc({ ...ok, ok: false, error: 'boom' }), expect).error, 'boom');
+});
+
+test('run records round-trip and are validated', () => {
+  const config = loadConfig({ preset: 'synthetic-em' });
+  const r = { v: 1 as const, run: 'r1', input: '/in.zarr', output: '/out.zarr', roi: { begin: [0, 0, 0] as [number, number, number], end: [8, 8, 8] as [number, number, number] }, config, identity: 'abc', epoch: 1, status: 'running' as const, coordinator: 'h/1', updatedAt: 'now' };
+  assert.deepEqual(parseRunRecord('k', encode(r)), { ...r, progress: undefined });
+  assert.throws(() => parseRunRecord('k', encode({ ...r, status: 'done' as never })), /status/);
+  assert.throws(() => parseRunRecord('k', encode({ ...r, epoch: 0 })), /epoch/);
+});
+
+test('connection options: credentials leave the URL and never reach the description', () => {
+  const o = busOptions('nats://alice:pa%24%24@10.0.0.1:4222,nats://10.0.0.2:4222', 'test', {});
+  assert.deepEqual(o.servers, ['nats://10.0.0.1:4222', 'nats://10.0.0.2:4222']);
+  assert.equal(o.user, 'alice');
+  assert.equal(o.password, 'pa$$');
+  const d = JSON.stringify(describeBus(o));
+  assert.ok(!d.includes('pa$$') && d.includes('user alice'), d);
+  const env = { TESSERA_NATS_URL: 'nats://h:1', TESSERA_NATS_TOKEN: 'tok' };
+  assert.equal(busOptions(undefined, 't', env).token, 'tok');
+  assert.ok(!JSON.stringify(describeBus(busOptions(undefined, 't', env))).includes('tok"'));
+  assert.throws(() => busOptions(undefined, 't', {}), /no server/);
+  assert.throws(() => busOptions('nats://h:1', 't', { TESSERA_NATS_CREDS: '/nonexistent/x.creds' }), /TESSERA_NATS_CREDS: file \/nonexistent\/x.creds not found/);
+  assert.throws(() => busOptions('nats://h:1', 't', { TESSERA_NATS_TLS_CA: '/nonexistent/ca.pem' }), /TESSERA_NATS_TLS_CA/);
+});
+
+test('a worker confined to roots refuses a run outside them', () => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-root-'));
+  try {
+    const run = { run: 'r', input: path.join(root, 'in.zarr'), output: path.join(root, 'sub', 'out.zarr') };
+    confine(run, []);
+    confine(run, [root]);
+    assert.throws(() => confine({ ...run, output: '/elsewhere/out.zarr' }, [root]), /\/elsewhere\/out.zarr, outside this worker's roots/);
+    assert.throws(() => confine({ ...run, input: path.join(root, '..', 'x.zarr') }, [root]), ConfigError);
+    assert.throws(() => confine(run, [path.join(root, 'sub')]), /in\.zarr/);
+  } finally {
+    fs.rmSync(root, { recursive: true, force: true });
+  }
+});
