@@ -10,6 +10,7 @@ import { statusCommand } from './status.ts';
 import { runDistributed } from './distributed.ts';
 import { runBench } from '../../bench/bench.ts';
 import { formatScaleReport, runScaleBench } from '../../bench/scale.ts';
+import { formatDistributedReport, runDistributedBench } from '../../bench/distributed.ts';
 import { runDemo } from './demo.ts';
 
 const program = new Command('tessera')
@@ -86,7 +87,12 @@ program.command('bench')
   .option('--ablations', 'also run the ablations (parents/children, resize, jigsaw, canvas size, roi sweep)')
   .option('--quick', 'a small volume, for a smoke test')
   .option('--scale', 'instead: the scale benchmark (scheduler over the full FAFB grid, box planning on 10⁶ boxes; no models)')
+  .option('--distributed', 'instead: embedded vs NATS with 1 and 2 workers, and the coordinator\'s control plane over the FAFB grid (starts its own nats-server)')
   .action(async (o) => {
+    if (o.distributed) {
+      process.stdout.write(formatDistributedReport(await runDistributedBench({ dir: o.dir, quick: o.quick, json: o.json })));
+      return;
+    }
     if (o.scale) {
       const r = await runScaleBench({ quick: o.quick, json: o.json });
       process.stdout.write(formatScaleReport(r));

@@ -32,7 +32,6 @@ export async function drive(
 ): Promise<DriveResult> {
   const stats: Record<string, number> = {};
   const ran: Record<string, number> = {};
-  const running = new Set<Promise<void>>();
   const retries = o.retries ?? 2;
   let fatal: unknown;
 
@@ -60,18 +59,26 @@ export async function drive(
     }
   };
 
+  // One wake-up per completion (not a Promise.race over everything in hand, which costs
+  // O(tasks in hand) per completion: hundreds with a broker's deep queue).
+  let running = 0;
+  let wake: (() => void) | undefined;
   for (;;) {
     if (!o.signal?.aborted && fatal === undefined) {
-      const slots = o.concurrency - running.size;
+      const slots = o.concurrency - running;
       if (slots > 0) {
         for (const t of sched.next(slots)) {
-          const p: Promise<void> = attempt(t).catch((err) => { fatal ??= err; }).finally(() => running.delete(p));
-          running.add(p);
+          running++;
+          attempt(t).catch((err) => { fatal ??= err; }).finally(() => {
+            running--;
+            wake?.();
+          });
         }
       }
     }
-    if (running.size === 0) break;
-    await Promise.race(running);
+    if (running === 0) break;
+    await new Promise<void>((r) => { wake = r; });
+    wake = undefined;
   }
   if (fatal !== undefined) throw fatal;
   const interrupted = o.signal?.aborted ?? false;

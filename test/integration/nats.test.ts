@@ -74,18 +74,20 @@ async function runNats(out: string, more: string[] = [], env: Record<string, str
   return { ...r, report: r.stdout ? JSON.parse(r.stdout) : undefined };
 }
 
-/** Tasks of a role a worker holds (delivered, not acknowledged). */
-async function ackPending(run: string, role: 'worker' | 'merger'): Promise<number> {
+/** A role's consumer: tasks held (delivered, not acknowledged) and deliveries so far. */
+async function consumer(run: string, role: 'worker' | 'merger'): Promise<{ held: number; deliveries: number }> {
   const nc = await connect({ servers: nats.url });
   try {
-    const jsm = await jetstreamManager(nc);
-    return (await jsm.consumers.info(`TESSERA_${run}_TASKS`, role)).num_ack_pending;
+    const ci = await (await jetstreamManager(nc)).consumers.info(`TESSERA_${run}_TASKS`, role);
+    return { held: ci.num_ack_pending, deliveries: ci.delivered.consumer_seq };
   } catch {
-    return 0;
+    return { held: 0, deliveries: 0 };
   } finally {
     await nc.close();
   }
 }
+
+const ackPending = async (run: string, role: 'worker' | 'merger') => (await consumer(run, role)).held;
 
 const ranTotal = (r: any) => Object.values(r.tasks as Record<string, { ran: number }>).reduce((n, t) => n + t.ran, 0);
 const total = (r: any) => Object.values(r.tasks as Record<string, { total: number }>).reduce((n, t) => n + t.total, 0);
@@ -142,14 +144,23 @@ test('kill -9 of a worker in the middle of a task: another worker takes it over;
   w1.kill('SIGKILL');
   await exited(w1);
   assert.equal(doneLines(out, 'stage1'), 0, 'killed before stage one finished');
-  const w2 = service(['worker', '--nats', nats.url, '--run', run, '--concurrency', '2']);
+  // A second worker takes the task over (after ack wait); SIGTERM makes it hand its task back
+  // and exit 0 at once; a third finishes the run.
+  const w2 = service(['worker', '--nats', nats.url, '--run', run, '--concurrency', '1']);
+  // Held by w2: delivered a second time (w1's delivery expired) and not finished.
+  await until('second worker holding stage one', async () => { const c = await consumer(run, 'worker'); return c.deliveries >= 2 && c.held > 0 && doneLines(out, 'stage1') === 0; });
+  const t0 = Date.now();
+  w2.kill('SIGTERM');
+  assert.equal(await exited(w2, 15_000), 0, w2.err());
+  assert.ok(Date.now() - t0 < 10_000, 'SIGTERM: out within the grace period');
+  const w3 = service(['worker', '--nats', nats.url, '--run', run, '--concurrency', '2']);
   assert.equal(await exited(coord), 0, coord.err());
   const r = JSON.parse(coord.out());
   assert.equal(r.status, 'complete');
   assert.equal(ranTotal(r), total(r), 'no task lost or counted twice');
   sameOutput(embedded, out);
   // Workers and merger leave on their own once the run is complete.
-  assert.equal(await exited(w2, 30_000), 0, w2.err());
+  assert.equal(await exited(w3, 30_000), 0, w3.err());
   assert.equal(await exited(merger, 30_000), 0, merger.err());
 });
 
@@ -309,4 +320,31 @@ test('a task that keeps failing transiently ends after nats.maxDeliver deliverie
   assert.equal(await exited(worker, 30_000), 0);
   await exited(merger, 30_000);
   assert.equal((worker.err().match(/handed back for another delivery/g) ?? []).length, 4, '2 retries of each of the 2 tasks');
+});
+
+test('a task whose every delivery dies with its worker is failed and removed from the stream, never redelivered for ever', async () => {
+  const out = path.join(dir, 'crashing.zarr');
+  const run = 'crashing';
+  const once = path.join(dir, 'max-deliver-1.json');
+  fs.writeFileSync(once, JSON.stringify({ ...CONFIG, nats: { ackWait: 2, maxDeliver: 1 } }));
+  const coord = service(['coordinator', '--nats', nats.url, '--run', run, '--input', vol, '--output', out, '--config', once, '--json']);
+  const w = service(['worker', '--nats', nats.url, '--run', run, '--concurrency', '1']);
+  await until('worker holding stage one', async () => doneLines(out, 'stage1') === 0 && (await ackPending(run, 'worker')) > 0);
+  w.kill('SIGKILL');
+  await exited(w);
+  // The only delivery died: JetStream keeps the message after max_deliver and says so (the
+  // max-deliveries advisory) when a worker asks for work; the coordinator fails the task and
+  // deletes it, and the run ends.
+  const w2 = service(['worker', '--nats', nats.url, '--run', run, '--concurrency', '1']);
+  assert.equal(await exited(coord, 60_000), 1, coord.err());
+  const r = JSON.parse(coord.out());
+  assert.equal(r.status, 'failed');
+  assert.deepEqual(r.failures.map((f: { task: string }) => f.task), ['stage1/0_0_0']);
+  assert.match(r.failures[0].error, /^delivered 1 time and never finished: its worker died/);
+  assert.equal(r.distributed.lost, 1);
+  assert.equal(await exited(w2, 30_000), 0, 'the worker leaves a failed run');
+  const nc = await connect({ servers: nats.url });
+  const jsm = await jetstreamManager(nc);
+  await assert.rejects(jsm.streams.info(`TESSERA_${run}_TASKS`), 'a failed run\'s streams are removed');
+  await nc.close();
 });
