@@ -119,7 +119,7 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
   fs.mkdirSync(dir, { recursive: true });
   const vol = path.join(dir, `${kind}-vol.zarr`);
   say(`bench: synthesizing ${kind} ${shape.join('x')} seed ${seed} fg ${fg} → ${vol}`);
-  const syn = await writeSynth({ kind, shape, seed, fg, out: vol });
+  const syn = await writeSynth({ kind, shape, seed, fg, out: vol, overwrite: true });
 
   const image = await readRegion(await openArray(path.join(vol, '0')), boxOfShape(shape));
   const gt = (await readRegion(await openArray(path.join(vol, 'labels', 'gt', '0')), boxOfShape(shape))) as Array3<Uint8Array>;
@@ -146,7 +146,7 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
     const big: Vec3 = [shape[0], shape[1] * 2, shape[2] * 2];
     const volBig = path.join(dir, `${kind}-vol-4x.zarr`);
     say(`bench: time and peak memory on a 4× volume ${big.join('x')}`);
-    await writeSynth({ kind, shape: big, seed: seed + 1, fg, out: volBig });
+    await writeSynth({ kind, shape: big, seed: seed + 1, fg, out: volBig, overwrite: true });
     large = await run(volBig, path.join(dir, 'two-stage-4x.zarr'), preset, { mode: 'two-stage' });
     fs.rmSync(volBig, { recursive: true, force: true });
   }

@@ -8,7 +8,7 @@ export async function runDemo(dir: string, mode: 'one-stage' | 'two-stage' = 'tw
   const out = path.join(dir, 'out.zarr');
   const say = (s: string) => process.stderr.write(s + '\n');
   say(`1/3 tessera synth --kind em --shape 32,384,384 --seed 1 --out ${vol}`);
-  await writeSynth({ kind: 'em', shape: [32, 384, 384], seed: 1, out: vol });
+  await writeSynth({ kind: 'em', shape: [32, 384, 384], seed: 1, out: vol, overwrite: true });
   say(`2/3 tessera run --input ${vol} --output ${out} --preset synthetic-em --mode ${mode}`);
   const config = loadConfig({ preset: 'synthetic-em', overrides: { mode } });
   const report = await runEmbedded({ config, input: vol, output: out, overwrite: true, log: createLogger('warn') });

@@ -24,10 +24,11 @@ program.command('synth')
   .option('--seed <n>', 'random seed (training used 101 and above)', intArg, 1)
   .requiredOption('--out <vol.zarr>', 'output path')
   .option('--fg <fraction>', 'target foreground fraction', parseFloat)
+  .option('--overwrite', 'replace an existing Zarr at --out (removed completely first)')
   .action(async (o) => {
     if (o.kind !== 'em' && o.kind !== 'ct') throw new InvalidArgumentError('--kind must be em or ct');
     const bar = progressBar(true);
-    const r = await writeSynth({ kind: o.kind, shape: o.shape, seed: o.seed, fg: o.fg, out: o.out, onTile: (d, t) => bar?.update('synth', d, t) });
+    const r = await writeSynth({ kind: o.kind, shape: o.shape, seed: o.seed, fg: o.fg, out: o.out, overwrite: o.overwrite, onTile: (d, t) => bar?.update('synth', d, t) });
     bar?.stop();
     process.stderr.write(`wrote ${o.out}: ${r.voxels} voxels, foreground ${(100 * r.foreground / r.voxels).toFixed(3)} %\n`);
   });

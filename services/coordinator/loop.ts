@@ -128,6 +128,6 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
   } finally {
     for (const t of timers) clearInterval(t);
     for (const stop of stops) stop();
-    await s.ctx.pool.close();
+    await s.close();
   }
 }

@@ -58,6 +58,6 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
     return await finishSession(s, result, { input: o.input, output: o.output, peakRss: peak });
   } finally {
     clearInterval(sampler);
-    await ctx.pool.close();
+    await s.close();
   }
 }

@@ -64,18 +64,51 @@ function ngff05(attrs: Record<string, unknown>): Record<string, unknown> {
   return { ...(tessera ? { tessera } : {}), ...(Object.keys(ngff).length ? { ome: { version: '0.5', ...(strip(ngff) as object) } } : {}) };
 }
 
-export async function createOutput(out: string, o: CreateOutputOptions): Promise<OutputArrays> {
-  if (fs.existsSync(out)) {
-    const attrs = readGroupAttributes(out);
-    if (attrs === undefined && fs.readdirSync(out).length > 0) {
-      throw new OutputError(out, 'exists and is not a Zarr group; refusing to write into it');
-    }
-    const prev = readRunJson(out);
-    if (prev && !o.overwrite) {
-      throw new OutputError(out, `holds a ${prev.status} run; pass --overwrite to replace it`);
-    }
+/** Was `out` written by Tessera's run (a layout attribute and a run.json)? */
+function isTesseraOutput(out: string): RunDocument | undefined {
+  try {
+    const attrs = readGroupAttributes(out) as { tessera?: { layout?: unknown } } | undefined;
+    if (attrs?.tessera?.layout === undefined) return undefined;
+    return readRunJson(out);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where an output being replaced waits until its replacement completes. */
+export function previousPath(out: string): string {
+  return `${path.resolve(out)}.previous`;
+}
+
+/**
+ * Clear the way for a new output at `out`. Only Tessera's own outputs are ever replaced, and only
+ * with `overwrite`; a complete one is moved aside (deleted when the new run completes, see
+ * finishSession), so a new run that fails never leaves neither. Returns the moved-aside path.
+ */
+function makeRoom(out: string, overwrite: boolean): string | undefined {
+  if (!fs.existsSync(out)) return undefined;
+  if (fs.statSync(out).isDirectory() && fs.readdirSync(out).length === 0) {
+    fs.rmdirSync(out);
+    return undefined;
+  }
+  const prev = isTesseraOutput(out);
+  if (!prev) {
+    throw new OutputError(out, 'exists and is not a Tessera output (no run.json and Tessera layout attributes); refusing to replace it, even with --overwrite — remove it yourself or choose another path');
+  }
+  if (!overwrite) throw new OutputError(out, `holds a ${prev.status} run; pass --overwrite to replace it`);
+  const aside = previousPath(out);
+  if (prev.status === 'complete' || !fs.existsSync(aside)) {
+    fs.rmSync(aside, { recursive: true, force: true });
+    fs.renameSync(out, aside);
+  } else {
+    // An unfinished replacement of what waits at `aside`: that one stays.
     fs.rmSync(out, { recursive: true, force: true });
   }
+  return aside;
+}
+
+export async function createOutput(out: string, o: CreateOutputOptions): Promise<OutputArrays & { replaces?: string }> {
+  const replaces = makeRoom(out, o.overwrite);
   const v3 = o.format === 'zarr-v3-sharded';
   if (v3 && !o.shard) throw new OutputError(out, 'a sharded output needs a shard shape');
   // One place decides the layout: v2 groups with NGFF 0.4 attributes and chunked arrays, or v3
@@ -103,7 +136,7 @@ export async function createOutput(out: string, o: CreateOutputOptions): Promise
     await group(path.join(out, 'probabilities'), multiscalesAttrs('probabilities', o.unit, [o.spacing]));
     probabilities = await array(path.join(out, 'probabilities', '0'), 'float32');
   }
-  return { path: out, segmentation, instances, probabilities };
+  return { path: out, segmentation, instances, probabilities, replaces };
 }
 
 export interface OpenedOutput {
@@ -118,7 +151,7 @@ export interface OpenedOutput {
  * a different identity is refused, naming what differs, unless `overwrite`.
  */
 export async function openOutput(out: string, o: CreateOutputOptions & { identity: RunIdentity }): Promise<OpenedOutput> {
-  const prev = fs.existsSync(out) ? readRunJson(out) : undefined;
+  const prev = fs.existsSync(out) ? isTesseraOutput(out) : undefined;
   if (prev && !o.overwrite) {
     const before = prev.identity as RunIdentity | undefined;
     if (!before || before.hash !== o.identity.hash) {
@@ -129,8 +162,8 @@ export async function openOutput(out: string, o: CreateOutputOptions & { identit
     await writeJsonAtomic(runJsonPath(out), { ...prev, status: 'running', resumedAt: new Date().toISOString() });
     return { arrays, resumed: prev };
   }
-  const arrays = await createOutput(out, o);
-  await writeJsonAtomic(runJsonPath(out), { status: 'running', startedAt: new Date().toISOString(), identity: o.identity });
+  const { replaces, ...arrays } = await createOutput(out, o);
+  await writeJsonAtomic(runJsonPath(out), { status: 'running', startedAt: new Date().toISOString(), identity: o.identity, ...(replaces ? { replaces } : {}) });
   return { arrays };
 }
 

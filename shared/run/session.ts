@@ -24,7 +24,9 @@ import { indexId } from '../geometry/grid.ts';
 import { type LowGrid, lowGrid } from '../volume/source.ts';
 import { openArray } from '../volume/zarr.ts';
 import { clearTemp } from '../volume/store.ts';
-import { OutputError } from '../errors.ts';
+import { InputError, OutputError } from '../errors.ts';
+import { checkOutputPath } from './paths.ts';
+import { lockOutput } from './lock.ts';
 
 export interface TaskFailure {
   /** "kind/z_y_x". */
@@ -105,6 +107,8 @@ export interface Session {
   readonly counts0: Record<string, KindCounts>;
   readonly roiDoc: { begin: Box['begin']; end: Box['end'] };
   readonly t0: number;
+  /** Close the inference pool and release the output's lock. */
+  close(): Promise<void>;
 }
 
 /** Tessera's and ONNX Runtime's versions, from the installed packages. */
@@ -130,7 +134,17 @@ function lowOf(ctx: RunContext): LowGrid | undefined {
  */
 export async function openSession(o: SessionOptions): Promise<Session> {
   const t0 = performance.now();
-  const ctx = await openRun({ config: o.config, input: o.input, roi: o.roi, log: o.log, signal: o.signal, models: o.models });
+  if (!fs.existsSync(o.input)) throw new InputError(o.input, 'no such file or directory');
+  checkOutputPath(o.input, o.output);
+  const release = lockOutput(o.output);
+  const ctx = await openRun({ config: o.config, input: o.input, roi: o.roi, log: o.log, signal: o.signal, models: o.models }).catch((err) => {
+    release();
+    throw err;
+  });
+  const close = async () => {
+    await ctx.pool.close();
+    release();
+  };
   try {
     const c = ctx.config;
     const low = lowOf(ctx);
@@ -156,9 +170,9 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     const counts0 = sched.counts();
     // The task totals let `tessera status` show progress from the done logs alone.
     await updateRunJson(o.output, { roi: roiDoc, totals: Object.fromEntries(Object.entries(counts0).map(([k, v]) => [k, v.total])) });
-    return { ctx, graph, identity, opened, work, tctx, sched, reused, counts0, roiDoc, t0 };
+    return { ctx, graph, identity, opened, work, tctx, sched, reused, counts0, roiDoc, t0, close };
   } catch (err) {
-    await ctx.pool.close();
+    await close();
     throw err;
   }
 }
@@ -228,6 +242,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
       readAmplification: st.needed ? (st.decoded ?? 0) / st.needed : 0,
     };
   }
+  const replaces = readRunJson(o.output)?.replaces as string | undefined;
   const wall = (performance.now() - s.t0) / 1000;
   const voxels = volumeOf(ctx.roi);
   const busy: Record<string, number> = { ...ctx.timings.busy(), network: Math.round(ctx.pool.busyMs) / 1000 };
@@ -261,7 +276,10 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
       ...(ctx.cards.lowres && c.mode === 'two-stage' ? { lowres: { path: c.models.lowres, sha256: ctx.cards.lowres.sha256 } } : {}),
     },
     versions: { ...versions(), node: process.version, host: os.hostname() },
+    ...(replaces && status !== 'complete' ? { replaces } : {}),
   }, status);
+  // The output this run replaced (--overwrite) was kept until now.
+  if (replaces && status === 'complete') fs.rmSync(replaces, { recursive: true, force: true });
   return report;
 }
 

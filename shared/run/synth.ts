@@ -2,7 +2,9 @@
 // image (levels 0, 1, 2 at [1, 2, 2] steps) with ground truth at labels/gt/0 — tile by tile,
 // so memory stays flat whatever the shape. Tiles are multiples of 4 in y and x, so each tile's
 // pyramid is exact and each storage chunk of every level is written by exactly one tile.
+import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { OutputError } from '../errors.ts';
 import pLimit from 'p-limit';
 import { type Box, type Vec3, boxOfShape, intersect, shapeOf } from '../geometry/box.ts';
 import { planGrid } from '../geometry/grid.ts';
@@ -18,6 +20,8 @@ export const PYRAMID_LEVELS = 3;
 
 export interface SynthWriteOptions extends SynthOptions {
   out: string;
+  /** Replace an existing Zarr at `out` (removed completely first). Anything else there is refused. */
+  overwrite?: boolean;
   /** Storage chunk of every array. @default [16, 128, 128] */
   chunks?: Vec3;
   onTile?: (done: number, total: number) => void;
@@ -38,6 +42,12 @@ function levelBox(b: Box, k: number): Box {
 }
 
 export async function writeSynth(o: SynthWriteOptions): Promise<{ foreground: number; voxels: number }> {
+  if (fs.existsSync(o.out)) {
+    const zarr = ['.zgroup', '.zarray', 'zarr.json'].some((f) => fs.existsSync(path.join(o.out, f)));
+    if (!o.overwrite) throw new OutputError(o.out, 'exists; pass --overwrite to replace it');
+    if (!zarr) throw new OutputError(o.out, 'exists and is not a Zarr group or array; refusing to replace it, even with --overwrite');
+    fs.rmSync(o.out, { recursive: true, force: true });
+  }
   const scene = synthScene(o);
   const chunks = o.chunks ?? [16, 128, 128];
   const spacing = scene.spacing;

@@ -8,7 +8,7 @@ import { type Box, type Vec3, boxOfShape, intersect, isEmpty, shapeOf, contains,
 import { type Array3, array3, copyRegion } from '../array/array3.ts';
 import { type DType, type TypedArray, allocate, isDType } from './dtype.ts';
 import { AtomicFileStore, writeJsonAtomic } from './store.ts';
-import { InputError, OutputError } from '../errors.ts';
+import { InputError, isTesseraError, OutputError } from '../errors.ts';
 import { installCheckedCodecs } from './codecs.ts';
 import { shardShapeOf, uncachedArray, writeShardedRegion } from './shard.ts';
 
@@ -192,6 +192,23 @@ function reader(va: VolumeArray): Promise<VolumeArray['zarr']> {
   return va.shard ? uncachedArray(va.zarr) : Promise.resolve(va.zarr);
 }
 
+/**
+ * Refuse NaN and ±Inf in a float input: normalisation would spread them through every patch
+ * they touch and the result would look like a valid, empty segmentation. Names the storage
+ * chunk and the voxel.
+ */
+function checkFinite(va: VolumeArray, b: Box, data: Float32Array | Float64Array): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v - v === 0) continue;
+    const s = shapeOf(b);
+    const at = [Math.floor(i / (s[1] * s[2])) + b.begin[0], Math.floor(i / s[2]) % s[1] + b.begin[1], (i % s[2]) + b.begin[2]];
+    const c = va.shard ?? va.chunks;
+    throw new InputError(va.path, `holds ${Number.isNaN(v) ? 'NaN' : v > 0 ? '+Infinity' : '-Infinity'} at voxel [${at.join(', ')}]: replace non-finite values before segmenting`,
+      `${va.shard ? 'c/' : ''}${at.map((p, a) => Math.floor(p / c[a])).join('/')}`);
+  }
+}
+
 async function getBox(va: VolumeArray, b: Box, o: IoOptions): Promise<Array3> {
   try {
     const got = await zarr.get(
@@ -199,8 +216,11 @@ async function getBox(va: VolumeArray, b: Box, o: IoOptions): Promise<Array3> {
       [0, 1, 2].map((a) => zarr.slice(b.begin[a], b.end[a])),
       { createQueue: queue(o.concurrency ?? 8), signal: o.signal },
     );
-    return array3(got.data as TypedArray, shapeOf(b));
+    const data = got.data as TypedArray;
+    if (data instanceof Float32Array || data instanceof Float64Array) checkFinite(va, b, data);
+    return array3(data, shapeOf(b));
   } catch (cause) {
+    if (isTesseraError(cause)) throw cause;
     if (o.signal?.aborted) throw cause;
     throw new InputError(va.path, `cannot read region ${boxToString(b)}: ${(cause as Error).message}`,
       await failingChunks(va, b, o), { cause });

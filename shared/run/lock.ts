@@ -1,0 +1,64 @@
+// One writer per output: a lock file beside it (`out.zarr.lock`: pid, host, start time), made
+// with O_EXCL so two processes can never both hold it. A lock left by a process that is gone
+// (same host, pid not alive) is taken over; one held on another host is refused with what to do.
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { OutputError } from '../errors.ts';
+
+interface LockDoc {
+  pid: number;
+  host: string;
+  startedAt: string;
+}
+
+export function lockPath(out: string): string {
+  return `${path.resolve(out)}.lock`;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Take the output's lock; returns its release. */
+export function lockOutput(out: string): () => void {
+  const file = lockPath(out);
+  const me: LockDoc = { pid: process.pid, host: os.hostname(), startedAt: new Date().toISOString() };
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.writeFileSync(file, JSON.stringify(me) + '\n', { flag: 'wx' });
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        try {
+          const held = JSON.parse(fs.readFileSync(file, 'utf8')) as LockDoc;
+          if (held.pid === me.pid && held.host === me.host) fs.rmSync(file, { force: true });
+        } catch {
+          // Already gone.
+        }
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new OutputError(file, `cannot create the lock file: ${(err as Error).message}`, { cause: err });
+    }
+    let held: LockDoc | undefined;
+    try {
+      held = JSON.parse(fs.readFileSync(file, 'utf8')) as LockDoc;
+    } catch {
+      held = undefined;
+    }
+    if (held && held.host === me.host && !alive(held.pid)) {
+      fs.rmSync(file, { force: true }); // stale: its process is gone
+      continue;
+    }
+    const who = held ? `tessera pid ${held.pid} on ${held.host} (since ${held.startedAt})` : 'another process (unreadable lock)';
+    throw new OutputError(out, `is in use by ${who}; wait for it to end, or if it is gone, delete ${file}`);
+  }
+  throw new OutputError(out, `cannot take the lock ${file}`);
+}

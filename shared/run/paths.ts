@@ -1,0 +1,31 @@
+// Where a run may write. Never into, over or around its input: an output that is the input,
+// lies inside it or contains it is refused before anything is touched.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError } from '../errors.ts';
+
+/** The real path of `p`, resolving symlinks of the part that exists. */
+function realish(p: string): string {
+  let head = path.resolve(p);
+  const tail: string[] = [];
+  while (!fs.existsSync(head)) {
+    const up = path.dirname(head);
+    if (up === head) break;
+    tail.unshift(path.basename(head));
+    head = up;
+  }
+  return path.join(fs.realpathSync(head), ...tail);
+}
+
+function within(inner: string, outer: string): boolean {
+  const rel = path.relative(outer, inner);
+  return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+export function checkOutputPath(input: string, output: string, what = 'output'): void {
+  const i = realish(input);
+  const o = realish(output);
+  if (i === o) throw new ConfigError(what, `${output} is the input itself; choose another ${what} path`);
+  if (within(o, i)) throw new ConfigError(what, `${output} lies inside the input ${input}; choose a path outside it`);
+  if (within(i, o)) throw new ConfigError(what, `${output} contains the input ${input}; writing there would destroy it`);
+}
