@@ -80,3 +80,34 @@ export function isTesseraError(err: unknown, tag?: ErrorTag): err is TesseraErro
 export function isPermanent(err: unknown): boolean {
   return isTesseraError(err) && err.permanent;
 }
+
+const ERRNO: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOTDIR: 'a path component is not a directory',
+  EISDIR: 'is a directory',
+  EEXIST: 'is a file, not a directory',
+  ENOENT: 'no such file or directory',
+  EROFS: 'read-only file system',
+  EMFILE: 'too many open files',
+};
+
+/**
+ * One line for a user: a Tessera error's own message; a system error as "what failed PATH: cause"
+ * (ENOSPC → "no space left on device writing PATH"); anything else, its message.
+ */
+export function oneLine(err: unknown): string {
+  if (isTesseraError(err)) return err.message;
+  const e = err as NodeJS.ErrnoException & { dest?: string };
+  if (e && typeof e.code === 'string' && ERRNO[e.code]) {
+    // The device's state first ("no space left on device writing PATH"), a path's state after it.
+    if (['ENOSPC', 'EDQUOT', 'EROFS', 'EMFILE'].includes(e.code)) {
+      const verb = e.syscall && /read|stat|scandir/.test(e.syscall) ? 'reading' : 'writing';
+      return `${ERRNO[e.code]}${e.path ? ` ${verb} ${e.path}` : ''}`;
+    }
+    return e.path ? `${e.path}${e.dest ? ` → ${e.dest}` : ''}: ${ERRNO[e.code]}` : ERRNO[e.code];
+  }
+  return e?.message ?? String(err);
+}

@@ -36,7 +36,7 @@ export { synthScene, renderImage, renderLabels } from './synth/index.ts';
 export { ConfigError, InputError, MessageError, ModelError, OutputError, TesseraError, isPermanent, isTesseraError } from './errors.ts';
 export { createLogger, silentLogger } from './log.ts';
 export { type Session, attachRun, finishSession, freeAfter, guard, openSession } from './run/session.ts';
-export { TaskError } from './errors.ts';
+export { TaskError, oneLine } from './errors.ts';
 export { type Role, type RunNames, ROLE_OF, RUNS_BUCKET, checkRunId, runNames } from './bus/subjects.ts';
 export { type TaskMessage, type ResultMessage, type RunRecord, type Expect, encode, parseResult, parseRunRecord, parseTask } from './bus/messages.ts';
 export { type BusOptions, busOptions, connectBus, describeBus } from './bus/connect.ts';

@@ -1,7 +1,7 @@
 // The `tessera` command: thin wiring of flags onto the library (shared/). Every command is
 // one library call; errors print one line naming the cause and exit non-zero.
-import { Command, InvalidArgumentError } from 'commander';
-import { createLogger, evaluateOutput, isTesseraError, runEmbedded, writeSynth } from '../../shared/index.ts';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { createLogger, evaluateOutput, isTesseraError, oneLine, runEmbedded, writeSynth } from '../../shared/index.ts';
 import { configFromFlags, intArg, positiveIntArg, progressBar, runFlags, stopSignals, vec3Arg } from './flags.ts';
 import { printReport } from './report.ts';
 import { coordinatorCommand, natsFlags } from '../coordinator/main.ts';
@@ -13,7 +13,12 @@ import { formatScaleReport, runScaleBench } from '../../bench/scale.ts';
 import { formatDistributedReport, runDistributedBench } from '../../bench/distributed.ts';
 import { runDemo } from './demo.ts';
 
+// Usage errors exit 2 like every other bad input (commander's default is 1, which means
+// "finished with failed tasks" here).
+let usagePrinted = false;
 const program = new Command('tessera')
+  .exitOverride()
+  .configureOutput({ outputError: (text, write) => { usagePrinted = true; write(text); } })
   .description('Two-stage sparse segmentation of huge 3D volumes (EM, CT): stage one finds candidate regions at low resolution, stage two segments them packed into canvases at full resolution.')
   .version('0.1.0');
 
@@ -65,9 +70,14 @@ program.command('eval')
   .requiredOption('--pred <out.zarr>', 'output group of tessera run')
   .requiredOption('--gt <vol.zarr>', 'input volume with labels/gt, or a label image')
   .option('--tolerance <t>', 'surface Dice tolerance in the spacing unit (default: coarsest voxel side)', parseFloat)
+  .option('--spacing <Z,Y,X>', 'voxel size of a bare --gt label array that has no NGFF scale', (v: string) => {
+    const p = v.split(',').map(Number);
+    if (p.length !== 3 || !p.every((x) => x > 0)) throw new InvalidArgumentError('--spacing must be Z,Y,X positive numbers');
+    return p;
+  })
   .option('--json', 'print one JSON object on stdout')
   .action(async (o) => {
-    const r = await evaluateOutput({ pred: o.pred, gt: o.gt, tolerance: o.tolerance });
+    const r = await evaluateOutput({ pred: o.pred, gt: o.gt, tolerance: o.tolerance, spacing: o.spacing });
     if (o.json) {
       process.stdout.write(JSON.stringify(r) + '\n');
       return;
@@ -109,13 +119,24 @@ program.command('demo')
     await runDemo(o.dir);
   });
 
+// --debug anywhere on the line: errors with their stack (and causes); without it, one line.
+const debug = process.argv.includes('--debug');
+program.addHelpText('after', '\nAdd --debug to any command to see the stack of an error.');
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(process.argv.filter((a) => a !== '--debug'));
 } catch (err) {
-  if (isTesseraError(err) || err instanceof InvalidArgumentError || err instanceof RangeError) {
-    process.stderr.write(`tessera: ${(err as Error).message}\n`);
+  if (err instanceof CommanderError) {
+    // Commander printed its own parse errors; an InvalidArgumentError thrown by an action is ours
+    // to print. Help and version are not errors.
+    if (!usagePrinted && err.exitCode !== 0) process.stderr.write(`tessera: ${err.message}\n`);
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else if (debug) {
+    process.stderr.write(`tessera: ${(err as Error)?.stack ?? String(err)}\n`);
+    for (let c = (err as Error)?.cause; c; c = (c as Error).cause) process.stderr.write(`caused by: ${(c as Error)?.stack ?? String(c)}\n`);
+    process.exitCode = 2;
   } else {
-    process.stderr.write(`tessera: ${(err as Error).stack ?? String(err)}\n`);
+    const known = isTesseraError(err) || err instanceof InvalidArgumentError || err instanceof RangeError || typeof (err as NodeJS.ErrnoException)?.code === 'string';
+    process.stderr.write(`tessera: ${oneLine(err)}${known ? '' : ' (--debug shows where)'}\n`);
+    process.exitCode = 2;
   }
-  process.exitCode = 2;
 }

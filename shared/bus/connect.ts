@@ -84,7 +84,8 @@ export async function connectBus(o: BusOptions, log: Logger): Promise<NatsConnec
     // A broker restart or a network blip must not end a run: keep reconnecting.
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
-    waitOnFirstConnect: true,
+    // But the first connection fails at once: a wrong URL is an error to report, not to wait on.
+    waitOnFirstConnect: false,
   };
   if (o.user !== undefined) {
     opts.user = o.user;

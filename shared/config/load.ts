@@ -38,6 +38,9 @@ export function loadConfig(src: ConfigSource): TesseraConfig {
     } catch (cause) {
       throw new ConfigError('config', `${src.file} is not valid JSON: ${(cause as Error).message}`, { cause });
     }
+    if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
+      throw new ConfigError('config', `${src.file} must hold a JSON object, not ${doc === null ? 'null' : Array.isArray(doc) ? 'an array' : typeof doc}`);
+    }
     const { extends: ext, ...rest } = doc;
     if (ext !== undefined) {
       if (typeof ext !== 'string' || !preset(ext)) throw new ConfigError('extends', `unknown preset ${JSON.stringify(ext)} in ${src.file} (known: ${PRESET_NAMES.join(', ')})`);

@@ -50,9 +50,14 @@ export async function openRun(o: OpenOptions): Promise<RunContext> {
   }
   const vol = boxOfShape(src.shape);
   const roi = o.roi ?? vol;
-  if (!contains(vol, roi) || roi.end.some((e, a) => e <= roi.begin[a])) {
-    throw new ConfigError('roi', `${boxToString(roi)} is empty or outside the volume (shape ${src.shape.join('x')})`);
+  for (let a = 0; a < 3; a++) {
+    const axis = 'zyx'[a];
+    if (roi.end[a] <= roi.begin[a]) throw new ConfigError('roi', `${boxToString(roi)} is empty along ${axis} (${roi.begin[a]}:${roi.end[a]})`);
+    if (roi.begin[a] < 0 || roi.end[a] > src.shape[a]) {
+      throw new ConfigError('roi', `${boxToString(roi)} reaches outside the volume along ${axis}: ${roi.begin[a]}:${roi.end[a]} is not within 0:${src.shape[a]} (shape ${src.shape.join('x')})`);
+    }
   }
+  if (!contains(vol, roi)) throw new ConfigError('roi', `${boxToString(roi)} is outside the volume (shape ${src.shape.join('x')})`);
   if (!sameSpacing(src.spacing, c.spacing)) {
     throw new ConfigError('spacing', `the input's voxel size [${src.spacing}] differs from the config's [${c.spacing}] (${o.input}); resample the input or use a matching preset`);
   }

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import { type Box, type Vec3, boxOfShape, boxToString, shapeOf } from '../geometry/box.ts';
 import type { Array3 } from '../array/array3.ts';
 import { openImage } from '../volume/ome.ts';
-import { openArray, readRegion } from '../volume/zarr.ts';
+import { type VolumeArray, openArray, readGroupAttributes, readRegion } from '../volume/zarr.ts';
 import { type Evaluation, evaluate } from '../metrics/index.ts';
 import { requireComplete } from './output.ts';
 import { InputError } from '../errors.ts';
@@ -16,6 +16,8 @@ export interface EvalOptions {
   gt: string;
   /** Surface Dice tolerance in the spacing's unit. @default the coarsest voxel side */
   tolerance?: number;
+  /** Voxel size of a bare label array given as `gt` that has no NGFF scale. */
+  spacing?: Vec3;
 }
 
 export interface EvalReport extends Evaluation {
@@ -28,16 +30,44 @@ export interface EvalReport extends Evaluation {
   voxels: number;
 }
 
-function gtImagePath(gt: string): string {
-  const p = path.join(gt, 'labels', 'gt');
-  return fs.existsSync(p) ? p : gt;
+/**
+ * The ground-truth label image and its voxel size: `gt/labels/gt` of an input volume, a label
+ * image group, or a bare label array (spacing from its parent's multiscales, else `--spacing`).
+ * An intensity image without labels/gt is refused: scoring against intensities means nothing.
+ */
+async function openGroundTruth(gt: string, spacing?: Vec3): Promise<{ array: VolumeArray; spacing: Vec3; unit?: string }> {
+  if (!fs.existsSync(gt)) throw new InputError(gt, 'no such file or directory');
+  const labels = path.join(gt, 'labels', 'gt');
+  if (fs.existsSync(labels)) {
+    const img = await openImage(labels);
+    return { array: img.levels[0].array, spacing: img.levels[0].spacing, unit: img.unit };
+  }
+  const attrs = readGroupAttributes(gt);
+  if (attrs !== undefined) {
+    if (!('image-label' in attrs)) {
+      throw new InputError(gt, 'has no labels/gt and is not a label image (no "image-label" attributes): give the input volume with its labels/gt, or a label image');
+    }
+    const img = await openImage(gt);
+    return { array: img.levels[0].array, spacing: img.levels[0].spacing, unit: img.unit };
+  }
+  // A bare array: its group's multiscales give its scale, when it is one of their datasets.
+  const array = await openArray(gt);
+  const parent = path.dirname(path.resolve(gt));
+  const pattrs = readGroupAttributes(parent);
+  if (pattrs && 'multiscales' in pattrs) {
+    const img = await openImage(parent);
+    const level = img.levels.find((l) => l.key === path.basename(path.resolve(gt)));
+    if (level) return { array, spacing: level.spacing, unit: img.unit };
+  }
+  if (spacing) return { array, spacing };
+  throw new InputError(gt, 'is a bare label array with no voxel size (not a dataset of an NGFF multiscales group): pass --spacing Z,Y,X');
 }
 
 export async function evaluateOutput(o: EvalOptions): Promise<EvalReport> {
   const run = requireComplete(o.pred);
   const predArr = await openArray(path.join(o.pred, 'segmentation', '0'));
-  const gtImage = await openImage(gtImagePath(o.gt));
-  const gtArr = gtImage.levels[0].array;
+  const gtImage = await openGroundTruth(o.gt, o.spacing);
+  const gtArr = gtImage.array;
   if (shapeOf(boxOfShape(predArr.shape)).some((v, a) => v !== gtArr.shape[a])) {
     throw new InputError(o.pred, `segmentation shape ${predArr.shape.join('x')} differs from ground truth ${gtArr.shape.join('x')} (${gtArr.path})`);
   }
@@ -46,7 +76,7 @@ export async function evaluateOutput(o: EvalOptions): Promise<EvalReport> {
   const pred = (await readRegion(predArr, roi)) as Array3<Uint8Array>;
   const gt = (await readRegion(gtArr, roi)) as Array3<Uint8Array>;
   if (!(gt.data instanceof Uint8Array)) throw new InputError(gtArr.path, `ground truth must be uint8 class ids, got ${gtArr.dtype}`);
-  const spacing = gtImage.levels[0].spacing;
+  const spacing = gtImage.spacing;
   const tolerance = o.tolerance ?? Math.max(...spacing);
   let probabilities: Array3<Float32Array> | undefined;
   const probPath = path.join(o.pred, 'probabilities', '0');

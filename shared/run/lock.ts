@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { OutputError } from '../errors.ts';
+import { OutputError, oneLine } from '../errors.ts';
 
 interface LockDoc {
   pid: number;
@@ -29,9 +29,13 @@ function alive(pid: number): boolean {
 export function lockOutput(out: string): () => void {
   const file = lockPath(out);
   const me: LockDoc = { pid: process.pid, host: os.hostname(), startedAt: new Date().toISOString() };
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+  } catch (err) {
+    throw new OutputError(out, `cannot create its directory: ${oneLine(err)}`, { cause: err });
+  }
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      fs.mkdirSync(path.dirname(file), { recursive: true });
       fs.writeFileSync(file, JSON.stringify(me) + '\n', { flag: 'wx' });
       let released = false;
       return () => {
@@ -45,7 +49,7 @@ export function lockOutput(out: string): () => void {
         }
       };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new OutputError(file, `cannot create the lock file: ${(err as Error).message}`, { cause: err });
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new OutputError(file, `cannot create the lock file: ${oneLine(err)}`, { cause: err });
     }
     let held: LockDoc | undefined;
     try {

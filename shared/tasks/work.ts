@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import type { Vec3 } from '../geometry/box.ts';
 import { indexId, parseIndexId } from '../geometry/grid.ts';
-import { InputError, OutputError } from '../errors.ts';
+import { InputError, OutputError, isTesseraError } from '../errors.ts';
 import { writeFileAtomic } from '../volume/store.ts';
 
 const MAGIC = 0x31525354; // "TSR1" little-endian
@@ -36,6 +36,7 @@ export class WorkStore {
     try {
       await writeFileAtomic(file, data);
     } catch (err) {
+      if (isTesseraError(err)) throw err;
       throw new OutputError(file, (err as Error).message, { cause: err });
     }
   }

@@ -27,9 +27,14 @@ interface Multiscale {
   coordinateTransformations?: Array<{ type: string; scale?: number[] }>;
 }
 
-function multiscalesOf(attrs: Record<string, unknown>): Multiscale[] | undefined {
-  const ome = attrs.ome as { multiscales?: Multiscale[] } | undefined;
-  return ome?.multiscales ?? (attrs.multiscales as Multiscale[] | undefined);
+function multiscalesOf(attrs: Record<string, unknown>, where: string): Multiscale[] | undefined {
+  const ome = attrs.ome as { multiscales?: unknown } | undefined;
+  const ms = ome?.multiscales ?? attrs.multiscales;
+  if (ms === undefined) return undefined;
+  const ok = Array.isArray(ms) && ms.every((m) => m && typeof m === 'object' && Array.isArray((m as Multiscale).datasets)
+    && (m as Multiscale).datasets.every((d) => d && typeof d === 'object' && typeof d.path === 'string'));
+  if (!ok) throw new InputError(where, '"multiscales" must be a list of {datasets: [{path, coordinateTransformations}], …} (NGFF)');
+  return ms as Multiscale[];
 }
 
 function scaleOf(ts: Multiscale['datasets'][number]['coordinateTransformations']): number[] | undefined {
@@ -43,7 +48,7 @@ function scaleOf(ts: Multiscale['datasets'][number]['coordinateTransformations']
 export async function openImage(imagePath: string, fallbackSpacing: Vec3 = [1, 1, 1]): Promise<Image> {
   if (!fs.existsSync(imagePath)) throw new InputError(imagePath, 'no such file or directory');
   const attrs = readGroupAttributes(imagePath);
-  const ms = attrs ? multiscalesOf(attrs) : undefined;
+  const ms = attrs ? multiscalesOf(attrs, path.join(imagePath, fs.existsSync(path.join(imagePath, 'zarr.json')) ? 'zarr.json' : '.zattrs')) : undefined;
   if (!ms || ms.length === 0) {
     if (attrs !== undefined) {
       // A group without multiscales: accept a "0" array inside, as many tools write.
@@ -68,7 +73,23 @@ export async function openImage(imagePath: string, fallbackSpacing: Vec3 = [1, 1
     levels.push({ key: d.path, spacing: sp as unknown as Vec3, array });
   }
   levels.sort((a, b) => a.spacing[0] * a.spacing[1] * a.spacing[2] - b.spacing[0] * b.spacing[1] * b.spacing[2]);
+  checkPyramid(imagePath, levels);
   return { path: imagePath, unit, levels };
+}
+
+/**
+ * Every level's shape must follow from level 0's and its scale (floor or ceil of the scaled
+ * shape): a level edited or written at another size would be read at the wrong place silently.
+ */
+function checkPyramid(imagePath: string, levels: Level[]): void {
+  const [first, ...rest] = levels;
+  for (const l of rest) {
+    const want = first.array.shape.map((n, a) => (n * first.spacing[a]) / l.spacing[a]);
+    const bad = l.array.shape.findIndex((n, a) => n < Math.floor(want[a] - 1e-6) || n > Math.ceil(want[a] + 1e-6));
+    if (bad >= 0) {
+      throw new InputError(path.join(imagePath, l.key), `pyramid level "${l.key}" has shape ${l.array.shape.join('x')}, but its scale [${l.spacing}] and level "${first.key}" (${first.array.shape.join('x')} at [${first.spacing}]) make it ${want.map((w) => Math.round(w * 100) / 100).join('x')} (axis ${'zyx'[bad]} differs)`);
+    }
+  }
 }
 
 /**

@@ -5,6 +5,7 @@ import FileSystemStore from '@zarrita/storage/fs';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { OutputError, oneLine } from '../errors.ts';
 
 type Key = `/${string}`;
 
@@ -45,8 +46,10 @@ export async function writeFileAtomic(file: string, data: Uint8Array | string): 
     await fs.promises.writeFile(tmp, data);
     await fs.promises.rename(tmp, file);
   } catch (err) {
-    await fs.promises.rm(tmp, { force: true });
-    throw err;
+    await fs.promises.rm(tmp, { force: true }).catch(() => undefined);
+    // Name the file the user knows (not the temporary one) and the cause in words.
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new OutputError(file, code === 'ENOSPC' ? 'no space left on device' : oneLine(err), { cause: err });
   }
 }
 

@@ -130,14 +130,26 @@ export async function createGroup(groupPath: string, attributes: Record<string, 
 }
 
 /** Read group attributes of a v2 (.zattrs) or v3 (zarr.json) group; undefined when absent. */
+/** A metadata document: a JSON object, or an InputError naming the file. */
+function readJsonFile(file: string): Record<string, unknown> {
+  let v: unknown;
+  try {
+    v = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new InputError(file, `is not valid JSON (${(err as Error).message})`, undefined, { cause: err });
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new InputError(file, 'is not a JSON object');
+  return v as Record<string, unknown>;
+}
+
 export function readGroupAttributes(groupPath: string): Record<string, unknown> | undefined {
   const v3 = path.join(groupPath, 'zarr.json');
   if (fs.existsSync(v3)) {
-    const meta = JSON.parse(fs.readFileSync(v3, 'utf8')) as { attributes?: Record<string, unknown> };
+    const meta = readJsonFile(v3) as { attributes?: Record<string, unknown> };
     return meta.attributes ?? {};
   }
   const v2 = path.join(groupPath, '.zattrs');
-  if (fs.existsSync(v2)) return JSON.parse(fs.readFileSync(v2, 'utf8')) as Record<string, unknown>;
+  if (fs.existsSync(v2)) return readJsonFile(v2) as Record<string, unknown>;
   if (fs.existsSync(path.join(groupPath, '.zgroup'))) return {};
   return undefined;
 }

@@ -96,3 +96,13 @@ test('a worker confined to roots refuses a run outside them', () => {
     fs.rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('system errors read as one line: the device state before the path, a path state after it', async () => {
+  const { oneLine } = await import('../../shared/index.ts');
+  const err = (code: string, syscall: string, p?: string) => Object.assign(new Error(`${code}: raw`), { code, syscall, path: p });
+  assert.equal(oneLine(err('ENOSPC', 'write', '/out/seg/0/1.2.3')), 'no space left on device writing /out/seg/0/1.2.3');
+  assert.equal(oneLine(err('EACCES', 'open', '/out')), '/out: permission denied');
+  assert.equal(oneLine(err('ENOTDIR', 'mkdir', '/a/file/x')), '/a/file/x: a path component is not a directory');
+  assert.equal(oneLine(new MessageError('s', 'bad')), 'message on s: bad');
+  assert.equal(oneLine(new Error('plain')), 'plain');
+});

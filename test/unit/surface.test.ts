@@ -26,7 +26,7 @@ const EXPECTED = [
   'attachRun', 'finishSession', 'freeAfter', 'guard', 'openSession', 'TaskError', 'ROLE_OF', 'RUNS_BUCKET', 'checkRunId',
   'runNames', 'encode', 'parseResult', 'parseRunRecord', 'parseTask', 'busOptions', 'connectBus', 'describeBus',
   'ensureRunStreams', 'freshResultsConsumer', 'isNotFound', 'removeRunStreams', 'readRun', 'runsBucket', 'waitForRun',
-  'writeRun', 'readRunJson',
+  'writeRun', 'readRunJson', 'oneLine',
 ];
 
 test('shared/index.ts exports exactly the documented surface', () => {
