@@ -57,6 +57,7 @@ export function runFlags(cmd: Command): Command {
     .option('--probabilities', 'also write probabilities/0')
     .option('--overwrite', 'replace an existing output (without it, the same command on the same output resumes)')
     .option('--keep-work', 'keep every intermediate result under OUTPUT/.work (a later run over a larger --roi then recomputes nothing already done)')
+    .option('--allow-missing', 'read missing input chunks as the fill value (counted in the report) instead of failing the tasks that need them')
     .option('--json', 'print one JSON report on stdout');
 }
 
@@ -72,6 +73,7 @@ export interface RunFlags {
   probabilities?: boolean;
   overwrite?: boolean;
   keepWork?: boolean;
+  allowMissing?: boolean;
   json?: boolean;
 }
 
@@ -82,6 +84,7 @@ export function configFromFlags(o: RunFlags, extra: Record<string, unknown> = {}
   if (o.provider) overrides.inference = { provider: o.provider };
   if (o.threads) overrides.inference = { ...(overrides.inference as object), threads: o.threads };
   if (o.probabilities) overrides.output = { probabilities: true };
+  if (o.allowMissing) overrides.io = { missingChunks: 'fill' };
   const config = loadConfig({ preset: o.preset, file: o.config, overrides });
   let roi: Box | undefined;
   if (o.roi) {

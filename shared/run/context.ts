@@ -23,6 +23,8 @@ export interface RunContext {
   readonly timings: Timings;
   readonly log: Logger;
   readonly signal?: AbortSignal;
+  /** Input storage chunks read as the fill value because their file is missing (io.missingChunks "fill"). */
+  readonly missing: { missing: number };
 }
 
 export interface OpenOptions {
@@ -43,7 +45,8 @@ export interface OpenOptions {
 export async function openRun(o: OpenOptions): Promise<RunContext> {
   const c = o.config;
   const cards = checkModels(c);
-  const image = await openImage(o.input, c.spacing);
+  const missing = { missing: 0 };
+  const image = await openImage(o.input, c.spacing, { missing: c.io.missingChunks, counter: missing, finite: true });
   const src = source(image, c.io.pad, c.io.padValue, { concurrency: c.io.concurrency, signal: o.signal });
   if (!INPUT_DTYPES.includes(src.full.array.dtype)) {
     throw new InputError(src.full.array.path, `dtype ${src.full.array.dtype} is not supported (use ${INPUT_DTYPES.join(', ')})`);
@@ -80,6 +83,7 @@ export async function openRun(o: OpenOptions): Promise<RunContext> {
     fullres: pool.model('fullres', cards.fullres),
     lowres: cards.lowres ? pool.model('lowres', cards.lowres) : undefined,
     timings: new Timings(),
+    missing,
     log: o.log,
     signal: o.signal,
   };

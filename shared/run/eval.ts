@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { type Box, type Vec3, boxOfShape, boxToString, shapeOf } from '../geometry/box.ts';
 import type { Array3 } from '../array/array3.ts';
-import { openImage } from '../volume/ome.ts';
+import { isArrayNode, openImage, scaleInParent } from '../volume/ome.ts';
 import { type VolumeArray, openArray, readGroupAttributes, readRegion } from '../volume/zarr.ts';
 import { type Evaluation, evaluate } from '../metrics/index.ts';
 import { requireComplete } from './output.ts';
@@ -42,7 +42,7 @@ async function openGroundTruth(gt: string, spacing?: Vec3): Promise<{ array: Vol
     const img = await openImage(labels);
     return { array: img.levels[0].array, spacing: img.levels[0].spacing, unit: img.unit };
   }
-  const attrs = readGroupAttributes(gt);
+  const attrs = isArrayNode(gt) ? undefined : readGroupAttributes(gt);
   if (attrs !== undefined) {
     if (!('image-label' in attrs)) {
       throw new InputError(gt, 'has no labels/gt and is not a label image (no "image-label" attributes): give the input volume with its labels/gt, or a label image');
@@ -52,13 +52,8 @@ async function openGroundTruth(gt: string, spacing?: Vec3): Promise<{ array: Vol
   }
   // A bare array: its group's multiscales give its scale, when it is one of their datasets.
   const array = await openArray(gt);
-  const parent = path.dirname(path.resolve(gt));
-  const pattrs = readGroupAttributes(parent);
-  if (pattrs && 'multiscales' in pattrs) {
-    const img = await openImage(parent);
-    const level = img.levels.find((l) => l.key === path.basename(path.resolve(gt)));
-    if (level) return { array, spacing: level.spacing, unit: img.unit };
-  }
+  const own = await scaleInParent(gt);
+  if (own) return { array, ...own };
   if (spacing) return { array, spacing };
   throw new InputError(gt, 'is a bare label array with no voxel size (not a dataset of an NGFF multiscales group): pass --spacing Z,Y,X');
 }

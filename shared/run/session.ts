@@ -76,6 +76,8 @@ export interface RunReport {
   tasks: Record<string, TaskCounts>;
   /** Failed tasks with their causes (tasks skipped because of them are counted in `tasks`). */
   failures: TaskFailure[];
+  /** Input storage-chunk reads that found no file and used the fill value (io.missingChunks "fill"; this process's reads). */
+  inputMissingChunks: number;
   twoStage?: TwoStageStats;
 }
 
@@ -262,6 +264,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
     provider: o.provider ?? ctx.pool.provider,
     tasks,
     failures,
+    inputMissingChunks: ctx.missing.missing,
     twoStage,
   };
   await finishOutput(o.output, {

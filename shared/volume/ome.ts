@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import type { Vec3 } from '../geometry/box.ts';
-import { type VolumeArray, openArray, readGroupAttributes } from './zarr.ts';
+import { type VolumeArray, type OpenArrayOptions, openArray, readGroupAttributes } from './zarr.ts';
 import { InputError } from '../errors.ts';
 
 export interface Level {
@@ -45,19 +45,25 @@ function scaleOf(ts: Multiscale['datasets'][number]['coordinateTransformations']
  * Open an image: an NGFF multiscale group, or a bare 3D array (one level whose spacing is
  * `fallbackSpacing`). Axes other than the last three must have size 1.
  */
-export async function openImage(imagePath: string, fallbackSpacing: Vec3 = [1, 1, 1]): Promise<Image> {
+export async function openImage(imagePath: string, fallbackSpacing: Vec3 = [1, 1, 1], opts: OpenArrayOptions = {}): Promise<Image> {
   if (!fs.existsSync(imagePath)) throw new InputError(imagePath, 'no such file or directory');
+  if (isArrayNode(imagePath)) {
+    // A bare array (v2 with or without .zattrs, or v3): one level. When it is a dataset of its
+    // parent's multiscales (`vol.zarr/1`), that level's scale applies — never the fallback.
+    const own = await scaleInParent(imagePath);
+    return { path: imagePath, unit: own?.unit, levels: [{ key: '', spacing: own?.spacing ?? fallbackSpacing, array: await openArray(imagePath, opts) }] };
+  }
   const attrs = readGroupAttributes(imagePath);
   const ms = attrs ? multiscalesOf(attrs, path.join(imagePath, fs.existsSync(path.join(imagePath, 'zarr.json')) ? 'zarr.json' : '.zattrs')) : undefined;
   if (!ms || ms.length === 0) {
     if (attrs !== undefined) {
       // A group without multiscales: accept a "0" array inside, as many tools write.
       if (fs.existsSync(path.join(imagePath, '0'))) {
-        return { path: imagePath, unit: undefined, levels: [{ key: '0', spacing: fallbackSpacing, array: await openArray(path.join(imagePath, '0')) }] };
+        return { path: imagePath, unit: undefined, levels: [{ key: '0', spacing: fallbackSpacing, array: await openArray(path.join(imagePath, '0'), opts) }] };
       }
       throw new InputError(imagePath, 'a Zarr group without NGFF multiscales metadata and without a "0" array');
     }
-    return { path: imagePath, unit: undefined, levels: [{ key: '', spacing: fallbackSpacing, array: await openArray(imagePath) }] };
+    return { path: imagePath, unit: undefined, levels: [{ key: '', spacing: fallbackSpacing, array: await openArray(imagePath, opts) }] };
   }
   const m = ms[0];
   const axes = (m.axes ?? []).map((a) => (typeof a === 'string' ? { name: a } : a));
@@ -69,12 +75,34 @@ export async function openImage(imagePath: string, fallbackSpacing: Vec3 = [1, 1
     const scale = scaleOf(d.coordinateTransformations);
     if (!scale || scale.length < 3) throw new InputError(imagePath, `dataset "${d.path}" has no scale transformation`);
     const sp = scale.slice(-3).map((s, i) => s * (global.slice(-3)[i] ?? 1));
-    const array = await openArray(path.join(imagePath, d.path));
+    const array = await openArray(path.join(imagePath, d.path), opts);
     levels.push({ key: d.path, spacing: sp as unknown as Vec3, array });
   }
   levels.sort((a, b) => a.spacing[0] * a.spacing[1] * a.spacing[2] - b.spacing[0] * b.spacing[1] * b.spacing[2]);
   checkPyramid(imagePath, levels);
   return { path: imagePath, unit, levels };
+}
+
+/** Is `p` a Zarr array (v2 `.zarray`, or v3 `zarr.json` with node_type "array")? */
+export function isArrayNode(p: string): boolean {
+  if (fs.existsSync(path.join(p, '.zarray'))) return true;
+  const v3 = path.join(p, 'zarr.json');
+  if (!fs.existsSync(v3)) return false;
+  try {
+    return (JSON.parse(fs.readFileSync(v3, 'utf8')) as { node_type?: string }).node_type === 'array';
+  } catch {
+    return false;
+  }
+}
+
+/** The voxel size of an array that is a dataset of its parent group's multiscales. */
+export async function scaleInParent(arrayPath: string): Promise<{ spacing: Vec3; unit?: string } | undefined> {
+  const parent = path.dirname(path.resolve(arrayPath));
+  const attrs = readGroupAttributes(parent);
+  if (!attrs || !multiscalesOf(attrs, parent)) return undefined;
+  const img = await openImage(parent);
+  const level = img.levels.find((l) => l.key === path.basename(path.resolve(arrayPath)));
+  return level ? { spacing: level.spacing, unit: img.unit } : undefined;
 }
 
 /**

@@ -9,7 +9,20 @@ import { OutputError, oneLine } from '../errors.ts';
 
 type Key = `/${string}`;
 
+const METADATA = new Set(['.zarray', '.zattrs', '.zgroup', '.zmetadata', 'zarr.json']);
+
 export class AtomicFileStore extends FileSystemStore {
+  /** `onMissing`: called for a chunk key with no file (a reader would otherwise see the fill value). */
+  constructor(root: string, private readonly onMissing?: (key: string) => void) {
+    super(root);
+  }
+
+  override async get(key: Key, opts?: Parameters<FileSystemStore['get']>[1]): Promise<Uint8Array | undefined> {
+    const v = await super.get(key, opts);
+    if (v === undefined && this.onMissing && !METADATA.has(key.slice(key.lastIndexOf('/') + 1))) this.onMissing(key);
+    return v;
+  }
+
   override async set(key: Key, value: Uint8Array): Promise<void> {
     await writeFileAtomic(path.join(this.root, key.replace(/^\//, '')), value);
   }

@@ -26,6 +26,8 @@ export interface VolumeArray {
   /** The shard shape (one file each) when the array uses sharding_indexed; writes cover whole shards. */
   readonly shard?: Vec3;
   readonly dtype: DType;
+  /** Reads refuse NaN and ±Inf (an input, see checkFinite). */
+  readonly finite?: boolean;
   /**
    * For a sharded array, zarrita caches shard indices on this object forever; readRegion reads
    * through a fresh one (see uncachedArray) so that rewritten shards are seen.
@@ -63,10 +65,30 @@ function locate(arrayPath: string): { root: string; key: string } {
   return { root: parts.slice(0, i + 1).join(path.sep), key: parts.slice(i + 1).join('/') };
 }
 
-export async function openArray(arrayPath: string): Promise<VolumeArray> {
+export interface OpenArrayOptions {
+  /**
+   * A storage chunk with no file: `fail` — an InputError naming it (an input read as fill value
+   * gives a wrong result that looks right); `fill` — the fill value, counted in `missing`.
+   * @default reads the fill value silently (outputs: a chunk never written is background)
+   */
+  missing?: 'fail' | 'fill';
+  /** Counts the missing chunks read with `missing: 'fill'`. */
+  counter?: { missing: number };
+  /** Refuse NaN and ±Inf on read (inputs: see checkFinite). @default false */
+  finite?: boolean;
+}
+
+export async function openArray(arrayPath: string, o: OpenArrayOptions = {}): Promise<VolumeArray> {
   const { root, key } = locate(arrayPath);
   if (!fs.existsSync(root)) throw new InputError(arrayPath, 'no such file or directory');
-  const store = new AtomicFileStore(root);
+  // Store keys are "/<array key>/<chunk key>"; messages name the chunk key within the array.
+  const chunkKey = (k: string) => k.replace(/^\//, '').slice(key ? key.length + 1 : 0);
+  const onMissing = o.missing === 'fail'
+    ? (k: string) => {
+      throw new InputError(arrayPath, `storage chunk ${chunkKey(k)} is missing (it would be read as the fill value); restore it, or pass --allow-missing (io.missingChunks: "fill") to accept that`, chunkKey(k));
+    }
+    : o.missing === 'fill' ? () => { if (o.counter) o.counter.missing++; } : undefined;
+  const store = new AtomicFileStore(root, onMissing);
   let arr: zarr.Array<zarr.DataType, AtomicFileStore>;
   try {
     arr = await zarr.open(zarr.root(store).resolve(key), { kind: 'array' });
@@ -81,6 +103,7 @@ export async function openArray(arrayPath: string): Promise<VolumeArray> {
     shape: arr.shape as unknown as Vec3,
     chunks: arr.chunks as unknown as Vec3,
     ...(shard ? { shard } : {}),
+    ...(o.finite ? { finite: true } : {}),
     dtype: arr.dtype,
     zarr: arr,
   };
@@ -229,7 +252,7 @@ async function getBox(va: VolumeArray, b: Box, o: IoOptions): Promise<Array3> {
       { createQueue: queue(o.concurrency ?? 8), signal: o.signal },
     );
     const data = got.data as TypedArray;
-    if (data instanceof Float32Array || data instanceof Float64Array) checkFinite(va, b, data);
+    if (va.finite && (data instanceof Float32Array || data instanceof Float64Array)) checkFinite(va, b, data);
     return array3(data, shapeOf(b));
   } catch (cause) {
     if (isTesseraError(cause)) throw cause;

@@ -253,3 +253,44 @@ test('system errors are one line naming path and cause; --debug adds the stack',
   await fault(['status', vol], 2, /vol\.zarr: has no run\.json/, [vol]);
   await fault(['run', '--nats', 'nats://127.0.0.1:1', ...run(path.join(dir, 'nats-out.zarr')).slice(1)], 2, /cannot connect to nats:\/\/127\.0\.0\.1:1/);
 });
+
+test('a missing input chunk fails the tasks that read it, naming it; --allow-missing reads the fill value and counts it', async () => {
+  const holey = path.join(dir, 'holey.zarr');
+  fs.cpSync(vol, holey, { recursive: true });
+  fs.rmSync(path.join(holey, '0', '0', '0', '0'));
+  const keep = checksum(holey);
+  const out = path.join(dir, 'holey-out.zarr');
+  const r = await tessera(['run', '--input', holey, '--output', out, '--preset', 'synthetic-em', '--mode', 'one-stage', '--json']);
+  assert.equal(r.code, 1, r.stderr);
+  const rep = JSON.parse(r.stdout);
+  assert.equal(rep.status, 'failed');
+  assert.deepEqual(rep.failures.map((f: { task: string }) => f.task), ['predict/0_0_0']);
+  assert.match(rep.failures[0].error, /holey\.zarr\/0 \(chunk 0\/0\/0\): storage chunk 0\/0\/0 is missing.*--allow-missing/);
+  const ok = await tessera(['run', '--input', holey, '--output', path.join(dir, 'holey-fill.zarr'), '--preset', 'synthetic-em', '--mode', 'one-stage', '--allow-missing', '--json']);
+  assert.equal(ok.code, 0, ok.stderr);
+  const rep2 = JSON.parse(ok.stdout);
+  assert.equal(rep2.status, 'complete');
+  assert.ok(rep2.inputMissingChunks >= 1, `counted: ${rep2.inputMissingChunks}`);
+  assert.equal(checksum(holey), keep);
+});
+
+test('bare arrays work as the README says (v2 with .zattrs, v3); a pyramid level keeps its own scale', async () => {
+  // v2 bare array with a .zattrs of its own: accepted, spacing from the config.
+  const v2 = path.join(dir, 'bare-v2.zarr');
+  fs.cpSync(path.join(vol, '0'), v2, { recursive: true });
+  fs.writeFileSync(path.join(v2, '.zattrs'), JSON.stringify({ note: 'made by another tool' }));
+  const a = JSON.parse((await tesseraOk(['run', '--input', v2, '--output', path.join(dir, 'bare-v2-out.zarr'), '--preset', 'synthetic-em', '--mode', 'one-stage', '--json'])).stdout);
+  assert.equal(a.status, 'complete');
+  // v3 bare array (sharded): accepted, and segments like the v2 copy of the same voxels.
+  const { createShardedArray } = await import('../../shared/volume/shard.ts');
+  const src = await openArray(path.join(vol, '0'));
+  const v3 = path.join(dir, 'bare-v3.zarr');
+  const arr = await createShardedArray(v3, { shape: src.shape, shard: [16, 128, 128], chunks: [16, 64, 64], dtype: src.dtype as 'uint8' });
+  await writeRegion(arr, boxOfShape(src.shape), await readRegion(src, boxOfShape(src.shape)));
+  const bOut = path.join(dir, 'bare-v3-out.zarr');
+  await tesseraOk(['run', '--input', v3, '--output', bOut, '--preset', 'synthetic-em', '--mode', 'one-stage']);
+  assert.equal(checksum(path.join(bOut, 'segmentation')), checksum(path.join(dir, 'bare-v2-out.zarr', 'segmentation')));
+  // A lower pyramid level given as the input has its own voxel size: refused, not run at the
+  // full resolution's.
+  await fault(['run', '--input', path.join(vol, '1'), '--output', path.join(dir, 'level1-out.zarr'), '--preset', 'synthetic-em'], 2, /voxel size \[40,8,8\] differs from the config's \[40,4,4\]/, [vol]);
+});
