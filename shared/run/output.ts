@@ -64,12 +64,14 @@ function ngff05(attrs: Record<string, unknown>): Record<string, unknown> {
   return { ...(tessera ? { tessera } : {}), ...(Object.keys(ngff).length ? { ome: { version: '0.5', ...(strip(ngff) as object) } } : {}) };
 }
 
-/** Was `out` written by Tessera's run (a layout attribute and a run.json)? */
+/** Was `out` written by Tessera's run (a run.json with a run identity, or with Tessera's layout attribute)? */
 function isTesseraOutput(out: string): RunDocument | undefined {
   try {
+    const doc = readRunJson(out);
+    if (!doc) return undefined;
+    if (doc.identity) return doc;
     const attrs = readGroupAttributes(out) as { tessera?: { layout?: unknown } } | undefined;
-    if (attrs?.tessera?.layout === undefined) return undefined;
-    return readRunJson(out);
+    return attrs?.tessera?.layout === undefined ? undefined : doc;
   } catch {
     return undefined;
   }
@@ -107,8 +109,17 @@ function makeRoom(out: string, overwrite: boolean): string | undefined {
   return aside;
 }
 
-export async function createOutput(out: string, o: CreateOutputOptions): Promise<OutputArrays & { replaces?: string }> {
+export async function createOutput(out: string, o: CreateOutputOptions & { identity?: RunIdentity }): Promise<OutputArrays & { replaces?: string }> {
   const replaces = makeRoom(out, o.overwrite);
+  try {
+    return await createLayout(out, o, replaces);
+  } catch (err) {
+    if (fs.existsSync(runJsonPath(out))) await markFailed(out, err);
+    throw err;
+  }
+}
+
+async function createLayout(out: string, o: CreateOutputOptions & { identity?: RunIdentity }, replaces: string | undefined): Promise<OutputArrays & { replaces?: string }> {
   const v3 = o.format === 'zarr-v3-sharded';
   if (v3 && !o.shard) throw new OutputError(out, 'a sharded output needs a shard shape');
   // One place decides the layout: v2 groups with NGFF 0.4 attributes and chunked arrays, or v3
@@ -117,8 +128,11 @@ export async function createOutput(out: string, o: CreateOutputOptions): Promise
   const array = (p: string, dtype: 'uint8' | 'uint32' | 'float32') => (v3
     ? createShardedArray(p, { shape: o.shape, shard: o.shard!, chunks: o.chunks, dtype })
     : createArray(p, { shape: o.shape, chunks: o.chunks, dtype }));
+  // run.json first, with the identity: an output whose creation stopped half-way (disk full,
+  // killed) is then known as Tessera's and resumed, never mistaken for someone else's data.
+  await fs.promises.mkdir(out, { recursive: true });
+  await writeJsonAtomic(runJsonPath(out), { status: 'running', startedAt: new Date().toISOString(), ...(o.identity ? { identity: o.identity } : {}), ...(replaces ? { replaces } : {}) });
   await group(out, { tessera: { layout: 1 } });
-  await writeJsonAtomic(runJsonPath(out), { status: 'running', startedAt: new Date().toISOString() });
   const labelAttrs = {
     ...multiscalesAttrs('segmentation', o.unit, [o.spacing]),
     'image-label': {
@@ -158,12 +172,21 @@ export async function openOutput(out: string, o: CreateOutputOptions & { identit
       const diff = before ? identityDiff(before, o.identity) : ['(written by a Tessera without run identities)'];
       throw new OutputError(out, `holds a ${prev.status} run with another config or models — ${diff.slice(0, 8).join('; ')}${diff.length > 8 ? `; … ${diff.length - 8} more` : ''}; pass --overwrite to replace it`);
     }
-    const arrays = await openOutputArrays(out, o.probabilities);
+    let arrays: OutputArrays;
+    try {
+      arrays = await openOutputArrays(out, o.probabilities);
+    } catch (err) {
+      // Its creation never finished (disk full, killed): nothing in it is worth keeping.
+      if (prev.status === 'complete') throw err;
+      fs.rmSync(out, { recursive: true, force: true });
+      const { replaces: _none, ...fresh } = await createOutput(out, { ...o, overwrite: false });
+      if (prev.replaces) await updateRunJson(out, { replaces: prev.replaces });
+      return { arrays: fresh };
+    }
     await writeJsonAtomic(runJsonPath(out), { ...prev, status: 'running', resumedAt: new Date().toISOString() });
     return { arrays, resumed: prev };
   }
-  const { replaces, ...arrays } = await createOutput(out, o);
-  await writeJsonAtomic(runJsonPath(out), { status: 'running', startedAt: new Date().toISOString(), identity: o.identity, ...(replaces ? { replaces } : {}) });
+  const { replaces: _, ...arrays } = await createOutput(out, o);
   return { arrays };
 }
 
@@ -175,6 +198,24 @@ export async function openOutputArrays(out: string, probabilities: boolean): Pro
     instances: await openArray(path.join(out, 'instances', '0')),
     probabilities: probabilities ? await openArray(path.join(out, 'probabilities', '0')) : undefined,
   };
+}
+
+/**
+ * Record a run as failed with its error, whatever the disk's state: atomically if it can, else
+ * by rewriting run.json in place (a smaller document fits where a temp copy would not).
+ */
+export async function markFailed(out: string, err: unknown): Promise<void> {
+  const fields = { status: 'failed', error: (err as Error)?.message ?? String(err), finishedAt: new Date().toISOString() };
+  try {
+    await updateRunJson(out, fields);
+  } catch {
+    try {
+      const prev = readRunJson(out);
+      fs.writeFileSync(runJsonPath(out), JSON.stringify({ ...(prev?.identity ? { identity: prev.identity } : {}), ...fields }));
+    } catch {
+      // Nothing more can be done; the caller reports the error.
+    }
+  }
 }
 
 /** Add fields to the run.json of a running run. */

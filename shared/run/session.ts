@@ -12,7 +12,7 @@ import type { TesseraConfig } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import { type TaskRef, type KindCounts, Scheduler } from '../scheduler.ts';
 import { type RunContext, openRun } from './context.ts';
-import { type OpenedOutput, finishOutput, openOutput, openOutputArrays, readRunJson, updateRunJson } from './output.ts';
+import { type OpenedOutput, finishOutput, markFailed, openOutput, openOutputArrays, readRunJson, updateRunJson } from './output.ts';
 import { type RunIdentity, runIdentity } from './identity.ts';
 import type { DriveResult } from './drive.ts';
 import { ONE, rangeVoxels, taskGraph, type TaskGraph, type TaskKind } from '../tasks/graph.ts';
@@ -147,6 +147,7 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     await ctx.pool.close();
     release();
   };
+  let created = false;
   try {
     const c = ctx.config;
     const low = lowOf(ctx);
@@ -157,6 +158,7 @@ export async function openSession(o: SessionOptions): Promise<Session> {
       classes: ctx.cards.fullres.classes, probabilities: c.output.probabilities, overwrite: o.overwrite ?? false, identity,
       format: c.output.format, shard: c.io.chunk,
     });
+    created = true;
     clearTemp(o.output);
     const work = new WorkStore(path.join(o.output, '.work'));
     const tctx = taskContext(ctx, {
@@ -174,6 +176,8 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     await updateRunJson(o.output, { roi: roiDoc, totals: Object.fromEntries(Object.entries(counts0).map(([k, v]) => [k, v.total])) });
     return { ctx, graph, identity, opened, work, tctx, sched, reused, counts0, roiDoc, t0, close };
   } catch (err) {
+    // This run's own output must not say "running" after it gave up.
+    if (created) await markFailed(o.output, err);
     await close();
     throw err;
   }
@@ -203,7 +207,7 @@ export async function guard<T>(output: string, f: () => Promise<T>): Promise<T> 
   try {
     return await f();
   } catch (err) {
-    await updateRunJson(output, { status: 'failed', error: (err as Error)?.message ?? String(err), finishedAt: new Date().toISOString() }).catch(() => undefined);
+    await markFailed(output, err);
     throw err;
   }
 }
@@ -267,20 +271,26 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
     inputMissingChunks: ctx.missing.missing,
     twoStage,
   };
-  await finishOutput(o.output, {
-    identity: s.identity,
-    startedAt: s.opened.resumed?.startedAt,
-    report,
-    config: c,
-    roi: s.roiDoc,
-    totals: Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v.total])),
-    models: {
-      fullres: { path: c.models.fullres, sha256: ctx.cards.fullres.sha256 },
-      ...(ctx.cards.lowres && c.mode === 'two-stage' ? { lowres: { path: c.models.lowres, sha256: ctx.cards.lowres.sha256 } } : {}),
-    },
-    versions: { ...versions(), node: process.version, host: os.hostname() },
-    ...(replaces && status !== 'complete' ? { replaces } : {}),
-  }, status);
+  try {
+    await finishOutput(o.output, {
+      identity: s.identity,
+      startedAt: s.opened.resumed?.startedAt,
+      report,
+      config: c,
+      roi: s.roiDoc,
+      totals: Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v.total])),
+      models: {
+        fullres: { path: c.models.fullres, sha256: ctx.cards.fullres.sha256 },
+        ...(ctx.cards.lowres && c.mode === 'two-stage' ? { lowres: { path: c.models.lowres, sha256: ctx.cards.lowres.sha256 } } : {}),
+      },
+      versions: { ...versions(), node: process.version, host: os.hostname() },
+      ...(replaces && status !== 'complete' ? { replaces } : {}),
+    }, status);
+  } catch (err) {
+    // Even the final run.json did not fit (disk full): it must not keep saying "running".
+    await markFailed(o.output, err);
+    throw err;
+  }
   // The output this run replaced (--overwrite) was kept until now.
   if (replaces && status === 'complete') fs.rmSync(replaces, { recursive: true, force: true });
   return report;

@@ -294,3 +294,49 @@ test('bare arrays work as the README says (v2 with .zattrs, v3); a pyramid level
   // full resolution's.
   await fault(['run', '--input', path.join(vol, '1'), '--output', path.join(dir, 'level1-out.zarr'), '--preset', 'synthetic-em'], 2, /voxel size \[40,8,8\] differs from the config's \[40,4,4\]/, [vol]);
 });
+
+test('disk full: "no space left on device writing PATH", status failed, never running; the run resumes once there is room', async (t) => {
+  // A small tmpfs holds the output (this needs root, as CI and the development machines run).
+  const small = path.join(dir, 'small-disk');
+  fs.mkdirSync(small);
+  const mounted = await new Promise<boolean>((resolve) => {
+    const m = spawn('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small], { stdio: 'ignore' });
+    m.on('error', () => resolve(false));
+    m.on('exit', (code) => resolve(code === 0));
+  });
+  if (!mounted) {
+    t.skip('mounting a tmpfs needs root');
+    return;
+  }
+  try {
+    // Fill it but for a few KiB: the metadata fits (or part of it), the results do not.
+    const filler = path.join(small, 'filler');
+    fs.writeFileSync(filler, Buffer.alloc(4096 * 1024 - 80 * 1024));
+    const out = path.join(small, 'out.zarr');
+    const r = await tessera(['run', '--input', vol, '--output', out, '--preset', 'synthetic-em', '--mode', 'one-stage', '--json']);
+    assert.ok(r.code === 1 || r.code === 2, `exit ${r.code}\n${r.stderr}`);
+    assert.match(r.stderr + r.stdout, /no space left on device/);
+    assert.match(r.stderr + r.stdout, new RegExp(`${out.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\S*`));
+    assert.ok(!/\n\s+at /.test(r.stderr), 'no stack trace');
+    if (fs.existsSync(path.join(out, 'run.json'))) {
+      assert.notEqual(JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8')).status, 'running');
+    }
+    // Room again: the same command finishes the run.
+    fs.rmSync(filler);
+    const again = await tessera(['run', '--input', vol, '--output', out, '--preset', 'synthetic-em', '--mode', 'one-stage']);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8')).status, 'complete');
+    // Full while the output is being created: refused (2), recorded failed; then created anew.
+    const out2 = path.join(small, 'out2.zarr');
+    fs.writeFileSync(filler, Buffer.alloc(fs.statfsSync(small).bavail * fs.statfsSync(small).bsize - 12 * 1024));
+    const early = await tessera(['run', '--input', vol, '--output', out2, '--preset', 'synthetic-em', '--mode', 'one-stage']);
+    assert.equal(early.code, 2, early.stderr);
+    assert.match(early.stderr, /out2\.zarr\/\S+: no space left on device/);
+    if (fs.existsSync(path.join(out2, 'run.json'))) assert.equal(JSON.parse(fs.readFileSync(path.join(out2, 'run.json'), 'utf8')).status, 'failed');
+    fs.rmSync(filler);
+    await tesseraOk(['run', '--input', vol, '--output', out2, '--preset', 'synthetic-em', '--mode', 'one-stage']);
+    assert.equal(checksum(path.join(out2, 'segmentation')), checksum(path.join(out, 'segmentation')));
+  } finally {
+    await new Promise((resolve) => spawn('umount', [small], { stdio: 'ignore' }).on('exit', resolve));
+  }
+});
