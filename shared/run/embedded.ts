@@ -8,27 +8,15 @@
 // larger ROI reuses every finished task but the instance numbering (faces, resolve, relabel),
 // which spans the ROI; a different identity is refused (see output.ts). After a complete run
 // `.work/` keeps only that resume state: the logs and the per-chunk objects tables.
-import type { Box } from '../geometry/box.ts';
 import { boxToString } from '../geometry/box.ts';
-import type { TesseraConfig } from '../config/config.ts';
-import type { Logger } from '../log.ts';
 import { taskId } from '../scheduler.ts';
 import { drive } from './drive.ts';
 import { runTask } from '../tasks/index.ts';
-import { type RunReport, finishSession, freeAfter, guard, openSession } from './session.ts';
+import { type RunReport, type SessionOptions, finishSession, freeAfter, guard, openSession } from './session.ts';
 
 export type { RunReport, TaskCounts, TaskFailure, TwoStageStats } from './session.ts';
 
-export interface RunOptions {
-  config: TesseraConfig;
-  input: string;
-  output: string;
-  roi?: Box;
-  overwrite?: boolean;
-  log: Logger;
-  signal?: AbortSignal;
-  /** Two-stage only: take boxes from this ground-truth label array instead of stage one (benchmark oracle). */
-  oracle?: string;
+export interface RunOptions extends Omit<SessionOptions, 'models'> {
   /** Keep every intermediate result under .work (for inspection); by default each is deleted once nothing needs it. */
   keepWork?: boolean;
   /** Called as tasks finish: (task kind, done, total). */
