@@ -49,7 +49,7 @@ export function lockOutput(out: string): () => void {
         }
       };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new OutputError(file, `cannot create the lock file: ${oneLine(err)}`, { cause: err });
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new OutputError(out, `cannot create its lock file: ${oneLine(err)}`, { cause: err });
     }
     let held: LockDoc | undefined;
     try {

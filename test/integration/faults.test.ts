@@ -340,3 +340,35 @@ test('disk full: "no space left on device writing PATH", status failed, never ru
     await new Promise((resolve) => spawn('umount', [small], { stdio: 'ignore' }).on('exit', resolve));
   }
 });
+
+test('permission denied: one line naming the path; nothing else touched', async () => {
+  // As root (CI, the development machines) permissions do not bind: run as nobody instead.
+  const box = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-eacces-'));
+  try {
+    fs.chmodSync(box, 0o755);
+    const input = path.join(box, 'vol.zarr');
+    fs.cpSync(vol, input, { recursive: true });
+    const ro = path.join(box, 'read-only');
+    fs.mkdirSync(ro, { mode: 0o555 });
+    fs.chmodSync(ro, 0o555);
+    const walk = (p: string) => { fs.chmodSync(p, fs.statSync(p).isDirectory() ? 0o755 : 0o644); if (fs.statSync(p).isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e)); };
+    walk(input);
+    const keep = checksum(input);
+    const args = [path.join(ROOT, 'bin', 'tessera.mjs'), 'run', '--input', input, '--output', path.join(ro, 'out.zarr'), '--preset', 'synthetic-em'];
+    const asNobody = process.getuid?.() === 0;
+    const cmd = asNobody ? 'setpriv' : process.execPath;
+    const argv = asNobody ? ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...args] : args;
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      const p = spawn(cmd, argv, { cwd: box, env: { ...process.env, HOME: box, TESSERA_LOG: 'warn' } });
+      let stderr = '';
+      p.stderr.on('data', (d) => (stderr += d));
+      p.on('close', (code) => resolve({ code: code ?? -1, stderr }));
+    });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^tessera: output \S+read-only\/out\.zarr: cannot create its lock file: \S+read-only\/out\.zarr\.lock: permission denied$/m);
+    assert.equal(checksum(input), keep);
+    assert.deepEqual(fs.readdirSync(ro), []);
+  } finally {
+    fs.rmSync(box, { recursive: true, force: true });
+  }
+});
