@@ -1,6 +1,7 @@
 // One writer per output: a lock file beside it (`out.zarr.lock`: pid, host, start time), made
-// with O_EXCL so two processes can never both hold it. A lock left by a process that is gone
-// (same host, pid not alive) is taken over; one held on another host is refused with what to do.
+// with O_EXCL so two processes can never both hold it. Its holder touches it every
+// HEARTBEAT_MS; a lock left by a process that is gone — same host and pid not alive, or not
+// touched for STALE_MS (another host: a coordinator pod restarted elsewhere) — is taken over.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -15,6 +16,9 @@ interface LockDoc {
 export function lockPath(out: string): string {
   return `${path.resolve(out)}.lock`;
 }
+
+const HEARTBEAT_MS = 10_000;
+const STALE_MS = 60_000;
 
 function alive(pid: number): boolean {
   try {
@@ -38,9 +42,19 @@ export function lockOutput(out: string): () => void {
     try {
       fs.writeFileSync(file, JSON.stringify(me) + '\n', { flag: 'wx' });
       let released = false;
+      const beat = setInterval(() => {
+        const now = new Date();
+        try {
+          fs.utimesSync(file, now, now);
+        } catch {
+          // Gone or unwritable: the next writer's check decides.
+        }
+      }, HEARTBEAT_MS);
+      beat.unref();
       return () => {
         if (released) return;
         released = true;
+        clearInterval(beat);
         try {
           const held = JSON.parse(fs.readFileSync(file, 'utf8')) as LockDoc;
           if (held.pid === me.pid && held.host === me.host) fs.rmSync(file, { force: true });
@@ -57,12 +71,18 @@ export function lockOutput(out: string): () => void {
     } catch {
       held = undefined;
     }
-    if (held && held.host === me.host && !alive(held.pid)) {
+    let age = 0;
+    try {
+      age = Date.now() - fs.statSync(file).mtimeMs;
+    } catch {
+      continue; // released meanwhile
+    }
+    if ((held && held.host === me.host && !alive(held.pid)) || age > STALE_MS) {
       fs.rmSync(file, { force: true }); // stale: its process is gone
       continue;
     }
     const who = held ? `tessera pid ${held.pid} on ${held.host} (since ${held.startedAt})` : 'another process (unreadable lock)';
-    throw new OutputError(out, `is in use by ${who}; wait for it to end, or if it is gone, delete ${file}`);
+    throw new OutputError(out, `is in use by ${who}, alive ${Math.round(age / 1000)} s ago; wait for it to end (a lock not refreshed for ${STALE_MS / 1000} s is taken over), or if it is gone, delete ${file}`);
   }
   throw new OutputError(out, `cannot take the lock ${file}`);
 }

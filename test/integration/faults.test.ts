@@ -218,7 +218,11 @@ test('one writer per output: a second run is refused while the first holds the l
   await tesseraOk(run(out, '--overwrite'));
   fs.writeFileSync(`${out}.lock`, JSON.stringify({ pid: 1, host: 'gpu-node-7', startedAt: 'then' }));
   await fault(run(out, '--overwrite'), 2, /in use by tessera pid 1 on gpu-node-7.*delete .*locked\.zarr\.lock/, [out]);
-  fs.rmSync(`${out}.lock`);
+  // Another host's lock not refreshed for a minute (its pod is gone) is taken over.
+  const old = new Date(Date.now() - 120_000);
+  fs.utimesSync(`${out}.lock`, old, old);
+  await tesseraOk(run(out, '--overwrite'));
+  assert.ok(!fs.existsSync(`${out}.lock`));
 });
 
 test('Ctrl-C mid-run: exit 130, run.json interrupted; the same command resumes to complete', async () => {
