@@ -38,9 +38,14 @@ function sameOutput(a: string, b: string): void {
   assert.ok(fs.readFileSync(path.join(a, 'boxes.json')).equals(fs.readFileSync(path.join(b, 'boxes.json'))), 'boxes.json differs');
 }
 
+/** Every service process a test started: killed at the end even when an assertion failed. */
+const started = new Set<ChildProcess>();
+
 /** A service process of the three-terminal form, its stderr kept for assertions. */
 function service(args: string[], env: Record<string, string> = {}): ChildProcess & { err: () => string; out: () => string } {
   const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TESSERA_LOG: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.add(p);
+  p.once('exit', () => started.delete(p));
   let err = '';
   let out = '';
   p.stderr!.on('data', (d) => (err += d));
@@ -104,6 +109,7 @@ before(async () => {
 });
 
 after(async () => {
+  for (const p of started) p.kill('SIGKILL');
   await nats?.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
