@@ -50,6 +50,7 @@ export async function coordinate(o: CoordinatorFlags, run: string, stopping = st
   } finally {
     bar?.stop();
     await served?.close();
-    await nc.drain().catch(() => undefined);
+    // Flush what is pending, but never hang on a broker that is gone.
+    await Promise.race([nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
   }
 }

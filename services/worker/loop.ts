@@ -195,7 +195,8 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
     clearInterval(watch);
     o.signal?.removeEventListener('abort', onAbort);
     if (o.signal?.aborted) onAbort();
-    await o.nc.flush().catch(() => undefined);
+    // The naks above reach the broker if it is there; a broker that is gone is not waited for.
+    await Promise.race([o.nc.flush().catch(() => undefined), new Promise((r) => setTimeout(r, 3000).unref())]);
     await ctx.pool.close();
   }
   log.info(report, 'worker stopped');

@@ -39,7 +39,8 @@ export function workerCommand(program: Command, role: Role): void {
         await runWorker({ nc, run: o.run, role, concurrency: o.concurrency, roots: o.root, log, signal: ac.signal, metrics: metrics?.worker });
       } finally {
         await served?.close();
-        await nc.drain().catch(() => undefined);
+        // Flush what is pending, but never hang on a broker that is gone.
+        await Promise.race([nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
       }
       // Tasks still running in this process were handed back; do not wait for them.
       process.exit(0);
