@@ -48,6 +48,12 @@ function vec3(v: unknown): v is Vec3 {
   return Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0);
 }
 
+/** Every key a model card may hold (`training` and the rest are provenance, kept as written). */
+const CARD_KEYS = new Set([
+  'name', 'kind', 'stage', 'spacing', 'inputName', 'outputName', 'classes', 'output', 'channels', 'normalization',
+  'patchSize', 'divisor', 'levels', 'features', 'sha256', 'training',
+]);
+
 /** Load and validate the card of `onnxPath`; checks that the file's sha256 matches the card. */
 export function loadModelCard(onnxPath: string, opts: { verifyHash?: boolean } = {}): ModelCard {
   if (!fs.existsSync(onnxPath)) throw new ModelError(onnxPath, 'file not found');
@@ -60,6 +66,13 @@ export function loadModelCard(onnxPath: string, opts: { verifyHash?: boolean } =
     throw new ModelError(side, `invalid JSON: ${(cause as Error).message}`, { cause });
   }
   const bad = (key: string, why: string) => new ModelError(side, `key "${key}" ${why}`);
+  if (!c || typeof c !== 'object' || Array.isArray(c)) throw new ModelError(side, 'must hold a JSON object');
+  // Strict: a misspelt key would otherwise be ignored and its default used in silence.
+  for (const k of Object.keys(c)) if (!CARD_KEYS.has(k)) throw bad(k, `is not a model card key (known: ${[...CARD_KEYS].join(', ')})`);
+  if (typeof c.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(c.sha256)) throw bad('sha256', 'is required: the sha256 of the .onnx file, 64 hex digits');
+  for (const k of ['inputName', 'outputName'] as const) {
+    if (typeof c[k] !== 'string' || !(c[k] as string).length) throw bad(k, 'is required: the name of the graph\'s input / output tensor');
+  }
   for (const k of ['spacing', 'patchSize', 'divisor'] as const) if (!vec3(c[k])) throw bad(k, 'must be three positive numbers');
   if (!Array.isArray(c.classes) || c.classes.length < 1) throw bad('classes', 'must be a non-empty list');
   if (c.output !== 'softmax' && c.output !== 'sigmoid') throw bad('output', 'must be "softmax" or "sigmoid"');
@@ -73,8 +86,8 @@ export function loadModelCard(onnxPath: string, opts: { verifyHash?: boolean } =
   const card: ModelCard = {
     name: String(c.name ?? onnxPath),
     spacing: c.spacing as Vec3,
-    inputName: String(c.inputName ?? 'input'),
-    outputName: String(c.outputName ?? 'logits'),
+    inputName: c.inputName as string,
+    outputName: c.outputName as string,
     classes: (c.classes as unknown[]).map(String),
     output: c.output,
     channels: Number(c.channels ?? 1),

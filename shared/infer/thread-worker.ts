@@ -19,14 +19,19 @@ async function open(): Promise<{ provider: string; warning?: string }> {
   };
   let provider = init.provider;
   let warning: string | undefined;
-  for (const [key, file] of Object.entries(init.models)) {
+  for (const [key, m] of Object.entries(init.models)) {
     try {
-      sessions.set(key, await ort.InferenceSession.create(file, { ...base, executionProviders: provider === 'cpu' ? ['cpu'] : [provider, 'cpu'] }));
+      sessions.set(key, await ort.InferenceSession.create(m.path, { ...base, executionProviders: provider === 'cpu' ? ['cpu'] : [provider, 'cpu'] }));
     } catch (err) {
       if (provider === 'cpu') throw err;
       warning = `execution provider "${provider}" is not available here (${(err as Error).message.split('\n')[0]}); falling back to cpu`;
       provider = 'cpu';
-      sessions.set(key, await ort.InferenceSession.create(file, { ...base, executionProviders: ['cpu'] }));
+      sessions.set(key, await ort.InferenceSession.create(m.path, { ...base, executionProviders: ['cpu'] }));
+    }
+    // The card's tensor names are the ones used: a card written for another graph fails here.
+    const s = sessions.get(key)!;
+    if (!s.inputNames.includes(m.input) || !s.outputNames.includes(m.output)) {
+      throw new Error(`${m.path}: its card names input "${m.input}" and output "${m.output}", but the graph has inputs [${s.inputNames.join(', ')}] and outputs [${s.outputNames.join(', ')}]`);
     }
   }
   return { provider, warning };
@@ -52,9 +57,10 @@ async function serve(req: WorkerRequest): Promise<void> {
     if (!s) throw new Error(`unknown model "${req.model}"`);
     const input = new ort.Tensor('float32', req.input, req.dims);
     const t0 = performance.now();
-    const out = await s.run({ [s.inputNames[0]]: input });
+    const m = init.models[req.model];
+    const out = await s.run({ [m.input]: input }, [m.output]);
     const ms = performance.now() - t0;
-    const t = out[s.outputNames[0]];
+    const t = out[m.output];
     const data = (t.data as Float32Array).slice();
     input.dispose?.();
     t.dispose?.();

@@ -16,8 +16,15 @@ export interface PoolOptions {
   intraOpThreads: number;
 }
 
+/** A network a pool loads: its file and the tensor names its card gives (checked against the graph). */
+export interface PoolModel {
+  path: string;
+  input: string;
+  output: string;
+}
+
 export interface WorkerInit {
-  models: Record<string, string>;
+  models: Record<string, PoolModel>;
   provider: Provider;
   intraOpThreads: number;
   entry: string;
@@ -47,10 +54,10 @@ export class InferencePool {
   provider: string = 'cpu';
   warning: string | undefined;
 
-  private constructor(private readonly models: Record<string, string>, private readonly o: PoolOptions, private readonly onWarning?: (w: string) => void) {}
+  private constructor(private readonly models: Record<string, PoolModel>, private readonly o: PoolOptions, private readonly onWarning?: (w: string) => void) {}
 
   /** Threads started and every model loaded before it returns (load errors surface here). */
-  static async open(models: Record<string, string>, o: PoolOptions): Promise<InferencePool> {
+  static async open(models: Record<string, PoolModel>, o: PoolOptions): Promise<InferencePool> {
     const pool = new InferencePool(models, o);
     await pool.start();
     return pool;
@@ -60,7 +67,7 @@ export class InferencePool {
    * Threads started on the first inference request: a process that may never run a network
    * (the coordinator, the merger, a worker serving only paste tasks) never loads the models.
    */
-  static lazy(models: Record<string, string>, o: PoolOptions, onWarning?: (w: string) => void): InferencePool {
+  static lazy(models: Record<string, PoolModel>, o: PoolOptions, onWarning?: (w: string) => void): InferencePool {
     return new InferencePool(models, o, onWarning);
   }
 
@@ -91,12 +98,12 @@ export class InferencePool {
       replies = await Promise.all(readies);
     } catch (err) {
       await this.close();
-      throw new ModelError(Object.values(models).join(', '), `inference thread failed to start: ${(err as Error).message}`, { cause: err });
+      throw new ModelError(Object.values(models).map((m) => m.path).join(', '), `inference thread failed to start: ${(err as Error).message}`, { cause: err });
     }
     const failed = replies.find((r) => r.type === 'failed');
     if (failed && failed.type === 'failed') {
       await this.close();
-      throw new ModelError(Object.values(models).join(', '), `cannot load: ${failed.error}`);
+      throw new ModelError(Object.values(models).map((m) => m.path).join(', '), `cannot load: ${failed.error}`);
     }
     const first = replies[0];
     if (first.type === 'ready') {

@@ -6,7 +6,7 @@ import { type Cards, checkModels } from '../config/load.ts';
 import { type Source, source } from '../volume/source.ts';
 import { openImage } from '../volume/ome.ts';
 import { INPUT_DTYPES } from '../volume/dtype.ts';
-import { InferencePool } from '../infer/thread.ts';
+import { type PoolModel, InferencePool } from '../infer/thread.ts';
 import type { Model } from '../infer/model.ts';
 import type { Logger } from '../log.ts';
 import { Timings } from './timings.ts';
@@ -64,8 +64,8 @@ export async function openRun(o: OpenOptions): Promise<RunContext> {
   if (!sameSpacing(src.spacing, c.spacing)) {
     throw new ConfigError('spacing', `the input's voxel size [${src.spacing}] differs from the config's [${c.spacing}] (${o.input}); resample the input or use a matching preset`);
   }
-  const models: Record<string, string> = { fullres: c.models.fullres };
-  if (c.mode === 'two-stage') models.lowres = c.models.lowres;
+  const models: Record<string, PoolModel> = { fullres: { path: c.models.fullres, input: cards.fullres.inputName, output: cards.fullres.outputName } };
+  if (c.mode === 'two-stage' && cards.lowres) models.lowres = { path: c.models.lowres, input: cards.lowres.inputName, output: cards.lowres.outputName };
   const po = { provider: c.inference.provider, threads: c.inference.threads, intraOpThreads: c.inference.intraOpThreads };
   let pool: InferencePool;
   if (o.models === 'lazy') {

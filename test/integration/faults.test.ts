@@ -376,3 +376,15 @@ test('permission denied: one line naming the path; nothing else touched', async 
     fs.rmSync(box, { recursive: true, force: true });
   }
 });
+
+test('a model card whose tensor names are not the graph\'s is refused before any work, naming both', async () => {
+  const models = path.join(dir, 'models-renamed');
+  fs.mkdirSync(models);
+  for (const f of ['synthetic-em-fullres.onnx', 'synthetic-em-lowres.onnx', 'synthetic-em-lowres.json']) fs.copyFileSync(path.join(ROOT, 'models', f), path.join(models, f));
+  const card = JSON.parse(fs.readFileSync(path.join(ROOT, 'models', 'synthetic-em-fullres.json'), 'utf8'));
+  fs.writeFileSync(path.join(models, 'synthetic-em-fullres.json'), JSON.stringify({ ...card, outputName: 'probabilities' }));
+  const cfg = path.join(dir, 'renamed.json');
+  fs.writeFileSync(cfg, JSON.stringify({ extends: 'synthetic-em', models: { fullres: path.join(models, 'synthetic-em-fullres.onnx'), lowres: path.join(models, 'synthetic-em-lowres.onnx') } }));
+  const out = path.join(dir, 'renamed-out.zarr');
+  await fault(['run', '--input', vol, '--output', out, '--config', cfg], 2, /card names input "input" and output "probabilities", but the graph has inputs \[input\] and outputs \[logits\]/, [vol, models]);
+});

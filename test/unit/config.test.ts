@@ -7,7 +7,8 @@ import { SCHEMA, type TesseraConfig } from '../../shared/config/config.ts';
 import { PACKAGE_ROOT, checkModels, loadConfig } from '../../shared/config/load.ts';
 import { PRESET_NAMES, preset } from '../../shared/config/presets.ts';
 import { type Field, deepMerge, describe, validate } from '../../shared/config/schema.ts';
-import { ConfigError, isPermanent } from '../../shared/errors.ts';
+import { ConfigError, ModelError, isPermanent } from '../../shared/errors.ts';
+import { loadModelCard } from '../../shared/infer/model.ts';
 import { tmpDir } from '../helpers/tmpdir.ts';
 
 /** Assert that `fn` throws a ConfigError for `key`; returns it for further checks. */
@@ -264,7 +265,7 @@ function writeModel(dir: string, name: string, card: Card, opts: { sidecar?: boo
   fs.writeFileSync(onnx, bytes);
   if (opts.sidecar !== false) {
     fs.writeFileSync(path.join(dir, `${name}.json`), JSON.stringify({
-      name, classes: ['background', 'foreground'], output: 'softmax', channels: card.channels ?? 1,
+      name, classes: ['background', 'foreground'], output: 'softmax', channels: card.channels ?? 1, inputName: 'input', outputName: 'logits',
       normalization: { kind: 'zscore', mean: 100, std: 20 },
       spacing: card.spacing, patchSize: card.patchSize, divisor: card.divisor,
       sha256: opts.sha ?? createHash('sha256').update(bytes).digest('hex'),
@@ -336,4 +337,21 @@ test('checkModels: a model with more than one input channel is refused', (t) => 
   const dir = tmpDir(t);
   configError(() => checkModels(modelConfig(dir, {}, { ...FULL, channels: 2 })), 'models.fullres');
   configError(() => checkModels(modelConfig(dir, {}, FULL, { ...LOW, channels: 3 })), 'models.lowres');
+});
+
+test('model cards are strict: unknown keys, a missing sha256 or tensor names are refused, naming the key', (t) => {
+  const dir = tmpDir(t);
+  const onnx = writeModel(dir, 'm', FULL);
+  const side = path.join(dir, 'm.json');
+  const card = JSON.parse(fs.readFileSync(side, 'utf8'));
+  const expectBad = (doc: Record<string, unknown>, re: RegExp) => {
+    fs.writeFileSync(side, JSON.stringify(doc));
+    assert.throws(() => loadModelCard(onnx), (e: unknown) => e instanceof ModelError && re.test(e.message), JSON.stringify(doc));
+  };
+  expectBad({ ...card, activation: 'softmax' }, /key "activation" is not a model card key/);
+  expectBad({ ...card, sha256: undefined }, /key "sha256" is required/);
+  expectBad({ ...card, sha256: 'abc' }, /key "sha256" is required: the sha256 of the \.onnx file/);
+  expectBad({ ...card, outputName: undefined }, /key "outputName" is required/);
+  fs.writeFileSync(side, JSON.stringify(card));
+  assert.equal(loadModelCard(onnx).outputName, 'logits');
 });
