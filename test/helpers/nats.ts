@@ -39,11 +39,16 @@ export interface NatsServer {
   close(): Promise<void>;
 }
 
-export async function startNats(o: { user?: string; password?: string } = {}): Promise<NatsServer> {
+export async function startNats(o: { user?: string; password?: string; token?: string; tls?: { cert: string; key: string } } = {}): Promise<NatsServer> {
   const port = await freePort();
   const store = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-nats-'));
   let proc: ChildProcess | undefined;
-  const args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store, ...(o.user ? ['--user', o.user, '--pass', o.password ?? ''] : [])];
+  const args = [
+    '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', store,
+    ...(o.user ? ['--user', o.user, '--pass', o.password ?? ''] : []),
+    ...(o.token ? ['--auth', o.token] : []),
+    ...(o.tls ? ['--tls', '--tlscert', o.tls.cert, '--tlskey', o.tls.key] : []),
+  ];
   const kill = () => proc?.kill('SIGKILL');
   process.once('exit', kill);
   const server: NatsServer = {

@@ -354,3 +354,33 @@ test('a task whose every delivery dies with its worker is failed and removed fro
   await assert.rejects(jsm.streams.info(`TESSERA_${run}_TASKS`), 'a failed run\'s streams are removed');
   await nc.close();
 });
+
+test('token auth over TLS: the CA from the environment verifies the server; without it the connection is refused', async () => {
+  // A private CA and a server certificate for 127.0.0.1 (openssl, as installed by .ci/run).
+  const pki = path.join(dir, 'pki');
+  fs.mkdirSync(pki);
+  const ssl = (args: string[]) => new Promise<void>((resolve, reject) => {
+    const p = spawn('openssl', args, { cwd: pki, stdio: 'ignore' });
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`openssl ${args[0]} exited ${code}`))));
+  });
+  await ssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=tessera-test-ca']);
+  await ssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=127.0.0.1']);
+  fs.writeFileSync(path.join(pki, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
+  await ssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext']);
+  const secure = await startNats({ token: 'tok-3f9a-secret', tls: { cert: path.join(pki, 'server.pem'), key: path.join(pki, 'server.key') } });
+  try {
+    const env = { TESSERA_NATS_TOKEN: 'tok-3f9a-secret', TESSERA_NATS_TLS_CA: path.join(pki, 'ca.pem'), TESSERA_LOG: 'info' };
+    const noCa = await tessera(['run', '--nats', secure.url, '--input', vol, '--output', path.join(dir, 'tls-denied.zarr'), '--config', cfg], { TESSERA_NATS_TOKEN: 'tok-3f9a-secret' });
+    assert.equal(noCa.code, 2, noCa.stderr);
+    assert.match(noCa.stderr, /cannot connect to nats:\/\/127\.0\.0\.1:\d+/);
+    const out = path.join(dir, 'tls.zarr');
+    const r = await tessera(['run', '--nats', secure.url, '--workers', '1', '--input', vol, '--output', out, '--config', cfg, '--json'], env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /"auth":"token","tls":true/);
+    assert.ok(!r.stderr.includes('tok-3f9a-secret'), 'the token never appears in logs');
+    sameOutput(embedded, out);
+  } finally {
+    await secure.close();
+  }
+});
