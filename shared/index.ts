@@ -35,7 +35,7 @@ export { evaluate } from './metrics/index.ts';
 export { synthScene, renderImage, renderLabels } from './synth/index.ts';
 export { ConfigError, InputError, MessageError, ModelError, OutputError, TesseraError, isPermanent, isTesseraError } from './errors.ts';
 export { createLogger, silentLogger } from './log.ts';
-export { type Session, attachRun, finishSession, freeAfter, guard, openSession } from './run/session.ts';
+export { type Session, attachRun, finishSession, freeAfter, guard, openSession, reportProgress } from './run/session.ts';
 export { TaskError, oneLine } from './errors.ts';
 export { type Role, type RunNames, ROLE_OF, RUNS_BUCKET, checkRunId, runNames } from './bus/subjects.ts';
 export { type TaskMessage, type ResultMessage, type RunRecord, type Expect, encode, parseResult, parseRunRecord, parseTask } from './bus/messages.ts';

@@ -14,11 +14,11 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { jetstreamManager } from '@nats-io/jetstream';
 import {
   type RunReport, type TaskRef, type RunRecord, type Logger, type TesseraConfig, type Box, type Expect,
-  ConfigError, chunkBox, drive, volumeOf, ensureRunStreams, finishSession, freeAfter, freshResultsConsumer, guard, openSession,
+  ConfigError, chunkBox, drive, volumeOf, ensureRunStreams, finishSession, freeAfter, freshResultsConsumer, guard, openSession, reportProgress,
   readRun, removeRunStreams, runNames, runsBucket, taskId, writeRun,
 } from '../../shared/index.ts';
 import type { CoordinatorMetrics } from '../metrics.ts';
-import { busExecutor, drainResults } from './executor.ts';
+import { type ExecutorStats, busExecutor, drainResults } from './executor.ts';
 
 export interface CoordinatorOptions {
   nc: NatsConnection;
@@ -36,19 +36,12 @@ export interface CoordinatorOptions {
   metrics?: CoordinatorMetrics;
 }
 
-export interface DistributedStats {
+export interface DistributedStats extends ExecutorStats {
   run: string;
   /** This coordinator's start number for the run (1 = first). */
   epoch: number;
-  published: number;
   /** Results of an earlier coordinator's tasks, recorded at start instead of run again. */
   drained: number;
-  /** Results for tasks not in hand (a task that ran twice): ignored. */
-  duplicates: number;
-  /** Tasks failed because every delivery died with its worker (max deliveries reached). */
-  lost: number;
-  /** Bad messages dropped. */
-  rejected: number;
 }
 
 export type CoordinatorReport = RunReport & { distributed: DistributedStats };
@@ -59,11 +52,13 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
   let peak = process.memoryUsage().rss;
   const sampler = setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 200);
   const s = await openSession({ ...o, log, models: 'lazy' }).catch((err) => { clearInterval(sampler); throw err; });
-  const { sched, work, counts0, graph } = s;
+  const { sched, work, graph } = s;
   const c = s.ctx.config;
   const kinds = graph.kinds.map((k) => k.name);
   const expect: Expect = { run: o.run, kinds };
-  const ds: DistributedStats = { run: o.run, epoch: 0, published: 0, drained: 0, duplicates: 0, lost: 0, rejected: 0 };
+  // Counted here: the start (epoch, drained results and messages rejected while draining); the
+  // executor counts the rest.
+  const ds = { run: o.run, epoch: 0, drained: 0, rejected: 0 };
   const timers: NodeJS.Timeout[] = [sampler];
   const stops: (() => void)[] = [];
   try {
@@ -100,8 +95,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
     stops.push(() => bus.close());
     timers.push(setInterval(() => void writeRun(kv, { ...record, progress: progress() }).catch(() => undefined), 2000));
 
-    const progressDone: Record<string, number> = Object.fromEntries(Object.entries(counts0).map(([k, v]) => [k, v.done]));
-    for (const [k, v] of Object.entries(sched.counts())) o.progress?.(k, v.done, v.total);
+    reportProgress(s, o.progress);
     const result = await guard(o.output, () => drive(sched, bus.exec, {
       concurrency: c.nats.inFlight,
       // Workers retried already (up to nats.maxDeliver deliveries): a failure here is final.
@@ -112,7 +106,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
         bus.ack(t);
       },
       onDone: async (t) => {
-        o.progress?.(t.kind, ++progressDone[t.kind], counts0[t.kind].total);
+        reportProgress(s, o.progress, t.kind);
         if (t.kind === 'paste' || t.kind === 'predict') o.metrics?.voxels(volumeOf(chunkBox(t.index, graph.chunk, graph.volume)));
         if (!o.keepWork) await freeAfter(s, t);
       },

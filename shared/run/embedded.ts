@@ -12,7 +12,7 @@ import { boxToString } from '../geometry/box.ts';
 import { taskId } from '../scheduler.ts';
 import { drive } from './drive.ts';
 import { runTask } from '../tasks/index.ts';
-import { type RunReport, type SessionOptions, finishSession, freeAfter, guard, openSession } from './session.ts';
+import { type RunReport, type SessionOptions, finishSession, freeAfter, guard, openSession, reportProgress } from './session.ts';
 
 export type { RunReport, TaskCounts, TaskFailure, TwoStageStats } from './session.ts';
 
@@ -30,15 +30,14 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
   const { ctx, sched, work, counts0 } = s;
   try {
     o.log.info({ mode: ctx.config.mode, roi: boxToString(ctx.roi), provider: ctx.pool.provider, tasks: counts0, reused: s.reused, resumed: !!s.opened.resumed }, 'run started');
-    const progressDone: Record<string, number> = Object.fromEntries(Object.entries(counts0).map(([k, v]) => [k, v.done]));
-    for (const [k, v] of Object.entries(counts0)) o.progress?.(k, v.done, v.total);
+    reportProgress(s, o.progress);
     // Whatever ends the run from here on, run.json must not keep saying "running".
     const result = await guard(o.output, () => drive(sched, (t) => ctx.timings.time(`task:${t.kind}`, () => runTask(s.tctx, t)), {
       concurrency: ctx.config.io.chunksInFlight,
       signal: o.signal,
       onSuccess: (t) => work.markDone(t.kind, t.index),
       onDone: async (t) => {
-        o.progress?.(t.kind, ++progressDone[t.kind], counts0[t.kind].total);
+        reportProgress(s, o.progress, t.kind);
         if (!o.keepWork) await freeAfter(s, t);
       },
       onFailure: (t, err) => o.log.error({ task: taskId(t), err }, 'task failed'),

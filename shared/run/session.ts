@@ -202,6 +202,16 @@ export async function freeAfter(s: Session, t: TaskRef): Promise<void> {
   }
 }
 
+/**
+ * Report progress from the scheduler's own counters: every kind (at start), or one kind after
+ * one of its tasks finished. (Counts include tasks restored or drained, so bars start where the
+ * run stands.)
+ */
+export function reportProgress(s: Session, progress: ((kind: string, done: number, total: number) => void) | undefined, kind?: string): void {
+  if (!progress) return;
+  for (const [k, v] of Object.entries(s.sched.counts())) if (kind === undefined || k === kind) progress(k, v.done, v.total);
+}
+
 /** Run `f`; if it throws, record the run as failed with the error before passing it on. */
 export async function guard<T>(output: string, f: () => Promise<T>): Promise<T> {
   try {
