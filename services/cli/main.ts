@@ -30,10 +30,12 @@ program.command('synth')
   .requiredOption('--out <vol.zarr>', 'output path')
   .option('--fg <fraction>', 'target foreground fraction', parseFloat)
   .option('--overwrite', 'replace an existing Zarr at --out (removed completely first)')
+  .option('--chunks <Z,Y,X>', 'storage chunk (inner chunk with --shard); default 16,128,128', vec3Arg('--chunks'))
+  .option('--shard <Z,Y,X>', 'write Zarr v3 (NGFF 0.5) with shards of this shape holding --chunks inner chunks', vec3Arg('--shard'))
   .action(async (o) => {
     if (o.kind !== 'em' && o.kind !== 'ct') throw new InvalidArgumentError('--kind must be em or ct');
     const bar = progressBar(true);
-    const r = await writeSynth({ kind: o.kind, shape: o.shape, seed: o.seed, fg: o.fg, out: o.out, overwrite: o.overwrite, onTile: (d, t) => bar?.update('synth', d, t) });
+    const r = await writeSynth({ kind: o.kind, shape: o.shape, seed: o.seed, fg: o.fg, out: o.out, overwrite: o.overwrite, chunks: o.chunks, shard: o.shard, onTile: (d, t) => bar?.update('synth', d, t) });
     bar?.stop();
     process.stderr.write(`wrote ${o.out}: ${r.voxels} voxels, foreground ${(100 * r.foreground / r.voxels).toFixed(3)} %\n`);
   });

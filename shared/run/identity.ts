@@ -12,7 +12,7 @@ export interface RunIdentity {
   models: Record<string, string>;
 }
 
-const RUNTIME_ONLY = ['name', 'models', 'io.concurrency', 'io.chunksInFlight', 'inference.threads', 'inference.intraOpThreads', 'nats'];
+const RUNTIME_ONLY = ['name', 'models', 'io.concurrency', 'io.chunksInFlight', 'io.readCache', 'inference.threads', 'inference.intraOpThreads', 'nats'];
 
 function flatten(v: unknown, prefix: string, out: Record<string, unknown>): void {
   if (v && typeof v === 'object' && !Array.isArray(v)) {

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import type { Vec3 } from '../geometry/box.ts';
 import { type VolumeArray, createArray, createGroup, openArray, readGroupAttributes } from '../volume/zarr.ts';
 import { type RunIdentity, identityDiff } from './identity.ts';
-import { multiscalesAttrs } from '../volume/ome.ts';
+import { createGroupV3, multiscalesAttrs, ngff05 } from '../volume/ome.ts';
 import { writeJsonAtomic } from '../volume/store.ts';
 import { createShardedArray } from '../volume/shard.ts';
 import { InputError, OutputError } from '../errors.ts';
@@ -48,20 +48,6 @@ export interface CreateOutputOptions {
   /** `zarr-v3-sharded`: shards of `shard` voxels (each written whole by the one task that owns it). */
   format?: 'zarr-v2' | 'zarr-v3-sharded';
   shard?: Vec3;
-}
-
-/** A Zarr v3 group (zarr.json) with attributes. */
-async function createGroupV3(groupPath: string, attributes: Record<string, unknown>): Promise<void> {
-  await fs.promises.mkdir(groupPath, { recursive: true });
-  await writeJsonAtomic(path.join(groupPath, 'zarr.json'), { zarr_format: 3, node_type: 'group', attributes });
-}
-
-/** NGFF 0.4 attributes → NGFF 0.5 (everything under `ome`, the version said once). */
-function ngff05(attrs: Record<string, unknown>): Record<string, unknown> {
-  const strip = (v: unknown): unknown => (Array.isArray(v) ? v.map(strip) : v && typeof v === 'object'
-    ? Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'version').map(([k, x]) => [k, strip(x)])) : v);
-  const { tessera, ...ngff } = attrs;
-  return { ...(tessera ? { tessera } : {}), ...(Object.keys(ngff).length ? { ome: { version: '0.5', ...(strip(ngff) as object) } } : {}) };
 }
 
 /** Was `out` written by Tessera's run (a run.json with a run identity, or with Tessera's layout attribute)? */

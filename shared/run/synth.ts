@@ -11,7 +11,8 @@ import { planGrid } from '../geometry/grid.ts';
 import { type Array3, array3 } from '../array/array3.ts';
 import { downsampleMean } from '../array/resample.ts';
 import { createArray, createGroup, writeRegion, type VolumeArray } from '../volume/zarr.ts';
-import { multiscalesAttrs } from '../volume/ome.ts';
+import { createGroupV3, multiscalesAttrs, ngff05 } from '../volume/ome.ts';
+import { createShardedArray } from '../volume/shard.ts';
 import { type DType, allocate } from '../volume/dtype.ts';
 import { type SynthOptions, SYNTH_CLASSES, renderImage, renderLabels, synthScene } from '../synth/index.ts';
 
@@ -22,8 +23,14 @@ export interface SynthWriteOptions extends SynthOptions {
   out: string;
   /** Replace an existing Zarr at `out` (removed completely first). Anything else there is refused. */
   overwrite?: boolean;
-  /** Storage chunk of every array. @default [16, 128, 128] */
+  /** Storage chunk of every array (the inner chunk when `shard` is set). @default [16, 128, 128] */
   chunks?: Vec3;
+  /**
+   * Write Zarr v3 (NGFF 0.5) with shards of this shape at level 0 (level k: shard / 2^k in y
+   * and x), each holding inner chunks of `chunks` — the layout that keeps sparse reads small.
+   * @default Zarr v2 (NGFF 0.4), one file per chunk
+   */
+  shard?: Vec3;
   onTile?: (done: number, total: number) => void;
 }
 
@@ -50,30 +57,40 @@ export async function writeSynth(o: SynthWriteOptions): Promise<{ foreground: nu
   }
   const scene = synthScene(o);
   const chunks = o.chunks ?? [16, 128, 128];
+  const sh = o.shard;
+  const levelShard = (k: number): Vec3 | undefined => sh && (sh.map((v, a) => v / PYRAMID_STEP[a] ** k) as unknown as Vec3);
+  if (sh && [0, 1, 2].some((a) => levelShard(PYRAMID_LEVELS - 1)![a] % chunks[a] !== 0)) {
+    throw new OutputError(o.out, `shard ${sh.join('x')} must be a multiple of the inner chunk ${chunks.join('x')} × ${PYRAMID_STEP.map((s) => s ** (PYRAMID_LEVELS - 1)).join('x')} (levels ${PYRAMID_LEVELS - 1} deep)`);
+  }
+  const group = (p: string, attrs: Record<string, unknown>) => (sh ? createGroupV3(p, ngff05(attrs)) : createGroup(p, attrs));
+  const array = (p: string, shape: Vec3, dtype: DType, k: number) => (sh
+    ? createShardedArray(p, { shape, shard: levelShard(k)!, chunks, dtype })
+    : createArray(p, { shape, chunks, dtype }));
   const spacing = scene.spacing;
   const spacings: Vec3[] = [];
   const arrays: VolumeArray[] = [];
-  await createGroup(o.out, {});
+  await group(o.out, {});
   let shape = scene.shape;
   for (let k = 0; k < PYRAMID_LEVELS; k++) {
     const f = PYRAMID_STEP.map((s) => s ** k);
     spacings.push(spacing.map((s, a) => s * f[a]) as unknown as Vec3);
-    arrays.push(await createArray(path.join(o.out, String(k)), { shape, chunks, dtype: scene.dtype }));
+    arrays.push(await array(path.join(o.out, String(k)), shape, scene.dtype, k));
     shape = shape.map((v, a) => Math.ceil(v / PYRAMID_STEP[a])) as unknown as Vec3;
   }
-  await createGroup(o.out, {
+  await group(o.out, {
     ...multiscalesAttrs(`synthetic-${o.kind}`, scene.unit, spacings),
     tessera: { synth: { kind: o.kind, shape: scene.shape, seed: o.seed, fg: scene.fg } },
   });
-  await createGroup(path.join(o.out, 'labels'), { labels: ['gt'] });
-  await createGroup(path.join(o.out, 'labels', 'gt'), {
+  await group(path.join(o.out, 'labels'), { labels: ['gt'] });
+  await group(path.join(o.out, 'labels', 'gt'), {
     ...multiscalesAttrs('gt', scene.unit, [spacing]),
     'image-label': { version: '0.4', properties: SYNTH_CLASSES[o.kind].map((c, i) => ({ 'label-value': i, class: c })) },
   });
-  const gt = await createArray(path.join(o.out, 'labels', 'gt', '0'), { shape: scene.shape, chunks, dtype: 'uint8' });
+  const gt = await array(path.join(o.out, 'labels', 'gt', '0'), scene.shape, 'uint8', 0);
 
-  // Tiles: chunk depth in z, 4 storage chunks in y and x (multiples of 4 keep levels exact).
-  const tile: Vec3 = [chunks[0], chunks[1] * 4, chunks[2] * 4];
+  // Tiles: one shard, or chunk depth in z and 4 storage chunks in y and x (multiples of 4 keep
+  // levels exact); each storage chunk or shard of every level is written by one tile.
+  const tile: Vec3 = sh ?? [chunks[0], chunks[1] * 4, chunks[2] * 4];
   const tiles = planGrid(boxOfShape(scene.shape), tile, [0, 0, 0]);
   let foreground = 0;
   let done = 0;

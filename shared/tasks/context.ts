@@ -7,6 +7,7 @@ import type { VolumeArray } from '../volume/zarr.ts';
 import type { TaskGraph } from './graph.ts';
 import type { WorkStore } from './work.ts';
 import { Lru } from '../cache.ts';
+import type { Array3 } from '../array/array3.ts';
 import type { Stage1Result } from './stage1.ts';
 import type { Stage2Result } from './stage2.ts';
 import type { Resolved } from './instances.ts';
@@ -22,11 +23,21 @@ export interface TaskContext extends RunContext {
   readonly stage1Cache: Lru<Stage1Result>;
   readonly stage2Cache: Lru<Stage2Result>;
   readonly resolveCache: Lru<Resolved>;
+  /**
+   * Decoded full-resolution storage chunks, shared by the stage-two tasks of this process
+   * (`io.readCache` MiB): neighbouring blocks run close together in the scheduler's order and
+   * read the chunks on their common border.
+   */
+  readonly inputCache: Lru<Array3>;
 }
 
 /** Counters a task reports; the runner adds them up (numbers only: nothing per chunk is kept). */
 export type TaskStats = Record<string, number>;
 
-export function taskContext(run: RunContext, rest: Omit<TaskContext, keyof RunContext | 'stage1Cache' | 'stage2Cache' | 'resolveCache'>): TaskContext {
-  return { ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(16), resolveCache: new Lru(1) };
+type Caches = 'stage1Cache' | 'stage2Cache' | 'resolveCache' | 'inputCache';
+
+export function taskContext(run: RunContext, rest: Omit<TaskContext, keyof RunContext | Caches>): TaskContext {
+  return {
+    ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(16), resolveCache: new Lru(1), inputCache: new Lru(run.config.io.readCache * 2 ** 20),
+  };
 }

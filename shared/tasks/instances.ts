@@ -23,6 +23,7 @@ import { InputError } from '../errors.ts';
 import { writeFileAtomic } from '../volume/store.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { ONE } from './graph.ts';
+import { readAhead } from '../cache.ts';
 
 interface LabelResult {
   count: number;
@@ -91,8 +92,7 @@ export async function resolveTask(ctx: TaskContext): Promise<TaskStats> {
   let total = 0;
   let i = 0;
   // Pass 1: offsets (raster order).
-  for (const c of indices(range)) {
-    const r = await ctx.work.readJson<LabelResult>('label', c);
+  for await (const [, r] of readAhead(indices(range), (c) => ctx.work.readJson<LabelResult>('label', c))) {
     offsets[i++] = total;
     total += r.count;
   }
@@ -102,8 +102,7 @@ export async function resolveTask(ctx: TaskContext): Promise<TaskStats> {
   const uf = new UnionFind();
   const spanning = new Uint8Array(n);
   i = 0;
-  for (const c of indices(range)) {
-    const { edges } = await ctx.work.readJson<{ edges: number[][] }>('faces', c);
+  for await (const [, { edges }] of readAhead(indices(range), (c) => ctx.work.readJson<{ edges: number[][] }>('faces', c))) {
     const me = i++;
     for (const [a, z, y, x, b] of edges) {
       const other = linearOf(range, [z, y, x]);
@@ -115,12 +114,12 @@ export async function resolveTask(ctx: TaskContext): Promise<TaskStats> {
   // Pass 3: aggregate the rows of objects that span chunks (only chunks holding such objects).
   const merged = new Map<number, ObjectRow & { probMass?: number }>();
   if (uf.size > 0) {
-    i = 0;
-    for (const c of indices(range)) {
-      const me = i++;
-      if (!spanning[me]) continue;
+    const holders = (function* () {
+      let me = 0;
+      for (const c of indices(range)) { if (spanning[me]) yield [c, me] as const; me++; }
+    })();
+    for await (const [[, me], r] of readAhead(holders, ([c]) => ctx.work.readJson<LabelResult>('label', c))) {
       const off = offsets[me];
-      const r = await ctx.work.readJson<LabelResult>('label', c);
       for (const row of r.objects) {
         const g = off + row.id;
         if (!uf.has(g)) continue;

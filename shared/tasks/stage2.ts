@@ -71,7 +71,7 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
   }
 
   const fill = c.pack.fill === 'zero' ? 0 : normalize([0], card.normalization)[0];
-  const reader = cachedReader(ctx.src, 64);
+  const reader = cachedReader(ctx.src, ctx.inputCache);
   const read = async (b: Box) => {
     const raw = await ctx.timings.time('read', () => reader.read(b));
     return array3(normalize(raw.data, card.normalization), raw.shape);

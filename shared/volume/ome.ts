@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import * as fs from 'node:fs';
 import type { Vec3 } from '../geometry/box.ts';
 import { type VolumeArray, type OpenArrayOptions, openArray, readGroupAttributes } from './zarr.ts';
+import { writeJsonAtomic } from './store.ts';
 import { InputError } from '../errors.ts';
 
 export interface Level {
@@ -152,4 +153,18 @@ export function multiscalesAttrs(name: string, unit: string, spacings: readonly 
       })),
     }],
   };
+}
+
+/** A Zarr v3 group (zarr.json) with attributes. */
+export async function createGroupV3(groupPath: string, attributes: Record<string, unknown>): Promise<void> {
+  await fs.promises.mkdir(groupPath, { recursive: true });
+  await writeJsonAtomic(path.join(groupPath, 'zarr.json'), { zarr_format: 3, node_type: 'group', attributes });
+}
+
+/** NGFF 0.4 attributes → NGFF 0.5 (everything under `ome`, the version said once). */
+export function ngff05(attrs: Record<string, unknown>): Record<string, unknown> {
+  const strip = (v: unknown): unknown => (Array.isArray(v) ? v.map(strip) : v && typeof v === 'object'
+    ? Object.fromEntries(Object.entries(v).filter(([k]) => k !== 'version').map(([k, x]) => [k, strip(x)])) : v);
+  const { tessera, ...ngff } = attrs;
+  return { ...(tessera ? { tessera } : {}), ...(Object.keys(ngff).length ? { ome: { version: '0.5', ...(strip(ngff) as object) } } : {}) };
 }

@@ -134,14 +134,16 @@ export interface CachedReader {
 /**
  * Stage two reads many small boxes close together; through zarrita each read decodes every
  * storage chunk it touches, so neighbouring boxes decode the same chunks again and again. This
- * reader fetches whole storage chunks through an LRU of `maxChunks` and cuts regions from them
- * (padding outside the volume as readFull does).
+ * reader fetches whole storage chunks through `cache`, an LRU whose capacity is in bytes of
+ * decoded voxels (not chunks: small storage chunks would otherwise be evicted after a few
+ * kilobytes), and cuts regions from them (padding outside the volume as readFull does). The
+ * cache may be shared by several readers of the same source; each counts what it decoded.
  */
-export function cachedReader(src: Source, maxChunks: number): CachedReader {
+export function cachedReader(src: Source, cache: Lru<Array3>): CachedReader {
   const va = src.full.array;
   const vol = boxOfShape(va.shape);
   const cs = va.chunks;
-  const cache = new Lru<Array3>(maxChunks);
+  const bytes = allocate(va.dtype, 0).BYTES_PER_ELEMENT;
   let decoded = 0;
   let needed = 0;
   const inside = async (b: Box): Promise<Array3> => {
@@ -155,7 +157,7 @@ export function cachedReader(src: Source, maxChunks: number): CachedReader {
       reads.push(cache.get(`${z}/${y}/${x}`, () => {
         decoded += volumeOf(cb);
         return readRegion(va, cb, 'constant', 0, src.io);
-      }).then((chunk) => { copyRegion(chunk, cb.begin, out, b.begin, intersect(cb, b)); }));
+      }, volumeOf(cb) * bytes).then((chunk) => { copyRegion(chunk, cb.begin, out, b.begin, intersect(cb, b)); }));
     }
     await Promise.all(reads);
     return out;

@@ -7,6 +7,7 @@ import {
   type LocalObjects, type Shell, UnionFind, borderEdges, decodeShell, encodeShell, labelObjects, relabel, shellOf,
 } from '../../shared/pipeline/instances.ts';
 import { randInt, rng } from '../helpers/rng.ts';
+import { readAhead } from '../../shared/cache.ts';
 
 const idx = (s: Vec3, z: number, y: number, x: number) => (z * s[1] + y) * s[2] + x;
 
@@ -449,4 +450,23 @@ test('relabel: offset plus remap, background kept, uint32 overflow refused', () 
   // Sparse large ids take the Map path and give the same answer.
   const big = Uint32Array.from([0, 4_000_000_000, 7, 4_000_000_000]);
   assert.deepEqual(Array.from(relabel(big, 5, new Map([[12, 3]]))), [0, 4_000_000_005, 3, 4_000_000_005]);
+});
+
+test('readAhead (the merger\'s per-chunk reads) yields in order, at most `depth` in flight, a failed load at its turn', async () => {
+  let inFlight = 0;
+  let most = 0;
+  const load = async (i: number) => {
+    inFlight++;
+    most = Math.max(most, inFlight);
+    await new Promise((r) => setTimeout(r, (7 * i) % 5));
+    inFlight--;
+    if (i === 12) throw new Error('chunk 12 unreadable');
+    return i * i;
+  };
+  const got: number[] = [];
+  await assert.rejects(async () => {
+    for await (const [i, v] of readAhead(Array.from({ length: 20 }, (_, i) => i), load, 4)) { assert.equal(v, i * i); got.push(i); }
+  }, /chunk 12 unreadable/);
+  assert.deepEqual(got, Array.from({ length: 12 }, (_, i) => i));
+  assert.ok(most <= 4 && most > 1, `loads in flight at most ${most}`);
 });

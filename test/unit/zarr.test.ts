@@ -13,7 +13,9 @@ import { type DType, type TypedArray, allocate } from '../../shared/volume/dtype
 import { createArray, createGroup, openArray, readGroupAttributes, readRegion, writeRegion } from '../../shared/volume/zarr.ts';
 import { AtomicFileStore, writeJsonAtomic } from '../../shared/volume/store.ts';
 import { type Image, multiscalesAttrs, openImage, pickLevel } from '../../shared/volume/ome.ts';
-import { lowGrid, padTo, readFull, readLow, source, toLowBox } from '../../shared/volume/source.ts';
+import { cachedReader, lowGrid, padTo, readFull, readLow, source, toLowBox } from '../../shared/volume/source.ts';
+import { Lru } from '../../shared/cache.ts';
+import { writeSynth } from '../../shared/run/synth.ts';
 import { listFiles, tmpDir } from '../helpers/tmpdir.ts';
 
 const idx = (s: Vec3, z: number, y: number, x: number) => (z * s[1] + y) * s[2] + x;
@@ -487,4 +489,28 @@ test('padTo: returns the input when have = want, pads constant or reflects other
   assert.equal(padTo(a, box([0, 0, 4], [1, 1, 7]), box([0, 0, 4], [1, 1, 7]), 'constant', 0), a);
   assert.deepEqual(Array.from(padTo(a, box([0, 0, 4], [1, 1, 7]), box([0, 0, 2], [1, 1, 9]), 'constant', 9).data), [9, 9, 1, 2, 3, 9, 9]);
   assert.deepEqual(Array.from(padTo(a, box([0, 0, 4], [1, 1, 7]), box([0, 0, 2], [1, 1, 9]), 'mirror', 0).data), [3, 2, 1, 2, 3, 2, 1]);
+});
+
+test('writeSynth --shard: a Zarr v3 (NGFF 0.5) input with small inner chunks holds the same voxels at every level as the v2 layout, and reads decode inner chunks only', async (t) => {
+  const dir = tmpDir(t);
+  const shape: Vec3 = [12, 72, 80];
+  const v2 = path.join(dir, 'v2.zarr');
+  const v3 = path.join(dir, 'v3.zarr');
+  await writeSynth({ kind: 'em', shape, seed: 3, out: v2, chunks: [4, 16, 16] });
+  await writeSynth({ kind: 'em', shape, seed: 3, out: v3, chunks: [2, 4, 4], shard: [4, 32, 32] });
+  assert.ok(fs.existsSync(path.join(v3, 'zarr.json')) && !fs.existsSync(path.join(v3, '.zgroup')));
+  const [a, b] = [await openImage(v2), await openImage(v3)];
+  assert.deepEqual(b.levels.map((l) => l.spacing), a.levels.map((l) => l.spacing));
+  assert.deepEqual(b.levels.map((l) => l.array.shard), [[4, 32, 32], [4, 16, 16], [4, 8, 8]]);
+  for (let k = 0; k < a.levels.length; k++) {
+    const all = boxOfShape(a.levels[k].array.shape);
+    assert.deepEqual(Buffer.from((await readRegion(b.levels[k].array, all)).data.buffer), Buffer.from((await readRegion(a.levels[k].array, all)).data.buffer), `level ${k}`);
+  }
+  const gt = (p: string) => openArray(path.join(p, 'labels', 'gt', '0'));
+  assert.deepEqual((await readRegion(await gt(v3), boxOfShape(shape))).data, (await readRegion(await gt(v2), boxOfShape(shape))).data);
+  // The decoded unit is the inner chunk: a 2×4×4 read inside one inner chunk decodes 32 voxels.
+  const reader = cachedReader(source(b, 'constant', 0), new Lru(1 << 20));
+  await reader.read(box([2, 8, 8], [4, 12, 12]));
+  assert.equal(reader.decoded(), 32);
+  await assert.rejects(writeSynth({ kind: 'em', shape, seed: 3, out: path.join(dir, 'bad.zarr'), chunks: [4, 16, 16], shard: [4, 32, 32] }), /must be a multiple of the inner chunk/);
 });
