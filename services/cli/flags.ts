@@ -14,6 +14,15 @@ export function vec3Arg(name: string) {
   };
 }
 
+/** Z,Y,X positive numbers (spacings: 0.8 mm, 40 nm). */
+export function spacingArg(name: string) {
+  return (v: string): Vec3 => {
+    const p = v.split(',').map(Number);
+    if (p.length !== 3 || !p.every((x) => Number.isFinite(x) && x > 0)) throw new InvalidArgumentError(`${name} must be Z,Y,X positive numbers`);
+    return p as unknown as Vec3;
+  };
+}
+
 export function intArg(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n)) throw new InvalidArgumentError('must be an integer');

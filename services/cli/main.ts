@@ -2,7 +2,8 @@
 // one library call; errors print one line naming the cause and exit non-zero.
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { createLogger, evaluateOutput, isTesseraError, oneLine, runEmbedded, writeSynth } from '../../shared/index.ts';
-import { configFromFlags, intArg, positiveIntArg, progressBar, runFlags, stopSignals, vec3Arg } from './flags.ts';
+import { configFromFlags, intArg, positiveIntArg, progressBar, runFlags, spacingArg, stopSignals, vec3Arg } from './flags.ts';
+import { writeModelCard } from '../../shared/infer/card.ts';
 import { printReport } from './report.ts';
 import { coordinatorCommand, natsFlags } from '../coordinator/main.ts';
 import { workerCommand } from '../worker/main.ts';
@@ -87,6 +88,38 @@ program.command('eval')
     for (const [cls, s] of Object.entries(r.perClass)) {
       process.stdout.write(`class ${cls}: Dice ${s.dice.toFixed(4)}  IoU ${s.iou.toFixed(4)}  surface Dice@${r.tolerance} ${s.surfaceDice.toFixed(4)}  HD95 ${s.hd95.toFixed(2)} ${r.unit ?? ''}  AP@0.1 ${s.ap10.toFixed(3)}  AP@0.5 ${s.ap50.toFixed(3)}  objects gt ${s.gtObjects} / pred ${s.predObjects}\n`);
     }
+  });
+
+const model = program.command('model').description('model cards: the JSON sidecar that says how to run an ONNX network');
+model.command('card <model.onnx>')
+  .description('write MODEL.json beside the network: tensor names, channels and size multiple read from the graph, the sha256, and what you give; checked by running one patch')
+  .requiredOption('--spacing <Z,Y,X>', 'voxel size the network was trained at', spacingArg('--spacing'))
+  .requiredOption('--patch <Z,Y,X>', 'the training patch size', vec3Arg('--patch'))
+  .requiredOption('--normalization <spec>', 'zscore:MEAN:STD, or zscore:MEAN:STD:LO:HI to clip raw intensities first (nnU-Net CT)')
+  .option('--classes <names>', 'comma-separated class names, background first', 'background,foreground')
+  .option('--output <kind>', 'what the graph outputs: logits (Tessera applies the activation) or probabilities (the graph applies it)', 'logits')
+  .option('--activation <kind>', 'softmax (one class per voxel, channel 0 background) or sigmoid (independent channels)', 'softmax')
+  .option('--divisor <Z,Y,X>', 'size multiples the network needs (probed from the graph when absent)', vec3Arg('--divisor'))
+  .option('--stage <stage>', 'fullres or lowres (documentation)')
+  .option('--name <name>', 'model name (default: the file name)')
+  .option('--input-name <name>', 'the input tensor, when the graph has several')
+  .option('--output-name <name>', 'the output tensor, when the graph has several')
+  .option('--overwrite', 'replace an existing sidecar')
+  .option('--json', 'print the card and the check as JSON')
+  .action(async (onnx: string, o) => {
+    const m = /^zscore:([^:]+):([^:]+)(?::([^:]+):([^:]+))?$/.exec(o.normalization);
+    const nums = m ? m.slice(1).filter((x) => x !== undefined).map(Number) : [];
+    if (!m || nums.some((x) => !Number.isFinite(x)) || nums[1] <= 0) throw new InvalidArgumentError('--normalization must be zscore:MEAN:STD or zscore:MEAN:STD:LO:HI with STD > 0');
+    if (o.output !== 'logits' && o.output !== 'probabilities') throw new InvalidArgumentError('--output must be logits or probabilities');
+    if (o.activation !== 'softmax' && o.activation !== 'sigmoid') throw new InvalidArgumentError('--activation must be softmax or sigmoid');
+    if (o.stage !== undefined && o.stage !== 'fullres' && o.stage !== 'lowres') throw new InvalidArgumentError('--stage must be fullres or lowres');
+    const r = await writeModelCard(onnx, {
+      spacing: o.spacing, patch: o.patch, classes: String(o.classes).split(','), output: o.output, activation: o.activation,
+      normalization: { kind: 'zscore', mean: nums[0], std: nums[1], ...(nums.length === 4 ? { clip: [nums[2], nums[3]] as [number, number] } : {}) },
+      divisor: o.divisor, stage: o.stage, name: o.name, inputName: o.inputName, outputName: o.outputName, overwrite: o.overwrite,
+    });
+    if (o.json) { process.stdout.write(JSON.stringify(r) + '\n'); return; }
+    process.stdout.write(`wrote ${r.sidecar}: ${r.card.inputName} → ${r.card.outputName} (${(r.card.classes as string[]).length} channels, ${r.card.output} + ${r.card.activation}), divisor [${(r.card.divisor as number[]).join(', ')}]${r.divisorProbed ? ' (probed)' : ''}; one patch ${o.patch.join('x')} ran, outputs in [${r.range.map((v) => v.toPrecision(4)).join(', ')}]\n`);
   });
 
 program.command('bench')

@@ -20,7 +20,10 @@ export interface ModelCard {
   inputName: string;
   outputName: string;
   classes: string[];
-  output: 'softmax' | 'sigmoid';
+  /** What the graph outputs: raw `logits` (Tessera applies `activation`) or `probabilities` (nothing applied). */
+  output: 'logits' | 'probabilities';
+  /** How the channels relate: `softmax` (one class per voxel, channel 0 background) or `sigmoid` (independent channels). */
+  activation: 'softmax' | 'sigmoid';
   channels: number;
   normalization: Normalization;
   patchSize: Vec3;
@@ -32,7 +35,7 @@ export interface ModelCard {
 /** Runs one network on one batch: the only thing pipelines know about inference. */
 export interface Model {
   readonly card: ModelCard;
-  /** input: N×C×D×H×W float32; returns N×K×D×H×W raw network output (logits). */
+  /** input: N×C×D×H×W float32; returns N×K×D×H×W network output (what the card's `output` says). */
   run(input: Float32Array, dims: readonly number[], signal?: AbortSignal): Promise<{ data: Float32Array; dims: number[] }>;
 }
 
@@ -50,7 +53,7 @@ function vec3(v: unknown): v is Vec3 {
 
 /** Every key a model card may hold (`training` and the rest are provenance, kept as written). */
 const CARD_KEYS = new Set([
-  'name', 'kind', 'stage', 'spacing', 'inputName', 'outputName', 'classes', 'output', 'channels', 'normalization',
+  'name', 'kind', 'stage', 'spacing', 'inputName', 'outputName', 'classes', 'output', 'activation', 'channels', 'normalization',
   'patchSize', 'divisor', 'levels', 'features', 'sha256', 'training',
 ]);
 
@@ -75,7 +78,13 @@ export function loadModelCard(onnxPath: string, opts: { verifyHash?: boolean } =
   }
   for (const k of ['spacing', 'patchSize', 'divisor'] as const) if (!vec3(c[k])) throw bad(k, 'must be three positive numbers');
   if (!Array.isArray(c.classes) || c.classes.length < 1) throw bad('classes', 'must be a non-empty list');
-  if (c.output !== 'softmax' && c.output !== 'sigmoid') throw bad('output', 'must be "softmax" or "sigmoid"');
+  // A graph with softmax inside that is softmaxed again squashes its output towards 1/K (seen
+  // with a real PyTorch export): the card must say which of the two the graph gives.
+  if (c.output === 'softmax' || c.output === 'sigmoid') {
+    throw bad('output', `"${c.output}" is ambiguous: write "output": "logits" (or "probabilities" when the graph applies ${c.output} itself) and "activation": "${c.output}"`);
+  }
+  if (c.output !== 'logits' && c.output !== 'probabilities') throw bad('output', 'must be "logits" (the graph\'s raw output) or "probabilities" (the graph applies the activation itself)');
+  if (c.activation !== 'softmax' && c.activation !== 'sigmoid') throw bad('activation', 'is required: "softmax" (channel 0 is background) or "sigmoid" (independent channels)');
   const n = c.normalization as Normalization | undefined;
   if (!n || n.kind !== 'zscore' || !(typeof n.mean === 'number') || !(typeof n.std === 'number' && n.std > 0)) {
     throw bad('normalization', 'must be {kind: "zscore", mean, std > 0, clip?}');
@@ -90,6 +99,7 @@ export function loadModelCard(onnxPath: string, opts: { verifyHash?: boolean } =
     outputName: c.outputName as string,
     classes: (c.classes as unknown[]).map(String),
     output: c.output,
+    activation: c.activation,
     channels: Number(c.channels ?? 1),
     normalization: n,
     patchSize: patch,

@@ -1,11 +1,16 @@
-// nnU-Net's sliding-window inference: tiles at step = patch × step fraction spread evenly over
-// the volume, a Gaussian importance map (σ = patch/8) weighting each tile's softmax, optional
-// mirroring test-time augmentation, inputs smaller than a patch padded (not refused).
+// nnU-Net v2's sliding-window inference (predict_sliding_window_return_logits): tiles at step =
+// patch × step fraction spread evenly over the volume, a Gaussian importance map (σ = patch/8,
+// centred at patch // 2) weighting each tile's *logits*, mirroring test-time augmentation
+// averaged in logit space, the weighted sum divided by the summed weights and only then turned
+// into probabilities; inputs smaller than a patch padded with zeros centred, as nnU-Net's
+// pad_nd_image does. A model whose graph already outputs probabilities (card `output:
+// "probabilities"`) has its probabilities averaged instead, never activated twice.
+// test/golden.test.ts checks all of this against a PyTorch reference of nnU-Net's code.
 // Tiles run in batches on a Model (inference threads); results are accumulated strictly in
 // tile order so the sum — and hence the output — is bit-identical run to run.
 import type { Vec3 } from '../geometry/box.ts';
 import { type Array3, array3 } from '../array/array3.ts';
-import type { Model } from './model.ts';
+import type { Model, ModelCard } from './model.ts';
 
 export interface SlidingOptions {
   patch: Vec3;
@@ -37,21 +42,23 @@ function roundHalfEven(v: number): number {
   return f % 2 === 0 ? f : f + 1;
 }
 
-/** Separable Gaussian importance map, max 1, no zeros (σ = patch/8 per axis). */
+/**
+ * nnU-Net's Gaussian importance map: a unit impulse at patch // 2 blurred with σ = patch/8 per
+ * axis (separable, so a product of 1-D Gaussians), peak 1, zeros replaced by the smallest
+ * non-zero value. (nnU-Net scales it by 10; the scale cancels in the division.)
+ */
 export function gaussianMap(patch: Vec3): Float32Array {
   const axis = (p: number) => {
     const s = p / 8;
-    const c = (p - 1) / 2;
+    const c = Math.floor(p / 2);
     return Float64Array.from({ length: p }, (_, i) => Math.exp(-((i - c) ** 2) / (2 * s * s)));
   };
   const [gz, gy, gx] = [axis(patch[0]), axis(patch[1]), axis(patch[2])];
-  // Even sizes have no centre voxel: rescale so the map still peaks at 1.
-  const peak = Math.max(...gz) * Math.max(...gy) * Math.max(...gx);
   const out = new Float32Array(patch[0] * patch[1] * patch[2]);
   let min = Infinity;
   let o = 0;
   for (let z = 0; z < patch[0]; z++) for (let y = 0; y < patch[1]; y++) for (let x = 0; x < patch[2]; x++) {
-    const v = (gz[z] * gy[y] * gx[x]) / peak;
+    const v = gz[z] * gy[y] * gx[x];
     out[o++] = v;
     if (v > 0 && v < min) min = v;
   }
@@ -97,6 +104,19 @@ export function toProbabilities(logits: Float32Array, k: number, vox: number, ou
   }
 }
 
+/** Foreground channels of a K-channel output: softmax drops the background channel 0. */
+export function foregroundCount(card: Pick<ModelCard, 'activation'>, k: number): number {
+  return card.activation === 'softmax' && k > 1 ? k - 1 : k;
+}
+
+/**
+ * Turn a K×V block of network output into probabilities in place: the card's activation when
+ * the graph outputs logits; nothing when it already outputs probabilities.
+ */
+export function activate(block: Float32Array, k: number, vox: number, card: Pick<ModelCard, 'output' | 'activation'>): void {
+  if (card.output === 'logits') toProbabilities(block, k, vox, card.activation);
+}
+
 export const MIRRORS: readonly (readonly boolean[])[] = [
   [false, false, false], [true, false, false], [false, true, false], [false, false, true],
   [true, true, false], [true, false, true], [false, true, true], [true, true, true],
@@ -108,7 +128,10 @@ export const MIRRORS: readonly (readonly boolean[])[] = [
  */
 export async function slidingWindow(input: Array3<Float32Array>, model: Model, o: SlidingOptions): Promise<Array3<Float32Array>[]> {
   const patch = o.patch;
-  const size: Vec3 = [Math.max(input.shape[0], patch[0]), Math.max(input.shape[1], patch[1]), Math.max(input.shape[2], patch[2])];
+  const [iD, iH, iW] = input.shape;
+  // Pad to at least a patch, centred (nnU-Net: pad_nd_image, below = diff // 2).
+  const size: Vec3 = [Math.max(iD, patch[0]), Math.max(iH, patch[1]), Math.max(iW, patch[2])];
+  const off = size.map((v, a) => Math.floor((v - input.shape[a]) / 2));
   const [D, H, W] = size;
   const vox = patch[0] * patch[1] * patch[2];
   const steps = [0, 1, 2].map((a) => tileSteps(size[a], patch[a], o.step));
@@ -116,7 +139,6 @@ export async function slidingWindow(input: Array3<Float32Array>, model: Model, o
   for (const z of steps[0]) for (const y of steps[1]) for (const x of steps[2]) tiles.push([z, y, x]);
   const mirrors = o.mirror ? MIRRORS : MIRRORS.slice(0, 1);
   const gauss = gaussianMap(patch);
-  const [iD, iH, iW] = input.shape;
 
   // One job = a batch of (tile, mirror) pairs.
   const jobs: Array<Array<{ tile: Vec3; flip: readonly boolean[] }>> = [];
@@ -127,20 +149,23 @@ export async function slidingWindow(input: Array3<Float32Array>, model: Model, o
   }
   if (cur.length) jobs.push(cur);
 
+  // A tile in padded coordinates; voxels of the padding are 0 (nnU-Net pads with 0).
+  const x0 = Math.max(0, off[2]);
   const build = (job: (typeof jobs)[number]): Float32Array => {
     const buf = new Float32Array(job.length * vox);
     const tmp = new Float32Array(vox);
     job.forEach(({ tile, flip }, b) => {
-      tmp.fill(0); // zero padding where the tile reaches past a small input (nnU-Net pads with 0)
+      tmp.fill(0);
+      const xa = Math.max(0, x0 - tile[2]);
+      const xb = Math.min(patch[2], x0 + iW - tile[2]);
       for (let z = 0; z < patch[0]; z++) {
-        const sz = tile[0] + z;
-        if (sz >= iD) break;
+        const sz = tile[0] + z - off[0];
+        if (sz < 0 || sz >= iD) continue;
         for (let y = 0; y < patch[1]; y++) {
-          const sy = tile[1] + y;
-          if (sy >= iH) break;
-          const s = (sz * iH + sy) * iW + tile[2];
-          const n = Math.min(patch[2], iW - tile[2]);
-          if (n > 0) tmp.set(input.data.subarray(s, s + n), (z * patch[1] + y) * patch[2]);
+          const sy = tile[1] + y - off[1];
+          if (sy < 0 || sy >= iH) continue;
+          const s = (sz * iH + sy) * iW + tile[2] + xa - x0;
+          if (xb > xa) tmp.set(input.data.subarray(s, s + xb - xa), (z * patch[1] + y) * patch[2] + xa);
         }
       }
       const dst = buf.subarray(b * vox, (b + 1) * vox);
@@ -150,21 +175,15 @@ export async function slidingWindow(input: Array3<Float32Array>, model: Model, o
     return buf;
   };
 
+  // Every output channel is accumulated: softmax needs the background logit too.
   let acc: Float32Array[] | undefined;
-  let fg = 0;
   const weight = new Float32Array(D * H * W);
   const flipped = new Float32Array(vox);
   const accumulate = (job: (typeof jobs)[number], out: Float32Array, k: number) => {
-    if (!acc) {
-      fg = model.card.output === 'softmax' && k > 1 ? k - 1 : k;
-      acc = Array.from({ length: fg }, () => new Float32Array(D * H * W));
-    }
-    const first = k - fg;
+    acc ??= Array.from({ length: k }, () => new Float32Array(D * H * W));
     job.forEach(({ tile, flip }, b) => {
-      const block = out.subarray(b * k * vox, (b + 1) * k * vox);
-      toProbabilities(block, k, vox, model.card.output);
-      for (let c = 0; c < fg; c++) {
-        let ch = block.subarray((first + c) * vox, (first + c + 1) * vox);
+      for (let c = 0; c < k; c++) {
+        let ch = out.subarray((b * k + c) * vox, (b * k + c + 1) * vox);
         if (flip.some(Boolean)) { flipInto(ch, flipped, 1, patch, flip); ch = flipped; }
         const a = acc![c];
         for (let z = 0; z < patch[0]; z++) for (let y = 0; y < patch[1]; y++) {
@@ -195,20 +214,27 @@ export async function slidingWindow(input: Array3<Float32Array>, model: Model, o
     accumulate(jobs[j], r.data, r.dims[1]);
   }
 
-  // Normalise by the summed weights and cut the padding away.
-  return acc!.map((a) => {
-    const out = new Float32Array(iD * iH * iW);
-    let o2 = 0;
+  // Divide by the summed weights, cut the padding away, then (and only then) activate.
+  const k = acc!.length;
+  const n = iD * iH * iW;
+  const all = new Float32Array(k * n);
+  for (let c = 0; c < k; c++) {
+    const a = acc![c];
+    let o2 = c * n;
     for (let z = 0; z < iD; z++) for (let y = 0; y < iH; y++) {
-      const row = (z * H + y) * W;
-      for (let x = 0; x < iW; x++) out[o2++] = a[row + x] / weight[row + x];
+      const row = ((z + off[0]) * H + y + off[1]) * W + off[2];
+      for (let x = 0; x < iW; x++) all[o2++] = a[row + x] / weight[row + x];
     }
-    return array3(out, input.shape);
-  });
+  }
+  acc = undefined;
+  activate(all, k, n, model.card);
+  const fg = foregroundCount(model.card, k);
+  return Array.from({ length: fg }, (_, c) => array3(all.slice((k - fg + c) * n, (k - fg + c + 1) * n), input.shape));
 }
 
 /** Class map from foreground probabilities: argmax with background = 1 − Σ fg (softmax). */
-export function argmax(probs: readonly Array3<Float32Array>[], output: 'softmax' | 'sigmoid' = 'softmax'): Array3<Uint8Array> {
+export function argmax(probs: readonly Array3<Float32Array>[], activation: 'softmax' | 'sigmoid' = 'softmax'): Array3<Uint8Array> {
+  const output = activation;
   const n = probs[0].data.length;
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i++) {

@@ -1,8 +1,14 @@
 // Scale packing: boxes keep their own size and scale (no slots, no context growth) and are
 // packed into canvases by a deterministic 3D bin-packing heuristic: first-fit decreasing by
 // volume (ties: larger shape lexicographically, then input order) over extreme points
-// (candidate corners, tried in z, y, x lexicographic order; placing an item at p adds the
-// points p + its extent along each axis).
+// (candidate corners, tried in z, y, x lexicographic order). Placing an item at p adds the
+// corners p + its extent along each axis, each also projected back along the other two axes
+// onto the nearest placed face or the canvas wall (Crainic, Perboli & Tadei 2008): without the
+// projections, corners float above the gaps that smaller items could fill.
+// No single item order wins on every box population (crops 5–15 deep in a 16-deep canvas pair
+// up only when the deep ones go first; flat populations favour volume order), so a few orders ×
+// point orders are tried and the packing with the fewest canvases kept (ties: the first tried).
+// Measured on tuning seeds 21, 22 (EM) and 23 (CT), never on the bench volume.
 //
 // A box longer than the canvas along an axis: 'resize' scales it down to the canvas length
 // there; 'crop_and_resize' splits it into the fewest canvas-length pieces, spread evenly, whose
@@ -31,6 +37,21 @@ function compareVec(a: Vec3, b: Vec3): number {
   return a[0] - b[0] || a[1] - b[1] || a[2] - b[2];
 }
 
+/**
+ * Slide point q towards 0 along axis b until it meets the far face of a placed box whose
+ * extent covers q on the other two axes (or the canvas wall).
+ */
+function project(placed: readonly Box[], q: Vec3, b: number): Vec3 {
+  let to = 0;
+  for (const r of placed) {
+    if (r.end[b] > q[b]) continue;
+    let covers = true;
+    for (let c = 0; c < 3; c++) if (c !== b && (q[c] < r.begin[c] || q[c] >= r.end[c])) covers = false;
+    if (covers && r.end[b] > to) to = r.end[b];
+  }
+  return vec((c) => (c === b ? to : q[c]));
+}
+
 export function packScale(boxes: readonly Candidate[], o: PackOptions): { canvases: number; placements: Placement[] } {
   const C = o.canvas;
   const pieces: Piece[] = [];
@@ -51,9 +72,26 @@ export function packScale(boxes: readonly Candidate[], o: PackOptions): { canvas
       });
     }
   }
-  pieces.sort((a, b) => prod(b.shape) - prod(a.shape) || -compareVec(a.shape, b.shape) || a.index - b.index);
+  let best: { canvases: number; placements: Placement[] } | undefined;
+  for (const order of ITEM_ORDERS) {
+    for (const points of POINT_ORDERS) {
+      const r = packOrdered([...pieces].sort((a, b) => order(a, b) || a.index - b.index), C, o.maxPerCanvas ?? Infinity, points);
+      if (!best || r.canvases < best.canvases) best = r;
+    }
+  }
+  return best!;
+}
 
-  const max = o.maxPerCanvas ?? Infinity;
+type Order<T> = (a: T, b: T) => number;
+const byVolume: Order<Piece> = (a, b) => prod(b.shape) - prod(a.shape) || -compareVec(a.shape, b.shape);
+const ITEM_ORDERS: Order<Piece>[] = [
+  byVolume,
+  (a, b) => b.shape[0] - a.shape[0] || byVolume(a, b),
+  (a, b) => b.shape[1] * b.shape[2] - a.shape[1] * a.shape[2] || byVolume(a, b),
+];
+const POINT_ORDERS: Order<Vec3>[] = [compareVec, (a, b) => a[1] + a[2] - (b[1] + b[2]) || compareVec(a, b)];
+
+function packOrdered(pieces: readonly Piece[], C: Vec3, max: number, pointOrder: Order<Vec3>): { canvases: number; placements: Placement[] } {
   const canvases: CanvasState[] = [];
   const placements: Placement[] = [];
   const fitsAt = (cs: CanvasState, p: Vec3, s: Vec3): Box | undefined => {
@@ -74,11 +112,16 @@ export function packScale(boxes: readonly Candidate[], o: PackOptions): { canvas
         if (!dest) continue;
         cs.placed.push(dest);
         cs.points.splice(pi, 1);
+        const add = (q: Vec3) => {
+          if (q.every((v, a) => v < C[a]) && !cs.points.some((r) => compareVec(r, q) === 0)) cs.points.push(q);
+        };
         for (let a = 0; a < 3; a++) {
           const q = vec((b) => (b === a ? p[b] + piece.shape[b] : p[b]));
-          if (q[a] < C[a] && !cs.points.some((r) => compareVec(r, q) === 0)) cs.points.push(q);
+          if (q[a] >= C[a]) continue;
+          add(q);
+          for (let b = 0; b < 3; b++) if (b !== a) add(project(cs.placed, q, b));
         }
-        cs.points.sort(compareVec);
+        cs.points.sort(pointOrder);
         placements.push({ boxId: piece.boxId, canvas: ci, source: piece.source, dest, resized: piece.resized, target: piece.target });
         done = true;
         break;

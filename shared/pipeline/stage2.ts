@@ -5,7 +5,7 @@
 import { type Box, type Vec3, boxOfShape } from '../geometry/box.ts';
 import { type Array3, array3, crop } from '../array/array3.ts';
 import type { Model } from '../infer/model.ts';
-import { MIRRORS, flipInto, toProbabilities } from '../infer/sliding.ts';
+import { MIRRORS, activate, flipInto, foregroundCount } from '../infer/sliding.ts';
 import { type Packing, assembleCanvas } from './pack.ts';
 
 export interface Stage2Options {
@@ -46,8 +46,10 @@ export async function stage2(
     canvases.push(assembleCanvas(packing, ci, (s) => sources.get(`${s.begin}|${s.end}`)!, o.fill));
   }
   const mirrors = o.mirror ? MIRRORS : MIRRORS.slice(0, 1);
+  // Every channel is summed over the mirrors (in logit space, as nnU-Net averages mirrors) and
+  // activated once at the end; the background channel is dropped after the softmax.
   const sums: Float32Array[] = [];
-  let fg = 0;
+  let k = 0;
   for (let b0 = 0; b0 < canvases.length; b0 += Math.max(1, o.batch)) {
     const group = indices.slice(b0, b0 + Math.max(1, o.batch));
     // Run only the occupied part of the group's canvases (rounded up to what the network
@@ -63,31 +65,30 @@ export async function stage2(
         else input.set(c.data, i * ev);
       });
       const r = await model.run(input, [group.length, 1, ...ext], o.signal);
-      const k = r.dims[1];
-      fg = model.card.output === 'softmax' && k > 1 ? k - 1 : k;
+      k = r.dims[1];
       group.forEach((_, i) => {
-        const block = r.data.subarray(i * k * ev, (i + 1) * k * ev);
-        toProbabilities(block, k, ev, model.card.output);
-        let fgBlock = block.subarray((k - fg) * ev);
+        let block = r.data.subarray(i * k * ev, (i + 1) * k * ev);
         if (flip.some(Boolean)) {
-          const un = new Float32Array(fg * ev);
-          flipInto(fgBlock, un, fg, ext, flip);
-          fgBlock = un;
+          const un = new Float32Array(k * ev);
+          flipInto(block, un, k, ext, flip);
+          block = un;
         }
         const j = b0 + i;
-        if (!sums[j]) sums[j] = new Float32Array(fg * vox);
-        for (let c = 0; c < fg; c++) {
+        if (!sums[j]) sums[j] = new Float32Array(k * vox);
+        for (let c = 0; c < k; c++) {
           const dst = array3(sums[j].subarray(c * vox, (c + 1) * vox), shape);
-          const src = array3(fgBlock.subarray(c * ev, (c + 1) * ev), ext);
+          const src = array3(block.subarray(c * ev, (c + 1) * ev), ext);
           addInto(src, dst);
         }
       });
     }
   }
+  const fg = foregroundCount(model.card, k);
   return indices.map((canvas, j) => {
     const data = sums[j];
     if (mirrors.length > 1) for (let v = 0; v < data.length; v++) data[v] /= mirrors.length;
-    return { canvas, channels: fg, data };
+    activate(data, k, vox, model.card);
+    return { canvas, channels: fg, data: data.slice((k - fg) * vox) };
   });
 }
 

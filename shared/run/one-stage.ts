@@ -23,7 +23,7 @@ export async function oneStageChunk(ctx: RunContext, out: OutputArrays, write: B
     batch: c.inference.batch, inFlight: ctx.pool.size + 1, signal: ctx.signal,
   }));
   const fg = probs.map((p) => crop(p, read.begin, write));
-  const seg = argmax(fg, card.output);
+  const seg = argmax(fg, card.activation);
   await ctx.timings.time('write', async () => {
     await writeRegion(out.segmentation, write, seg, ctx.src.io);
     if (out.probabilities) await writeRegion(out.probabilities, write, fg[0], ctx.src.io);

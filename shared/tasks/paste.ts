@@ -7,7 +7,7 @@
 import { type Vec3, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
 import { array3, crop } from '../array/array3.ts';
 import { resizeLinear } from '../array/resample.ts';
-import { argmax } from '../infer/sliding.ts';
+import { argmax, foregroundCount } from '../infer/sliding.ts';
 import { PasteAccumulator } from '../pipeline/paste.ts';
 import { chunkBox, forEachIndex, indexId, relatedBlocks } from '../geometry/grid.ts';
 import { toLowBox } from '../volume/source.ts';
@@ -20,7 +20,7 @@ import { labelChunk } from './instances.ts';
 
 export function foregroundChannels(ctx: TaskContext): number {
   const card = ctx.cards.fullres;
-  return card.output === 'softmax' ? Math.max(1, card.classes.length - 1) : card.classes.length;
+  return foregroundCount(card, card.classes.length);
 }
 
 export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStats> {
@@ -47,7 +47,7 @@ export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
     background = () => up;
   }
   const probs = acc.result(background);
-  const seg = argmax(probs, ctx.cards.fullres.output);
+  const seg = argmax(probs, ctx.cards.fullres.activation);
   await ctx.timings.time('write', async () => {
     await writeRegion(ctx.out.segmentation, write, seg, ctx.src.io);
     if (ctx.out.probabilities) await writeRegion(ctx.out.probabilities, write, probs[0], ctx.src.io);

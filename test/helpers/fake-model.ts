@@ -2,10 +2,10 @@
 import type { Model, ModelCard } from '../../shared/infer/model.ts';
 import type { Vec3 } from '../../shared/geometry/box.ts';
 
-export function fakeCard(patch: Vec3, output: 'softmax' | 'sigmoid' = 'softmax', classes = 2): ModelCard {
+export function fakeCard(patch: Vec3, activation: 'softmax' | 'sigmoid' = 'softmax', classes = 2, output: 'logits' | 'probabilities' = 'logits'): ModelCard {
   return {
     name: 'fake', spacing: [1, 1, 1], inputName: 'input', outputName: 'logits',
-    classes: Array.from({ length: classes }, (_, i) => `c${i}`), output, channels: 1,
+    classes: Array.from({ length: classes }, (_, i) => `c${i}`), output, activation, channels: 1,
     normalization: { kind: 'zscore', mean: 0, std: 1 }, patchSize: patch, divisor: [1, 1, 1], sha256: '',
   };
 }
@@ -20,9 +20,9 @@ export function fakeModel(
   patch: Vec3,
   k: number,
   logits: (c: number, x: number, i: number, sample: Float32Array) => number,
-  o: { output?: 'softmax' | 'sigmoid'; delay?: () => number; calls?: Call[] } = {},
+  o: { activation?: 'softmax' | 'sigmoid'; output?: 'logits' | 'probabilities'; delay?: () => number; calls?: Call[] } = {},
 ): Model {
-  const card = fakeCard(patch, o.output ?? 'softmax', k);
+  const card = fakeCard(patch, o.activation ?? 'softmax', k, o.output);
   return {
     card,
     async run(input, dims) {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { tessera, tesseraOk, tmpDir, filesUnder } from '../helpers/cli.ts';
+import { ROOT, tessera, tesseraOk, tmpDir, filesUnder } from '../helpers/cli.ts';
 
 let dir: string;
 let em: string;
@@ -165,4 +165,33 @@ test('the presets run on the smallest synthetic volumes (16×128×128), both kin
       assert.ok(e.perClass['1'].dice >= 0.8, `${kind} ${mode}: Dice ${e.perClass['1'].dice}`);
     }
   }
+});
+
+test('tessera model card: names, channels and divisor from the graph, checked on one patch; a graph with softmax inside must say probabilities', async () => {
+  const golden = path.join(ROOT, 'test', 'fixtures', 'golden');
+  const m = path.join(dir, 'net.onnx');
+  fs.copyFileSync(path.join(golden, 'model.onnx'), m);
+  const args = (onnx: string, ...extra: string[]) => ['model', 'card', onnx, '--spacing', '1,1,1', '--patch', '8,24,16', '--normalization', 'zscore:0:1', '--classes', 'background,a,b', '--json', ...extra];
+  const r = JSON.parse((await tesseraOk(args(m))).stdout);
+  const want = JSON.parse(fs.readFileSync(path.join(golden, 'model.json'), 'utf8'));
+  for (const k of ['inputName', 'outputName', 'output', 'activation', 'channels', 'patchSize', 'divisor', 'sha256', 'normalization']) {
+    assert.deepEqual(r.card[k], want[k], k);
+  }
+  assert.equal(r.divisorProbed, true);
+  assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'net.json'), 'utf8')).divisor, [2, 2, 2]);
+  // An existing card is not replaced silently; wrong class counts and impossible claims are refused.
+  assert.match((await tessera(args(m))).stderr, /net\.json exists; pass --overwrite/);
+  assert.match((await tessera(args(m, '--overwrite', '--classes', 'background,a'))).stderr, /outputs 3 channels but 2 classes/);
+  assert.match((await tessera(args(m, '--overwrite', '--output', 'probabilities'))).stderr, /the graph outputs logits/);
+  // Softmax inside the graph: read as logits, it would be softmaxed twice.
+  const sm = path.join(dir, 'net-softmax.onnx');
+  fs.copyFileSync(path.join(golden, 'model-softmax.onnx'), sm);
+  const twice = await tessera(args(sm));
+  assert.equal(twice.code, 2);
+  assert.match(twice.stderr, /applies softmax itself; pass --output probabilities/);
+  assert.ok(!fs.existsSync(path.join(dir, 'net-softmax.json')), 'no card written for a refused model');
+  const ok = JSON.parse((await tesseraOk(args(sm, '--output', 'probabilities'))).stdout);
+  assert.equal(ok.card.output, 'probabilities');
+  assert.equal(ok.card.outputName, 'probabilities');
+  assert.ok(ok.range[0] >= 0 && ok.range[1] <= 1);
 });

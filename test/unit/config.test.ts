@@ -265,7 +265,7 @@ function writeModel(dir: string, name: string, card: Card, opts: { sidecar?: boo
   fs.writeFileSync(onnx, bytes);
   if (opts.sidecar !== false) {
     fs.writeFileSync(path.join(dir, `${name}.json`), JSON.stringify({
-      name, classes: ['background', 'foreground'], output: 'softmax', channels: card.channels ?? 1, inputName: 'input', outputName: 'logits',
+      name, classes: ['background', 'foreground'], output: 'logits', activation: 'softmax', channels: card.channels ?? 1, inputName: 'input', outputName: 'logits',
       normalization: { kind: 'zscore', mean: 100, std: 20 },
       spacing: card.spacing, patchSize: card.patchSize, divisor: card.divisor,
       sha256: opts.sha ?? createHash('sha256').update(bytes).digest('hex'),
@@ -348,7 +348,11 @@ test('model cards are strict: unknown keys, a missing sha256 or tensor names are
     fs.writeFileSync(side, JSON.stringify(doc));
     assert.throws(() => loadModelCard(onnx), (e: unknown) => e instanceof ModelError && re.test(e.message), JSON.stringify(doc));
   };
-  expectBad({ ...card, activation: 'softmax' }, /key "activation" is not a model card key/);
+  expectBad({ ...card, activations: 'softmax' }, /key "activations" is not a model card key/);
+  // The old one-word form said nothing about whether the graph already applies the activation.
+  expectBad({ ...card, output: 'softmax', activation: undefined }, /key "output" "softmax" is ambiguous: write "output": "logits" \(or "probabilities"/);
+  expectBad({ ...card, output: 'probs' }, /key "output" must be "logits"/);
+  expectBad({ ...card, activation: undefined }, /key "activation" is required/);
   expectBad({ ...card, sha256: undefined }, /key "sha256" is required/);
   expectBad({ ...card, sha256: 'abc' }, /key "sha256" is required: the sha256 of the \.onnx file/);
   expectBad({ ...card, outputName: undefined }, /key "outputName" is required/);

@@ -11,10 +11,10 @@ const inBox = (b: Box, z: number, y: number, x: number) =>
   z >= b.begin[0] && z < b.end[0] && y >= b.begin[1] && y < b.end[1] && x >= b.begin[2] && x < b.end[2];
 
 /** The Gaussian weight of voxel (z,y,x) of a box of `shape` (σ = shape/8, centre (n−1)/2, peak 1). */
+/** The sliding window's (nnU-Net's) importance map: centred at p // 2, σ = p/8, peak 1. */
 function gaussRef(shape: Vec3, z: number, y: number, x: number): number {
-  const g = (i: number, p: number) => Math.exp(-((i - (p - 1) / 2) ** 2) / (2 * (p / 8) ** 2));
-  const peak = (p: number) => g(Math.floor((p - 1) / 2), p);
-  return (g(z, shape[0]) * g(y, shape[1]) * g(x, shape[2])) / (peak(shape[0]) * peak(shape[1]) * peak(shape[2]));
+  const g = (i: number, p: number) => Math.exp(-((i - Math.floor(p / 2)) ** 2) / (2 * (p / 8) ** 2));
+  return g(z, shape[0]) * g(y, shape[1]) * g(x, shape[2]);
 }
 
 function constCrop(source: Box, target: Box, ...values: number[]): CropPrediction {

@@ -84,10 +84,10 @@ test('tileSteps: ties round half to even, as numpy.round in nnU-Net', () => {
 
 // ---------------------------------------------------------------- gaussianMap
 
+/** nnU-Net's compute_gaussian: centred at p // 2 (off-centre for even p), σ = p/8, peak 1. */
 function gaussRef(patch: Vec3, z: number, y: number, x: number): number {
-  const g = (i: number, p: number) => Math.exp(-((i - (p - 1) / 2) ** 2) / (2 * (p / 8) ** 2));
-  const peak = (p: number) => g(Math.floor((p - 1) / 2), p);
-  return (g(z, patch[0]) * g(y, patch[1]) * g(x, patch[2])) / (peak(patch[0]) * peak(patch[1]) * peak(patch[2]));
+  const g = (i: number, p: number) => Math.exp(-((i - Math.floor(p / 2)) ** 2) / (2 * (p / 8) ** 2));
+  return g(z, patch[0]) * g(y, patch[1]) * g(x, patch[2]);
 }
 
 test('gaussianMap: σ = patch/8 around the centre, max 1 at the centre (odd patch), symmetric, no zeros', () => {
@@ -110,19 +110,17 @@ test('gaussianMap: σ = patch/8 around the centre, max 1 at the centre (odd patc
   }
 });
 
-test('gaussianMap: even patches are symmetric with their maximum in the central 2×2×2 block', () => {
+test('gaussianMap: even patches peak at patch // 2 (nnU-Net), not between the two middle voxels', () => {
   const patch: Vec3 = [4, 8, 6];
   const g = gaussianMap(patch);
-  let max = 0;
   for (let z = 0; z < 4; z++) for (let y = 0; y < 8; y++) for (let x = 0; x < 6; x++) {
     const v = g[idx(patch, z, y, x)];
-    max = Math.max(max, v);
     assert.ok(v > 0);
-    assert.equal(v, g[idx(patch, 3 - z, 7 - y, 5 - x)]);
     assert.ok(Math.abs(v - gaussRef(patch, z, y, x)) <= 1e-6 * Math.max(1e-3, v));
   }
-  assert.equal(g[idx(patch, 1, 3, 2)], max);
-  assert.equal(g[idx(patch, 2, 4, 3)], max);
+  assert.equal(g[idx(patch, 2, 4, 3)], 1);
+  assert.ok(g[idx(patch, 1, 3, 2)] < 1, 'the voxel before the centre is lower');
+  assert.equal(g[idx(patch, 1, 4, 3)], g[idx(patch, 3, 4, 3)], 'symmetric around p // 2');
 });
 
 test('gaussianMap: max 1 also for even patch sizes (as documented)', () => {
@@ -206,7 +204,7 @@ test('slidingWindow: several softmax classes and sigmoid outputs', async () => {
   assertClose(out[0].data, Array.from(input.data, (x) => Math.exp(x) / den(x)), 2e-6, 'class 1');
   assertClose(out[1].data, Array.from(input.data, (x) => Math.exp(2 * x) / den(x)), 2e-6, 'class 2');
   // Sigmoid: every channel is a foreground map.
-  const sig = fakeModel(patch, 2, (c, x) => (c === 0 ? x : -3 * x), { output: 'sigmoid' });
+  const sig = fakeModel(patch, 2, (c, x) => (c === 0 ? x : -3 * x), { activation: 'sigmoid' });
   const so = await slidingWindow(input, sig, OPTS(patch));
   assert.equal(so.length, 2);
   assertClose(so[0].data, Array.from(input.data, (x) => sigmoid(x)), 2e-6, 'sigmoid 0');
@@ -215,7 +213,8 @@ test('slidingWindow: several softmax classes and sigmoid outputs', async () => {
 
 test('slidingWindow: tiles are blended with Gaussian weights (reference over hand-computed tiles)', async () => {
   // Input encodes position; the model answers one constant logit per tile (from the tile's
-  // first voxel), so the output is Σ_t g(v − t)·p_t / Σ_t g(v − t).
+  // first voxel), so the output is sigmoid(Σ_t g(v − t)·l_t / Σ_t g(v − t)): logits are
+  // blended, then activated (nnU-Net), not probabilities.
   const shape: Vec3 = [10, 20, 24];
   const patch: Vec3 = [6, 8, 8];
   const input = zeros(shape);
@@ -228,7 +227,7 @@ test('slidingWindow: tiles are blended with Gaussian weights (reference over han
   const num = new Float64Array(10 * 20 * 24);
   const den = new Float64Array(10 * 20 * 24);
   for (const tz of steps[0]) for (const ty of steps[1]) for (const tx of steps[2]) {
-    const p = sigmoid(tileLogit(tz * 10000 + ty * 100 + tx));
+    const p = tileLogit(tz * 10000 + ty * 100 + tx);
     for (let z = 0; z < 6; z++) for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) {
       const w = gaussRef(patch, z, y, x);
       const i = idx(shape, tz + z, ty + y, tx + x);
@@ -236,7 +235,7 @@ test('slidingWindow: tiles are blended with Gaussian weights (reference over han
       den[i] += w;
     }
   }
-  assertClose(out[0].data, Array.from(num, (n, i) => n / den[i]), 2e-6, 'blend');
+  assertClose(out[0].data, Array.from(num, (n, i) => sigmoid(n / den[i])), 2e-6, 'blend');
   // And a voxel seen by one tile only takes that tile's value exactly.
   assert.ok(Math.abs(out[0].data[0] - sigmoid(tileLogit(0))) < 1e-6);
 });
@@ -257,7 +256,7 @@ test('slidingWindow: the result does not depend on batch or inFlight (bit-identi
   }
 });
 
-test('slidingWindow: batches hold at most `batch` tiles and inputs smaller than a patch are zero-padded', async () => {
+test('slidingWindow: batches hold at most `batch` tiles and inputs smaller than a patch are zero-padded, centred (nnU-Net)', async () => {
   const patch: Vec3 = [4, 8, 8];
   const shape: Vec3 = [3, 5, 12];
   const input = randomInput(8, shape, 1, 2); // strictly positive, so zeros can only be padding
@@ -266,11 +265,12 @@ test('slidingWindow: batches hold at most `batch` tiles and inputs smaller than 
   // Tiles: z [0], y [0], x [0, 4] → 2 tiles in one call.
   assert.equal(calls.length, 1);
   assert.deepEqual(calls[0].dims, [2, 1, 4, 8, 8]);
+  // Padding below = (patch − size) // 2: z 1 → 0 below, y 3 → 1 below, 2 above.
   for (const [b, tx] of [[0, 0], [1, 4]]) {
     for (let z = 0; z < 4; z++) for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) {
       const v = calls[0].input[b * 256 + idx(patch, z, y, x)];
-      const inside = z < 3 && y < 5 && tx + x < 12;
-      assert.equal(v, inside ? input.data[idx(shape, z, y, tx + x)] : 0, `tile ${b} voxel ${z},${y},${x}`);
+      const inside = z < 3 && y >= 1 && y < 6 && tx + x < 12;
+      assert.equal(v, inside ? input.data[idx(shape, z, y - 1, tx + x)] : 0, `tile ${b} voxel ${z},${y},${x}`);
     }
   }
 });
@@ -309,4 +309,20 @@ test('argmax: random probabilities agree with a brute-force reference', () => {
       assert.equal(got.data[i], best, `k ${k}, voxel ${i}: ${all}`);
     }
   }
+});
+
+test('slidingWindow: a graph that outputs probabilities is blended as is, never activated again', async () => {
+  const patch: Vec3 = [4, 8, 8];
+  const input = randomInput(9, [6, 11, 13]);
+  // Channels already softmaxed: [1 − q, q] with q = 0.1 + 0.8·|sin x|.
+  const q = (x: number) => 0.1 + 0.8 * Math.abs(Math.sin(x));
+  const probs = fakeModel(patch, 2, (c, x) => (c === 0 ? 1 - q(x) : q(x)), { output: 'probabilities' });
+  const out = await slidingWindow(input, probs, OPTS(patch, { mirror: true }));
+  assert.equal(out.length, 1);
+  assertClose(out[0].data, Array.from(input.data, (x) => q(x)), 2e-6, 'probabilities kept');
+  // The same numbers read as logits would be squashed towards 1/2 (the bug a strict card prevents).
+  const asLogits = fakeModel(patch, 2, (c, x) => (c === 0 ? 1 - q(x) : q(x)));
+  const squashed = await slidingWindow(input, asLogits, OPTS(patch));
+  assert.ok(Math.max(...Array.from(squashed[0].data, (v) => Math.abs(v - 0.5))) < 0.4);
+  assert.ok(Math.max(...Array.from(out[0].data, (v) => Math.abs(v - 0.5))) > 0.35);
 });
