@@ -72,7 +72,7 @@ program.command('eval')
   .description('score a segmentation against ground truth (Dice, IoU, surface Dice, HD95, AP)')
   .requiredOption('--pred <out.zarr>', 'output group of tessera run')
   .requiredOption('--gt <vol.zarr>', 'input volume with labels/gt, or a label image')
-  .option('--tolerance <t>', 'surface Dice tolerance in the spacing unit (default: coarsest voxel side)', parseFloat)
+  .option('--tolerance <t>', 'surface Dice tolerance in the spacing unit (default: the finest voxel side)', parseFloat)
   .option('--spacing <Z,Y,X>', 'voxel size of a bare --gt label array that has no NGFF scale', (v: string) => {
     const p = v.split(',').map(Number);
     if (p.length !== 3 || !p.every((x) => x > 0)) throw new InvalidArgumentError('--spacing must be Z,Y,X positive numbers');

@@ -107,7 +107,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
       },
       onDone: async (t) => {
         reportProgress(s, o.progress, t.kind);
-        if (t.kind === 'paste' || t.kind === 'predict') o.metrics?.voxels(volumeOf(chunkBox(t.index, graph.chunk, graph.volume)));
+        if (t.kind === 'paste' || t.kind === 'blend') o.metrics?.voxels(volumeOf(chunkBox(t.index, graph.chunk, graph.volume)));
         if (!o.keepWork) await freeAfter(s, t);
       },
       onFailure: (t, err) => log.error({ task: taskId(t), err: (err as Error).message }, 'task failed'),

@@ -8,7 +8,7 @@
 //   KV       tessera-runs            key <run>: the run record (paths, config, identity, status)
 //
 // Roles: `worker` runs the per-chunk kinds that need the models or write the output (stage1,
-// stage2, predict, paste, relabel); `merger` runs the kinds that resolve chunk borders (boxes
+// stage2, predict, blend, paste, relabel); `merger` runs the kinds that resolve chunk borders (boxes
 // across chunks, instance faces, the global id resolve). Non-overlapping filters, as a
 // WorkQueue stream requires.
 import type { TaskKind } from '../tasks/graph.ts';
@@ -20,6 +20,7 @@ export const ROLE_OF: Readonly<Record<TaskKind, Role>> = {
   stage1: 'worker',
   stage2: 'worker',
   predict: 'worker',
+  blend: 'worker',
   paste: 'worker',
   relabel: 'worker',
   boxes: 'merger',

@@ -13,7 +13,7 @@ export interface TesseraConfig {
   /** Voxel size of the full-resolution input, [z, y, x], in `unit` (used when the input has no NGFF scale). */
   spacing: Vec3;
   unit: string;
-  models: { fullres: string; lowres: string };
+  models: { fullres: string; lowres: string; allowOtherPatch?: boolean };
   io: {
     chunk: Vec3;
     outputChunk: Vec3;
@@ -78,6 +78,7 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
   models: obj('ONNX models (paths relative to the config file, or to the Tessera package for presets); each needs its JSON sidecar.', {
     fullres: { type: 'string', doc: 'Full-resolution model: the baseline at `baseline.patch`, stage two on canvases.' },
     lowres: { type: 'string', doc: 'Low-resolution model for stage one, trained at `stage1.spacing`.' },
+    allowOtherPatch: { type: 'optional', of: bool(''), doc: 'Run a network at a patch other than the training patch its card states (`stage1.patch`, `pack.canvas`, `baseline.patch`). Fully convolutional networks accept other sizes, but their statistics (instance normalisation, border effects) differ from training, so it is refused unless set. @default false' },
   }),
   io: obj('Chunking and Zarr I/O.', {
     chunk: ivec('Processing chunk (write box) in full-resolution voxels; a multiple of `io.outputChunk`. Memory per chunk in flight grows with it. @default [64, 512, 512]'),

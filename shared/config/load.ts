@@ -91,6 +91,12 @@ function divisible(key: string, v: Vec3, card: ModelCard, file: string): void {
   }
 }
 
+/** The network runs at the patch its card says it was trained at, unless the config allows otherwise. */
+function trainingPatch(c: TesseraConfig, key: string, v: Vec3, card: ModelCard, file: string): void {
+  if (c.models.allowOtherPatch || v.every((x, a) => x === card.patchSize[a])) return;
+  throw new ConfigError(key, `[${v}] differs from the patch [${card.patchSize}] model ${file} was trained at (its card's patchSize); a network sees other statistics at another size — use the training patch, or set models.allowOtherPatch: true to run it anyway`);
+}
+
 function close(a: Vec3, b: Vec3): boolean {
   return a.every((x, i) => Math.abs(x - b[i]) <= 0.01 * Math.max(x, b[i]));
 }
@@ -116,6 +122,7 @@ export function checkModels(c: TesseraConfig): Cards {
   }
   if (c.mode === 'one-stage') {
     divisible('baseline.patch', c.baseline.patch, fullres, c.models.fullres);
+    trainingPatch(c, 'baseline.patch', c.baseline.patch, fullres, c.models.fullres);
     return { fullres };
   }
   const lowres = load('lowres');
@@ -125,6 +132,8 @@ export function checkModels(c: TesseraConfig): Cards {
   }
   divisible('stage1.patch', c.stage1.patch, lowres, c.models.lowres);
   divisible('pack.canvas', c.pack.canvas, fullres, c.models.fullres);
+  trainingPatch(c, 'stage1.patch', c.stage1.patch, lowres, c.models.lowres);
+  trainingPatch(c, 'pack.canvas', c.pack.canvas, fullres, c.models.fullres);
   if (c.pack.crop.some((v, a) => v > c.pack.canvas[a])) throw new ConfigError('pack.crop', `[${c.pack.crop}] does not fit in pack.canvas [${c.pack.canvas}]`);
   return { fullres, lowres };
 }

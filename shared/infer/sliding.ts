@@ -8,7 +8,7 @@
 // test/golden.test.ts checks all of this against a PyTorch reference of nnU-Net's code.
 // Tiles run in batches on a Model (inference threads); results are accumulated strictly in
 // tile order so the sum — and hence the output — is bit-identical run to run.
-import type { Vec3 } from '../geometry/box.ts';
+import { type Box, type Vec3, boxOfShape } from '../geometry/box.ts';
 import { type Array3, array3 } from '../array/array3.ts';
 import type { Model, ModelCard } from './model.ts';
 
@@ -48,12 +48,7 @@ function roundHalfEven(v: number): number {
  * non-zero value. (nnU-Net scales it by 10; the scale cancels in the division.)
  */
 export function gaussianMap(patch: Vec3): Float32Array {
-  const axis = (p: number) => {
-    const s = p / 8;
-    const c = Math.floor(p / 2);
-    return Float64Array.from({ length: p }, (_, i) => Math.exp(-((i - c) ** 2) / (2 * s * s)));
-  };
-  const [gz, gy, gx] = [axis(patch[0]), axis(patch[1]), axis(patch[2])];
+  const [gz, gy, gx] = [gaussAxis(patch[0]), gaussAxis(patch[1]), gaussAxis(patch[2])];
   const out = new Float32Array(patch[0] * patch[1] * patch[2]);
   let min = Infinity;
   let o = 0;
@@ -122,23 +117,55 @@ export const MIRRORS: readonly (readonly boolean[])[] = [
   [true, true, false], [true, false, true], [false, true, true], [true, true, true],
 ];
 
+/** Gaussian importance of one axis (nnU-Net: σ = p/8 around p // 2), float64. */
+function gaussAxis(p: number): Float64Array {
+  const sg = p / 8;
+  const c = Math.floor(p / 2);
+  return Float64Array.from({ length: p }, (_, i) => Math.exp(-((i - c) ** 2) / (2 * sg * sg)));
+}
+
 /**
- * Run `model` over a normalised volume. Returns per-class probability maps for the foreground
- * classes (softmax channels 1..K-1, or every sigmoid channel), each the input's shape.
+ * The summed importance of every tile over `region`, for tiles on the product grid `starts`
+ * (per axis): the grid is a product and the map separable, so the sum is a product of per-axis
+ * sums — no per-tile pass, and a task that saw only some of the tiles still knows the total.
+ * Never 0: each axis factor is at least e^−8 where a tile covers the voxel.
  */
-export async function slidingWindow(input: Array3<Float32Array>, model: Model, o: SlidingOptions): Promise<Array3<Float32Array>[]> {
+export function tileWeights(starts: readonly (readonly number[])[], patch: Vec3, region: Box): Float32Array {
+  const s = [0, 1, 2].map((a) => region.end[a] - region.begin[a]);
+  const axes = [0, 1, 2].map((a) => {
+    const g = gaussAxis(patch[a]);
+    const w = new Float64Array(s[a]);
+    for (const t of starts[a]) {
+      for (let i = Math.max(t, region.begin[a]); i < Math.min(t + patch[a], region.end[a]); i++) w[i - region.begin[a]] += g[i - t];
+    }
+    return w;
+  });
+  const out = new Float32Array(s[0] * s[1] * s[2]);
+  let o = 0;
+  for (let z = 0; z < s[0]; z++) for (let y = 0; y < s[1]; y++) {
+    const zy = axes[0][z] * axes[1][y];
+    for (let x = 0; x < s[2]; x++) out[o++] = zy * axes[2][x];
+  }
+  return out;
+}
+
+/**
+ * Run `model` on `tiles` (patch-sized, at absolute starts) and return, per output channel, the
+ * sum over tiles of output × Gaussian over `region`. `input` holds the normalised volume over
+ * `inputBox`; tile voxels outside it are 0 (nnU-Net pads with 0). Mirrors are averaged (in the
+ * output's space: logits when the graph gives logits). Results are consumed strictly in tile
+ * order, so the sums are bit-identical whatever the batching and threads.
+ */
+export async function accumulateTiles(
+  input: Array3<Float32Array>, inputBox: Box, tiles: readonly Vec3[], region: Box, model: Model, o: SlidingOptions,
+): Promise<Float32Array[]> {
   const patch = o.patch;
   const [iD, iH, iW] = input.shape;
-  // Pad to at least a patch, centred (nnU-Net: pad_nd_image, below = diff // 2).
-  const size: Vec3 = [Math.max(iD, patch[0]), Math.max(iH, patch[1]), Math.max(iW, patch[2])];
-  const off = size.map((v, a) => Math.floor((v - input.shape[a]) / 2));
-  const [D, H, W] = size;
+  const [D, H, W] = [0, 1, 2].map((a) => region.end[a] - region.begin[a]);
   const vox = patch[0] * patch[1] * patch[2];
-  const steps = [0, 1, 2].map((a) => tileSteps(size[a], patch[a], o.step));
-  const tiles: Vec3[] = [];
-  for (const z of steps[0]) for (const y of steps[1]) for (const x of steps[2]) tiles.push([z, y, x]);
   const mirrors = o.mirror ? MIRRORS : MIRRORS.slice(0, 1);
   const gauss = gaussianMap(patch);
+  const scale = 1 / mirrors.length;
 
   // One job = a batch of (tile, mirror) pairs.
   const jobs: Array<Array<{ tile: Vec3; flip: readonly boolean[] }>> = [];
@@ -149,23 +176,22 @@ export async function slidingWindow(input: Array3<Float32Array>, model: Model, o
   }
   if (cur.length) jobs.push(cur);
 
-  // A tile in padded coordinates; voxels of the padding are 0 (nnU-Net pads with 0).
-  const x0 = Math.max(0, off[2]);
   const build = (job: (typeof jobs)[number]): Float32Array => {
     const buf = new Float32Array(job.length * vox);
     const tmp = new Float32Array(vox);
     job.forEach(({ tile, flip }, b) => {
       tmp.fill(0);
-      const xa = Math.max(0, x0 - tile[2]);
-      const xb = Math.min(patch[2], x0 + iW - tile[2]);
+      const t = [0, 1, 2].map((a) => tile[a] - inputBox.begin[a]);
+      const xa = Math.max(0, -t[2]);
+      const xb = Math.min(patch[2], iW - t[2]);
       for (let z = 0; z < patch[0]; z++) {
-        const sz = tile[0] + z - off[0];
+        const sz = t[0] + z;
         if (sz < 0 || sz >= iD) continue;
         for (let y = 0; y < patch[1]; y++) {
-          const sy = tile[1] + y - off[1];
+          const sy = t[1] + y;
           if (sy < 0 || sy >= iH) continue;
-          const s = (sz * iH + sy) * iW + tile[2] + xa - x0;
-          if (xb > xa) tmp.set(input.data.subarray(s, s + xb - xa), (z * patch[1] + y) * patch[2] + xa);
+          const src = (sz * iH + sy) * iW + t[2] + xa;
+          if (xb > xa) tmp.set(input.data.subarray(src, src + xb - xa), (z * patch[1] + y) * patch[2] + xa);
         }
       }
       const dst = buf.subarray(b * vox, (b + 1) * vox);
@@ -177,25 +203,24 @@ export async function slidingWindow(input: Array3<Float32Array>, model: Model, o
 
   // Every output channel is accumulated: softmax needs the background logit too.
   let acc: Float32Array[] | undefined;
-  const weight = new Float32Array(D * H * W);
   const flipped = new Float32Array(vox);
   const accumulate = (job: (typeof jobs)[number], out: Float32Array, k: number) => {
     acc ??= Array.from({ length: k }, () => new Float32Array(D * H * W));
     job.forEach(({ tile, flip }, b) => {
+      // The part of the tile inside the region (a task accumulates only what it keeps).
+      const lo = [0, 1, 2].map((a) => Math.max(0, region.begin[a] - tile[a]));
+      const hi = [0, 1, 2].map((a) => Math.min(patch[a], region.end[a] - tile[a]));
+      if (lo.some((v, a) => v >= hi[a])) return;
+      const t = [0, 1, 2].map((a) => tile[a] - region.begin[a]);
       for (let c = 0; c < k; c++) {
         let ch = out.subarray((b * k + c) * vox, (b * k + c + 1) * vox);
         if (flip.some(Boolean)) { flipInto(ch, flipped, 1, patch, flip); ch = flipped; }
         const a = acc![c];
-        for (let z = 0; z < patch[0]; z++) for (let y = 0; y < patch[1]; y++) {
-          const dst = ((tile[0] + z) * H + tile[1] + y) * W + tile[2];
+        for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) {
+          const dst = ((t[0] + z) * H + t[1] + y) * W + t[2];
           const src = (z * patch[1] + y) * patch[2];
-          for (let x = 0; x < patch[2]; x++) a[dst + x] += ch[src + x] * gauss[src + x];
+          for (let x = lo[2]; x < hi[2]; x++) a[dst + x] += ch[src + x] * gauss[src + x] * scale;
         }
-      }
-      for (let z = 0; z < patch[0]; z++) for (let y = 0; y < patch[1]; y++) {
-        const dst = ((tile[0] + z) * H + tile[1] + y) * W + tile[2];
-        const src = (z * patch[1] + y) * patch[2];
-        for (let x = 0; x < patch[2]; x++) weight[dst + x] += gauss[src + x];
       }
     });
   };
@@ -213,23 +238,51 @@ export async function slidingWindow(input: Array3<Float32Array>, model: Model, o
     if (next < jobs.length) submit();
     accumulate(jobs[j], r.data, r.dims[1]);
   }
+  return acc ?? [];
+}
 
-  // Divide by the summed weights, cut the padding away, then (and only then) activate.
-  const k = acc!.length;
-  const n = iD * iH * iW;
+/**
+ * Divide accumulated channels by the summed tile weights and activate: K channels over a
+ * region → the foreground probability maps of `shape`.
+ */
+export function finishTiles(acc: readonly Float32Array[], weights: Float32Array, shape: Vec3, card: Pick<ModelCard, 'output' | 'activation'>): Array3<Float32Array>[] {
+  const k = acc.length;
+  const n = weights.length;
   const all = new Float32Array(k * n);
-  for (let c = 0; c < k; c++) {
-    const a = acc![c];
-    let o2 = c * n;
-    for (let z = 0; z < iD; z++) for (let y = 0; y < iH; y++) {
-      const row = ((z + off[0]) * H + y + off[1]) * W + off[2];
-      for (let x = 0; x < iW; x++) all[o2++] = a[row + x] / weight[row + x];
-    }
-  }
-  acc = undefined;
-  activate(all, k, n, model.card);
-  const fg = foregroundCount(model.card, k);
-  return Array.from({ length: fg }, (_, c) => array3(all.slice((k - fg + c) * n, (k - fg + c + 1) * n), input.shape));
+  for (let c = 0; c < k; c++) for (let i = 0; i < n; i++) all[c * n + i] = acc[c][i] / weights[i];
+  activate(all, k, n, card);
+  const fg = foregroundCount(card, k);
+  return Array.from({ length: fg }, (_, c) => array3(all.slice((k - fg + c) * n, (k - fg + c + 1) * n), shape));
+}
+
+/**
+ * nnU-Net's tile starts (per axis) over a volume of `size` starting at 0: a volume smaller than
+ * a patch is padded centred, so its one tile starts below 0.
+ */
+export function paddedStarts(size: Vec3, patch: Vec3, step: number): { starts: number[][]; below: Vec3 } {
+  const padded = size.map((v, a) => Math.max(v, patch[a]));
+  // Pad to at least a patch, centred (nnU-Net: pad_nd_image, below = diff // 2).
+  const below = padded.map((v, a) => Math.floor((v - size[a]) / 2)) as unknown as Vec3;
+  const starts = [0, 1, 2].map((a) => tileSteps(padded[a], patch[a], step).map((t) => t - below[a]));
+  return { starts, below };
+}
+
+/** Every tile of a product grid of starts, in nnU-Net's loop order (z, then y, then x). */
+export function gridTiles(starts: readonly (readonly number[])[]): Vec3[] {
+  const tiles: Vec3[] = [];
+  for (const z of starts[0]) for (const y of starts[1]) for (const x of starts[2]) tiles.push([z, y, x]);
+  return tiles;
+}
+
+/**
+ * Run `model` over a normalised volume. Returns per-class probability maps for the foreground
+ * classes (softmax channels 1..K-1, or every sigmoid channel), each the input's shape.
+ */
+export async function slidingWindow(input: Array3<Float32Array>, model: Model, o: SlidingOptions): Promise<Array3<Float32Array>[]> {
+  const { starts } = paddedStarts(input.shape, o.patch, o.step);
+  const whole = boxOfShape(input.shape);
+  const acc = await accumulateTiles(input, whole, gridTiles(starts), whole, model, o);
+  return finishTiles(acc, tileWeights(starts, o.patch, whole), input.shape, model.card);
 }
 
 /** Class map from foreground probabilities: argmax with background = 1 − Σ fg (softmax). */

@@ -6,6 +6,7 @@
 import * as os from 'node:os';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { nnunetTiles } from '../tasks/predict.ts';
 import { PACKAGE_ROOT } from '../config/load.ts';
 import { type Box, boxToString, volumeOf } from '../geometry/box.ts';
 import type { TesseraConfig } from '../config/config.ts';
@@ -79,6 +80,11 @@ export interface RunReport {
   /** Input storage-chunk reads that found no file and used the fill value (io.missingChunks "fill"; this process's reads). */
   inputMissingChunks: number;
   twoStage?: TwoStageStats;
+  /**
+   * One-stage: tiles this run computed (each once, on the whole volume's grid) and nnU-Net's
+   * tile count for the whole volume (equal when a fresh run covers the volume).
+   */
+  oneStage?: { tiles: number; nnunetTiles: number };
 }
 
 export interface SessionOptions {
@@ -258,6 +264,9 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
       readAmplification: st.needed ? (st.decoded ?? 0) / st.needed : 0,
     };
   }
+  const oneStage = c.mode === 'one-stage'
+    ? { tiles: result.stats.tiles ?? 0, nnunetTiles: nnunetTiles(graph.volume.end, c.baseline.patch, c.baseline.step) }
+    : undefined;
   const replaces = readRunJson(o.output)?.replaces as string | undefined;
   const wall = (performance.now() - s.t0) / 1000;
   const voxels = volumeOf(ctx.roi);
@@ -280,6 +289,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
     failures,
     inputMissingChunks: ctx.missing.missing,
     twoStage,
+    oneStage,
   };
   try {
     await finishOutput(o.output, {

@@ -5,7 +5,7 @@
 //
 //   two-stage:  stage1 (blocks of s chunks) ──reach 1──▶ boxes ──▶ stage2 (blocks of pack.chunks)
 //               ──reach 1──▶ paste ─────────────────────────────────────────────────────────┐
-//   one-stage:  predict ─────────────────────────────────────────────────────────────────────┤
+//   one-stage:  predict (global tile grid) ──reach 1──▶ blend ────────────────────────────────┤
 //               ┌─────────────────────────────────────────────────────────────────────────────┘
 //               └──reach 1──▶ faces ──all──▶ resolve (one task, the merger) ──▶ relabel
 //
@@ -20,7 +20,7 @@ import type { Dependency, KindSpec } from '../scheduler.ts';
 import type { TesseraConfig } from '../config/config.ts';
 import { ConfigError } from '../errors.ts';
 
-export type TaskKind = 'stage1' | 'boxes' | 'stage2' | 'paste' | 'predict' | 'faces' | 'resolve' | 'relabel';
+export type TaskKind = 'stage1' | 'boxes' | 'stage2' | 'paste' | 'predict' | 'blend' | 'faces' | 'resolve' | 'relabel';
 
 /** The merger's one task spans the whole grid: a block larger than any volume's chunk grid. */
 export const WHOLE: Vec3 = [2 ** 40, 2 ** 40, 2 ** 40];
@@ -59,9 +59,15 @@ export function taskGraph(c: TesseraConfig, shape: Vec3, roi: Box, factor: Vec3)
   const all = chunkRange(volume, chunk);
   const roiChunks = chunkRange(roi, chunk);
   if (c.mode === 'one-stage') {
+    if (c.baseline.patch.some((p, a) => p > chunk[a])) {
+      throw new ConfigError('baseline.patch', `[${c.baseline.patch}] is longer than io.chunk [${chunk}]: the global tile grid needs every tile to fit in a chunk`);
+    }
+    // A chunk's tiles reach into the chunks after it: blend(c) needs predict on c and the
+    // chunks before it, so predict runs on the ROI's chunks grown by one towards the origin.
+    const predict = intersectRange(range3([roiChunks.lo[0] - 1, roiChunks.lo[1] - 1, roiChunks.lo[2] - 1], roiChunks.hi), all);
     return {
-      kinds: [{ name: 'predict', block: ONE, range: roiChunks }, ...instanceKinds(roiChunks)],
-      deps: instanceDeps('predict'), chunk, volume, stage1Block: ONE,
+      kinds: [{ name: 'predict', block: ONE, range: predict }, { name: 'blend', block: ONE, range: roiChunks }, ...instanceKinds(roiChunks)],
+      deps: [{ kind: 'blend', needs: 'predict', reach: ONE }, ...instanceDeps('blend')], chunk, volume, stage1Block: ONE,
     };
   }
   checkChunkForBoxes(c, factor);
@@ -98,7 +104,7 @@ function instanceKinds(chunks: Range3): KindSpec[] {
   ];
 }
 
-function instanceDeps(writer: 'paste' | 'predict'): Dependency[] {
+function instanceDeps(writer: 'paste' | 'blend'): Dependency[] {
   return [
     { kind: 'faces', needs: writer, reach: ONE },
     { kind: 'resolve', needs: 'faces', reach: [0, 0, 0] },

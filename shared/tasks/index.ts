@@ -7,7 +7,7 @@ import { stage1Task } from './stage1.ts';
 import { boxesTask } from './boxes.ts';
 import { stage2Task } from './stage2.ts';
 import { pasteTask } from './paste.ts';
-import { predictTask } from './predict.ts';
+import { blendTask, freeTiles, predictTask } from './predict.ts';
 import { facesTask, relabelTask, resolveTask } from './instances.ts';
 import type { WorkStore } from './work.ts';
 import type { Vec3 } from '../geometry/box.ts';
@@ -22,6 +22,7 @@ export function runTask(ctx: TaskContext, t: TaskRef): Promise<TaskStats> {
     case 'stage2': return stage2Task(ctx, t.index);
     case 'paste': return pasteTask(ctx, t.index);
     case 'predict': return predictTask(ctx, t.index);
+    case 'blend': return blendTask(ctx, t.index);
     case 'faces': return facesTask(ctx, t.index);
     case 'resolve': return resolveTask(ctx);
     case 'relabel': return relabelTask(ctx, t.index);
@@ -35,7 +36,7 @@ export function runTask(ctx: TaskContext, t: TaskRef): Promise<TaskStats> {
 /**
  * What a kind leaves in the work store for the tasks that need it, deleted once they are all
  * done. `rerun`: on resume, a task whose result was freed runs again when a task that is not
- * done needs it; paste and predict are never run again for that, since the chunk's outer voxel
+ * done needs it; paste and blend are never run again for that, since the chunk's outer voxel
  * layer they leave for faces is recomputed from the written segmentation (see faces).
  */
 export const FREE: Partial<Record<TaskKind, { free: (work: WorkStore, index: Vec3) => Promise<void>; rerun: boolean }>> = {
@@ -43,7 +44,8 @@ export const FREE: Partial<Record<TaskKind, { free: (work: WorkStore, index: Vec
   boxes: { free: (w, i) => w.remove('boxes', i), rerun: true },
   stage2: { free: (w, i) => w.remove('stage2', i), rerun: true },
   paste: { free: (w, i) => w.removeFile('label', i, 'bin'), rerun: false },
-  predict: { free: (w, i) => w.removeFile('label', i, 'bin'), rerun: false },
+  predict: { free: freeTiles, rerun: true },
+  blend: { free: (w, i) => w.removeFile('label', i, 'bin'), rerun: false },
   resolve: { free: (w, i) => w.remove('resolve', i), rerun: true },
 };
 

@@ -318,3 +318,29 @@ test('SIGTERM mid-run: the tasks in hand end, run.json says interrupted, exit 14
   assert.ok(reused(r) > 0);
   sameFiles(clean, out, 'segmentation');
 });
+
+test('one-stage runs nnU-Net\'s global tile grid: every tile once whatever the chunking, nnU-Net\'s tile count, the same result as one whole-volume window', async () => {
+  const small = path.join(dir, 'one-small.zarr');
+  await tesseraOk(['synth', '--kind', 'em', '--shape', '16,256,256', '--seed', '31', '--out', small]);
+  const runOne = async (name: string, chunk: Vec3) => {
+    const cfg = path.join(dir, `${name}.json`);
+    fs.writeFileSync(cfg, JSON.stringify({ extends: 'synthetic-em', mode: 'one-stage', io: { chunk, outputChunk: [16, 128, 128] }, output: { probabilities: true } }));
+    const out = path.join(dir, `${name}.zarr`);
+    const r = JSON.parse((await tesseraOk(['run', '--input', small, '--output', out, '--config', cfg, '--json'])).stdout);
+    return { r, out };
+  };
+  const whole = await runOne('one-whole', [16, 256, 256]);
+  const four = await runOne('one-four', [16, 128, 128]);
+  // nnU-Net over 16×256×256 with patch 16×128×128, step 0.5: 1 × 3 × 3 tiles.
+  assert.deepEqual(whole.r.oneStage, { tiles: 9, nnunetTiles: 9 });
+  assert.deepEqual(four.r.oneStage, { tiles: 9, nnunetTiles: 9 }, 'chunking computes no tile twice');
+  assert.equal(four.r.tasks.predict.total, 4);
+  assert.equal(four.r.tasks.blend.total, 4);
+  assert.deepEqual(await volumeOf(four.out, 'segmentation'), await volumeOf(whole.out, 'segmentation'));
+  const [pa, pb] = [await volumeOf(four.out, 'probabilities'), await volumeOf(whole.out, 'probabilities')] as unknown as Float32Array[];
+  let d = 0;
+  for (let i = 0; i < pa.length; i++) d = Math.max(d, Math.abs(pa[i] - pb[i]));
+  assert.ok(d < 1e-5, `probabilities across chunk borders: max |Δ| ${d}`);
+  // The tiles' intermediate sums are freed once blended.
+  assert.deepEqual(fs.readdirSync(path.join(four.out, '.work')).filter((k) => k.startsWith('tiles-') && fs.readdirSync(path.join(four.out, '.work', k)).length), []);
+});

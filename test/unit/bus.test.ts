@@ -22,7 +22,7 @@ test('run names: namespaced per run, role filters that never overlap, every task
   assert.equal(a.task('faces'), 'tessera.r1.task.merger.faces');
   assert.ok(a.task('paste').startsWith(a.taskFilter('worker').slice(0, -1)));
   assert.ok(!a.task('boxes').startsWith(a.taskFilter('worker').slice(0, -1)));
-  assert.deepEqual(Object.keys(ROLE_OF).sort(), ['boxes', 'faces', 'paste', 'predict', 'relabel', 'resolve', 'stage1', 'stage2']);
+  assert.deepEqual(Object.keys(ROLE_OF).sort(), ['blend', 'boxes', 'faces', 'paste', 'predict', 'relabel', 'resolve', 'stage1', 'stage2']);
   for (const bad of ['', 'a.b', 'a b', 'a*', 'x'.repeat(65), 'tab\t']) assert.throws(() => checkRunId(bad), ConfigError, bad);
   assert.equal(checkRunId('fafb_v14-run-2'), 'fafb_v14-run-2');
 });

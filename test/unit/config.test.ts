@@ -229,9 +229,9 @@ test('describe(SCHEMA) lists every leaf key exactly once', () => {
   });
   const leafRows = rows.filter((r) => r.type !== 'object').map((r) => r.key);
   const want = leaves(SCHEMA);
-  // TesseraConfig: 4 top-level scalars + models 2 + io 8 + inference 4 + baseline 3 + stage1 4 +
-  // boxes 12 + select 4 + pack 8 + stage2 2 + output 2 + nats 4 = 57 leaves.
-  assert.equal(want.length, 57);
+  // TesseraConfig: 4 top-level scalars + models 3 + io 8 + inference 4 + baseline 3 + stage1 4 +
+  // boxes 12 + select 4 + pack 8 + stage2 2 + output 2 + nats 4 = 58 leaves.
+  assert.equal(want.length, 58);
   assert.deepEqual([...leafRows].sort(), [...want].sort());
   assert.equal(new Set(leafRows).size, leafRows.length, 'no leaf listed twice');
   // Each leaf row is documented and typed.
@@ -244,7 +244,9 @@ test('describe(SCHEMA) lists every leaf key exactly once', () => {
     typeof o === 'object' && o !== null && !Array.isArray(o)
       ? Object.entries(o).flatMap(([k, v]) => configLeaves(v, key ? `${key}.${k}` : k))
       : [key];
-  assert.deepEqual(configLeaves(c).sort(), [...want].sort());
+  // (optional leaves — models.allowOtherPatch — may be absent from a preset)
+  const optional = rows.filter((r) => r.type.endsWith('(optional)')).map((r) => r.key);
+  assert.deepEqual(configLeaves(c).filter((k) => !optional.includes(k)).sort(), want.filter((k) => !optional.includes(k)).sort());
 });
 
 test('deepMerge: objects merge, arrays and scalars replace, undefined keeps', () => {
@@ -358,4 +360,24 @@ test('model cards are strict: unknown keys, a missing sha256 or tensor names are
   expectBad({ ...card, outputName: undefined }, /key "outputName" is required/);
   fs.writeFileSync(side, JSON.stringify(card));
   assert.equal(loadModelCard(onnx).outputName, 'logits');
+});
+
+test('every preset runs the same test-time augmentation in both modes (stage one and two mirror as the baseline does)', () => {
+  for (const name of PRESET_NAMES) {
+    const p = preset(name)!;
+    assert.equal(p.stage1.mirror, p.baseline.mirror, `${name}: stage1.mirror`);
+    assert.equal(p.stage2.mirror, p.baseline.mirror, `${name}: stage2.mirror`);
+  }
+});
+
+test('checkModels: a patch other than the card\'s training patch is refused, naming the key, unless models.allowOtherPatch', (t) => {
+  const dir = tmpDir(t);
+  // synthetic-em runs stage one at 32×128×128; LOW was trained at 16×64×64.
+  const strict = { models: { fullres: path.join(dir, 'full.onnx'), lowres: path.join(dir, 'low.onnx'), allowOtherPatch: false } };
+  const e = configError(() => checkModels(modelConfig(dir, strict)), 'stage1.patch');
+  assert.match(e.message, /differs from the patch \[16,64,64\] model .*low\.onnx was trained at .*models\.allowOtherPatch: true/);
+  assert.ok(checkModels(modelConfig(dir, { ...strict, stage1: { patch: [16, 64, 64] } })).lowres);
+  configError(() => checkModels(modelConfig(dir, { ...strict, stage1: { patch: [16, 64, 64] }, pack: { canvas: [16, 64, 64] } })), 'pack.canvas');
+  configError(() => checkModels(modelConfig(dir, { ...strict, mode: 'one-stage', baseline: { patch: [32, 128, 128] } })), 'baseline.patch');
+  assert.ok(checkModels(modelConfig(dir)).lowres, 'the preset allows it explicitly');
 });

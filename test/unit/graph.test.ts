@@ -56,7 +56,7 @@ function emConfig(overrides: Record<string, unknown> = {}): TesseraConfig {
   return loadConfig({ preset: 'synthetic-em', overrides: { io: { chunk: [32, 256, 256] }, ...overrides } });
 }
 
-const SEGMENTATION_KINDS = ['stage1', 'boxes', 'stage2', 'paste', 'predict'];
+const SEGMENTATION_KINDS = ['stage1', 'boxes', 'stage2', 'paste', 'predict', 'blend'];
 
 // ---------------------------------------------------------------- stage1Block
 
@@ -69,7 +69,7 @@ test('stage1Block rounds the factor per axis, never below one chunk', () => {
 
 // ---------------------------------------------------------------- one-stage
 
-test('one-stage: a single segmentation kind, predict, over exactly the chunks meeting the ROI', () => {
+test('one-stage: predict on the global tile grid, then blend, over exactly the chunks meeting the ROI (predict grown by one towards the origin)', () => {
   const c = emConfig({ mode: 'one-stage' });
   const shape: Vec3 = [150, 1300, 1800];
   const r = rng(1);
@@ -77,22 +77,29 @@ test('one-stage: a single segmentation kind, predict, over exactly the chunks me
     const roi = t === 0 ? boxOfShape(shape) : randomRoi(r, shape);
     const g = taskGraph(c, shape, roi, [1, 4, 4]);
     const seg = g.kinds.filter((k) => SEGMENTATION_KINDS.includes(k.name)).map((k) => k.name);
-    assert.deepEqual(seg, ['predict']);
+    assert.deepEqual(seg, ['predict', 'blend']);
     assert.equal(g.kinds[0].name, 'predict', 'predict comes first (every other kind depends on it)');
     const p = kind(g, 'predict');
     assert.deepEqual(p.block, [1, 1, 1]);
     assert.ok(!g.deps.some((d) => d.kind === 'predict'), 'predict needs nothing');
-    const want = volumeChunks(shape, c.io.chunk).filter((i) => !isEmpty(intersect(cellOf(i, c.io.chunk), roi))).map(key).sort();
-    assert.deepEqual([...setOf(p.range)].sort(), want, `roi ${JSON.stringify(roi)}`);
+    assert.deepEqual(g.deps.find((d) => d.kind === 'blend'), { kind: 'blend', needs: 'predict', reach: [1, 1, 1] });
+    const meets = (i: Vec3) => !isEmpty(intersect(cellOf(i, c.io.chunk), roi));
+    const want = volumeChunks(shape, c.io.chunk).filter(meets).map(key).sort();
+    assert.deepEqual([...setOf(kind(g, 'blend').range)].sort(), want, `roi ${JSON.stringify(roi)}`);
+    // A tile owned by the chunk before reaches into the ROI's first chunk: predict runs there too.
+    const grown = volumeChunks(shape, c.io.chunk).filter((i) => [0, 1].some((dz) => [0, 1].some((dy) => [0, 1].some((dx) => meets([i[0] + dz, i[1] + dy, i[2] + dx]))))).map(key).sort();
+    assert.deepEqual([...setOf(p.range)].sort(), grown);
     assert.deepEqual(g.stage1Block, [1, 1, 1]);
     assert.deepEqual(g.chunk, c.io.chunk);
     assert.deepEqual(g.volume, boxOfShape(shape));
   }
 });
 
-test('one-stage never checks the chunk against box merging (a tiny chunk is fine)', () => {
+test('one-stage never checks the chunk against box merging (a tiny chunk is fine), only that a tile fits in it', () => {
   const c = emConfig({ mode: 'one-stage', io: { chunk: [16, 128, 128] } });
   assert.doesNotThrow(() => taskGraph(c, [64, 512, 512], boxOfShape([64, 512, 512]), [1, 4, 4]));
+  const small = emConfig({ mode: 'one-stage', io: { chunk: [16, 64, 128], outputChunk: [16, 64, 128] } });
+  assert.throws(() => taskGraph(small, [64, 512, 512], boxOfShape([64, 512, 512]), [1, 4, 4]), /baseline\.patch.*longer than io\.chunk/);
 });
 
 // ---------------------------------------------------------------- two-stage
