@@ -127,7 +127,7 @@ export interface CachedReader {
   read(region: Box): Promise<Array3>;
   /** Voxels of the storage chunks decoded so far. */
   decoded(): number;
-  /** Voxels asked for so far (inside the volume). */
+  /** Distinct voxels asked for so far (inside the volume): overlapping reads count once. */
   needed(): number;
 }
 
@@ -137,7 +137,9 @@ export interface CachedReader {
  * reader fetches whole storage chunks through `cache`, an LRU whose capacity is in bytes of
  * decoded voxels (not chunks: small storage chunks would otherwise be evicted after a few
  * kilobytes), and cuts regions from them (padding outside the volume as readFull does). The
- * cache may be shared by several readers of the same source; each counts what it decoded.
+ * cache may be shared by several readers of the same source; each counts what it decoded and
+ * the distinct voxels it asked for (a bitmap per storage chunk it touched, so boxes whose
+ * contexts overlap do not inflate what was needed).
  */
 export function cachedReader(src: Source, cache: Lru<Array3>): CachedReader {
   const va = src.full.array;
@@ -146,6 +148,16 @@ export function cachedReader(src: Source, cache: Lru<Array3>): CachedReader {
   const bytes = allocate(va.dtype, 0).BYTES_PER_ELEMENT;
   let decoded = 0;
   let needed = 0;
+  const asked = new Map<string, Uint8Array>();
+  const mark = (key: string, cb: Box, part: Box) => {
+    const cs3 = shapeOf(cb);
+    let m = asked.get(key);
+    if (!m) { m = new Uint8Array(cs3[0] * cs3[1] * cs3[2]); asked.set(key, m); }
+    for (let z = part.begin[0]; z < part.end[0]; z++) for (let y = part.begin[1]; y < part.end[1]; y++) {
+      const row = ((z - cb.begin[0]) * cs3[1] + y - cb.begin[1]) * cs3[2] - cb.begin[2];
+      for (let x = part.begin[2]; x < part.end[2]; x++) if (!m[row + x]) { m[row + x] = 1; needed++; }
+    }
+  };
   const inside = async (b: Box): Promise<Array3> => {
     const s = shapeOf(b);
     const out = array3(allocate(va.dtype, s[0] * s[1] * s[2]), s);
@@ -154,6 +166,7 @@ export function cachedReader(src: Source, cache: Lru<Array3>): CachedReader {
     const reads: Promise<void>[] = [];
     for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) {
       const cb = intersect(box([z * cs[0], y * cs[1], x * cs[2]], [(z + 1) * cs[0], (y + 1) * cs[1], (x + 1) * cs[2]]), vol);
+      mark(`${z}/${y}/${x}`, cb, intersect(cb, b));
       reads.push(cache.get(`${z}/${y}/${x}`, () => {
         decoded += volumeOf(cb);
         return readRegion(va, cb, 'constant', 0, src.io);
@@ -165,7 +178,6 @@ export function cachedReader(src: Source, cache: Lru<Array3>): CachedReader {
   return {
     async read(region: Box): Promise<Array3> {
       const within = intersect(region, vol);
-      if (!isEmpty(within)) needed += volumeOf(within);
       if (contains(vol, region)) return inside(region);
       if (src.pad === 'mirror') {
         const from = mirrorSource(region, va.shape);

@@ -512,5 +512,11 @@ test('writeSynth --shard: a Zarr v3 (NGFF 0.5) input with small inner chunks hol
   const reader = cachedReader(source(b, 'constant', 0), new Lru(1 << 20));
   await reader.read(box([2, 8, 8], [4, 12, 12]));
   assert.equal(reader.decoded(), 32);
+  assert.equal(reader.needed(), 32);
+  // Overlapping reads: what is needed counts distinct voxels, what is decoded counts chunks once.
+  await reader.read(box([2, 8, 8], [4, 12, 12]));
+  await reader.read(box([2, 10, 10], [4, 14, 14]));
+  assert.equal(reader.needed(), 32 + 2 * (16 - 4));
+  assert.equal(reader.decoded(), 4 * 32);
   await assert.rejects(writeSynth({ kind: 'em', shape, seed: 3, out: path.join(dir, 'bad.zarr'), chunks: [4, 16, 16], shard: [4, 32, 32] }), /must be a multiple of the inner chunk/);
 });
