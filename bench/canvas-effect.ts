@@ -1,7 +1,8 @@
 // How much does a crop's stage-two prediction depend on what shares its canvas? nnU-Net
 // networks use instance normalisation, so canvas neighbours (and padding) shift the statistics
 // a crop is normalised with. For a sample of packed canvases, run each crop once in its canvas
-// and once alone in an otherwise empty canvas, and compare on the crop's destination.
+// and once alone in an otherwise empty canvas, and compare on what is pasted: the crop's target
+// (its context is read, never pasted).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Box } from '../shared/geometry/box.ts';
@@ -46,8 +47,14 @@ export async function measureCanvasEffect(vol: string, twoStageOut: string, pres
         if (n >= maxCrops) break;
         const aloneP: Packing = { ...packing, canvases: 1, placements: [{ ...p, canvas: 0 }] };
         const [alone] = await stage2(aloneP, [0], read, ctx.fullres, opts);
-        const a = crop(channelOf(alone, 0, packing.canvasShape), [0, 0, 0], p.dest);
-        const t = crop(full, [0, 0, 0], p.dest);
+        // Compare where the crop is pasted from: its target inside the placement (the context
+        // around it is read but never pasted); a resized piece is compared whole.
+        const at = p.resized ? p.dest : {
+          begin: p.target.begin.map((v, a) => v - p.source.begin[a] + p.dest.begin[a]) as unknown as Box['begin'],
+          end: p.target.end.map((v, a) => v - p.source.begin[a] + p.dest.begin[a]) as unknown as Box['end'],
+        };
+        const a = crop(channelOf(alone, 0, packing.canvasShape), [0, 0, 0], at);
+        const t = crop(full, [0, 0, 0], at);
         for (let i = 0; i < a.data.length; i++) {
           const d = Math.abs(a.data[i] - t.data[i]);
           sum += d;

@@ -1,8 +1,10 @@
 // `tessera worker` and `tessera merger`: wiring only — flags, the NATS connection, signals,
-// metrics → runWorker / runMerger. SIGTERM or Ctrl-C hands the tasks in hand back and exits 0.
+// metrics → runWorker / runMerger. SIGTERM or Ctrl-C hands the tasks in hand back and exits
+// 143 / 130: only a worker whose run ended exits 0, so a Kubernetes Job replaces a preempted
+// worker instead of counting its exit as the index's success.
 import type { Command } from 'commander';
 import { type Role, busOptions, connectBus, createLogger, checkRunId } from '../../shared/index.ts';
-import { intArg, positiveIntArg } from '../cli/flags.ts';
+import { intArg, positiveIntArg, stopSignals } from '../cli/flags.ts';
 import { runWorker } from './loop.ts';
 import { createMetrics, serveMetrics } from '../metrics.ts';
 
@@ -27,22 +29,19 @@ export function workerCommand(program: Command, role: Role): void {
     .action(async (o: WorkerFlags) => {
       checkRunId(o.run);
       const log = createLogger(undefined, { run: o.run, service: role });
-      const ac = new AbortController();
-      const stop = () => ac.abort(new Error('stopping'));
-      process.once('SIGTERM', stop);
-      process.once('SIGINT', stop);
+      const { signal, code } = stopSignals();
       const nc = await connectBus(busOptions(o.nats, `tessera ${role} ${o.run}`), log);
       const metrics = o.metricsPort !== undefined ? createMetrics(role) : undefined;
       const served = metrics ? await serveMetrics(metrics, o.metricsPort!) : undefined;
       if (served) log.info({ port: served.port }, 'metrics on /metrics');
       try {
-        await runWorker({ nc, run: o.run, role, concurrency: o.concurrency, roots: o.root, log, signal: ac.signal, metrics: metrics?.worker });
+        await runWorker({ nc, run: o.run, role, concurrency: o.concurrency, roots: o.root, log, signal, metrics: metrics?.worker });
       } finally {
         await served?.close();
         // Flush what is pending, but never hang on a broker that is gone.
         await Promise.race([nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);
       }
       // Tasks still running in this process were handed back; do not wait for them.
-      process.exit(0);
+      process.exit(code());
     });
 }

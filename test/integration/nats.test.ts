@@ -151,13 +151,13 @@ test('kill -9 of a worker in the middle of a task: another worker takes it over;
   await exited(w1);
   assert.equal(doneLines(out, 'stage1'), 0, 'killed before stage one finished');
   // A second worker takes the task over (after ack wait); SIGTERM makes it hand its task back
-  // and exit 0 at once; a third finishes the run.
+  // and exit 143 at once (not 0: a Job would count that as done); a third finishes the run.
   const w2 = service(['worker', '--nats', nats.url, '--run', run, '--concurrency', '1']);
   // Held by w2: delivered a second time (w1's delivery expired) and not finished.
   await until('second worker holding stage one', async () => { const c = await consumer(run, 'worker'); return c.deliveries >= 2 && c.held > 0 && doneLines(out, 'stage1') === 0; });
   const t0 = Date.now();
   w2.kill('SIGTERM');
-  assert.equal(await exited(w2, 15_000), 0, w2.err());
+  assert.equal(await exited(w2, 15_000), 143, w2.err());
   assert.ok(Date.now() - t0 < 10_000, 'SIGTERM: out within the grace period');
   const w3 = service(['worker', '--nats', nats.url, '--run', run, '--concurrency', '2']);
   assert.equal(await exited(coord), 0, coord.err());
