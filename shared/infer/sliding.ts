@@ -124,29 +124,26 @@ function gaussAxis(p: number): Float64Array {
   return Float64Array.from({ length: p }, (_, i) => Math.exp(-((i - c) ** 2) / (2 * sg * sg)));
 }
 
+/** Per-axis factors of the summed tile importance over a region: weight(z, y, x) = z·y·x. */
+export type TileWeights = readonly [Float64Array, Float64Array, Float64Array];
+
 /**
  * The summed importance of every tile over `region`, for tiles on the product grid `starts`
  * (per axis): the grid is a product and the map separable, so the sum is a product of per-axis
- * sums — no per-tile pass, and a task that saw only some of the tiles still knows the total.
- * Never 0: each axis factor is at least e^−8 where a tile covers the voxel.
+ * sums — no per-tile pass, no volume-sized array, and a task that saw only some of the tiles
+ * still knows the total (the factors depend on the absolute voxel, not on the region). Never 0:
+ * each axis factor is at least e^−8 where a tile covers the voxel.
  */
-export function tileWeights(starts: readonly (readonly number[])[], patch: Vec3, region: Box): Float32Array {
-  const s = [0, 1, 2].map((a) => region.end[a] - region.begin[a]);
+export function tileWeights(starts: readonly (readonly number[])[], patch: Vec3, region: Box): TileWeights {
   const axes = [0, 1, 2].map((a) => {
     const g = gaussAxis(patch[a]);
-    const w = new Float64Array(s[a]);
+    const w = new Float64Array(region.end[a] - region.begin[a]);
     for (const t of starts[a]) {
       for (let i = Math.max(t, region.begin[a]); i < Math.min(t + patch[a], region.end[a]); i++) w[i - region.begin[a]] += g[i - t];
     }
     return w;
   });
-  const out = new Float32Array(s[0] * s[1] * s[2]);
-  let o = 0;
-  for (let z = 0; z < s[0]; z++) for (let y = 0; y < s[1]; y++) {
-    const zy = axes[0][z] * axes[1][y];
-    for (let x = 0; x < s[2]; x++) out[o++] = zy * axes[2][x];
-  }
-  return out;
+  return [axes[0], axes[1], axes[2]];
 }
 
 /**
@@ -242,17 +239,45 @@ export async function accumulateTiles(
 }
 
 /**
- * Divide accumulated channels by the summed tile weights and activate: K channels over a
- * region → the foreground probability maps of `shape`.
+ * Divide accumulated channels by the summed tile weights and activate, in place (no second
+ * volume-sized array: stage one's blocks are large): K channels over a region → the foreground
+ * probability maps of `shape` (the accumulators themselves).
  */
-export function finishTiles(acc: readonly Float32Array[], weights: Float32Array, shape: Vec3, card: Pick<ModelCard, 'output' | 'activation'>): Array3<Float32Array>[] {
+export function finishTiles(acc: Float32Array[], weights: TileWeights, shape: Vec3, card: Pick<ModelCard, 'output' | 'activation'>): Array3<Float32Array>[] {
   const k = acc.length;
-  const n = weights.length;
-  const all = new Float32Array(k * n);
-  for (let c = 0; c < k; c++) for (let i = 0; i < n; i++) all[c * n + i] = acc[c][i] / weights[i];
-  activate(all, k, n, card);
+  const [wz, wy, wx] = weights;
+  let i = 0;
+  for (let z = 0; z < shape[0]; z++) for (let y = 0; y < shape[1]; y++) {
+    const zy = wz[z] * wy[y];
+    for (let x = 0; x < shape[2]; x++, i++) {
+      const w = zy * wx[x];
+      for (let c = 0; c < k; c++) acc[c][i] /= w;
+    }
+  }
+  if (card.output === 'logits') activateChannels(acc, card.activation);
   const fg = foregroundCount(card, k);
-  return Array.from({ length: fg }, (_, c) => array3(all.slice((k - fg + c) * n, (k - fg + c + 1) * n), shape));
+  return acc.slice(k - fg).map((a) => array3(a, shape));
+}
+
+/** toProbabilities over channels held as separate arrays, in place. */
+function activateChannels(ch: Float32Array[], activation: 'softmax' | 'sigmoid'): void {
+  const k = ch.length;
+  const n = ch[0]?.length ?? 0;
+  if (activation === 'sigmoid' || k === 1) {
+    for (const a of ch) for (let i = 0; i < n; i++) a[i] = 1 / (1 + Math.exp(-a[i]));
+    return;
+  }
+  for (let i = 0; i < n; i++) {
+    let m = -Infinity;
+    for (let c = 0; c < k; c++) m = Math.max(m, ch[c][i]);
+    let sum = 0;
+    for (let c = 0; c < k; c++) {
+      const e = Math.exp(ch[c][i] - m);
+      ch[c][i] = e;
+      sum += e;
+    }
+    for (let c = 0; c < k; c++) ch[c][i] /= sum;
+  }
 }
 
 /**
