@@ -8,7 +8,11 @@ export class Lru<T> {
   private total = 0;
   constructor(private readonly max: number) {}
 
-  get(key: string, load: () => Promise<T>, cost = 1): Promise<T> {
+  /**
+   * `cost` may be a function of the loaded value (a result's size is known only once read): the
+   * entry then counts from when it resolves.
+   */
+  get(key: string, load: () => Promise<T>, cost: number | ((v: T) => number) = 1): Promise<T> {
     const hit = this.map.get(key);
     if (hit) {
       this.map.delete(key);
@@ -18,11 +22,26 @@ export class Lru<T> {
     const p = load();
     // A failed load is not cached: the next reader tries again (and names the cause itself).
     p.catch(() => { if (this.map.get(key)?.p === p) this.delete(key); });
-    this.map.set(key, { p, cost });
-    this.total += cost;
-    // The newest entry stays even when it alone exceeds the capacity.
-    while (this.total > this.max && this.map.size > 1) this.delete(this.map.keys().next().value!);
+    const entry = { p, cost: typeof cost === 'number' ? cost : 0 };
+    this.map.set(key, entry);
+    this.total += entry.cost;
+    if (typeof cost === 'function') {
+      p.then((v) => {
+        if (this.map.get(key) !== entry) return;
+        entry.cost = cost(v);
+        this.total += entry.cost;
+        this.evict(entry);
+      }, () => {});
+    } else this.evict(entry);
     return p;
+  }
+
+  /** Drop the least recently used entries until within capacity; `keep` (the newest) stays even when it alone exceeds it. */
+  private evict(keep: { p: Promise<T> }): void {
+    for (const [k, e] of this.map) {
+      if (this.total <= this.max) return;
+      if (e !== keep) this.delete(k);
+    }
   }
 
   delete(key: string): void {

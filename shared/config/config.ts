@@ -55,6 +55,7 @@ export interface TesseraConfig {
     maxPerCanvas: number;
     fill: 'zero' | 'min';
     context: Vec3;
+    gap: Vec3;
     chunks: Vec3;
   };
   stage2: { mirror: boolean; background: 'zero' | 'stage1' };
@@ -134,6 +135,7 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
     postprocess: en(['resize', 'crop_and_resize'], 'Crops larger than a slot: `resize` shrinks the whole box into the slot; `crop_and_resize` crops to `boxes.cropThreshold` pieces first. @default "crop_and_resize"'),
     maxPerCanvas: int('Crops per canvas at most; 0 = as many as fit (the 1/4/8 ablation). @default 0', 0),
     context: ivec('Voxels of real volume read around every box into its canvas but never pasted back: the network sees context, the box edges are predicted like its interior. @default [0, 0, 0]', 0),
+    gap: ivec('Scale packing: voxels of fill kept between any two crops of a canvas (on top of each crop\'s `context`), so that what the network sees of a crop\'s neighbours lies farther from what is pasted. Grid and jigsaw slots do not use it. @default [0, 0, 0]', 0),
     chunks: ivec('Chunks [z, y, x] whose boxes share canvases (one stage-two task): more fills canvases better when boxes are few per chunk; canvases never hold boxes from farther apart. Packing depends only on the boxes of this block, so outputs of two `io.chunk` sizes agree exactly when `io.chunk × pack.chunks` is the same. @default [1, 2, 2]'),
     fill: en(['zero', 'min'], 'Canvas voxels no crop covers: `zero` = 0 after normalisation (the global mean intensity); `min` = the normalised value of raw intensity 0 (dark, like outside a scan). Slots of the grid and jigsaw heuristics are filled with real volume context around small crops first. @default "zero"'),
   }),
@@ -157,7 +159,7 @@ export const DEFAULTS: Omit<TesseraConfig, 'name' | 'spacing' | 'unit' | 'models
   baseline: Pick<TesseraConfig['baseline'], 'step' | 'mirror'>;
   stage1: Pick<TesseraConfig['stage1'], 'step' | 'mirror'>;
   boxes: Pick<TesseraConfig['boxes'], 'pooling' | 'margin' | 'metric' | 'mode'>;
-  pack: Pick<TesseraConfig['pack'], 'heuristic' | 'postprocess' | 'maxPerCanvas' | 'fill' | 'context' | 'chunks'>;
+  pack: Pick<TesseraConfig['pack'], 'heuristic' | 'postprocess' | 'maxPerCanvas' | 'fill' | 'context' | 'gap' | 'chunks'>;
 } = {
   mode: 'two-stage',
   io: { chunk: [64, 512, 512], outputChunk: [16, 128, 128], pad: 'mirror', padValue: 0, concurrency: 8, chunksInFlight: 2, readCache: 128, missingChunks: 'fail' },
@@ -166,7 +168,7 @@ export const DEFAULTS: Omit<TesseraConfig, 'name' | 'spacing' | 'unit' | 'models
   stage1: { step: 0.5, mirror: false },
   boxes: { pooling: 'max', margin: [0, 0, 0], metric: 'iou', mode: 'auto' },
   select: { policy: 'spatial', maxBoxes: 0, lambda: 0, featurePooling: 'max' },
-  pack: { heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0], chunks: [1, 2, 2] },
+  pack: { heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0], gap: [0, 0, 0], chunks: [1, 2, 2] },
   stage2: { mirror: false, background: 'zero' },
   output: { probabilities: false, format: 'zarr-v2' },
   nats: { inFlight: 64, ackWait: 60, maxDeliver: 3, duplicateWindow: 120 },

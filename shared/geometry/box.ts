@@ -43,6 +43,34 @@ export function isEmpty(b: Box): boolean {
   return b.end[0] <= b.begin[0] || b.end[1] <= b.begin[1] || b.end[2] <= b.begin[2];
 }
 
+/**
+ * Voxels covered by the union of `boxes` (overlaps counted once), by coordinate compression:
+ * at most (2k)³ cells for k boxes and never more than the voxels of their bounding box.
+ */
+export function unionVolume(boxes: readonly Box[]): number {
+  const live = boxes.filter((b) => !isEmpty(b));
+  if (live.length === 0) return 0;
+  if (live.length === 1) return volumeOf(live[0]);
+  let cuts = [0, 1, 2].map((a) => [...new Set(live.flatMap((b) => [b.begin[a], b.end[a]]))].sort((p, q) => p - q));
+  // Many boxes in a small region: the voxels themselves are fewer cells than the compressed grid.
+  if (cuts.reduce((n, c) => n * (c.length - 1), 1) > cuts.reduce((n, c) => n * (c[c.length - 1] - c[0]), 1)) {
+    cuts = cuts.map((c) => Array.from({ length: c[c.length - 1] - c[0] + 1 }, (_, i) => c[0] + i));
+  }
+  const n = cuts.map((c) => c.length - 1);
+  const at = cuts.map((c) => new Map(c.map((v, i) => [v, i])));
+  const cell = new Uint8Array(n[0] * n[1] * n[2]);
+  for (const b of live) {
+    const lo = [0, 1, 2].map((a) => at[a].get(b.begin[a])!);
+    const hi = [0, 1, 2].map((a) => at[a].get(b.end[a])!);
+    for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) cell.fill(1, (z * n[1] + y) * n[2] + lo[2], (z * n[1] + y) * n[2] + hi[2]);
+  }
+  let v = 0;
+  for (let z = 0; z < n[0]; z++) for (let y = 0; y < n[1]; y++) for (let x = 0; x < n[2]; x++) {
+    if (cell[(z * n[1] + y) * n[2] + x]) v += (cuts[0][z + 1] - cuts[0][z]) * (cuts[1][y + 1] - cuts[1][y]) * (cuts[2][x + 1] - cuts[2][x]);
+  }
+  return v;
+}
+
 export function intersect(a: Box, b: Box): Box {
   return box(
     [Math.max(a.begin[0], b.begin[0]), Math.max(a.begin[1], b.begin[1]), Math.max(a.begin[2], b.begin[2])],

@@ -43,6 +43,8 @@ export interface PackOptions {
   maxPerCanvas?: number;
   /** Volume region: context grown around small boxes is shifted into it where possible. */
   bounds?: Box;
+  /** Scale packing: voxels of fill kept between any two placements of a canvas (default 0). */
+  gap?: Vec3;
 }
 
 /** One axis of a piece: the piece [lo, hi) and the share [tlo, thi) of the box it answers for. */

@@ -75,7 +75,7 @@ export function packScale(boxes: readonly Candidate[], o: PackOptions): { canvas
   let best: { canvases: number; placements: Placement[] } | undefined;
   for (const order of ITEM_ORDERS) {
     for (const points of POINT_ORDERS) {
-      const r = packOrdered([...pieces].sort((a, b) => order(a, b) || a.index - b.index), C, o.maxPerCanvas ?? Infinity, points);
+      const r = packOrdered([...pieces].sort((a, b) => order(a, b) || a.index - b.index), C, o.maxPerCanvas ?? Infinity, points, o.gap ?? [0, 0, 0]);
       if (!best || r.canvases < best.canvases) best = r;
     }
   }
@@ -91,12 +91,16 @@ const ITEM_ORDERS: Order<Piece>[] = [
 ];
 const POINT_ORDERS: Order<Vec3>[] = [compareVec, (a, b) => a[1] + a[2] - (b[1] + b[2]) || compareVec(a, b)];
 
-function packOrdered(pieces: readonly Piece[], C: Vec3, max: number, pointOrder: Order<Vec3>): { canvases: number; placements: Placement[] } {
+/**
+ * A placement occupies its dest plus `gap` on its far sides (clipped at the canvas wall): two
+ * occupied boxes never meet, so any two crops are `gap` apart along some axis.
+ */
+function packOrdered(pieces: readonly Piece[], C: Vec3, max: number, pointOrder: Order<Vec3>, gap: Vec3): { canvases: number; placements: Placement[] } {
   const canvases: CanvasState[] = [];
   const placements: Placement[] = [];
   const fitsAt = (cs: CanvasState, p: Vec3, s: Vec3): Box | undefined => {
     if (p[0] + s[0] > C[0] || p[1] + s[1] > C[1] || p[2] + s[2] > C[2]) return undefined;
-    const b = boxAt(p, s);
+    const b = boxAt(p, vec((a) => Math.min(s[a] + gap[a], C[a] - p[a])));
     for (const q of cs.placed) if (!isEmpty(intersect(q, b))) return undefined;
     return b;
   };
@@ -108,15 +112,16 @@ function packOrdered(pieces: readonly Piece[], C: Vec3, max: number, pointOrder:
       if (cs.placed.length >= max) continue;
       for (let pi = 0; pi < cs.points.length; pi++) {
         const p = cs.points[pi];
-        const dest = fitsAt(cs, p, piece.shape);
-        if (!dest) continue;
-        cs.placed.push(dest);
+        const held = fitsAt(cs, p, piece.shape);
+        if (!held) continue;
+        cs.placed.push(held);
+        const dest = boxAt(p, piece.shape);
         cs.points.splice(pi, 1);
         const add = (q: Vec3) => {
           if (q.every((v, a) => v < C[a]) && !cs.points.some((r) => compareVec(r, q) === 0)) cs.points.push(q);
         };
         for (let a = 0; a < 3; a++) {
-          const q = vec((b) => (b === a ? p[b] + piece.shape[b] : p[b]));
+          const q = vec((b) => (b === a ? held.end[b] : p[b]));
           if (q[a] >= C[a]) continue;
           add(q);
           for (let b = 0; b < 3; b++) if (b !== a) add(project(cs.placed, q, b));

@@ -34,10 +34,17 @@ export interface TaskContext extends RunContext {
 /** Counters a task reports; the runner adds them up (numbers only: nothing per chunk is kept). */
 export type TaskStats = Record<string, number>;
 
+/**
+ * Stage-two results kept for the paste tasks that read them (each paste reads up to 27 blocks'
+ * results, its neighbours mostly the same): capped in bytes, not results, so that memory does
+ * not grow with the number of blocks a large volume holds at once.
+ */
+const STAGE2_CACHE_BYTES = 64 * 2 ** 20;
+
 type Caches = 'stage1Cache' | 'stage2Cache' | 'resolveCache' | 'inputCache';
 
 export function taskContext(run: RunContext, rest: Omit<TaskContext, keyof RunContext | Caches>): TaskContext {
   return {
-    ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(16), resolveCache: new Lru(1), inputCache: new Lru(run.config.io.readCache * 2 ** 20),
+    ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(STAGE2_CACHE_BYTES), resolveCache: new Lru(1), inputCache: new Lru(run.config.io.readCache * 2 ** 20),
   };
 }

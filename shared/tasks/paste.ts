@@ -30,7 +30,7 @@ export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
   const s2 = ctx.graph.kinds.find((k) => k.name === 'stage2')!;
   const from: Vec3[] = [];
   forEachIndex(relatedBlocks(index, ONE, ONE, s2.block, s2.range), (i) => from.push(i));
-  const results = await Promise.all(from.map((i) => ctx.stage2Cache.get(indexId(i), () => readStage2(ctx, i))));
+  const results = await Promise.all(from.map((i) => ctx.stage2Cache.get(indexId(i), () => readStage2(ctx, i), (r) => r.values.byteLength)));
   await ctx.timings.time('blend', () => {
     for (const r of results) addCrops(acc, r, write);
   });

@@ -5,13 +5,15 @@
 // after the canvases' unused space is dropped). Canvases hold the boxes of one block only, so
 // their reads stay local; boxes.jsonl under the output lists the block's boxes and placements.
 import { type Box, type Vec3, boxOfShape, grow, intersect, volumeOf } from '../geometry/box.ts';
-import { array3 } from '../array/array3.ts';
+import { type Array3, array3 } from '../array/array3.ts';
 import { normalize } from '../infer/model.ts';
 import { policyByName } from '../pipeline/select.ts';
 import { type Packing, pack, unpackCanvas } from '../pipeline/pack.ts';
 import { channelOf, occupied, stage2 } from '../pipeline/stage2.ts';
 import pLimit from 'p-limit';
-import { cachedReader } from '../volume/source.ts';
+import { type CachedReader, cachedReader } from '../volume/source.ts';
+import { readAhead } from '../cache.ts';
+import { compareBoxes } from '../pipeline/boxes-order.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { readBoxes } from './boxes.ts';
 import { ONE } from './graph.ts';
@@ -62,7 +64,7 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
   const packed = withContext ? chosen.map((b) => ({ ...b, box: intersect(grow(b.box, ctxm), vol) })) : chosen;
   const packing: Packing = pack(packed, {
     canvas: c.pack.canvas, slot: c.pack.crop, heuristic: c.pack.heuristic, postprocess: c.pack.postprocess,
-    cropThreshold: c.boxes.cropThreshold, maxPerCanvas: c.pack.maxPerCanvas > 0 ? c.pack.maxPerCanvas : undefined,
+    cropThreshold: c.boxes.cropThreshold, maxPerCanvas: c.pack.maxPerCanvas > 0 ? c.pack.maxPerCanvas : undefined, gap: c.pack.gap,
     bounds: vol,
   });
   if (withContext) {
@@ -72,8 +74,9 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
 
   const fill = c.pack.fill === 'zero' ? 0 : normalize([0], card.normalization)[0];
   const reader = cachedReader(ctx.src, ctx.inputCache);
+  const sources = await ctx.timings.time('read', () => readSources(packing, reader, ctx.src.full.array.chunks));
   const read = async (b: Box) => {
-    const raw = await ctx.timings.time('read', () => reader.read(b));
+    const raw = sources.take(b);
     return array3(normalize(raw.data, card.normalization), raw.shape);
   };
   // Fixed batches of canvases, in order (batch composition never depends on timing), of
@@ -89,22 +92,24 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
     else groups.push([i]);
     last = ext;
   }
+  // Each group's predictions are cut to their crops and quantised as soon as they arrive, so a
+  // block's float canvases are never all held at once.
   const limit = pLimit(ctx.pool.size + 1);
-  const preds = await ctx.timings.time('canvases', () => Promise.all(groups.map((g) => limit(() => stage2(packing, g, read, ctx.fullres, {
-    batch, mirror: c.stage2.mirror, fill, signal: ctx.signal,
-  })))));
-
-  const crops: Stage2Crop[] = [];
-  const parts: Uint16Array[] = [];
   let channels = 0;
-  for (const p of preds.flat()) {
-    channels = p.channels;
-    const perChannel = Array.from({ length: p.channels }, (_, ch) => unpackCanvas(packing, p.canvas, channelOf(p, ch, packing.canvasShape)));
-    perChannel[0].forEach((u, k) => {
-      crops.push({ boxId: u.placement.boxId, source: u.placement.source, target: u.target });
-      for (const pc of perChannel) parts.push(quantise(pc[k].values.data));
-    });
-  }
+  const done = await ctx.timings.time('canvases', () => Promise.all(groups.map((g) => limit(async () => {
+    const out: Array<{ crop: Stage2Crop; values: Uint16Array[] }> = [];
+    for (const p of await stage2(packing, g, read, ctx.fullres, { batch, mirror: c.stage2.mirror, fill, signal: ctx.signal })) {
+      channels = p.channels;
+      const perChannel = Array.from({ length: p.channels }, (_, ch) => unpackCanvas(packing, p.canvas, channelOf(p, ch, packing.canvasShape)));
+      perChannel[0].forEach((u, k) => out.push({
+        crop: { boxId: u.placement.boxId, source: u.placement.source, target: u.target },
+        values: perChannel.map((pc) => quantise(pc[k].values.data)),
+      }));
+    }
+    return out;
+  }))));
+  const crops = done.flat().map((d) => d.crop);
+  const parts = done.flat().flatMap((d) => d.values);
   const total = parts.reduce((n, q) => n + q.length, 0);
   const values = new Uint16Array(total);
   let at = 0;
@@ -120,6 +125,50 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
     canvasVoxels: packing.canvases * canvasVoxels,
     decoded: reader.decoded(),
     needed: reader.needed(),
+  };
+}
+
+/**
+ * Every crop's source, read once in storage-chunk order: consecutive reads share storage chunks,
+ * so each is decoded once even with a small cache, and what stays in memory is the voxels the
+ * canvases need rather than a block's worth of decoded chunks. `take` hands a source out and
+ * drops it after its last use.
+ */
+async function readSources(packing: Packing, reader: CachedReader, chunk: Vec3) {
+  const key = (b: Box) => `${b.begin}|${b.end}`;
+  // Uses = canvases that read the source (a canvas reads each of its sources once).
+  const uses = new Map<string, number>();
+  const seen = new Set<string>();
+  const unique: Box[] = [];
+  for (const p of packing.placements) {
+    const k = key(p.source);
+    if (seen.has(`${p.canvas}:${k}`)) continue;
+    seen.add(`${p.canvas}:${k}`);
+    if (!uses.has(k)) unique.push(p.source);
+    uses.set(k, (uses.get(k) ?? 0) + 1);
+  }
+  // The axis the sources span the most storage chunks along goes slowest: the chunks in use at
+  // once are then about two slabs across the other two axes (EM blocks are 4 chunks deep and 8
+  // wide: 64 chunks live instead of 128 in z-first order).
+  const cell = (b: Box) => b.begin.map((v, a) => Math.floor(Math.max(0, v) / chunk[a]));
+  const lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
+  for (const b of unique) cell(b).forEach((v, a) => { lo[a] = Math.min(lo[a], v); hi[a] = Math.max(hi[a], v); });
+  const span = [0, 1, 2].map((a) => hi[a] - lo[a]);
+  const axes = [0, 1, 2].sort((a, b) => span[b] - span[a] || a - b);
+  const byChunk = (a: Box, b: Box) => {
+    const ca = cell(a), cb = cell(b);
+    return ca[axes[0]] - cb[axes[0]] || ca[axes[1]] - cb[axes[1]] || ca[axes[2]] - cb[axes[2]] || compareBoxes(a, b);
+  };
+  const held = new Map<string, Array3>();
+  for await (const [b, a] of readAhead(unique.sort(byChunk), (b) => reader.read(b), 4)) held.set(key(b), a);
+  return {
+    take(b: Box): Array3 {
+      const k = key(b);
+      const a = held.get(k)!;
+      const left = uses.get(k)! - 1;
+      if (left > 0) uses.set(k, left); else held.delete(k);
+      return a;
+    },
   };
 }
 

@@ -2,7 +2,7 @@
 // stage-one resolution from the matching NGFF pyramid level (area-averaged on the fly from a
 // finer level when none matches). Low-resolution grids are anchored at the volume origin:
 // low-res voxel i covers full-res [i·F, (i+1)·F) along an axis with factor F.
-import { type Box, type Vec3, box, boxOfShape, contains, intersect, isEmpty, shapeOf, volumeOf } from '../geometry/box.ts';
+import { type Box, type Vec3, box, boxOfShape, contains, intersect, isEmpty, shapeOf, unionVolume, volumeOf } from '../geometry/box.ts';
 import { type Array3, array3, copyRegion, crop } from '../array/array3.ts';
 import { allocate } from './dtype.ts';
 import { Lru } from '../cache.ts';
@@ -138,8 +138,7 @@ export interface CachedReader {
  * decoded voxels (not chunks: small storage chunks would otherwise be evicted after a few
  * kilobytes), and cuts regions from them (padding outside the volume as readFull does). The
  * cache may be shared by several readers of the same source; each counts what it decoded and
- * the distinct voxels it asked for (a bitmap per storage chunk it touched, so boxes whose
- * contexts overlap do not inflate what was needed).
+ * the distinct voxels it asked for (boxes whose contexts overlap do not inflate what was needed).
  */
 export function cachedReader(src: Source, cache: Lru<Array3>): CachedReader {
   const va = src.full.array;
@@ -147,16 +146,13 @@ export function cachedReader(src: Source, cache: Lru<Array3>): CachedReader {
   const cs = va.chunks;
   const bytes = allocate(va.dtype, 0).BYTES_PER_ELEMENT;
   let decoded = 0;
-  let needed = 0;
-  const asked = new Map<string, Uint8Array>();
-  const mark = (key: string, cb: Box, part: Box) => {
-    const cs3 = shapeOf(cb);
-    let m = asked.get(key);
-    if (!m) { m = new Uint8Array(cs3[0] * cs3[1] * cs3[2]); asked.set(key, m); }
-    for (let z = part.begin[0]; z < part.end[0]; z++) for (let y = part.begin[1]; y < part.end[1]; y++) {
-      const row = ((z - cb.begin[0]) * cs3[1] + y - cb.begin[1]) * cs3[2] - cb.begin[2];
-      for (let x = part.begin[2]; x < part.end[2]; x++) if (!m[row + x]) { m[row + x] = 1; needed++; }
-    }
+  // What each touched storage chunk was asked for (a few boxes per chunk); the distinct voxels
+  // are counted when asked, by the union of those boxes, never by a per-voxel bitmap (a block of
+  // 256 storage chunks would hold 64 MiB of bitmaps for a figure).
+  const asked = new Map<string, Box[]>();
+  const mark = (key: string, part: Box) => {
+    const parts = asked.get(key);
+    if (parts) parts.push(part); else asked.set(key, [part]);
   };
   const inside = async (b: Box): Promise<Array3> => {
     const s = shapeOf(b);
@@ -166,7 +162,7 @@ export function cachedReader(src: Source, cache: Lru<Array3>): CachedReader {
     const reads: Promise<void>[] = [];
     for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) {
       const cb = intersect(box([z * cs[0], y * cs[1], x * cs[2]], [(z + 1) * cs[0], (y + 1) * cs[1], (x + 1) * cs[2]]), vol);
-      mark(`${z}/${y}/${x}`, cb, intersect(cb, b));
+      mark(`${z}/${y}/${x}`, intersect(cb, b));
       reads.push(cache.get(`${z}/${y}/${x}`, () => {
         decoded += volumeOf(cb);
         return readRegion(va, cb, 'constant', 0, src.io);
@@ -190,6 +186,6 @@ export function cachedReader(src: Source, cache: Lru<Array3>): CachedReader {
       return out;
     },
     decoded: () => decoded,
-    needed: () => needed,
+    needed: () => { let n = 0; for (const parts of asked.values()) n += unionVolume(parts); return n; },
   };
 }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   type Box, type Vec3, box, boxAt, boxOfShape, boxToString, contains, equals, grow, growTo, intersect,
-  intersectionOverSmaller, iou, isEmpty, parseBox, shapeOf, snapOut, union, volumeOf,
+  intersectionOverSmaller, iou, isEmpty, parseBox, shapeOf, snapOut, union, unionVolume, volumeOf,
 } from '../../shared/geometry/box.ts';
 import { chunkId, planGrid } from '../../shared/geometry/grid.ts';
 import { lowShape, scaleFactor, toFull, toLow } from '../../shared/geometry/scale.ts';
@@ -307,5 +307,19 @@ test('toLow / toFull map outward: round trips cover the source box', () => {
     }
     const lowBox = randomBox(r, 0, 50, 20);
     assert.ok(contains(toLow(toFull(lowBox, f), f), lowBox));
+  }
+});
+
+test('unionVolume counts each covered voxel once, on sparse and on crowded boxes', () => {
+  const r = rng(5);
+  for (const [count, span] of [[0, 8], [1, 8], [3, 12], [12, 10], [60, 6]]) {
+    const boxes: Box[] = [];
+    for (let i = 0; i < count; i++) {
+      const b = [randInt(r, 0, span), randInt(r, 0, span), randInt(r, 0, span)] as Vec3;
+      boxes.push(box(b, [b[0] + randInt(r, 0, 5), b[1] + randInt(r, 0, 5), b[2] + randInt(r, 0, 5)]));
+    }
+    const seen = new Set<string>();
+    for (const b of boxes) for (let z = b.begin[0]; z < b.end[0]; z++) for (let y = b.begin[1]; y < b.end[1]; y++) for (let x = b.begin[2]; x < b.end[2]; x++) seen.add(`${z},${y},${x}`);
+    assert.equal(unionVolume(boxes), seen.size, `${count} boxes`);
   }
 });

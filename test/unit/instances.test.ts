@@ -7,7 +7,7 @@ import {
   type LocalObjects, type Shell, UnionFind, borderEdges, decodeShell, encodeShell, labelObjects, relabel, shellOf,
 } from '../../shared/pipeline/instances.ts';
 import { randInt, rng } from '../helpers/rng.ts';
-import { readAhead } from '../../shared/cache.ts';
+import { Lru, readAhead } from '../../shared/cache.ts';
 
 const idx = (s: Vec3, z: number, y: number, x: number) => (z * s[1] + y) * s[2] + x;
 
@@ -469,4 +469,22 @@ test('readAhead (the merger\'s per-chunk reads) yields in order, at most `depth`
   }, /chunk 12 unreadable/);
   assert.deepEqual(got, Array.from({ length: 12 }, (_, i) => i));
   assert.ok(most <= 4 && most > 1, `loads in flight at most ${most}`);
+});
+
+test('Lru with a cost known only once loaded (stage-two results in bytes) evicts the oldest when the total passes capacity', async () => {
+  const lru = new Lru<Uint8Array>(100);
+  let loads = 0;
+  const get = (k: string, n: number) => lru.get(k, async () => { loads++; return new Uint8Array(n); }, (v) => v.length);
+  await get('a', 40); await get('b', 40);
+  await get('a', 40); // a hit refreshes a: b is now the oldest
+  assert.equal(loads, 2);
+  await get('c', 40); // 120 > 100: b goes, a and c stay
+  await get('a', 40); await get('c', 40);
+  assert.equal(loads, 3);
+  await get('b', 40); // b was evicted: loaded again
+  assert.equal(loads, 4);
+  const big = await get('huge', 500); // the newest stays even alone over capacity
+  assert.equal(big.length, 500);
+  await get('huge', 500);
+  assert.equal(loads, 5);
 });

@@ -99,6 +99,7 @@ test('pack invariants on random inputs: every heuristic × postprocess × canvas
     { maxPerCanvas: 1 },
     { maxPerCanvas: 3 },
     { canvas: [9, 40, 33], bounds: undefined },
+    { gap: [1, 4, 4] },
   ];
   for (let seed = 1; seed <= 16; seed++) {
     const boxes = randomBoxes(seed);
@@ -167,6 +168,25 @@ test('scale: native size, extreme-point packing; oversize boxes resized or cut t
   const c = pack(huge, options('scale', 'crop_and_resize'));
   assert.equal(c.placements.length, 2 * 3);
   assert.ok(c.placements.every((x) => !x.resized));
+});
+
+test('scale with a gap: any two crops of a canvas are at least the gap apart along some axis; no gap packs tighter', () => {
+  const gap: Vec3 = [1, 4, 4];
+  let apart = 0, tight = 0;
+  for (let seed = 1; seed <= 16; seed++) {
+    const boxes = randomBoxes(seed);
+    const p = pack(boxes, options('scale', 'crop_and_resize', { gap }));
+    apart += p.canvases;
+    tight += pack(boxes, options('scale', 'crop_and_resize')).canvases;
+    for (const a of p.placements) {
+      for (const b of p.placements) {
+        if (a === b || a.canvas !== b.canvas) continue;
+        const separated = [0, 1, 2].some((k) => a.dest.end[k] + gap[k] <= b.dest.begin[k] || b.dest.end[k] + gap[k] <= a.dest.begin[k]);
+        assert.ok(separated, `seed ${seed}: ${JSON.stringify(a.dest)} and ${JSON.stringify(b.dest)} closer than ${gap}`);
+      }
+    }
+  }
+  assert.ok(apart > tight, `gap ${apart} canvases, none ${tight}`);
 });
 
 test('jigsaw: children of one parent keep their relative placement, canvas = a contiguous volume region', () => {

@@ -18,7 +18,7 @@ const EXPECTED = [
   'pickLevel', 'planGrid', 'policyByName', 'preset', 'proposeBoxes', 'readRegion', 'recrop', 'refineBoxes',
   'renderImage', 'renderLabels', 'resizeLinear', 'resizeNearest', 'runEmbedded', 'scaleFactor', 'scorePolicy',
   'shapeOf', 'silentLogger', 'slidingWindow', 'snapOut', 'spatialPolicy', 'stage1', 'stage2', 'synthScene', 'tileSteps',
-  'toFull', 'toLow', 'translate', 'union', 'unpackCanvas', 'vec3', 'volumeOf', 'writeRegion', 'writeSynth',
+  'toFull', 'toLow', 'translate', 'union', 'unionVolume', 'unpackCanvas', 'vec3', 'volumeOf', 'writeRegion', 'writeSynth',
   // The chunk-task run.
   'Scheduler', 'chunkBox', 'chunkRange', 'drive', 'extractFragments', 'indexId', 'labelObjects', 'mergeFragments',
   'runTask', 'taskGraph', 'taskId',
