@@ -160,7 +160,7 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
   say('bench: oracle (stage two on ground-truth boxes)');
   const oracle = await scored(vol, path.join(dir, 'oracle.zarr'), preset, { mode: 'two-stage' }, ['--oracle-boxes', path.join(vol, 'labels', 'gt', '0')]);
   say('bench: canvas-neighbour effect');
-  const effect: CanvasEffect = await measureCanvasEffect(vol, twoOut, preset, 16);
+  const effect: CanvasEffect = await measureCanvasEffect(vol, twoOut, preset, 64, path.join(dir, 'one-stage.zarr'));
 
   say('bench: kill -9 at about half way, then resume');
   const resume = await killAndResume(vol, path.join(dir, 'resumed.zarr'), preset, twoOut);
@@ -210,6 +210,9 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
       ['8 crops per canvas', { pack: { ...slots, heuristic: 'jigsaw', maxPerCanvas: 8 }, boxes: slotBoxes }],
       ['policy all', { select: { policy: 'all' } }],
       ['policy score', { select: { policy: 'score' } }],
+      // What isolating crops further costs (the canvas-effect lines compare with one-stage).
+      ['context 2×8×8', { pack: { context: [2, 8, 8] } }],
+      ['gap 2×16×16', { pack: { gap: [2, 16, 16] } }],
     ];
     for (const [name, over] of variants) {
       say(`bench: ablation ${name}`);
@@ -289,6 +292,7 @@ function markdown(r: any): string {
     `- read amplification of the same volume stored as Zarr v3 shards of ${r.sharded.shard.join('×')} with ${r.sharded.inner.join('×')} inner chunks: ${r.sharded.readAmplification} (two-stage ${r.sharded.seconds} s; segmentation identical to the v2 input's: ${r.sharded.identical})`,
     `- stage two vs oracle stage two (seconds ratio): ${r.stage2VsOracle}`,
     `- a crop's prediction with vs without canvas neighbours (${r.canvasEffect.crops} crops): mean |Δp| ${r.canvasEffect.meanAbsDiff}, max |Δp| ${r.canvasEffect.maxAbsDiff}, voxels whose class flips ${r.canvasEffect.flipFraction}`,
+    ...(r.canvasEffect.oneStage ? [`- the same crops against one-stage (nnU-Net's sliding window) on ${r.canvasEffect.oneStage.voxels} pasted voxels: class differs packed ${r.canvasEffect.oneStage.packedFlipFraction}, alone ${r.canvasEffect.oneStage.aloneFlipFraction} (instance normalisation: a crop alone is normalised over itself, a packed canvas like a sliding-window tile)`] : []),
     `- peak RSS: two-stage ${r.peakMemory.defaultMB} MB on the default volume, ${r.peakMemory.largeMB ?? '–'} MB on ${r.peakMemory.largeShape ? r.peakMemory.largeShape.join('×') : '–'}; one-stage ${r.oneStage.peakRssMB} MB`,
     ...(r.scaling ? [`- the 4× volume: wall time ${r.scaling.wallRatio4x}×, peak RSS ${r.scaling.rssRatio4x}× the default's`] : []),
   ];

@@ -14,15 +14,22 @@ import { readFull } from '../shared/volume/source.ts';
 import { type Packing, type Placement } from '../shared/pipeline/pack.ts';
 import { channelOf, stage2 } from '../shared/pipeline/stage2.ts';
 import { silentLogger } from '../shared/log.ts';
+import { openArray, readRegion } from '../shared/volume/zarr.ts';
 
 export interface CanvasEffect {
   crops: number;
   meanAbsDiff: number;
   maxAbsDiff: number;
   flipFraction: number;
+  /**
+   * Against the one-stage output on the same voxels (unresized crops only): how often the crop
+   * packed with neighbours, and alone, take a different class than nnU-Net's sliding window.
+   * Instance normalisation makes "alone" no reference of its own: these say which is closer.
+   */
+  oneStage?: { voxels: number; packedFlipFraction: number; aloneFlipFraction: number };
 }
 
-export async function measureCanvasEffect(vol: string, twoStageOut: string, preset: string, maxCrops: number): Promise<CanvasEffect> {
+export async function measureCanvasEffect(vol: string, twoStageOut: string, preset: string, maxCrops: number, oneStageOut?: string): Promise<CanvasEffect> {
   const doc = JSON.parse(fs.readFileSync(path.join(twoStageOut, 'boxes.json'), 'utf8')) as {
     canvasShape: [number, number, number]; canvases: number;
     boxes: Array<{ id: number; placements: Array<{ canvas: number; source: Box; dest: Box; target: Box; resized: boolean }> }>;
@@ -38,7 +45,8 @@ export async function measureCanvasEffect(vol: string, twoStageOut: string, pres
     };
     const opts = { batch: 1, mirror: false, fill: 0 };
     const shared = [...new Set(placements.map((p) => p.canvas))].filter((c) => placements.filter((p) => p.canvas === c).length > 1);
-    let n = 0, sum = 0, max = 0, flips = 0, voxels = 0;
+    const reference = oneStageOut ? await openArray(path.join(oneStageOut, 'probabilities', '0')) : undefined;
+    let n = 0, sum = 0, max = 0, flips = 0, voxels = 0, refVoxels = 0, packedOff = 0, aloneOff = 0;
     for (const ci of shared) {
       if (n >= maxCrops) break;
       const [together] = await stage2(packing, [ci], read, ctx.fullres, opts);
@@ -62,11 +70,23 @@ export async function measureCanvasEffect(vol: string, twoStageOut: string, pres
           if ((a.data[i] > 0.5) !== (t.data[i] > 0.5)) flips++;
         }
         voxels += a.data.length;
+        if (reference && !p.resized) {
+          const ref = await readRegion(reference, p.target);
+          for (let i = 0; i < ref.data.length; i++) {
+            const r = ref.data[i] > 0.5;
+            if ((t.data[i] > 0.5) !== r) packedOff++;
+            if ((a.data[i] > 0.5) !== r) aloneOff++;
+          }
+          refVoxels += ref.data.length;
+        }
         n++;
       }
     }
     const r = (x: number) => Math.round(x * 1e5) / 1e5;
-    return { crops: n, meanAbsDiff: r(voxels ? sum / voxels : 0), maxAbsDiff: r(max), flipFraction: r(voxels ? flips / voxels : 0) };
+    return {
+      crops: n, meanAbsDiff: r(voxels ? sum / voxels : 0), maxAbsDiff: r(max), flipFraction: r(voxels ? flips / voxels : 0),
+      ...(reference ? { oneStage: { voxels: refVoxels, packedFlipFraction: r(refVoxels ? packedOff / refVoxels : 0), aloneFlipFraction: r(refVoxels ? aloneOff / refVoxels : 0) } } : {}),
+    };
   } finally {
     await ctx.pool.close();
   }
