@@ -8,6 +8,8 @@ import { printReport } from './report.ts';
 import { coordinatorCommand, natsFlags } from '../coordinator/main.ts';
 import { workerCommand } from '../worker/main.ts';
 import { statusCommand } from './status.ts';
+import { viewCommand } from './view.ts';
+import { writeReport } from '../../shared/report/report.ts';
 import { runDistributed } from './distributed.ts';
 import { runBench } from '../../bench/bench.ts';
 import { formatScaleReport, runScaleBench } from '../../bench/scale.ts';
@@ -67,6 +69,18 @@ coordinatorCommand(program);
 workerCommand(program, 'worker');
 workerCommand(program, 'merger');
 statusCommand(program);
+viewCommand(program);
+
+program.command('report <output>')
+  .description('write a self-contained HTML page of what a run did: slices with segmentation, boxes and ground truth; time per phase and task kind; boxes and canvases per block; failures')
+  .option('--input <vol.zarr>', 'input image for the slices (default: the run\'s input when it still exists)')
+  .option('--gt <labels>', 'ground-truth label array, drawn as contours')
+  .option('--out <file.html>', 'where to write the page (default: OUTPUT/report.html)')
+  .option('--window <n>', 'side of the slice windows in voxels', positiveIntArg('--window'), 512)
+  .action(async (output: string, o: { input?: string; gt?: string; out?: string; window: number }) => {
+    const r = await writeReport({ output, input: o.input, gt: o.gt, file: o.out, window: o.window });
+    process.stdout.write(`wrote ${r.file}: ${r.figures.length} figures (${r.figures.join(', ')}), slices through ${r.center.join(',')}\n`);
+  });
 
 program.command('eval')
   .description('score a segmentation against ground truth (Dice, IoU, surface Dice, HD95, AP)')

@@ -1,6 +1,6 @@
 // Resampling of 3D arrays: area-averaging downsampling (the pyramid and stage one's on-the-fly
 // low resolution use the same function, so training and inference see identical inputs),
-// max-pooling (label pyramids), and trilinear / nearest resize (crop-and-resize in packing).
+// max-pooling, the label mode (the segmentation's pyramid), and trilinear / nearest resize (crop-and-resize in packing).
 import type { Vec3 } from '../geometry/box.ts';
 import { type Array3, array3 } from './array3.ts';
 
@@ -45,6 +45,39 @@ export function downsampleMean(src: Array3, factor: Vec3): Array3<Float32Array> 
 /** Max over factor-sized blocks (for label and heatmap pyramids: keeps every foreground voxel). */
 export function downsampleMax(src: Array3, factor: Vec3): Array3<Float32Array> {
   return pool(src, factor, 'max');
+}
+
+/**
+ * The most frequent label in each factor-sized block (partial blocks at the far edge count what
+ * they hold); a tie goes to the larger label, so a structure filling half a block — a thin cleft
+ * — is kept rather than erased by background. For the segmentation's viewing pyramid (uint8).
+ */
+export function downsampleMode(src: Array3, factor: Vec3): Array3<Uint8Array> {
+  const [Z, Y, X] = src.shape;
+  const [fz, fy, fx] = factor;
+  const out = downShape(src.shape, factor);
+  const dst = new Uint8Array(out[0] * out[1] * out[2]);
+  const counts = new Uint16Array(256);
+  const seen: number[] = [];
+  const d = src.data;
+  let o = 0;
+  for (let oz = 0; oz < out[0]; oz++) for (let oy = 0; oy < out[1]; oy++) for (let ox = 0; ox < out[2]; ox++) {
+    for (let z = oz * fz; z < Math.min(Z, (oz + 1) * fz); z++) for (let y = oy * fy; y < Math.min(Y, (oy + 1) * fy); y++) {
+      const row = (z * Y + y) * X;
+      for (let x = ox * fx; x < Math.min(X, (ox + 1) * fx); x++) {
+        const v = d[row + x];
+        if (counts[v]++ === 0) seen.push(v);
+      }
+    }
+    let best = 0, most = 0;
+    for (const v of seen) {
+      if (counts[v] > most || (counts[v] === most && v > best)) { best = v; most = counts[v]; }
+      counts[v] = 0;
+    }
+    seen.length = 0;
+    dst[o++] = best;
+  }
+  return array3(dst, out);
 }
 
 /**

@@ -10,6 +10,7 @@ import { type RunIdentity, identityDiff } from './identity.ts';
 import { createGroupV3, multiscalesAttrs, ngff05 } from '../volume/ome.ts';
 import { writeJsonAtomic } from '../volume/store.ts';
 import { createShardedArray } from '../volume/shard.ts';
+import { downShape } from '../array/resample.ts';
 import { InputError, OutputError } from '../errors.ts';
 
 export interface OutputArrays {
@@ -18,6 +19,8 @@ export interface OutputArrays {
   /** uint32 instance ids, one per object across the whole volume (0 = background). */
   readonly instances: VolumeArray;
   readonly probabilities?: VolumeArray;
+  /** The segmentation's viewing pyramid: levels 1, 2, … with their factors from level 0 (label mode). */
+  readonly segmentationLevels: ReadonlyArray<{ array: VolumeArray; factor: Vec3 }>;
 }
 
 export type RunStatus = 'running' | 'complete' | 'failed' | 'interrupted';
@@ -48,6 +51,8 @@ export interface CreateOutputOptions {
   /** `zarr-v3-sharded`: shards of `shard` voxels (each written whole by the one task that owns it). */
   format?: 'zarr-v2' | 'zarr-v3-sharded';
   shard?: Vec3;
+  /** Factors of the segmentation's pyramid levels 1, 2, … (see pyramidFactors); none by default. */
+  levels?: readonly Vec3[];
 }
 
 /** Was `out` written by Tessera's run (a run.json with a run identity, or with Tessera's layout attribute)? */
@@ -111,16 +116,19 @@ async function createLayout(out: string, o: CreateOutputOptions & { identity?: R
   // One place decides the layout: v2 groups with NGFF 0.4 attributes and chunked arrays, or v3
   // groups with NGFF 0.5 (`ome`) attributes and sharded arrays.
   const group = (p: string, attrs: Record<string, unknown>) => (v3 ? createGroupV3(p, ngff05(attrs)) : createGroup(p, attrs));
-  const array = (p: string, dtype: 'uint8' | 'uint32' | 'float32') => (v3
-    ? createShardedArray(p, { shape: o.shape, shard: o.shard!, chunks: o.chunks, dtype })
-    : createArray(p, { shape: o.shape, chunks: o.chunks, dtype }));
+  const array = (p: string, dtype: 'uint8' | 'uint32' | 'float32', f: Vec3 = [1, 1, 1]) => (v3
+    ? createShardedArray(p, { shape: downShape(o.shape, f), shard: o.shard!.map((v, a) => v / f[a]) as unknown as Vec3, chunks: o.chunks, dtype })
+    : createArray(p, { shape: downShape(o.shape, f), chunks: o.chunks, dtype }));
   // run.json first, with the identity: an output whose creation stopped half-way (disk full,
   // killed) is then known as Tessera's and resumed, never mistaken for someone else's data.
   await fs.promises.mkdir(out, { recursive: true });
   await writeJsonAtomic(runJsonPath(out), { status: 'running', startedAt: new Date().toISOString(), ...(o.identity ? { identity: o.identity } : {}), ...(replaces ? { replaces } : {}) });
   await group(out, { tessera: { layout: 1 } });
+  const levels = o.levels ?? [];
   const labelAttrs = {
-    ...multiscalesAttrs('segmentation', o.unit, [o.spacing]),
+    // Level l's voxel j covers level-0 voxels [j·f, (j+1)·f): its centre is shifted by (f − 1) / 2.
+    ...multiscalesAttrs('segmentation', o.unit, [[1, 1, 1] as Vec3, ...levels].map((f) => o.spacing.map((s, a) => s * f[a]) as unknown as Vec3), undefined,
+      [[1, 1, 1] as Vec3, ...levels].map((f) => o.spacing.map((s, a) => ((f[a] - 1) / 2) * s) as unknown as Vec3)),
     'image-label': {
       version: '0.4',
       colors: o.classes.map((_, i) => ({ 'label-value': i, rgba: i === 0 ? [0, 0, 0, 0] : [255, (i * 97) % 256, (i * 53) % 256, 255] })),
@@ -129,6 +137,8 @@ async function createLayout(out: string, o: CreateOutputOptions & { identity?: R
   };
   await group(path.join(out, 'segmentation'), labelAttrs);
   const segmentation = await array(path.join(out, 'segmentation', '0'), 'uint8');
+  const segmentationLevels = [];
+  for (const [i, f] of levels.entries()) segmentationLevels.push({ array: await array(path.join(out, 'segmentation', String(i + 1)), 'uint8', f), factor: f });
   await group(path.join(out, 'instances'), { ...multiscalesAttrs('instances', o.unit, [o.spacing]), 'image-label': { version: '0.4' } });
   const instances = await array(path.join(out, 'instances', '0'), 'uint32');
   let probabilities: VolumeArray | undefined;
@@ -136,7 +146,7 @@ async function createLayout(out: string, o: CreateOutputOptions & { identity?: R
     await group(path.join(out, 'probabilities'), multiscalesAttrs('probabilities', o.unit, [o.spacing]));
     probabilities = await array(path.join(out, 'probabilities', '0'), 'float32');
   }
-  return { path: out, segmentation, instances, probabilities, replaces };
+  return { path: out, segmentation, instances, probabilities, segmentationLevels, replaces };
 }
 
 export interface OpenedOutput {
@@ -176,11 +186,23 @@ export async function openOutput(out: string, o: CreateOutputOptions & { identit
   return { arrays };
 }
 
-/** The arrays of an existing output. */
+/** The arrays of an existing output (the pyramid levels its segmentation's attributes list). */
 export async function openOutputArrays(out: string, probabilities: boolean): Promise<OutputArrays> {
+  const segmentation = await openArray(path.join(out, 'segmentation', '0'));
+  type Multiscales = Array<{ datasets: Array<{ path: string; coordinateTransformations: Array<{ type: string; scale?: number[] }> }> }>;
+  // NGFF 0.4 (v2) keeps multiscales at the top of the attributes, 0.5 (v3) under `ome`.
+  const attrs = readGroupAttributes(path.join(out, 'segmentation')) as { multiscales?: Multiscales; ome?: { multiscales?: Multiscales } } | undefined;
+  const datasets = (attrs?.multiscales ?? attrs?.ome?.multiscales)?.[0]?.datasets ?? [];
+  const scaleOf = (d: (typeof datasets)[number]) => d.coordinateTransformations.find((t) => t.type === 'scale')?.scale ?? [1, 1, 1];
+  const segmentationLevels = [];
+  for (const d of datasets.slice(1)) {
+    const factor = scaleOf(d).map((s, a) => Math.round(s / scaleOf(datasets[0])[a])) as unknown as Vec3;
+    segmentationLevels.push({ array: await openArray(path.join(out, 'segmentation', d.path)), factor });
+  }
   return {
     path: out,
-    segmentation: await openArray(path.join(out, 'segmentation', '0')),
+    segmentation,
+    segmentationLevels,
     instances: await openArray(path.join(out, 'instances', '0')),
     probabilities: probabilities ? await openArray(path.join(out, 'probabilities', '0')) : undefined,
   };

@@ -22,6 +22,7 @@ import { type TaskContext, taskContext } from '../tasks/context.ts';
 import { FREE, WHOLE_ROI } from '../tasks/index.ts';
 import { writeBoxesJson } from '../tasks/boxes-output.ts';
 import { indexId } from '../geometry/grid.ts';
+import { pyramidFactors } from '../volume/ome.ts';
 import { type LowGrid, lowGrid } from '../volume/source.ts';
 import { openArray } from '../volume/zarr.ts';
 import { clearTemp } from '../volume/store.ts';
@@ -162,7 +163,7 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     const opened = await openOutput(o.output, {
       shape: ctx.src.shape, spacing: ctx.src.spacing, unit: c.unit, chunks: c.io.outputChunk,
       classes: ctx.cards.fullres.classes, probabilities: c.output.probabilities, overwrite: o.overwrite ?? false, identity,
-      format: c.output.format, shard: c.io.chunk,
+      format: c.output.format, shard: c.io.chunk, levels: pyramidFactors(ctx.src.spacing, c.io.chunk, c.io.outputChunk, ctx.src.shape),
     });
     created = true;
     clearTemp(o.output);

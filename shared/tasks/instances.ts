@@ -14,7 +14,8 @@
 // - relabel(c): re-labels the chunk from the written segmentation (the same deterministic
 //   labelling), maps local ids to global ones, writes instances/0 and objects/<c>.jsonl.
 import * as path from 'node:path';
-import type { Box, Vec3 } from '../geometry/box.ts';
+import { type Box, type Vec3, boxAt } from '../geometry/box.ts';
+import { downsampleMode } from '../array/resample.ts';
 import { type Range3, chunkBox, forEachIndex, indexId, linearOf, relatedBlocks, rangeSize } from '../geometry/grid.ts';
 import { type Array3, array3 } from '../array/array3.ts';
 import { type ObjectRow, type Shell, UnionFind, borderEdges, decodeShell, encodeShell, labelObjects, relabel, shellOf } from '../pipeline/instances.ts';
@@ -177,6 +178,12 @@ export async function relabelTask(ctx: TaskContext, index: Vec3): Promise<TaskSt
   }
   const ids = relabel(local.labels, off, remap);
   await ctx.timings.time('write', () => writeRegion(ctx.out.instances, write, array3(ids, seg.shape), ctx.src.io));
+  // The segmentation's viewing pyramid: this chunk's share of each level, whole storage chunks
+  // of that level (pyramidFactors keeps only levels where a chunk maps to whole chunks).
+  for (const { array, factor } of ctx.out.segmentationLevels) {
+    const down = downsampleMode(seg, factor);
+    await ctx.timings.time('write', () => writeRegion(array, boxAt(write.begin.map((v, a) => v / factor[a]) as unknown as Vec3, down.shape), down, ctx.src.io));
+  }
   const lines: string[] = [];
   for (const row of table.objects) {
     const g = off + row.id;

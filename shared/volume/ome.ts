@@ -141,7 +141,7 @@ export function pickLevel(image: Image, target: Vec3): { level: Level; factor: V
 }
 
 /** NGFF 0.4 multiscales attributes for a 3D image with the given level spacings. */
-export function multiscalesAttrs(name: string, unit: string, spacings: readonly Vec3[], keys?: readonly string[]): Record<string, unknown> {
+export function multiscalesAttrs(name: string, unit: string, spacings: readonly Vec3[], keys?: readonly string[], translations?: readonly Vec3[]): Record<string, unknown> {
   return {
     multiscales: [{
       version: '0.4',
@@ -149,10 +149,36 @@ export function multiscalesAttrs(name: string, unit: string, spacings: readonly 
       axes: ['z', 'y', 'x'].map((n) => ({ name: n, type: 'space', unit })),
       datasets: spacings.map((s, i) => ({
         path: keys?.[i] ?? String(i),
-        coordinateTransformations: [{ type: 'scale', scale: [...s] }],
+        coordinateTransformations: [
+          { type: 'scale', scale: [...s] },
+          ...(translations?.[i]?.some((t) => t !== 0) ? [{ type: 'translation', translation: [...translations[i]] }] : []),
+        ],
       })),
     }],
   };
+}
+
+/**
+ * Cumulative downsampling factors of a label pyramid's levels 1, 2, …: each level halves the
+ * axes whose voxel side is below twice the finest (EM at 40×4×4 nm halves y and x until they
+ * reach z, then all three), as long as a chunk task's region at that level is still whole
+ * storage chunks of `outputChunk` (so each task writes its own level chunks, nothing shared),
+ * and until a level fits in one storage chunk.
+ */
+export function pyramidFactors(spacing: Vec3, chunk: Vec3, outputChunk: Vec3, shape: Vec3, maxLevels = 8): Vec3[] {
+  const levels: Vec3[] = [];
+  let f: Vec3 = [1, 1, 1];
+  for (let l = 0; l < maxLevels; l++) {
+    const size = [0, 1, 2].map((a) => Math.ceil(shape[a] / f[a]));
+    if (size.every((v, a) => v <= outputChunk[a])) break;
+    const side = spacing.map((s, a) => s * f[a]);
+    const finest = Math.min(...side);
+    const next = f.map((v, a) => (side[a] < 2 * finest ? v * 2 : v)) as unknown as Vec3;
+    if (next.some((v, a) => chunk[a] % v !== 0 || (chunk[a] / v) % outputChunk[a] !== 0)) break;
+    levels.push(next);
+    f = next;
+  }
+  return levels;
 }
 
 /** A Zarr v3 group (zarr.json) with attributes. */

@@ -6,6 +6,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { ROOT, tessera, tesseraOk, tmpDir, filesUnder } from '../helpers/cli.ts';
+import { boxOfShape } from '../../shared/geometry/box.ts';
+import { openArray, readRegion } from '../../shared/volume/zarr.ts';
+import { downsampleMode } from '../../shared/array/resample.ts';
 
 let dir: string;
 let em: string;
@@ -51,6 +54,20 @@ test('two-stage on EM: Dice ≥ 0.90, boxes.json lists placed boxes, fill ratio 
   const boxes = JSON.parse(fs.readFileSync(path.join(out, 'boxes.json'), 'utf8'));
   assert.equal(boxes.boxes.length, run.twoStage.boxes);
   for (const b of boxes.boxes) assert.ok(b.placements.length >= 1, `box ${b.id} has a placement`);
+  // The segmentation's viewing pyramid: levels by label mode, scales and centre shifts in the NGFF attributes.
+  const attrs = JSON.parse(fs.readFileSync(path.join(out, 'segmentation', '.zattrs'), 'utf8'));
+  const ds = attrs.multiscales[0].datasets;
+  assert.deepEqual(ds.map((d: any) => d.coordinateTransformations[0].scale), [[40, 4, 4], [40, 8, 8], [40, 16, 16]]);
+  assert.deepEqual(ds[1].coordinateTransformations[1], { type: 'translation', translation: [0, 2, 2] });
+  const level0 = await readRegion(await openArray(path.join(out, 'segmentation', '0')), boxOfShape([32, 256, 256]));
+  for (const [i, f] of [[1, [1, 2, 2]], [2, [1, 4, 4]]] as Array<[number, [number, number, number]]>) {
+    const lv = await openArray(path.join(out, 'segmentation', String(i)));
+    const got = await readRegion(lv, boxOfShape(lv.shape));
+    const want = downsampleMode(level0, f);
+    assert.deepEqual(lv.shape, want.shape);
+    assert.deepEqual([...got.data], [...want.data], `level ${i} = mode of level 0`);
+    assert.ok(want.data.some((v) => v > 0), `level ${i} holds foreground`);
+  }
 });
 
 test('one-stage and two-stage on an unseen CT volume: Dice ≥ 0.90', async () => {

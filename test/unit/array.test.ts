@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type Box, type Vec3, box, isEmpty, shapeOf, volumeOf } from '../../shared/geometry/box.ts';
 import { type Array3, array3, copyRegion, crop, zeros } from '../../shared/array/array3.ts';
-import { downShape, downsampleMax, downsampleMean, resizeLinear, resizeNearest } from '../../shared/array/resample.ts';
+import { downShape, downsampleMax, downsampleMean, downsampleMode, resizeLinear, resizeNearest } from '../../shared/array/resample.ts';
+import { pyramidFactors } from '../../shared/volume/ome.ts';
 import { type Connectivity, label } from '../../shared/array/components.ts';
 import { randInt, rng } from '../helpers/rng.ts';
 
@@ -346,4 +347,35 @@ test('label: accepts any numeric mask (non-zero = foreground)', () => {
   const c = label(Float32Array.from([0.5, 0, -1, 2, 0]), s, 6);
   assert.equal(c.count, 2);
   assert.deepEqual(Array.from(c.labels), [1, 0, 2, 2, 0]);
+});
+
+test('downsampleMode: the most frequent label per block, ties to the larger label, partial edge blocks count what they hold', () => {
+  const r = rng(3);
+  for (const [shape, f] of [[[3, 7, 9], [1, 2, 2]], [[4, 4, 5], [2, 2, 2]], [[1, 5, 5], [1, 3, 3]]] as Array<[Vec3, Vec3]>) {
+    const a = array3(Uint8Array.from({ length: shape[0] * shape[1] * shape[2] }, () => (r() < 0.6 ? 0 : randInt(r, 1, 4))), shape);
+    const d = downsampleMode(a, f);
+    assert.deepEqual(d.shape, downShape(shape, f));
+    for (let oz = 0; oz < d.shape[0]; oz++) for (let oy = 0; oy < d.shape[1]; oy++) for (let ox = 0; ox < d.shape[2]; ox++) {
+      const n = new Map<number, number>();
+      for (let z = oz * f[0]; z < Math.min(shape[0], (oz + 1) * f[0]); z++) for (let y = oy * f[1]; y < Math.min(shape[1], (oy + 1) * f[1]); y++) for (let x = ox * f[2]; x < Math.min(shape[2], (ox + 1) * f[2]); x++) {
+        const v = a.data[idx(shape, z, y, x)];
+        n.set(v, (n.get(v) ?? 0) + 1);
+      }
+      const best = [...n.entries()].sort((p, q) => q[1] - p[1] || q[0] - p[0])[0][0];
+      assert.equal(d.data[idx(d.shape, oz, oy, ox)], best);
+    }
+  }
+  // Half a 2×2 block foreground: the cleft stays.
+  assert.deepEqual([...downsampleMode(array3(Uint8Array.from([0, 1, 0, 1]), [1, 2, 2]), [1, 2, 2]).data], [1]);
+});
+
+test('pyramidFactors: anisotropic EM halves y and x first; levels stop where a chunk no longer maps to whole storage chunks or a level fits one', () => {
+  // EM 40×4×4 nm, chunk 32×512×512, storage 16×128×128: (1,2,2), (1,4,4); (1,8,8) would cut a chunk into 64-wide pieces.
+  assert.deepEqual(pyramidFactors([40, 4, 4], [32, 512, 512], [16, 128, 128], [64, 4096, 4096]), [[1, 2, 2], [1, 4, 4]]);
+  // With room: y and x reach z's 40 nm at 8×, then all three halve.
+  assert.deepEqual(pyramidFactors([40, 4, 4], [256, 4096, 4096], [16, 64, 64], [4096, 65536, 65536]), [[1, 2, 2], [1, 4, 4], [1, 8, 8], [2, 16, 16], [4, 32, 32], [8, 64, 64]]);
+  // Isotropic: every axis halves; a small volume stops once a level fits one storage chunk.
+  assert.deepEqual(pyramidFactors([1, 1, 1], [128, 128, 128], [32, 32, 32], [64, 64, 64]), [[2, 2, 2]]);
+  // A chunk equal to the storage chunk: no level can be owned by one task.
+  assert.deepEqual(pyramidFactors([40, 4, 4], [16, 128, 128], [16, 128, 128], [64, 1024, 1024]), []);
 });

@@ -1,0 +1,278 @@
+// `tessera report OUTPUT`: one self-contained HTML page (PNG figures inlined) that shows what a
+// run did: orthogonal slices of the raw data with the segmentation, the boxes and (when given)
+// the ground truth overlaid; busy time per phase and per task kind; boxes and canvases per
+// stage-two block as a map; failures and warnings. Everything is read in bounded pieces — one
+// slice window per view, one boxes file at a time, a block map over y and x only — so a report
+// on a FAFB-size output costs what it costs on a small one.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { type Box, type Vec3, box, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
+import type { Array3 } from '../array/array3.ts';
+import { OutputError, oneLine } from '../errors.ts';
+import { readRunJson, runJsonPath } from '../run/output.ts';
+import type { RunReport } from '../run/session.ts';
+import type { TesseraConfig } from '../config/config.ts';
+import { openArray, readRegion } from '../volume/zarr.ts';
+import { openImage } from '../volume/ome.ts';
+import type { BoxLine } from '../tasks/boxes-output.ts';
+import { writeFileAtomic } from '../volume/store.ts';
+import { Canvas } from './png.ts';
+
+export interface ReportOptions {
+  output: string;
+  /** The input image (NGFF group or array); default: the run's input when it still exists. */
+  input?: string;
+  /** A ground-truth label array, drawn as contours. */
+  gt?: string;
+  /** @default OUTPUT/report.html */
+  file?: string;
+  /** Side of the slice windows, in voxels. @default 512 */
+  window?: number;
+}
+
+export interface ReportResult {
+  file: string;
+  /** Figure ids, in page order. */
+  figures: string[];
+  /** The voxel the slices go through. */
+  center: Vec3;
+  boxes: number;
+}
+
+const CLASS_COLORS: ReadonlyArray<readonly number[]> = [[0, 0, 0], [255, 48, 48], [48, 128, 255], [255, 200, 0], [200, 64, 255], [0, 200, 160]];
+const BOX_COLOR = [255, 230, 0];
+const GT_COLOR = [0, 230, 80];
+
+interface BlockStats {
+  /** Blocks' y and x counts (the map sums over z). */
+  grid: [number, number];
+  boxes: Float64Array;
+  canvases: Float64Array;
+  total: number;
+  best?: BoxLine;
+}
+
+/** One pass over boxes/*.jsonl, one file at a time: per-block counts over y, x and the best-scoring box. */
+async function blockStats(out: string, shape: Vec3, block: Vec3): Promise<BlockStats | undefined> {
+  const dir = path.join(out, 'boxes');
+  if (!fs.existsSync(dir)) return undefined;
+  const grid: [number, number] = [Math.ceil(shape[1] / block[1]), Math.ceil(shape[2] / block[2])];
+  const s: BlockStats = { grid, boxes: new Float64Array(grid[0] * grid[1]), canvases: new Float64Array(grid[0] * grid[1]), total: 0 };
+  for await (const d of await fs.promises.opendir(dir)) {
+    const m = /^(\d+)_(\d+)_(\d+)\.jsonl$/.exec(d.name);
+    if (!m) continue;
+    const [y, x] = [Number(m[2]), Number(m[3])];
+    if (y >= grid[0] || x >= grid[1]) throw new OutputError(path.join(dir, d.name), `block outside the ${grid.join('×')} (y, x) block grid`);
+    let most = -1;
+    for (const l of (await fs.promises.readFile(path.join(dir, d.name), 'utf8')).split('\n')) {
+      if (!l) continue;
+      const b = JSON.parse(l) as BoxLine;
+      s.boxes[y * grid[1] + x]++;
+      s.total++;
+      for (const p of b.placements) most = Math.max(most, p.canvas);
+      if (!s.best || b.score > s.best.score) s.best = b;
+    }
+    s.canvases[y * grid[1] + x] += most + 1;
+  }
+  return s;
+}
+
+/** Intensities to 0..255 between the slice's 1st and 99th percentiles. */
+function grey(a: Array3): Uint8Array {
+  const n = a.data.length;
+  const step = Math.max(1, Math.floor(n / 20000));
+  const sample: number[] = [];
+  for (let i = 0; i < n; i += step) sample.push(a.data[i]);
+  sample.sort((p, q) => p - q);
+  const lo = sample[Math.floor(sample.length * 0.01)] ?? 0;
+  const hi = sample[Math.floor(sample.length * 0.99)] ?? 1;
+  const g = new Uint8Array(n);
+  for (let i = 0; i < n; i++) g[i] = Math.max(0, Math.min(255, Math.round(((a.data[i] - lo) / (hi - lo || 1)) * 255)));
+  return g;
+}
+
+interface Plane {
+  name: string;
+  /** The fixed axis and the (row, column) axes of the picture. */
+  axis: number;
+  rows: number;
+  cols: number;
+  region: Box;
+}
+
+/** The three planes through `c`, each a window of at most `w` voxels a side (rows in z are fewer: z is thick). */
+function planes(shape: Vec3, c: Vec3, w: number): Plane[] {
+  const span = (a: number, len: number): [number, number] => {
+    const lo = Math.max(0, Math.min(shape[a] - len, c[a] - Math.floor(len / 2)));
+    return [lo, Math.min(shape[a], lo + len)];
+  };
+  const r = (a: number, fixed: number) => (a === fixed ? [c[a], c[a] + 1] : span(a, w));
+  const mk = (name: string, axis: number, rows: number, cols: number): Plane => {
+    const lo = [0, 1, 2].map((a) => r(a, axis)[0]);
+    const hi = [0, 1, 2].map((a) => r(a, axis)[1]);
+    return { name, axis, rows, cols, region: box(lo as unknown as Vec3, hi as unknown as Vec3) };
+  };
+  return [mk('xy (z fixed)', 0, 1, 2), mk('xz (y fixed)', 1, 0, 2), mk('yz (x fixed)', 2, 0, 1)];
+}
+
+/** Draw one plane: raw in grey (or black), classes tinted, ground-truth contours, box outlines. */
+function drawPlane(p: Plane, raw: Array3 | undefined, seg: Array3, gt: Array3 | undefined, boxes: readonly Box[], stretch: number): Canvas {
+  const s = shapeOf(p.region);
+  const H = s[p.rows], W = s[p.cols];
+  const sy = p.rows === 0 ? stretch : 1;
+  const c = new Canvas(W, H * sy);
+  const g = raw ? grey(raw) : undefined;
+  // Plane arrays are 3D with one axis of length 1: index = row * W + col in C order.
+  const at = (row: number, col: number) => row * W + col;
+  const label = (a: Array3 | undefined, row: number, col: number) => (a && row >= 0 && col >= 0 && row < H && col < W ? Number(a.data[at(row, col)]) : 0);
+  for (let row = 0; row < H; row++) for (let col = 0; col < W; col++) {
+    const v = g ? g[at(row, col)] : 0;
+    let px = [v, v, v];
+    const k = label(seg, row, col);
+    if (k > 0) {
+      const t = CLASS_COLORS[k % CLASS_COLORS.length];
+      px = px.map((u, i) => Math.round(u * 0.5 + t[i] * 0.5));
+    }
+    const gl = label(gt, row, col);
+    if (gt && gl > 0 && (label(gt, row - 1, col) !== gl || label(gt, row + 1, col) !== gl || label(gt, row, col - 1) !== gl || label(gt, row, col + 1) !== gl)) px = [...GT_COLOR];
+    for (let r = 0; r < sy; r++) c.set(col, row * sy + r, px);
+  }
+  for (const b of boxes) {
+    const q = intersect(b, p.region);
+    if (isEmpty(q)) continue;
+    const r0 = (q.begin[p.rows] - p.region.begin[p.rows]) * sy, r1 = (q.end[p.rows] - p.region.begin[p.rows]) * sy - 1;
+    const c0 = q.begin[p.cols] - p.region.begin[p.cols], c1 = q.end[p.cols] - p.region.begin[p.cols] - 1;
+    c.line(c0, r0, c1, r0, BOX_COLOR); c.line(c0, r1, c1, r1, BOX_COLOR);
+    c.line(c0, r0, c0, r1, BOX_COLOR); c.line(c1, r0, c1, r1, BOX_COLOR);
+  }
+  return c;
+}
+
+/** Horizontal bars with labels: busy seconds of each phase or task kind. */
+function barChart(title: string, entries: Array<[string, number]>): Canvas {
+  const W = 640, row = 22, H = 40 + row * Math.max(1, entries.length);
+  const c = new Canvas(W, H);
+  c.text(10, 8, title, [0, 0, 0], 2);
+  const max = Math.max(1e-9, ...entries.map(([, v]) => v));
+  entries.forEach(([name, v], i) => {
+    const y = 34 + i * row;
+    c.text(10, y + 3, name.slice(0, 14), [40, 40, 40], 2);
+    const len = Math.round((v / max) * (W - 300));
+    for (let x = 0; x < len; x++) for (let d = 0; d < row - 6; d++) c.set(190 + x, y + d, [70, 110, 200]);
+    c.text(200 + len, y + 3, v.toFixed(1), [40, 40, 40], 2);
+  });
+  return c;
+}
+
+/** A y-x map of per-block counts, white (0) to dark blue (the maximum), cells at least 6 px. */
+function heatMap(title: string, grid: [number, number], v: Float64Array): Canvas {
+  const cell = Math.max(6, Math.min(48, Math.floor(600 / Math.max(grid[0], grid[1]))));
+  const c = new Canvas(grid[1] * cell + 20, grid[0] * cell + 44);
+  c.text(10, 8, title, [0, 0, 0], 2);
+  const max = Math.max(1, ...v);
+  for (let y = 0; y < grid[0]; y++) for (let x = 0; x < grid[1]; x++) {
+    const t = v[y * grid[1] + x] / max;
+    const px = [Math.round(255 - 225 * t), Math.round(255 - 185 * t), Math.round(255 - 95 * t)];
+    for (let a = 0; a < cell - 1; a++) for (let b = 0; b < cell - 1; b++) c.set(10 + x * cell + b, 34 + y * cell + a, px);
+  }
+  return c;
+}
+
+const esc = (s: string) => s.replace(/[&<>"]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[ch]!);
+
+export async function writeReport(o: ReportOptions): Promise<ReportResult> {
+  const doc = readRunJson(o.output);
+  if (!doc) throw new OutputError(o.output, 'no run.json: not a Tessera output');
+  const config = doc.config as TesseraConfig | undefined;
+  const report = doc.report as RunReport | undefined;
+  if (!config) throw new OutputError(runJsonPath(o.output), 'run.json has no config (written by an older Tessera?)');
+  const segArr = await openArray(path.join(o.output, 'segmentation', '0'));
+  const shape = segArr.shape;
+  const block = config.io.chunk.map((v, a) => v * config.pack.chunks[a]) as unknown as Vec3;
+  const stats = await blockStats(o.output, shape, block);
+  // Slices through the best-scoring box (a sparse volume's centre is usually empty), else the centre.
+  const best = stats?.best?.box;
+  const center = (best ? best.begin.map((v, a) => Math.floor((v + best.end[a]) / 2)) : shape.map((s) => Math.floor(s / 2))) as unknown as Vec3;
+  const inputPath = o.input ?? (report?.input && fs.existsSync(report.input) ? report.input : undefined);
+  const image = inputPath ? await openImage(inputPath) : undefined;
+  const gtArr = o.gt ? await openArray(o.gt) : undefined;
+  if (gtArr && gtArr.shape.some((v, a) => v !== shape[a])) throw new OutputError(o.gt!, `ground truth is ${gtArr.shape.join('×')}, the output ${shape.join('×')}`);
+  const spacing = config.spacing as Vec3;
+  const stretch = Math.max(1, Math.min(10, Math.round(spacing[0] / Math.min(spacing[1], spacing[2]))));
+
+  const warnings: string[] = [];
+  const figures: Array<{ id: string; title: string; png: Buffer }> = [];
+  for (const p of planes(shape, center, o.window ?? 512)) {
+    // A report is most needed when a run failed, often on bad input: an unreadable window is a
+    // warning and the slice shows the segmentation on black.
+    let raw: Array3 | undefined;
+    if (image) {
+      try { raw = await readRegion(image.levels[0].array, p.region); } catch (err) { warnings.push(`input not drawn on the ${p.name} slice: ${oneLine(err)}`); }
+    }
+    const seg = await readRegion(segArr, p.region);
+    const gt = gtArr ? await readRegion(gtArr, p.region) : undefined;
+    const boxes = stats ? await boxesNear(o.output, p.region, block) : [];
+    const id = `slice-${'zyx'[p.axis]}`;
+    figures.push({ id, title: `${p.name} through voxel ${center.join(', ')}: ${p.region.begin.join(',')} to ${p.region.end.join(',')}`, png: drawPlane(p, raw, seg, gt, boxes, stretch).png() });
+  }
+  if (report) {
+    const phases = Object.entries(report.busySeconds).filter(([k]) => !k.startsWith('task:')).sort((a, b) => b[1] - a[1]);
+    const kinds = Object.entries(report.busySeconds).filter(([k]) => k.startsWith('task:')).map(([k, v]): [string, number] => [k.slice(5), v]);
+    figures.push({ id: 'time-phases', title: 'Busy seconds per phase (summed over tasks in flight and inference threads)', png: barChart('busy s per phase', phases).png() });
+    figures.push({ id: 'time-tasks', title: 'Busy seconds per task kind', png: barChart('busy s per task kind', kinds).png() });
+  }
+  if (stats) {
+    figures.push({ id: 'map-boxes', title: `Boxes per stage-two block (${block.join('×')} voxels), summed over z`, png: heatMap('boxes per block', stats.grid, stats.boxes).png() });
+    figures.push({ id: 'map-canvases', title: 'Canvases per stage-two block, summed over z', png: heatMap('canvases per block', stats.grid, stats.canvases).png() });
+  }
+
+  if (doc.status !== 'complete') warnings.push(`run status is ${doc.status}: the output is not complete`);
+  if (!image) warnings.push('no input image (pass --input): slices show the segmentation on black');
+  if (report?.inputMissingChunks) warnings.push(`${report.inputMissingChunks} input chunks had no file and were read as the fill value`);
+  if (report?.twoStage && report.twoStage.readAmplification > 4) warnings.push(`read amplification ${report.twoStage.readAmplification.toFixed(2)}: the input's storage chunks are large for sparse reads (see docs/benchmark.md)`);
+  const failures = report?.failures ?? [];
+  const rows = (r: Array<[string, string]>) => r.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');
+  const summary: Array<[string, string]> = [
+    ['status', String(doc.status)], ['mode', config.mode], ['output', o.output], ['input', inputPath ?? '–'],
+    ['volume', `${shape.join(' × ')} voxels, spacing ${spacing.join(' × ')} ${config.unit}`],
+    ...(report ? [['time', `${report.seconds.total} s, ${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s, peak RSS ${report.peakRssMB} MB`] as [string, string]] : []),
+    ...(report?.twoStage ? [['boxes', `${report.twoStage.boxes} in ${report.twoStage.canvases} canvases, fill ${report.twoStage.fillRatio.toFixed(3)}, coverage ${report.twoStage.coverage.toFixed(3)}, read amplification ${report.twoStage.readAmplification.toFixed(2)}`] as [string, string]] : []),
+    ...(report ? [['tasks', Object.entries(report.tasks).map(([k, t]) => `${k} ${t.ran} ran, ${t.reused} reused${t.failed ? `, ${t.failed} failed` : ''}${t.skipped ? `, ${t.skipped} skipped` : ''}`).join('; ')] as [string, string]] : []),
+  ];
+  const html = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Tessera report — ${esc(path.basename(o.output))}</title>
+<style>body{font:14px system-ui,sans-serif;margin:24px;color:#222}th{text-align:left;padding-right:16px;vertical-align:top}figure{margin:16px 0}img{image-rendering:pixelated;max-width:100%;border:1px solid #ccc}.warn{color:#a40}</style>
+</head><body>
+<h1>Tessera run report</h1>
+<table>${rows(summary)}</table>
+<h2>Failures</h2>
+${failures.length ? `<table>${rows(failures.map((f) => [f.task, f.error]))}</table>` : '<p>none</p>'}
+<h2>Warnings</h2>
+${warnings.length ? `<ul>${warnings.map((w) => `<li class="warn">${esc(w)}</li>`).join('')}</ul>` : '<p>none</p>'}
+<h2>Figures</h2>
+<p>Slices: raw data in grey, classes tinted (red: class 1), boxes in yellow${gtArr ? ', ground truth contours in green' : ''}; z is drawn ${stretch}× taller (voxel spacing).</p>
+${figures.map((f) => `<figure id="${f.id}"><img alt="${esc(f.title)}" src="data:image/png;base64,${f.png.toString('base64')}"><figcaption>${esc(f.title)}</figcaption></figure>`).join('\n')}
+<script>addEventListener('load', () => { const im = [...document.images]; document.body.dataset.figures = im.filter((i) => i.complete && i.naturalWidth > 0).length + '/' + im.length; });</script>
+</body></html>
+`;
+  const file = o.file ?? path.join(o.output, 'report.html');
+  await writeFileAtomic(file, html);
+  return { file, figures: figures.map((f) => f.id), center, boxes: stats?.total ?? 0 };
+}
+
+/** The boxes of the blocks around `region` that meet it (a slice window spans a few blocks). */
+async function boxesNear(out: string, region: Box, block: Vec3): Promise<Box[]> {
+  const lo = region.begin.map((v, a) => Math.max(0, Math.floor(v / block[a]) - 1));
+  const hi = region.end.map((v, a) => Math.floor((v - 1) / block[a]) + 1);
+  const found: Box[] = [];
+  for (let z = lo[0]; z <= hi[0]; z++) for (let y = lo[1]; y <= hi[1]; y++) for (let x = lo[2]; x <= hi[2]; x++) {
+    const f = path.join(out, 'boxes', `${z}_${y}_${x}.jsonl`);
+    if (!fs.existsSync(f)) continue;
+    for (const l of (await fs.promises.readFile(f, 'utf8')).split('\n')) {
+      if (!l) continue;
+      const b = (JSON.parse(l) as BoxLine).box;
+      if (!isEmpty(intersect(b, region))) found.push(b);
+    }
+  }
+  return found;
+}
