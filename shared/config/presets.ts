@@ -64,9 +64,10 @@ const RAW: Record<string, Preset> = {
     select: { lambda: 0.1275, featurePooling: 'mean' },
     pack: { canvas: [288, 64, 64], crop: [64, 64, 64], heuristic: 'grid', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0] },
   },
-  // The synthetic presets are tuned on the benchmark volumes (see README, Benchmark): objects are
-  // small and sparse, so boxes are tight (cells of one stage-one voxel, a small margin), packed
-  // at one scale with real context around each box that is read but never pasted back.
+  // The synthetic presets are tuned on seeds 21, 22 (EM) and 23, 24 (CT), never on the benchmark
+  // volume (bench/tune.ts, bench/tune-*.md): objects are small and sparse, so boxes are tight
+  // (cells of one stage-one voxel, a small margin), packed at one scale with real context around
+  // each box that is read but never pasted back.
   'synthetic-em': {
     name: 'synthetic-em',
     spacing: [40, 4, 4],
