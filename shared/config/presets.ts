@@ -6,7 +6,7 @@ import { DEFAULTS } from './config.ts';
 import { deepMerge } from './schema.ts';
 
 type Preset = Omit<TesseraConfig, 'io' | 'inference' | 'select' | 'stage2' | 'output' | 'mode' | 'pack' | 'nats'> & {
-  pack: Omit<TesseraConfig['pack'], 'chunks' | 'gap'> & Partial<Pick<TesseraConfig['pack'], 'chunks' | 'gap'>>;
+  pack: Omit<TesseraConfig['pack'], 'chunks' | 'gap' | 'block'> & Partial<Pick<TesseraConfig['pack'], 'chunks' | 'gap' | 'block'>>;
   select: Partial<TesseraConfig['select']>;
   io?: Partial<TesseraConfig['io']>;
   stage2?: Partial<TesseraConfig['stage2']>;

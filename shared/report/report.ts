@@ -12,6 +12,7 @@ import { OutputError, oneLine } from '../errors.ts';
 import { readRunJson, runJsonPath } from '../run/output.ts';
 import type { RunReport } from '../run/session.ts';
 import type { TesseraConfig } from '../config/config.ts';
+import { stage2Block } from '../tasks/graph.ts';
 import { openArray, readRegion } from '../volume/zarr.ts';
 import { openImage } from '../volume/ome.ts';
 import type { BoxLine } from '../tasks/boxes-output.ts';
@@ -188,7 +189,7 @@ export async function writeReport(o: ReportOptions): Promise<ReportResult> {
   if (!config) throw new OutputError(runJsonPath(o.output), 'run.json has no config (written by an older Tessera?)');
   const segArr = await openArray(path.join(o.output, 'segmentation', '0'));
   const shape = segArr.shape;
-  const block = config.io.chunk.map((v, a) => v * config.pack.chunks[a]) as unknown as Vec3;
+  const block = stage2Block(config);
   const stats = await blockStats(o.output, shape, block);
   // Slices through the best-scoring box (a sparse volume's centre is usually empty), else the centre.
   const best = stats?.best?.box;

@@ -73,7 +73,7 @@ export function taskGraph(c: TesseraConfig, shape: Vec3, roi: Box, factor: Vec3)
   checkChunkForBoxes(c, factor);
   const s = stage1Block(factor);
   const paste = roiChunks;
-  const p = c.pack.chunks;
+  const p = stage2Chunks(c);
   // Whole stage-two blocks: a block packs all its chunks' boxes, whatever the ROI.
   const s2 = intersectRange(blocksMeeting(dilate(paste, ONE, all), p), blocksMeeting(all, p));
   const middle = intersectRange(range3([s2.lo[0] * p[0], s2.lo[1] * p[1], s2.lo[2] * p[2]], [s2.hi[0] * p[0], s2.hi[1] * p[1], s2.hi[2] * p[2]]), all);
@@ -125,6 +125,29 @@ export function mergeReach(c: TesseraConfig, factor: Vec3): Vec3 {
     const cell = Math.ceil(Math.max(1, Math.round(c.boxes.priorDownsample[a])) * factor[a]);
     return c.boxes.cropThreshold[a] + Math.ceil(tile[a] / 2) + 2 * (c.boxes.margin[a] + cell);
   }) as unknown as Vec3;
+}
+
+/**
+ * Chunks per stage-two block: `pack.block` (voxels) over `io.chunk` when the block is set, else
+ * `pack.chunks`. A block that is not a whole number of chunks is refused: it could not keep the
+ * canvases the same across chunk sizes, which is what it is for.
+ */
+export function stage2Chunks(c: TesseraConfig): Vec3 {
+  // run.json configs written before pack.block existed have none.
+  const b = c.pack.block ?? [0, 0, 0];
+  if (b.every((v) => v === 0)) return c.pack.chunks;
+  const bad = [0, 1, 2].filter((a) => b[a] <= 0 || b[a] % c.io.chunk[a] !== 0);
+  if (bad.length) {
+    const suggest = b.map((v, a) => Math.max(1, Math.round(v / c.io.chunk[a])) * c.io.chunk[a]);
+    throw new ConfigError('pack.block', `[${b}] is not a multiple of io.chunk [${c.io.chunk}] along ${bad.map((a) => 'zyx'[a]).join(', ')}: choose an io.chunk that divides it, or pack.block [${suggest}]`);
+  }
+  return b.map((v, a) => v / c.io.chunk[a]) as unknown as Vec3;
+}
+
+/** The stage-two block in voxels (boxes files and annotation cells are per block). */
+export function stage2Block(c: TesseraConfig): Vec3 {
+  const p = stage2Chunks(c);
+  return c.io.chunk.map((v, a) => v * p[a]) as unknown as Vec3;
 }
 
 export function checkChunkForBoxes(c: TesseraConfig, factor: Vec3): void {

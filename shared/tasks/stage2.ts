@@ -1,4 +1,4 @@
-// Task `stage2`: select and order the boxes the chunks of one block (`pack.chunks`) own, pack them into canvases (with
+// Task `stage2`: select and order the boxes the chunks of one block (`pack.block` or `pack.chunks`) own, pack them into canvases (with
 // `pack.context` read around each box but never pasted back), run the full-resolution network
 // on the canvases and persist each crop's prediction for its target only, quantised to 16 bits
 // (|Δp| ≤ 7.7·10⁻⁶: far below anything that moves an arg-max; a quarter of float32 on disk
@@ -16,7 +16,7 @@ import { readAhead } from '../cache.ts';
 import { compareBoxes } from '../pipeline/boxes-order.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { readBoxes } from './boxes.ts';
-import { ONE } from './graph.ts';
+import { ONE, stage2Chunks } from './graph.ts';
 import { forEachIndex, relatedBlocks } from '../geometry/grid.ts';
 import { type OwnedBox, byBox } from '../pipeline/boxes-merge.ts';
 import { writeBoxesLines } from './boxes-output.ts';
@@ -48,7 +48,7 @@ export const QUANT = 65535;
 async function blockBoxes(ctx: TaskContext, b: Vec3): Promise<OwnedBox[]> {
   const bx = ctx.graph.kinds.find((k) => k.name === 'boxes')!;
   const chunks: Vec3[] = [];
-  forEachIndex(relatedBlocks(b, ctx.config.pack.chunks, [0, 0, 0], ONE, bx.range), (i) => chunks.push(i));
+  forEachIndex(relatedBlocks(b, stage2Chunks(ctx.config), [0, 0, 0], ONE, bx.range), (i) => chunks.push(i));
   const all = (await Promise.all(chunks.map((i) => readBoxes(ctx, i)))).flat();
   return all.sort(byBox).map((x, id) => ({ ...x, id }));
 }

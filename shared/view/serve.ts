@@ -13,6 +13,7 @@ import { InputError, OutputError } from '../errors.ts';
 import { readRunJson, runJsonPath } from '../run/output.ts';
 import { openArray } from '../volume/zarr.ts';
 import type { TesseraConfig } from '../config/config.ts';
+import { stage2Block } from '../tasks/graph.ts';
 
 export interface ServeOptions {
   /** URL prefix → directory, e.g. { output: '/data/out.zarr', input: '/data/fafb.zarr' }. */
@@ -157,7 +158,7 @@ export async function openView(o: ViewOptions): Promise<View> {
   const info = path.join(o.output, 'annotations', 'boxes', 'info');
   if (fs.existsSync(path.join(o.output, 'boxes'))) {
     const stale = !fs.existsSync(info) || fs.statSync(info).mtimeMs < fs.statSync(path.join(o.output, 'boxes')).mtimeMs;
-    const block = config.io.chunk.map((c, a) => c * config.pack.chunks[a]) as unknown as Vec3;
+    const block = stage2Block(config);
     boxes = stale
       ? await writeBoxAnnotations(o.output, { shape: seg.shape, spacing, unit: config.unit, block })
       : Number((JSON.parse(fs.readFileSync(path.join(o.output, 'annotations', 'boxes', 'count.json'), 'utf8')) as { boxes: number }).boxes);

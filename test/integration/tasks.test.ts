@@ -155,8 +155,9 @@ test('kill -9 mid-run, then the same command: resumes, reuses finished tasks, bi
 });
 
 test('two chunk sizes with the same stage-two block give the same output; different blocks nearly so', async () => {
+  // The block given in voxels (pack.block) for one chunk size, in chunks (pack.chunks) for the other.
   const big = path.join(dir, 'big-chunks.zarr');
-  await run(big, config('big', { io: { chunk: [32, 512, 512] }, pack: { chunks: [1, 1, 1] } }));
+  await run(big, config('big', { io: { chunk: [32, 512, 512] }, pack: { block: [32, 512, 512] } }));
   const wide = path.join(dir, 'wide-pack.zarr');
   await run(wide, config('wide', { io: { chunk: [32, 128, 128] }, pack: { chunks: [1, 4, 4] } }));
   const a = await volumeOf(big, 'segmentation');

@@ -6,7 +6,7 @@ import { loadConfig } from '../../shared/config/load.ts';
 import { PRESET_NAMES, preset } from '../../shared/config/presets.ts';
 import type { TesseraConfig } from '../../shared/config/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
-import { type TaskGraph, checkChunkForBoxes, rangeVoxels, stage1Block, taskGraph } from '../../shared/tasks/graph.ts';
+import { type TaskGraph, checkChunkForBoxes, rangeVoxels, stage1Block, stage2Block, stage2Chunks, taskGraph } from '../../shared/tasks/graph.ts';
 import { type KindSpec, Scheduler, taskId } from '../../shared/scheduler.ts';
 import { randInt, rng } from '../helpers/rng.ts';
 
@@ -190,6 +190,18 @@ test('two-stage ranges with stage two on blocks of chunks (the default pack.chun
       for (let t = 0; t < 10; t++) checkTwoStage(c, shape, randomRoi(r, shape), [1, 4, 4]);
     }
   }
+});
+
+test('pack.block (voxels) sets the stage-two block whatever io.chunk divides it; a block that is not whole chunks is refused with a suggestion', () => {
+  for (const chunk of [[32, 256, 256], [32, 256, 512], [32, 512, 512]] as Vec3[]) {
+    const c = emConfig({ io: { chunk }, pack: { block: [32, 1024, 1024] } });
+    assert.deepEqual(stage2Chunks(c), [1, 1024 / chunk[1], 1024 / chunk[2]]);
+    assert.deepEqual(stage2Block(c), [32, 1024, 1024]);
+    assert.deepEqual(kind(taskGraph(c, [64, 1024, 1024], boxOfShape([64, 1024, 1024]), [1, 4, 4]), 'stage2').block, stage2Chunks(c));
+  }
+  // Unset: pack.chunks chunks.
+  assert.deepEqual(stage2Chunks(emConfig({ pack: { chunks: [1, 3, 2] } })), [1, 3, 2]);
+  assert.throws(() => stage2Chunks(emConfig({ pack: { block: [32, 600, 512] } })), (e: unknown) => e instanceof ConfigError && e.key === 'pack.block' && /along y/.test(e.message) && /\[32,512,512\]/.test(e.message));
 });
 
 test('two-stage, whole volume: every kind covers every chunk (stage1: every block)', () => {
