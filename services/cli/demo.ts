@@ -17,4 +17,5 @@ export async function runDemo(dir: string, mode: 'one-stage' | 'two-stage' = 'tw
   const ev = await evaluateOutput({ pred: out, gt: vol });
   const s = ev.perClass['1'];
   say(`    Dice ${s.dice.toFixed(4)}  IoU ${s.iou.toFixed(4)}  surface Dice ${s.surfaceDice.toFixed(4)}  HD95 ${s.hd95.toFixed(1)} nm  AP@0.5 ${s.ap50.toFixed(3)}`);
+  say(`see it: npx tessera report ${out} --gt ${path.join(vol, 'labels', 'gt', '0')}   or   npx tessera view ${out} --input ${vol}`);
 }
