@@ -6,7 +6,7 @@
 // on a FAFB-size output costs what it costs on a small one.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type Box, type Vec3, box, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
+import { type Box, type Vec3, box, intersect, isEmpty, shapeOf, union } from '../geometry/box.ts';
 import type { Array3 } from '../array/array3.ts';
 import { OutputError, oneLine } from '../errors.ts';
 import { readRunJson, runJsonPath } from '../run/output.ts';
@@ -15,7 +15,7 @@ import type { TesseraConfig } from '../config/config.ts';
 import { stage2Block } from '../tasks/graph.ts';
 import { openArray, readRegion } from '../volume/zarr.ts';
 import { openImage } from '../volume/ome.ts';
-import type { BoxLine } from '../tasks/boxes-output.ts';
+import { type BoxLine, boxesFileBlock, readBoxLines } from '../tasks/boxes-output.ts';
 import { writeFileAtomic } from '../volume/store.ts';
 import { Canvas } from './png.ts';
 
@@ -60,18 +60,16 @@ async function blockStats(out: string, shape: Vec3, block: Vec3): Promise<BlockS
   const grid: [number, number] = [Math.ceil(shape[1] / block[1]), Math.ceil(shape[2] / block[2])];
   const s: BlockStats = { grid, boxes: new Float64Array(grid[0] * grid[1]), canvases: new Float64Array(grid[0] * grid[1]), total: 0 };
   for await (const d of await fs.promises.opendir(dir)) {
-    const m = /^(\d+)_(\d+)_(\d+)\.jsonl$/.exec(d.name);
-    if (!m) continue;
-    const [y, x] = [Number(m[2]), Number(m[3])];
+    const b = boxesFileBlock(d.name);
+    if (!b) continue;
+    const [y, x] = [b[1], b[2]];
     if (y >= grid[0] || x >= grid[1]) throw new OutputError(path.join(dir, d.name), `block outside the ${grid.join('×')} (y, x) block grid`);
     let most = -1;
-    for (const l of (await fs.promises.readFile(path.join(dir, d.name), 'utf8')).split('\n')) {
-      if (!l) continue;
-      const b = JSON.parse(l) as BoxLine;
+    for (const line of await readBoxLines(out, b)) {
       s.boxes[y * grid[1] + x]++;
       s.total++;
-      for (const p of b.placements) most = Math.max(most, p.canvas);
-      if (!s.best || b.score > s.best.score) s.best = b;
+      for (const p of line.placements) most = Math.max(most, p.canvas);
+      if (!s.best || line.score > s.best.score) s.best = line;
     }
     s.canvases[y * grid[1] + x] += most + 1;
   }
@@ -203,7 +201,10 @@ export async function writeReport(o: ReportOptions): Promise<ReportResult> {
 
   const warnings: string[] = [];
   const figures: Array<{ id: string; title: string; png: Buffer }> = [];
-  for (const p of planes(shape, center, o.window ?? 512)) {
+  const views = planes(shape, center, o.window ?? 512);
+  // The three planes cross at the centre: one read of the blocks around their union serves all.
+  const boxes = stats ? await boxesNear(o.output, views.map((p) => p.region).reduce(union), block) : [];
+  for (const p of views) {
     // A report is most needed when a run failed, often on bad input: an unreadable window is a
     // warning and the slice shows the segmentation on black.
     let raw: Array3 | undefined;
@@ -212,7 +213,6 @@ export async function writeReport(o: ReportOptions): Promise<ReportResult> {
     }
     const seg = await readRegion(segArr, p.region);
     const gt = gtArr ? await readRegion(gtArr, p.region) : undefined;
-    const boxes = stats ? await boxesNear(o.output, p.region, block) : [];
     const id = `slice-${'zyx'[p.axis]}`;
     figures.push({ id, title: `${p.name} through voxel ${center.join(', ')}: ${p.region.begin.join(',')} to ${p.region.end.join(',')}`, png: drawPlane(p, raw, seg, gt, boxes, stretch).png() });
   }
@@ -267,13 +267,7 @@ async function boxesNear(out: string, region: Box, block: Vec3): Promise<Box[]> 
   const hi = region.end.map((v, a) => Math.floor((v - 1) / block[a]) + 1);
   const found: Box[] = [];
   for (let z = lo[0]; z <= hi[0]; z++) for (let y = lo[1]; y <= hi[1]; y++) for (let x = lo[2]; x <= hi[2]; x++) {
-    const f = path.join(out, 'boxes', `${z}_${y}_${x}.jsonl`);
-    if (!fs.existsSync(f)) continue;
-    for (const l of (await fs.promises.readFile(f, 'utf8')).split('\n')) {
-      if (!l) continue;
-      const b = (JSON.parse(l) as BoxLine).box;
-      if (!isEmpty(intersect(b, region))) found.push(b);
-    }
+    for (const l of await readBoxLines(out, [z, y, x])) if (!isEmpty(intersect(l.box, region))) found.push(l.box);
   }
   return found;
 }

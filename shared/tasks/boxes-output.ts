@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Vec3 } from '../geometry/box.ts';
-import { type Range3, indexId } from '../geometry/grid.ts';
+import { type Range3, indexId, parseIndexId } from '../geometry/grid.ts';
 import type { Candidate } from '../pipeline/boxes.ts';
 import type { Packing } from '../pipeline/pack.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../volume/store.ts';
@@ -26,6 +26,24 @@ export function boxesDir(out: string): string {
   return path.join(out, 'boxes');
 }
 
+/** The boxes file of stage-two block `index`. */
+export function boxesFile(out: string, index: Vec3): string {
+  return path.join(boxesDir(out), `${indexId(index)}.jsonl`);
+}
+
+/** The block whose boxes a file under boxes/ holds, from its name; undefined for any other file. */
+export function boxesFileBlock(name: string): Vec3 | undefined {
+  const i = name.endsWith('.jsonl') ? parseIndexId(name.slice(0, -'.jsonl'.length)) : undefined;
+  return i && i.every((v) => v >= 0) ? i : undefined;
+}
+
+/** A block's boxes ([] when the block has no file: no boxes task wrote one there). */
+export async function readBoxLines(out: string, index: Vec3): Promise<BoxLine[]> {
+  const f = boxesFile(out, index);
+  if (!fs.existsSync(f)) return [];
+  return (await fs.promises.readFile(f, 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as BoxLine);
+}
+
 export async function writeBoxesLines(ctx: TaskContext, index: Vec3, boxes: readonly Candidate[], packing: Packing): Promise<void> {
   const where = new Map<number, BoxLine['placements']>();
   for (const p of packing.placements) {
@@ -37,7 +55,7 @@ export async function writeBoxesLines(ctx: TaskContext, index: Vec3, boxes: read
   const lines = boxes.map((b) => JSON.stringify({
     block, id: b.id, role: b.role, ...(b.parent !== undefined ? { parent: b.parent } : {}), box: b.box, score: b.score, placements: where.get(b.id) ?? [],
   } satisfies BoxLine));
-  await writeFileAtomic(path.join(boxesDir(ctx.out.path), `${block}.jsonl`), lines.length ? lines.join('\n') + '\n' : '');
+  await writeFileAtomic(boxesFile(ctx.out.path, index), lines.length ? lines.join('\n') + '\n' : '');
 }
 
 /**
@@ -52,7 +70,7 @@ export async function writeBoxesJson(out: string, range: Range3, canvasShape: Ve
   let tooMany = false;
   // Block by block, stopping as soon as the limit is passed: never a list of every block.
   for (let z = range.lo[0]; z < range.hi[0] && !tooMany; z++) for (let y = range.lo[1]; y < range.hi[1] && !tooMany; y++) for (let x = range.lo[2]; x < range.hi[2] && !tooMany; x++) {
-    const file = path.join(boxesDir(out), `${indexId([z, y, x])}.jsonl`);
+    const file = boxesFile(out, [z, y, x]);
     if (!fs.existsSync(file)) continue;
     const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as BoxLine);
     let most = -1;

@@ -8,10 +8,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Box, type Vec3, box, boxOfShape, intersect, isEmpty } from '../geometry/box.ts';
+import { chunkBox, forEachIndex, inRange, indexId, indexOf, intersectRange, linearOf, range3, rangeSize } from '../geometry/grid.ts';
 import { ConfigError, OutputError } from '../errors.ts';
 import { Lru } from '../cache.ts';
 import { writeFileAtomic, writeJsonAtomic } from '../volume/store.ts';
-import type { BoxLine } from '../tasks/boxes-output.ts';
+import { boxesFile, boxesFileBlock, readBoxLines } from '../tasks/boxes-output.ts';
 
 export interface AnnotationBox {
   id: bigint;
@@ -73,6 +74,9 @@ function spread(id: bigint): number {
   return ((h ^ (h >>> 16)) >>> 0) / 2 ** 32;
 }
 
+/** The order the spec asks for within a cell: pseudo-random, fixed by the ids. */
+const bySpread = (p: AnnotationBox, q: AnnotationBox) => spread(p.id) - spread(q.id) || (p.id < q.id ? -1 : 1);
+
 export interface AnnotationLayerOptions {
   /** Volume shape (voxels). */
   shape: Vec3;
@@ -104,36 +108,32 @@ export async function writeBoxAnnotations(out: string, o: AnnotationLayerOptions
   const scale = metresPerUnit(o.unit);
   const limit = o.limit ?? 5000;
   const grid = [0, 1, 2].map((a) => Math.ceil(o.shape[a] / o.block[a])) as unknown as Vec3;
-  const linear = (b: Vec3) => (b[0] * grid[1] + b[1]) * grid[2] + b[2];
-  const blockOf = (name: string): Vec3 => {
-    const m = /^(\d+)_(\d+)_(\d+)\.jsonl$/.exec(name);
-    if (!m) throw new OutputError(path.join(boxesDir, name), 'not a boxes file (expected <z>_<y>_<x>.jsonl)');
-    return [Number(m[1]), Number(m[2]), Number(m[3])];
-  };
+  const all = range3([0, 0, 0], grid);
   const cache = new Lru<AnnotationBox[]>(64);
-  const read = (b: Vec3) => cache.get(b.join('_'), async () => {
-    const f = path.join(boxesDir, `${b.join('_')}.jsonl`);
-    if (!fs.existsSync(f)) return [];
-    return (await fs.promises.readFile(f, 'utf8')).split('\n').filter(Boolean).map((l) => {
-      const x = JSON.parse(l) as BoxLine;
-      if (x.id >= ID_SHIFT) throw new OutputError(f, `box id ${x.id} ≥ 2^24: annotation ids would collide`);
-      return { id: BigInt(linear(b)) * BigInt(ID_SHIFT) + BigInt(x.id), box: x.box, score: x.score, role: x.role === 'child' ? 1 : 0 };
-    });
-  });
+  const read = (b: Vec3) => cache.get(indexId(b), async () => (await readBoxLines(out, b)).map((x) => {
+    if (x.id >= ID_SHIFT) throw new OutputError(boxesFile(out, b), `box id ${x.id} ≥ 2^24: annotation ids would collide`);
+    return { id: BigInt(linearOf(all, b)) * BigInt(ID_SHIFT) + BigInt(x.id), box: x.box, score: x.score, role: x.role === 'child' ? 1 : 0 };
+  }));
 
   // Pass 1: how many boxes (level 0 keeps limit / total of them) and which blocks have a file
   // (a byte per block: about 2 MB for FAFB's blocks), one block file at a time.
-  const has = new Uint8Array(grid[0] * grid[1] * grid[2]);
+  const has = new Uint8Array(rangeSize(all));
   let total = 0;
   for await (const d of await fs.promises.opendir(boxesDir)) {
-    if (!d.name.endsWith('.jsonl')) continue;
-    const b = blockOf(d.name);
-    if (b.some((v, a) => v >= grid[a])) throw new OutputError(path.join(boxesDir, d.name), `block ${b.join('_')} lies outside the ${grid.join('×')} block grid of this run`);
-    has[linear(b)] = 1;
+    if (!d.name.endsWith('.jsonl')) continue; // a temporary file of an interrupted write
+    const b = boxesFileBlock(d.name);
+    if (!b) throw new OutputError(path.join(boxesDir, d.name), 'not a boxes file (expected <z>_<y>_<x>.jsonl)');
+    if (!inRange(all, b)) throw new OutputError(path.join(boxesDir, d.name), `block ${indexId(b)} lies outside the ${grid.join('×')} block grid of this run`);
+    has[linearOf(all, b)] = 1;
     total += (await read(b)).length;
   }
   const blocks = function* (): Generator<Vec3> {
-    for (let i = 0; i < has.length; i++) if (has[i]) yield [Math.floor(i / (grid[1] * grid[2])), Math.floor(i / grid[2]) % grid[1], i % grid[2]];
+    for (let i = 0; i < has.length; i++) if (has[i]) yield indexOf(all, i);
+  };
+  const neighbours = (c: Vec3): Vec3[] => {
+    const n: Vec3[] = [];
+    forEachIndex(intersectRange(range3([c[0] - 1, c[1] - 1, c[2] - 1], [c[0] + 2, c[1] + 2, c[2] + 2]), all), (q) => n.push(q));
+    return n;
   };
   const keep = total ? Math.min(1, limit / total) : 1;
   const atLevel0 = (a: AnnotationBox) => spread(a.id) < keep;
@@ -150,34 +150,23 @@ export async function writeBoxAnnotations(out: string, o: AnnotationLayerOptions
       if (byId) await writeFileAtomic(path.join(dir, 'by_id', a.id.toString()), encodeAnnotation(a));
     }
   }
-  const neighbours = (c: Vec3): Vec3[] => {
-    const n: Vec3[] = [];
-    for (let dz = -1; dz <= 1; dz++) for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
-      const q: Vec3 = [c[0] + dz, c[1] + dy, c[2] + dx];
-      if (q.every((v, a) => v >= 0 && v < grid[a])) n.push(q);
-    }
-    return n;
-  };
   for (const b of blocks()) {
     for (const c of neighbours(b)) {
       // Each cell is written once: from the first of its neighbour blocks (raster order) that has boxes.
-      const first = neighbours(c).find((q) => has[linear(q)]);
-      if (!first || linear(first) !== linear(b)) continue;
-      const key = c.join('_');
-      const region = intersect(box(c.map((v, a) => v * o.block[a]) as unknown as Vec3, c.map((v, a) => (v + 1) * o.block[a]) as unknown as Vec3), boxOfShape(o.shape));
+      const first = neighbours(c).find((q) => has[linearOf(all, q)]);
+      if (!first || indexId(first) !== indexId(b)) continue;
+      const region = chunkBox(c, o.block, boxOfShape(o.shape));
       const inCell: AnnotationBox[] = [];
       for (const q of neighbours(c)) {
-        if (!has[linear(q)]) continue;
+        if (!has[linearOf(all, q)]) continue;
         for (const a of await read(q)) if (!atLevel0(a) && !isEmpty(intersect(a.box, region))) inCell.push(a);
       }
       if (!inCell.length) continue;
-      inCell.sort((p, q) => spread(p.id) - spread(q.id) || (p.id < q.id ? -1 : 1));
       most = Math.max(most, inCell.length);
-      await writeFileAtomic(path.join(dir, 'spatial1', key), encodeAnnotations(inCell));
+      await writeFileAtomic(path.join(dir, 'spatial1', indexId(c)), encodeAnnotations(inCell.sort(bySpread)));
     }
   }
-  level0.sort((p, q) => spread(p.id) - spread(q.id) || (p.id < q.id ? -1 : 1));
-  await writeFileAtomic(path.join(dir, 'spatial0', '0_0_0'), encodeAnnotations(level0));
+  await writeFileAtomic(path.join(dir, 'spatial0', '0_0_0'), encodeAnnotations(level0.sort(bySpread)));
   const dims = ['z', 'y', 'x'];
   // Each level's grid must tile [lower, upper) exactly: the bound is the block grid's extent.
   const upper = grid.map((g, a) => g * o.block[a]);

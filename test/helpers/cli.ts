@@ -50,3 +50,16 @@ export function filesUnder(dir: string): Map<string, Buffer> {
   walk(dir);
   return out;
 }
+
+/**
+ * A copy of `vol` whose full-resolution storage chunk 0/1/1 holds garbage, and a one-stage
+ * config over 16×128×128 chunks, so that the tasks reading that chunk fail by its name.
+ */
+export function brokenCopy(vol: string, dir: string, name: string): { vol: string; config: string } {
+  const broken = path.join(dir, `${name}.zarr`);
+  fs.cpSync(vol, broken, { recursive: true });
+  fs.writeFileSync(path.join(broken, '0', '0', '1', '1'), Buffer.from('not a blosc chunk at all'));
+  const config = path.join(dir, `${name}.json`);
+  fs.writeFileSync(config, JSON.stringify({ extends: 'synthetic-em', mode: 'one-stage', io: { chunk: [16, 128, 128] } }));
+  return { vol: broken, config };
+}

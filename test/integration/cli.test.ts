@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { ROOT, tessera, tesseraOk, tmpDir, filesUnder } from '../helpers/cli.ts';
+import { ROOT, brokenCopy, tessera, tesseraOk, tmpDir, filesUnder } from '../helpers/cli.ts';
 import { boxOfShape } from '../../shared/geometry/box.ts';
 import { openArray, readRegion } from '../../shared/volume/zarr.ts';
 import { downsampleMode } from '../../shared/array/resample.ts';
@@ -129,13 +129,9 @@ test('bad config stops before any work and names the key', async () => {
 });
 
 test('a corrupt input chunk fails that chunk by name, marks the run failed, and eval refuses it', async () => {
-  const broken = path.join(dir, 'broken.zarr');
-  fs.cpSync(em, broken, { recursive: true });
-  fs.writeFileSync(path.join(broken, '0', '0', '1', '1'), Buffer.from('not a blosc chunk at all'));
-  const cfg = path.join(dir, 'broken.json');
-  fs.writeFileSync(cfg, JSON.stringify({ extends: 'synthetic-em', mode: 'one-stage', io: { chunk: [16, 128, 128] } }));
+  const broken = brokenCopy(em, dir, 'broken');
   const out = path.join(dir, 'broken-out.zarr');
-  const r = await tessera(['run', '--input', broken, '--output', out, '--config', cfg]);
+  const r = await tessera(['run', '--input', broken.vol, '--output', out, '--config', broken.config]);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /task\(s\) failed/);
   assert.match(r.stderr, /broken\.zarr\/0.*chunk 0\/1\/1/);

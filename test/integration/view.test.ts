@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { execFileSync, spawn } from 'node:child_process';
 import * as zlib from 'node:zlib';
 import * as zarr from 'zarrita';
-import { ROOT, tesseraOk, tmpDir } from '../helpers/cli.ts';
+import { ROOT, brokenCopy, tessera, tesseraOk, tmpDir } from '../helpers/cli.ts';
 import { type Box, intersect, isEmpty } from '../../shared/geometry/box.ts';
 import { decodeAnnotations, writeBoxAnnotations } from '../../shared/view/annotations.ts';
 import { openView } from '../../shared/view/serve.ts';
@@ -200,7 +200,6 @@ test('tessera view prints the URL and the link, serves until SIGTERM, exits 0', 
 });
 
 test('tessera view refuses a path that is not a Tessera output, naming it', async () => {
-  const { tessera } = await import('../helpers/cli.ts');
   const r = await tessera(['view', vol, '--port', '0']);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /no run\.json: not a Tessera output/);
@@ -256,14 +255,9 @@ test('tessera report: an HTML page whose figures show the boxes, the segmentatio
 });
 
 test('tessera report on a failed run lists the failure with its chunk', async () => {
-  const bad = path.join(dir, 'bad.zarr');
-  fs.cpSync(vol, bad, { recursive: true });
-  fs.writeFileSync(path.join(bad, '0', '0', '1', '1'), Buffer.from('not a blosc chunk at all'));
-  const cfg = path.join(dir, 'bad.json');
-  fs.writeFileSync(cfg, JSON.stringify({ extends: 'synthetic-em', mode: 'one-stage', io: { chunk: [16, 128, 128] } }));
+  const bad = brokenCopy(vol, dir, 'bad');
   const failed = path.join(dir, 'failed.zarr');
-  const { tessera } = await import('../helpers/cli.ts');
-  const run = await tessera(['run', '--input', bad, '--output', failed, '--config', cfg]);
+  const run = await tessera(['run', '--input', bad.vol, '--output', failed, '--config', bad.config]);
   assert.equal(run.code, 1, run.stderr);
   const r = await tesseraOk(['report', failed]);
   const html = fs.readFileSync(path.join(failed, 'report.html'), 'utf8');
