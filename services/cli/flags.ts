@@ -55,7 +55,7 @@ export function progressBar(enabled: boolean) {
 /** The flags that say what to run: input, output, config and its overrides, ROI. */
 export function runFlags(cmd: Command): Command {
   return cmd
-    .requiredOption('--input <vol.zarr>', 'input image (NGFF multiscale group or 3D array)')
+    .requiredOption('--input <vol.zarr>', "input image (NGFF multiscale group or 3D array), or a synthetic volume rendered on read: 'virtual:em?shape=Z,Y,X[&seed=N][&fg=F][&chunk=z,y,x]' (em or ct)")
     .requiredOption('--output <out.zarr>', 'output group')
     .option('--preset <name>', `preset (${PRESET_NAMES.join(', ')})`)
     .option('--config <file>', 'JSON config file (may "extends" a preset)')

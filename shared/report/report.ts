@@ -15,6 +15,7 @@ import type { TesseraConfig } from '../config/config.ts';
 import { stage2Block } from '../tasks/graph.ts';
 import { openArray, readRegion } from '../volume/zarr.ts';
 import { openImage } from '../volume/ome.ts';
+import { isVirtual } from '../volume/virtual.ts';
 import { type BoxLine, boxesFileBlock, readBoxLines } from '../tasks/boxes-output.ts';
 import { writeFileAtomic } from '../volume/store.ts';
 import { Canvas } from './png.ts';
@@ -192,7 +193,7 @@ export async function writeReport(o: ReportOptions): Promise<ReportResult> {
   // Slices through the best-scoring box (a sparse volume's centre is usually empty), else the centre.
   const best = stats?.best?.box;
   const center = (best ? best.begin.map((v, a) => Math.floor((v + best.end[a]) / 2)) : shape.map((s) => Math.floor(s / 2))) as unknown as Vec3;
-  const inputPath = o.input ?? (report?.input && fs.existsSync(report.input) ? report.input : undefined);
+  const inputPath = o.input ?? (report?.input && (isVirtual(report.input) || fs.existsSync(report.input)) ? report.input : undefined);
   const image = inputPath ? await openImage(inputPath) : undefined;
   const gtArr = o.gt ? await openArray(o.gt) : undefined;
   if (gtArr && gtArr.shape.some((v, a) => v !== shape[a])) throw new OutputError(o.gt!, `ground truth is ${gtArr.shape.join('×')}, the output ${shape.join('×')}`);

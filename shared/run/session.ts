@@ -26,6 +26,7 @@ import { pyramidFactors } from '../volume/ome.ts';
 import { type LowGrid, lowGrid } from '../volume/source.ts';
 import { openArray } from '../volume/zarr.ts';
 import { clearTemp } from '../volume/store.ts';
+import { isVirtual } from '../volume/virtual.ts';
 import { InputError, OutputError } from '../errors.ts';
 import { checkOutputPath } from './paths.ts';
 import { lockOutput } from './lock.ts';
@@ -143,7 +144,7 @@ function lowOf(ctx: RunContext): LowGrid | undefined {
  */
 export async function openSession(o: SessionOptions): Promise<Session> {
   const t0 = performance.now();
-  if (!fs.existsSync(o.input)) throw new InputError(o.input, 'no such file or directory');
+  if (!isVirtual(o.input) && !fs.existsSync(o.input)) throw new InputError(o.input, 'no such file or directory');
   checkOutputPath(o.input, o.output);
   const release = lockOutput(o.output);
   const ctx = await openRun({ config: o.config, input: o.input, roi: o.roi, log: o.log, signal: o.signal, models: o.models }).catch((err) => {

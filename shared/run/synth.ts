@@ -6,18 +6,17 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { OutputError } from '../errors.ts';
 import pLimit from 'p-limit';
-import { type Box, type Vec3, boxOfShape, intersect, shapeOf } from '../geometry/box.ts';
+import { type Vec3, boxOfShape, intersect, shapeOf } from '../geometry/box.ts';
 import { planGrid } from '../geometry/grid.ts';
-import { type Array3, array3 } from '../array/array3.ts';
-import { downsampleMean } from '../array/resample.ts';
+import type { Array3 } from '../array/array3.ts';
 import { createArray, createGroup, writeRegion, type VolumeArray } from '../volume/zarr.ts';
 import { createGroupV3, multiscalesAttrs, ngff05 } from '../volume/ome.ts';
 import { createShardedArray } from '../volume/shard.ts';
-import { type DType, allocate } from '../volume/dtype.ts';
+import type { DType } from '../volume/dtype.ts';
 import { type SynthOptions, SYNTH_CLASSES, renderImage, renderLabels, synthScene } from '../synth/index.ts';
+import { PYRAMID_LEVELS, PYRAMID_STEP, levelBox, nextLevel } from '../synth/pyramid.ts';
 
-export const PYRAMID_STEP: Vec3 = [1, 2, 2];
-export const PYRAMID_LEVELS = 3;
+export { PYRAMID_LEVELS, PYRAMID_STEP } from '../synth/pyramid.ts';
 
 export interface SynthWriteOptions extends SynthOptions {
   out: string;
@@ -32,20 +31,6 @@ export interface SynthWriteOptions extends SynthOptions {
    */
   shard?: Vec3;
   onTile?: (done: number, total: number) => void;
-}
-
-function roundTo(a: Array3<Float32Array>, dtype: DType): Array3 {
-  const out = allocate(dtype, a.data.length);
-  for (let i = 0; i < a.data.length; i++) out[i] = Math.round(a.data[i]);
-  return array3(out, a.shape);
-}
-
-function levelBox(b: Box, k: number): Box {
-  const f = PYRAMID_STEP.map((s) => s ** k);
-  return {
-    begin: b.begin.map((v, a) => Math.floor(v / f[a])) as unknown as Vec3,
-    end: b.end.map((v, a) => Math.ceil(v / f[a])) as unknown as Vec3,
-  };
 }
 
 export async function writeSynth(o: SynthWriteOptions): Promise<{ foreground: number; voxels: number }> {
@@ -104,7 +89,7 @@ export async function writeSynth(o: SynthWriteOptions): Promise<{ foreground: nu
     await writeRegion(gt, region, labels);
     let level: Array3 = image;
     for (let k = 1; k < PYRAMID_LEVELS; k++) {
-      level = roundTo(downsampleMean(level, PYRAMID_STEP), scene.dtype);
+      level = nextLevel(level, scene.dtype);
       const lb = levelBox(region, k);
       if (shapeOf(lb).some((v, a) => v !== level.shape[a])) throw new Error(`synth: pyramid tile mismatch at level ${k}`);
       await writeRegion(arrays[k], lb, level);

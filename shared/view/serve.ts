@@ -12,6 +12,7 @@ import { metresPerUnit, writeBoxAnnotations } from './annotations.ts';
 import { InputError, OutputError } from '../errors.ts';
 import { readRunJson, runJsonPath } from '../run/output.ts';
 import { openArray } from '../volume/zarr.ts';
+import { isVirtual } from '../volume/virtual.ts';
 import type { TesseraConfig } from '../config/config.ts';
 import { stage2Block } from '../tasks/graph.ts';
 
@@ -163,6 +164,7 @@ export async function openView(o: ViewOptions): Promise<View> {
       ? await writeBoxAnnotations(o.output, { shape: seg.shape, spacing, unit: config.unit, block })
       : Number((JSON.parse(fs.readFileSync(path.join(o.output, 'annotations', 'boxes', 'count.json'), 'utf8')) as { boxes: number }).boxes);
   }
+  if (o.input && isVirtual(o.input)) throw new InputError(o.input, 'a virtual: input has no files to serve; leave out --input to view the output alone');
   if (o.input && !fs.existsSync(o.input)) throw new InputError(o.input, 'no such input to serve beside the output');
   const served = await serve({ roots: { output: o.output, ...(o.input ? { input: o.input } : {}) }, host: o.host, port: o.port });
   const state = neuroglancerState({

@@ -6,6 +6,7 @@ import type { Vec3 } from '../geometry/box.ts';
 import { type VolumeArray, type OpenArrayOptions, openArray, readGroupAttributes } from './zarr.ts';
 import { writeJsonAtomic } from './store.ts';
 import { InputError } from '../errors.ts';
+import { isVirtual, openVirtualImage } from './virtual.ts';
 
 export interface Level {
   /** Dataset path inside the image group ("0", "1", …). */
@@ -43,10 +44,12 @@ function scaleOf(ts: Multiscale['datasets'][number]['coordinateTransformations']
 }
 
 /**
- * Open an image: an NGFF multiscale group, or a bare 3D array (one level whose spacing is
- * `fallbackSpacing`). Axes other than the last three must have size 1.
+ * Open an image: an NGFF multiscale group, a bare 3D array (one level whose spacing is
+ * `fallbackSpacing`), or a `virtual:` input (a synthetic volume rendered on read, virtual.ts).
+ * Axes other than the last three must have size 1.
  */
 export async function openImage(imagePath: string, fallbackSpacing: Vec3 = [1, 1, 1], opts: OpenArrayOptions = {}): Promise<Image> {
+  if (isVirtual(imagePath)) return openVirtualImage(imagePath, opts);
   if (!fs.existsSync(imagePath)) throw new InputError(imagePath, 'no such file or directory');
   if (isArrayNode(imagePath)) {
     // A bare array (v2 with or without .zattrs, or v3): one level. When it is a dataset of its

@@ -14,7 +14,7 @@ import { type Array3, array3, copyRegion, crop } from '../array/array3.ts';
 import { type DType, type TypedArray, allocate, dtypeOf } from './dtype.ts';
 import { type AtomicFileStore, writeJsonAtomic } from './store.ts';
 import { OutputError } from '../errors.ts';
-import { type IoOptions, type VolumeArray, openArray } from './zarr.ts';
+import { type IoOptions, type VolumeArray, fileArray, openArray } from './zarr.ts';
 
 type ZArray = zarr.Array<zarr.DataType, AtomicFileStore>;
 
@@ -390,7 +390,7 @@ function shardBox(va: VolumeArray, shard: Vec3, i: Vec3): Box {
 }
 
 async function shardedLayout(va: VolumeArray): Promise<Layout> {
-  const layout = await layoutOf(va.zarr);
+  const layout = await layoutOf(fileArray(va));
   if (!layout) throw new OutputError(va.path, 'not a sharded array (no sharding_indexed codec in zarr.json)');
   return layout;
 }
@@ -417,8 +417,9 @@ export async function writeShard(va: VolumeArray, shardIndex: Vec3, data: Array3
     layout.writer = undefined;
     throw err;
   });
-  const store = va.zarr.store;
-  const key = va.zarr.resolve(w.shardKey(shardIndex)).path;
+  const arr = fileArray(va);
+  const store = arr.store;
+  const key = arr.resolve(w.shardKey(shardIndex)).path;
   try {
     if (isAllFill(data.data, w.fill)) {
       await fs.promises.rm(path.join(store.root, key), { force: true });

@@ -30,9 +30,19 @@ export interface VolumeArray {
   readonly finite?: boolean;
   /**
    * For a sharded array, zarrita caches shard indices on this object forever; readRegion reads
-   * through a fresh one (see uncachedArray) so that rewritten shards are seen.
+   * through a fresh one (see uncachedArray) so that rewritten shards are seen. Its store is a
+   * directory, or for a `virtual:` input a read-only store that renders chunks (virtual.ts).
    */
-  readonly zarr: zarr.Array<zarr.DataType, AtomicFileStore>;
+  readonly zarr: zarr.Array<zarr.DataType, ArrayStore>;
+}
+
+/** What an array is read through: files, or (inputs only) a read-only store (virtual.ts). */
+export type ArrayStore = AtomicFileStore | zarr.AsyncReadable;
+
+/** `va`'s zarrita array over files; an OutputError for a read-only (virtual:) array. */
+export function fileArray(va: VolumeArray): zarr.Array<zarr.DataType, AtomicFileStore> {
+  if (!(va.zarr.store instanceof AtomicFileStore)) throw new OutputError(va.path, 'is read-only (a virtual: input has no files)');
+  return va.zarr as zarr.Array<zarr.DataType, AtomicFileStore>;
 }
 
 export type PadMode = 'constant' | 'mirror';
@@ -224,7 +234,7 @@ export function gatherMirror(core: Array3, coreBox: Box, region: Box, shape: Vec
 
 /** The zarrita Array to read `va` through (a fresh one for sharded arrays: see uncachedArray). */
 function reader(va: VolumeArray): Promise<VolumeArray['zarr']> {
-  return va.shard ? uncachedArray(va.zarr) : Promise.resolve(va.zarr);
+  return va.shard ? uncachedArray(fileArray(va)) : Promise.resolve(va.zarr);
 }
 
 /**
@@ -316,9 +326,10 @@ export async function writeRegion(va: VolumeArray, region: Box, data: Array3, o:
   }
   if (va.shard) return writeShardedRegion(va, region, data, o);
   const s = shapeOf(region);
+  const arr = fileArray(va);
   try {
     await zarr.set(
-      va.zarr,
+      arr,
       [0, 1, 2].map((a) => zarr.slice(region.begin[a], region.end[a])),
       { data: data.data as never, shape: [...s], stride: [s[1] * s[2], s[2], 1] },
       { createQueue: queue(o.concurrency ?? 8), signal: o.signal },
