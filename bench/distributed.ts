@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { type Vec3, boxOfShape, Scheduler, drive, encode, ensureRunStreams, freshResultsConsumer, parseTask, preset, runNames, silentLogger, taskGraph } from '../shared/index.ts';
+import { type TesseraConfig, type Vec3, boxOfShape, Scheduler, drive, encode, ensureRunStreams, freshResultsConsumer, parseTask, preset, runNames, silentLogger, taskGraph } from '../shared/index.ts';
 import { writeSynth } from '../shared/run/synth.ts';
 import type { RunReport } from '../shared/run/embedded.ts';
 import { busExecutor } from '../services/coordinator/executor.ts';
@@ -77,26 +77,29 @@ async function noopWorker(url: string, run: string, role: 'worker' | 'merger'): 
   const msgs = await c.consume({ max_messages: 512 });
   for await (const m of msgs) {
     const t = parseTask(m.subject, m.data, { run, kinds });
-    // Pipelined: the result's publish acknowledgement is not awaited before the next task.
-    void js.publish(n.result, encode({ v: 1, run, kind: t.kind, index: t.index, ok: true, stats: {}, ms: 0, worker: 'noop', delivery: m.info.deliveryCount })).then(() => m.ack());
+    // Pipelined: the result's publish acknowledgement is not awaited before the next message.
+    const results = t.indices.map((index) => ({ index, ok: true, stats: {}, ms: 0 }));
+    void js.publish(n.result, encode({ v: 1, run, kind: t.kind, results, worker: 'noop', delivery: m.info.deliveryCount })).then(() => m.ack());
   }
 }
 
-export async function controlPlane(url: string, prefix: number): Promise<DistributedBench['control']> {
+export async function controlPlane(url: string, prefix: number, nats: Partial<TesseraConfig['nats']> = {}): Promise<DistributedBench['control']> {
   const config = preset('fafb')!;
+  const n = { ...config.nats, ...nats };
+  const inFlight = n.inFlight;
   const graph = taskGraph(config, FAFB_SHAPE, boxOfShape(FAFB_SHAPE), FAFB_FACTOR);
   const sched = new Scheduler(graph.kinds, graph.deps);
   const run = 'bench-control';
   const names = runNames(run);
   const nc = await connect({ servers: url });
   const jsm = await jetstreamManager(nc);
-  await ensureRunStreams(jsm, names, config.nats);
+  await ensureRunStreams(jsm, names, n);
   await jsm.streams.purge(names.tasksStream);
   await freshResultsConsumer(jsm, names, config.nats);
   const children: ChildProcess[] = (['worker', 'worker', 'merger'] as const).map((role) => spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--noop-worker', url, run, role], { stdio: 'inherit' }));
-  const inFlight = 256;
+
   const ac = new AbortController();
-  const bus = await busExecutor({ nc, names, expect: { run, kinds: graph.kinds.map((k) => k.name) }, nats: config.nats, epoch: 1, log: silentLogger(), signal: ac.signal });
+  const bus = await busExecutor({ nc, names, expect: { run, kinds: graph.kinds.map((k) => k.name) }, nats: n, epoch: 1, log: silentLogger(), signal: ac.signal });
   let done = 0;
   let peak = process.memoryUsage().rss;
   const t0 = performance.now();

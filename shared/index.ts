@@ -9,6 +9,7 @@ export { downsampleMax, downsampleMean, resizeLinear, resizeNearest } from './ar
 export { type DType, type TypedArray, INPUT_DTYPES } from './volume/dtype.ts';
 export { type VolumeArray, type PadMode, createArray, createGroup, openArray, readRegion, writeRegion } from './volume/zarr.ts';
 export { type Image, type Level, openImage, pickLevel, multiscalesAttrs } from './volume/ome.ts';
+export { isVirtual, resolveInput } from './volume/virtual.ts';
 export { type TesseraConfig, type Mode, DEFAULTS, SCHEMA } from './config/config.ts';
 export { loadConfig, checkModels, PACKAGE_ROOT } from './config/load.ts';
 export { PRESET_NAMES, preset } from './config/presets.ts';
@@ -38,7 +39,7 @@ export { createLogger, silentLogger } from './log.ts';
 export { type Session, attachRun, finishSession, freeAfter, guard, openSession, reportProgress } from './run/session.ts';
 export { TaskError, oneLine } from './errors.ts';
 export { type Role, type RunNames, ROLE_OF, RUNS_BUCKET, checkRunId, runNames } from './bus/subjects.ts';
-export { type TaskMessage, type ResultMessage, type RunRecord, type Expect, encode, parseResult, parseRunRecord, parseTask } from './bus/messages.ts';
+export { type TaskMessage, type TaskOutcome, type ResultMessage, type RunRecord, type Expect, MAX_BATCH, encode, parseResult, parseRunRecord, parseTask } from './bus/messages.ts';
 export { type BusOptions, busOptions, connectBus, describeBus } from './bus/connect.ts';
 export { ensureRunStreams, freshResultsConsumer, isNotFound, removeRunStreams } from './bus/streams.ts';
 export { readRun, runsBucket, waitForRun, writeRun } from './bus/runs.ts';

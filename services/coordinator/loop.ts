@@ -15,7 +15,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import {
   type RunReport, type TaskRef, type RunRecord, type Logger, type TesseraConfig, type Box, type Expect,
   ConfigError, chunkBox, drive, volumeOf, ensureRunStreams, finishSession, freeAfter, freshResultsConsumer, guard, openSession, reportProgress,
-  readRun, removeRunStreams, runNames, runsBucket, taskId, writeRun,
+  readRun, removeRunStreams, resolveInput, runNames, runsBucket, taskId, writeRun,
 } from '../../shared/index.ts';
 import type { CoordinatorMetrics } from '../metrics.ts';
 import { type ExecutorStats, busExecutor, drainResults } from './executor.ts';
@@ -74,15 +74,15 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
     await jsm.streams.purge(names.tasksStream);
     await freshResultsConsumer(jsm, names, c.nats);
     const record: RunRecord = {
-      v: 1, run: o.run, input: path.resolve(o.input), output: path.resolve(o.output), roi: s.roiDoc, config: c,
+      v: 1, run: o.run, input: resolveInput(o.input), output: path.resolve(o.output), roi: s.roiDoc, config: c,
       identity: s.identity.hash, epoch: ds.epoch, status: 'running', coordinator: `${os.hostname()}/${process.pid}`, updatedAt: '',
     };
     const progress = () => Object.fromEntries(Object.entries(sched.counts()).map(([k, v]) => [k, { done: v.done, total: v.total, failed: v.failed + v.skipped }]));
     await writeRun(kv, { ...record, progress: progress() });
 
     // Results that arrived while no coordinator listened: their tasks are done.
-    await drainResults(o.nc, names, expect, log, ds, async (r) => {
-      const t: TaskRef = { kind: r.kind, index: r.index };
+    await drainResults(o.nc, names, expect, log, ds, async (kind, r) => {
+      const t: TaskRef = { kind, index: r.index };
       if (r.ok && sched.state(t) !== 'done' && sched.state(t) !== 'outside') {
         await work.markDone(t.kind, t.index);
         sched.restore(t);

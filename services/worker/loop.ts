@@ -13,8 +13,8 @@ import * as path from 'node:path';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { type JsMsg, jetstream } from '@nats-io/jetstream';
 import {
-  type Logger, type Role, type TaskContext, type Expect, type RunRecord,
-  ConfigError, ROLE_OF, attachRun, encode, isPermanent, loadConfig, parseTask, readRun, runNames, runTask, runsBucket, taskId, waitForRun,
+  type Logger, type Role, type Expect, type RunRecord, type TaskMessage, type TaskOutcome, type TaskRef, type KindSpec, type TesseraConfig,
+  ConfigError, ROLE_OF, attachRun, isVirtual, encode, isPermanent, loadConfig, parseTask, readRun, runNames, runTask, runsBucket, taskId, waitForRun,
 } from '../../shared/index.ts';
 import type { WorkerMetrics } from '../metrics.ts';
 
@@ -32,6 +32,34 @@ export interface WorkerOptions {
   log: Logger;
   signal?: AbortSignal;
   metrics?: WorkerMetrics;
+  /** What runs the tasks. @default pipelineJob */
+  job?: (record: RunRecord, config: TesseraConfig, log: Logger) => Promise<WorkerJob>;
+}
+
+/**
+ * A run as a worker sees it: the job function (as in BullMQ: the worker owns the transport, the
+ * job is one function) and each kind's task grid, which every task index is checked against.
+ */
+export interface WorkerJob {
+  kinds: readonly Pick<KindSpec, 'name' | 'range'>[];
+  run(t: TaskRef): Promise<Record<string, number>>;
+  /** Seconds of inference so far (a metric). */
+  busySeconds(): number;
+  close(): Promise<void>;
+}
+
+/** The pipeline's tasks over the run's input and output (models load on the first task that needs them). */
+export async function pipelineJob(record: RunRecord, config: TesseraConfig, log: Logger): Promise<WorkerJob> {
+  const ctx = await attachRun({
+    config, input: record.input, output: record.output, roi: { begin: record.roi.begin, end: record.roi.end },
+    identity: record.identity, log, signal: undefined,
+  });
+  return {
+    kinds: ctx.graph.kinds,
+    run: (t) => runTask(ctx, t),
+    busySeconds: () => ctx.pool.busyMs / 1000,
+    close: () => ctx.pool.close(),
+  };
 }
 
 export interface WorkerReport {
@@ -53,6 +81,8 @@ const sleep = (ms: number, signal?: AbortSignal) => new Promise<void>((r) => {
 export function confine(r: Pick<RunRecord, "run" | "input" | "output">, roots: readonly string[]): void {
   if (!roots.length) return;
   for (const p of [r.input, r.output]) {
+    // A virtual input is generated, not read from anywhere.
+    if (isVirtual(p)) continue;
     const abs = path.resolve(p);
     if (!roots.some((root) => { const rel = path.relative(path.resolve(root), abs); return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel)); })) {
       throw new ConfigError('root', `run "${r.run}" names ${abs}, outside this worker's roots (${roots.join(', ')})`);
@@ -72,11 +102,8 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
   confine(record, o.roots ?? []);
   // The record's config is validated like a config file: a worker never trusts it blindly.
   const config = loadConfig({ overrides: record.config as unknown as Record<string, unknown> });
-  const ctx: TaskContext = await attachRun({
-    config, input: record.input, output: record.output, roi: { begin: record.roi.begin, end: record.roi.end },
-    identity: record.identity, log, signal: undefined,
-  });
-  const kinds = ctx.graph.kinds.map((k) => k.name).filter((k) => ROLE_OF[k as keyof typeof ROLE_OF] === o.role);
+  const job = await (o.job ?? pipelineJob)(record, config, log);
+  const kinds = job.kinds.map((k) => k.name).filter((k) => ROLE_OF[k as keyof typeof ROLE_OF] === o.role);
   const expect: Expect = { run: o.run, kinds };
   const js = jetstream(o.nc);
   const heartbeatMs = (config.nats.ackWait * 1000) / 3;
@@ -84,13 +111,13 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
   const inHand = new Set<JsMsg>();
   let finished = false;
 
-  const publishResult = async (m: JsMsg, body: Record<string, unknown>) => {
-    // Retried until it lands (a broker restart): the result is the task's done record, and the
-    // task is acknowledged only after it. The id makes a retried publish land once.
-    const msgID = `${String(body.kind)}/${(body.index as number[]).join('_')}#${m.seq}.${m.info.deliveryCount}`;
+  const publishResult = async (m: JsMsg, kind: string, results: TaskOutcome[]) => {
+    // Retried until it lands (a broker restart): the result is the tasks' done record, and the
+    // message is acknowledged only after it. The id makes a retried publish land once.
+    const msgID = `${taskId({ kind, index: results[0].index })}+${results.length}#${m.seq}.${m.info.deliveryCount}`;
     for (let attempt = 0; ; attempt++) {
       try {
-        await js.publish(names.result, encode({ v: 1, run: o.run, worker: me, delivery: m.info.deliveryCount, ...body } as never), { msgID, timeout: 5000 });
+        await js.publish(names.result, encode({ v: 1, run: o.run, kind, results, worker: me, delivery: m.info.deliveryCount }), { msgID, timeout: 5000 });
         return;
       } catch (err) {
         if (o.signal?.aborted) throw err;
@@ -100,13 +127,18 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
     }
   };
 
+  // One message: its tasks in order, then one result for all of them. A transient failure hands
+  // the whole message back (its tasks run again on the next delivery: every task writes the same
+  // bytes whenever it runs); a permanent one, or any on the last delivery, is that task's result.
   const handle = async (m: JsMsg) => {
-    let t;
+    let msg: TaskMessage;
     try {
-      t = parseTask(m.subject, m.data, expect);
-      const k = ctx.graph.kinds.find((x) => x.name === t!.kind)!;
-      if (t.index.some((v, a) => v < k.range.lo[a] || v >= k.range.hi[a])) {
-        throw new ConfigError('index', `task ${taskId(t)} is outside the run's ${t.kind} grid`);
+      msg = parseTask(m.subject, m.data, expect);
+      const k = job.kinds.find((x) => x.name === msg.kind)!;
+      for (const index of msg.indices) {
+        if (index.some((v, a) => v < k.range.lo[a] || v >= k.range.hi[a])) {
+          throw new ConfigError('index', `task ${taskId({ kind: msg.kind, index })} is outside the run's ${msg.kind} grid`);
+        }
       }
     } catch (err) {
       report.rejected++;
@@ -115,36 +147,41 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
       m.term();
       return;
     }
-    const id = taskId(t);
-    const tlog = log.child({ task: id, chunk: t.index.join('_'), delivery: m.info.deliveryCount });
     inHand.add(m);
     const beat = setInterval(() => m.working(), heartbeatMs);
-    const t0 = performance.now();
+    const results: TaskOutcome[] = [];
     try {
-      const stats = await runTask(ctx, t);
-      const ms = performance.now() - t0;
-      if (o.signal?.aborted) return;
-      await publishResult(m, { kind: t.kind, index: t.index, ok: true, stats, ms });
+      for (const index of msg.indices) {
+        const t = { kind: msg.kind, index };
+        const tlog = log.child({ task: taskId(t), chunk: index.join('_'), delivery: m.info.deliveryCount });
+        const t0 = performance.now();
+        try {
+          const stats = await job.run(t);
+          results.push({ index, ok: true, stats, ms: performance.now() - t0 });
+          tlog.debug({ ms: Math.round(performance.now() - t0) }, 'task done');
+        } catch (err) {
+          if (o.signal?.aborted) return;
+          const ms = performance.now() - t0;
+          const last = m.info.deliveryCount >= maxDeliver;
+          if (!isPermanent(err) && !last) {
+            tlog.warn({ err: (err as Error)?.message, tasks: msg.indices.length }, 'task failed; its message is handed back for another delivery');
+            m.nak(Math.min(30_000, 1000 * 2 ** (m.info.deliveryCount - 1)));
+            report.retried++;
+            o.metrics?.task(t.kind, 'retried', ms, m.info.redelivered);
+            return;
+          }
+          const error = (err as Error)?.message ?? String(err);
+          tlog.error({ err: error, permanent: isPermanent(err) }, 'task failed');
+          results.push({ index, ok: false, stats: {}, ms, error: last && !isPermanent(err) ? `${error} (after ${m.info.deliveryCount} deliveries)` : error });
+        }
+        if (o.signal?.aborted) return;
+      }
+      await publishResult(m, msg.kind, results);
       m.ack();
-      report.done++;
-      o.metrics?.task(t.kind, 'done', ms, m.info.redelivered);
-      tlog.debug({ ms: Math.round(ms) }, 'task done');
-    } catch (err) {
-      if (o.signal?.aborted) return;
-      const ms = performance.now() - t0;
-      const last = m.info.deliveryCount >= maxDeliver;
-      if (isPermanent(err) || last) {
-        const error = (err as Error)?.message ?? String(err);
-        tlog.error({ err: error, permanent: isPermanent(err) }, 'task failed');
-        await publishResult(m, { kind: t.kind, index: t.index, ok: false, stats: {}, ms, error: last && !isPermanent(err) ? `${error} (after ${m.info.deliveryCount} deliveries)` : error });
-        m.ack();
-        report.failed++;
-        o.metrics?.task(t.kind, 'failed', ms, m.info.redelivered);
-      } else {
-        tlog.warn({ err: (err as Error)?.message }, 'task failed; handed back for another delivery');
-        m.nak(Math.min(30_000, 1000 * 2 ** (m.info.deliveryCount - 1)));
-        report.retried++;
-        o.metrics?.task(t.kind, 'retried', ms, m.info.redelivered);
+      for (const r of results) {
+        if (r.ok) report.done++;
+        else report.failed++;
+        o.metrics?.task(msg.kind, r.ok ? 'done' : 'failed', r.ms, m.info.redelivered);
       }
     } finally {
       clearInterval(beat);
@@ -154,7 +191,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
 
   // Stop when the run is over (a Kubernetes Job's workers then complete).
   const watch = setInterval(() => {
-    o.metrics?.busy(ctx.pool.busyMs / 1000);
+    o.metrics?.busy(job.busySeconds());
     void readRun(kv, o.run).then((r) => { if (r && (r.status === 'complete' || r.status === 'failed') && r.epoch >= record.epoch) finished = true; }).catch(() => undefined);
   }, 2000);
   const onAbort = () => {
@@ -197,7 +234,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
     if (o.signal?.aborted) onAbort();
     // The naks above reach the broker if it is there; a broker that is gone is not waited for.
     await Promise.race([o.nc.flush().catch(() => undefined), new Promise((r) => setTimeout(r, 3000).unref())]);
-    await ctx.pool.close();
+    await job.close();
   }
   log.info(report, 'worker stopped');
   return report;

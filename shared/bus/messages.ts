@@ -6,20 +6,22 @@ import type { TesseraConfig } from '../config/config.ts';
 import type { RunStatus } from '../run/output.ts';
 import { MessageError } from '../errors.ts';
 
+/**
+ * One delivery: one or more tasks of one kind (quick tasks travel several to a message, see
+ * nats.batch). The message is the unit of delivery, acknowledgement and redelivery.
+ */
 export interface TaskMessage {
   v: 1;
   run: string;
   kind: string;
-  /** Block index of the task in its kind's grid. */
-  index: Vec3;
+  /** Block indices of the tasks in their kind's grid, in the order they run. */
+  indices: Vec3[];
   /** The coordinator start that published it (diagnostics). */
   epoch: number;
 }
 
-export interface ResultMessage {
-  v: 1;
-  run: string;
-  kind: string;
+/** What became of one task of a message. */
+export interface TaskOutcome {
   index: Vec3;
   ok: boolean;
   /** The task's counters (summed into the report). */
@@ -28,10 +30,21 @@ export interface ResultMessage {
   ms: number;
   /** The failure's message: names file and chunk. */
   error?: string;
+}
+
+/** The outcomes of one task message's tasks, published once all of them ran. */
+export interface ResultMessage {
+  v: 1;
+  run: string;
+  kind: string;
+  results: TaskOutcome[];
   /** Which process ran it ("host/pid") and on which delivery. */
   worker: string;
   delivery: number;
 }
+
+/** Tasks per message at most, whatever the config says (a message stays a few kB). */
+export const MAX_BATCH = 1024;
 
 /** The run as registered in the KV bucket: what a worker needs to attach to it. */
 export interface RunRecord {
@@ -83,12 +96,21 @@ function int(subject: string, o: Record<string, unknown>, key: string, min = 0):
   return x;
 }
 
+function isVec3(x: unknown): x is Vec3 {
+  return Array.isArray(x) && x.length === 3 && x.every((n) => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0);
+}
+
 function vec3(subject: string, o: Record<string, unknown>, key: string): Vec3 {
   const x = o[key];
-  if (!Array.isArray(x) || x.length !== 3 || !x.every((n) => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0)) {
-    throw new MessageError(subject, `${key} must be three non-negative integers`);
-  }
+  if (!isVec3(x)) throw new MessageError(subject, `${key} must be three non-negative integers`);
   return [x[0], x[1], x[2]];
+}
+
+/** A non-empty list of at most MAX_BATCH items, each checked by `item`. */
+function list<T>(subject: string, o: Record<string, unknown>, key: string, item: (x: unknown, i: number) => T): T[] {
+  const x = o[key];
+  if (!Array.isArray(x) || x.length === 0 || x.length > MAX_BATCH) throw new MessageError(subject, `${key} must be a list of 1–${MAX_BATCH} entries`);
+  return x.map(item);
 }
 
 /** What the reader expects: its run, and the task kinds it serves. */
@@ -97,33 +119,45 @@ export interface Expect {
   kinds: readonly string[];
 }
 
-function common(subject: string, o: Record<string, unknown>, e: Expect): { run: string; kind: string; index: Vec3 } {
+function common(subject: string, o: Record<string, unknown>, e: Expect): { run: string; kind: string } {
   const run = str(subject, o, 'run');
   if (run !== e.run) throw new MessageError(subject, `belongs to run "${run}", not "${e.run}"`);
   const kind = str(subject, o, 'kind');
   if (!e.kinds.includes(kind)) throw new MessageError(subject, `task kind "${kind}" is not one of ${e.kinds.join(', ')}`);
-  return { run, kind, index: vec3(subject, o, 'index') };
+  return { run, kind };
 }
 
 export function parseTask(subject: string, data: Uint8Array, e: Expect): TaskMessage {
   const o = parseObject(subject, data);
-  return { v: 1, ...common(subject, o, e), epoch: int(subject, o, 'epoch') };
+  const indices = list(subject, o, 'indices', (x, i) => {
+    if (!isVec3(x)) throw new MessageError(subject, `indices[${i}] must be three non-negative integers`);
+    return [x[0], x[1], x[2]] as Vec3;
+  });
+  return { v: 1, ...common(subject, o, e), indices, epoch: int(subject, o, 'epoch') };
+}
+
+function outcome(subject: string, x: unknown, i: number): TaskOutcome {
+  const where = `${subject} results[${i}]`;
+  if (!x || typeof x !== 'object' || Array.isArray(x)) throw new MessageError(where, 'not a JSON object');
+  const o = x as Record<string, unknown>;
+  if (typeof o.ok !== 'boolean') throw new MessageError(where, 'ok must be true or false');
+  const stats = o.stats;
+  if (!stats || typeof stats !== 'object' || Array.isArray(stats) || !Object.values(stats).every((n) => typeof n === 'number' && Number.isFinite(n))) {
+    throw new MessageError(where, 'stats must be an object of finite numbers');
+  }
+  if (typeof o.ms !== 'number' || !(o.ms >= 0)) throw new MessageError(where, 'ms must be a number ≥ 0');
+  if (!o.ok && typeof o.error !== 'string') throw new MessageError(where, 'a failure needs its error');
+  return {
+    index: vec3(where, o, 'index'), ok: o.ok, stats: stats as Record<string, number>, ms: o.ms,
+    ...(typeof o.error === 'string' ? { error: o.error } : {}),
+  };
 }
 
 export function parseResult(subject: string, data: Uint8Array, e: Expect): ResultMessage {
   const o = parseObject(subject, data);
   const base = common(subject, o, e);
-  if (typeof o.ok !== 'boolean') throw new MessageError(subject, 'ok must be true or false');
-  const stats = o.stats;
-  if (!stats || typeof stats !== 'object' || Array.isArray(stats) || !Object.values(stats).every((n) => typeof n === 'number' && Number.isFinite(n))) {
-    throw new MessageError(subject, 'stats must be an object of finite numbers');
-  }
-  if (typeof o.ms !== 'number' || !(o.ms >= 0)) throw new MessageError(subject, 'ms must be a number ≥ 0');
-  if (!o.ok && typeof o.error !== 'string') throw new MessageError(subject, 'a failure needs its error');
-  return {
-    v: 1, ...base, ok: o.ok, stats: stats as Record<string, number>, ms: o.ms,
-    error: typeof o.error === 'string' ? o.error : undefined, worker: str(subject, o, 'worker'), delivery: int(subject, o, 'delivery', 1),
-  };
+  const results = list(subject, o, 'results', (x, i) => outcome(subject, x, i));
+  return { v: 1, ...base, results, worker: str(subject, o, 'worker'), delivery: int(subject, o, 'delivery', 1) };
 }
 
 const STATUSES: readonly RunStatus[] = ['running', 'complete', 'failed', 'interrupted'];

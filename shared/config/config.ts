@@ -61,7 +61,7 @@ export interface TesseraConfig {
   };
   stage2: { mirror: boolean; background: 'zero' | 'stage1' };
   output: { probabilities: boolean; format: 'zarr-v2' | 'zarr-v3-sharded' };
-  nats: { inFlight: number; ackWait: number; maxDeliver: number; duplicateWindow: number };
+  nats: { inFlight: number; batch: number; batchSeconds: number; ackWait: number; maxDeliver: number; duplicateWindow: number };
 }
 
 const vec = (doc: string, min = 1): Field => ({ type: 'vec3', min, doc });
@@ -150,7 +150,9 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
     format: en(['zarr-v2', 'zarr-v3-sharded'], '`zarr-v2`: NGFF 0.4, one file per storage chunk (`io.outputChunk`); opens in Zarr v2 readers. `zarr-v3-sharded`: NGFF 0.5, one shard file per chunk (`io.chunk`) with inner chunks of `io.outputChunk` — for runs whose storage chunks would number in the millions (FAFB: ≈ 10⁹ files otherwise). @default "zarr-v2"'),
   }),
   nats: obj('Distributed runs (`--nats`): how the coordinator and workers use JetStream. Speed and fault handling only: never part of the run identity.', {
-    inFlight: int('Tasks published and not yet finished, at most (the bounded queue); a few × the tasks all workers run at once. @default 64', 1, 100000),
+    inFlight: int('Tasks published and not yet finished, at most (the bounded queue); a few × the tasks all workers run at once. @default 256', 1, 100000),
+    batch: int('Tasks of one kind per message, at most. Quick tasks travel together: the coordinator sizes each kind\'s messages to about `batchSeconds` of work from the task times measured so far (one task per message until it knows), and never above `inFlight` / 8 so that several workers share the work. A message is delivered, acknowledged and redelivered whole. 1: one task per message. @default 64', 1, 1024),
+    batchSeconds: num('Work per message the coordinator aims at when it puts quick tasks together (see `batch`). @default 1', 0),
     ackWait: int('Seconds without a heartbeat before a task is handed to another worker (workers send one every ackWait/3 while a task runs). @default 60', 1, 3600),
     maxDeliver: int('Deliveries of a task before it is recorded as failed (a worker crash on it counts as one). @default 3', 1, 100),
     duplicateWindow: int('Seconds JetStream remembers a message id, so a publish retried after a lost acknowledgement is not queued twice. @default 120', 1, 86400),
@@ -173,5 +175,5 @@ export const DEFAULTS: Omit<TesseraConfig, 'name' | 'spacing' | 'unit' | 'models
   pack: { heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0], gap: [0, 0, 0], chunks: [1, 2, 2], block: [0, 0, 0] },
   stage2: { mirror: false, background: 'zero' },
   output: { probabilities: false, format: 'zarr-v2' },
-  nats: { inFlight: 64, ackWait: 60, maxDeliver: 3, duplicateWindow: 120 },
+  nats: { inFlight: 256, batch: 64, batchSeconds: 1, ackWait: 60, maxDeliver: 3, duplicateWindow: 120 },
 };

@@ -11,6 +11,11 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { tessera, tesseraOk, tmpDir, filesUnder, ROOT } from '../helpers/cli.ts';
 import { type NatsServer, freePort, startNats } from '../helpers/nats.ts';
+import {
+  type Vec3, Scheduler, drive, ensureRunStreams, freshResultsConsumer, loadConfig, removeRunStreams, runNames, runsBucket, silentLogger, taskId, writeRun,
+} from '../../shared/index.ts';
+import { runWorker } from '../../services/worker/loop.ts';
+import { busExecutor } from '../../services/coordinator/executor.ts';
 
 let dir: string;
 let vol: string;
@@ -265,8 +270,8 @@ test('a malformed task message and one for another run are rejected and logged; 
   const kv = await new Kvm(nc).open('tessera-runs');
   await until('run registered', async () => !!(await kv.get(run).catch(() => null))?.value.length);
   await js.publish(`tessera.${run}.task.worker.stage1`, new TextEncoder().encode('{"v":1,"run":'));
-  await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run: 'someone-else', kind: 'paste', index: [0, 0, 0], epoch: 1 })));
-  await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run, kind: 'paste', index: [0, 99, 0], epoch: 1 })));
+  await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run: 'someone-else', kind: 'paste', indices: [[0, 0, 0]], epoch: 1 })));
+  await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run, kind: 'paste', indices: [[0, 0, 0], [0, 99, 0]], epoch: 1 })));
   await nc.close();
   const port = await freePort();
   const worker = service(['worker', '--nats', nats.url, '--run', run, '--metrics-port', String(port)]);
@@ -275,9 +280,9 @@ test('a malformed task message and one for another run are rejected and logged; 
   let scraped = '';
   await until('metrics of the rejections and a finished task', async () => {
     scraped = await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => '');
-    return /tessera_messages_rejected_total\{service="worker"\} 3/.test(scraped) && /tessera_tasks_total\{kind="stage1",outcome="done"[^}]*\} 1/.test(scraped);
+    return /tessera_messages_rejected_total\{service="worker"\} 3/.test(scraped) && /tessera_tasks_total\{kind="stage1",outcome="done"[^}]*\} [1-9]/.test(scraped);
   });
-  assert.match(scraped, /tessera_task_seconds_count\{[^}]*kind="stage1"[^}]*\} 1/);
+  assert.match(scraped, /tessera_task_seconds_count\{[^}]*kind="stage1"[^}]*\} [1-9]/);
   assert.equal(await exited(coord), 0, coord.err());
   assert.equal(JSON.parse(coord.out()).status, 'complete');
   sameOutput(embedded, out);
@@ -383,4 +388,68 @@ test('token auth over TLS: the CA from the environment verifies the server; with
   } finally {
     await secure.close();
   }
+});
+
+test('quick tasks travel several to a message; a transient failure hands its whole message back and every task is done once', async () => {
+  const run = 'batching';
+  const names = runNames(run);
+  const config = loadConfig({ preset: 'synthetic-em', overrides: { nats: { inFlight: 64, batch: 8, ackWait: 3, maxDeliver: 3 } } });
+  const range = { lo: [0, 0, 0] as Vec3, hi: [4, 8, 8] as Vec3 };
+  const kinds = [{ name: 'paste', block: [1, 1, 1] as Vec3, range }];
+  const nc = await connect({ servers: nats.url });
+  const jsm = await jetstreamManager(nc);
+  await ensureRunStreams(jsm, names, config.nats);
+  await freshResultsConsumer(jsm, names, config.nats);
+  await writeRun(await runsBucket(nc), {
+    v: 1, run, input: '/in.zarr', output: '/out.zarr', roi: { begin: [0, 0, 0], end: [4, 8, 8] }, config, identity: 'x',
+    epoch: 1, status: 'running', coordinator: 'test', updatedAt: '',
+  });
+  // The worker's job: quick, and the 150th task it runs fails once (transient: a plain Error) —
+  // by then the coordinator knows the kind is quick and sends eight tasks to a message.
+  const calls = new Map<string, number>();
+  let n = 0;
+  let flaky = '';
+  const ac = new AbortController();
+  const worker = runWorker({
+    nc, run, role: 'worker', concurrency: 2, log: silentLogger(), signal: ac.signal,
+    job: async () => ({
+      kinds,
+      run: async (t) => {
+        const id = t.index.join('_');
+        calls.set(id, (calls.get(id) ?? 0) + 1);
+        await new Promise((r) => setTimeout(r, 2));
+        if (++n === 150) {
+          flaky = id;
+          throw new Error('flaky storage');
+        }
+        return { n: 1 };
+      },
+      busySeconds: () => 0,
+      close: async () => undefined,
+    }),
+  });
+  const sched = new Scheduler(kinds, []);
+  const bus = await busExecutor({ nc, names, expect: { run, kinds: ['paste'] }, nats: config.nats, epoch: 1, log: silentLogger() });
+  const acked: string[] = [];
+  const r = await drive(sched, bus.exec, { concurrency: config.nats.inFlight, retries: 0, onSuccess: async (t) => { acked.push(taskId(t)); bus.ack(t); } });
+  bus.close();
+  ac.abort();
+  await worker;
+  assert.equal(r.ran.paste, 256);
+  assert.equal(r.stats.n, 256, 'one result per task reached the scheduler');
+  assert.equal(new Set(acked).size, 256);
+  assert.equal(bus.stats.published, 256);
+  assert.ok(bus.stats.messages < 256 / 2, `several tasks per message: ${bus.stats.messages} messages`);
+  assert.equal(bus.stats.duplicates, 0);
+  // The failed task's message ran again whole: its companions ran twice, every other task once.
+  const twice = [...calls].filter(([, n]) => n === 2).map(([id]) => id);
+  assert.ok(twice.includes(flaky), 'the failed task ran again');
+  assert.ok(twice.length > 1 && twice.length <= 8, `its message's tasks ran again with it: ${twice.length} (${bus.stats.messages} messages)`);
+  assert.equal([...calls.values()].filter((n) => n > 2).length, 0);
+  assert.equal(calls.size, 256);
+  // Nothing is left in the streams: every task message and every result was acknowledged.
+  const ci = await jsm.consumers.info(names.tasksStream, 'worker');
+  assert.equal(ci.num_pending + ci.num_ack_pending, 0);
+  await removeRunStreams(jsm, names);
+  await nc.close();
 });

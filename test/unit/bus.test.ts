@@ -5,10 +5,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  ConfigError, MessageError, ROLE_OF, busOptions, checkRunId, describeBus, encode, loadConfig, parseResult, parseRunRecord, parseTask, runNames,
+  ConfigError, MAX_BATCH, MessageError, ROLE_OF, busOptions, checkRunId, describeBus, encode, loadConfig, parseResult, parseRunRecord, parseTask, runNames,
 } from '../../shared/index.ts';
 import { defaultRunId } from '../../services/cli/flags.ts';
 import { confine } from '../../services/worker/loop.ts';
+import { batchSize } from '../../services/coordinator/executor.ts';
 
 const enc = (v: unknown) => new TextEncoder().encode(typeof v === 'string' ? v : JSON.stringify(v));
 const expect = { run: 'r1', kinds: ['stage1', 'paste'] };
@@ -36,28 +37,49 @@ test('the default run id is stable per output path and valid', () => {
 });
 
 test('task messages: valid ones parse; anything else is a MessageError naming the fault', () => {
-  assert.deepEqual(parseTask('s', enc({ v: 1, run: 'r1', kind: 'paste', index: [0, 1, 2], epoch: 3 }), expect), { v: 1, run: 'r1', kind: 'paste', index: [0, 1, 2], epoch: 3 });
+  assert.deepEqual(parseTask('s', enc({ v: 1, run: 'r1', kind: 'paste', indices: [[0, 1, 2], [0, 1, 3]], epoch: 3 }), expect), { v: 1, run: 'r1', kind: 'paste', indices: [[0, 1, 2], [0, 1, 3]], epoch: 3 });
+  const m = (indices: unknown, extra: Record<string, unknown> = {}) => ({ v: 1, run: 'r1', kind: 'paste', indices, epoch: 1, ...extra });
   const bad: [unknown, RegExp][] = [
     ['{"v":1,', /not JSON/],
     [[1, 2], /not a JSON object/],
-    [{ v: 2, run: 'r1', kind: 'paste', index: [0, 0, 0], epoch: 1 }, /version/],
-    [{ v: 1, run: 'r2', kind: 'paste', index: [0, 0, 0], epoch: 1 }, /belongs to run "r2"/],
-    [{ v: 1, run: 'r1', kind: 'faces', index: [0, 0, 0], epoch: 1 }, /task kind "faces"/],
-    [{ v: 1, run: 'r1', kind: 'paste', index: [0, 0], epoch: 1 }, /index/],
-    [{ v: 1, run: 'r1', kind: 'paste', index: [0, -1, 0], epoch: 1 }, /index/],
-    [{ v: 1, run: 'r1', kind: 'paste', index: [0, 0.5, 0], epoch: 1 }, /index/],
-    [{ v: 1, run: 'r1', kind: 'paste', index: [0, 0, 0] }, /epoch/],
+    [m([[0, 0, 0]], { v: 2 }), /version/],
+    [m([[0, 0, 0]], { run: 'r2' }), /belongs to run "r2"/],
+    [m([[0, 0, 0]], { kind: 'faces' }), /task kind "faces"/],
+    [m([[0, 0]]), /indices\[0\]/],
+    [m([[0, 0, 0], [0, -1, 0]]), /indices\[1\]/],
+    [m([[0, 0.5, 0]]), /indices\[0\]/],
+    [m([]), /1–1024 entries/],
+    [m(Array.from({ length: MAX_BATCH + 1 }, () => [0, 0, 0])), /1–1024 entries/],
+    [m([0, 0, 0]), /indices\[0\]/],
+    [{ v: 1, run: 'r1', kind: 'paste', index: [0, 0, 0], epoch: 1 }, /indices/],
+    [{ v: 1, run: 'r1', kind: 'paste', indices: [[0, 0, 0]] }, /epoch/],
   ];
-  for (const [m, re] of bad) assert.throws(() => parseTask('tessera.r1.task.worker.paste', enc(m), expect), (e: unknown) => e instanceof MessageError && re.test(e.message), JSON.stringify(m));
+  for (const [x, re] of bad) assert.throws(() => parseTask('tessera.r1.task.worker.paste', enc(x), expect), (e: unknown) => e instanceof MessageError && re.test(e.message), JSON.stringify(x).slice(0, 80));
 });
 
-test('result messages: counters must be finite numbers; a failure carries its error', () => {
-  const ok = { v: 1, run: 'r1', kind: 'stage1', index: [0, 0, 0], ok: true, stats: { boxes: 3 }, ms: 12.5, worker: 'h/1', delivery: 1 };
-  assert.equal(parseResult('s', enc(ok), expect).stats.boxes, 3);
-  assert.throws(() => parseResult('s', enc({ ...ok, stats: { boxes: 'x' } }), expect), /stats/);
-  assert.throws(() => parseResult('s', enc({ ...ok, ok: false }), expect), /needs its error/);
-  assert.throws(() => parseResult('s', enc({ ...ok, delivery: 0 }), expect), /delivery/);
-  assert.equal(parseResult('s', enc({ ...ok, ok: false, error: 'boom' }), expect).error, 'boom');
+test('result messages: one outcome per task; counters must be finite numbers; a failure carries its error', () => {
+  const one = { index: [0, 0, 0], ok: true, stats: { boxes: 3 }, ms: 12.5 };
+  const r = (results: unknown[], extra: Record<string, unknown> = {}) => enc({ v: 1, run: 'r1', kind: 'stage1', results, worker: 'h/1', delivery: 1, ...extra });
+  const got = parseResult('s', r([one, { ...one, index: [0, 0, 1], ok: false, error: 'boom', stats: {} }]), expect);
+  assert.equal(got.results[0].stats.boxes, 3);
+  assert.equal(got.results[1].error, 'boom');
+  assert.deepEqual(got.results[1].index, [0, 0, 1]);
+  assert.throws(() => parseResult('s', r([one, { ...one, stats: { boxes: 'x' } }]), expect), /results\[1\].*stats/);
+  assert.throws(() => parseResult('s', r([{ ...one, ok: false }]), expect), /needs its error/);
+  assert.throws(() => parseResult('s', r([{ ...one, index: [1, 2] }]), expect), /results\[0\].*index/);
+  assert.throws(() => parseResult('s', r([one], { delivery: 0 }), expect), /delivery/);
+  assert.throws(() => parseResult('s', r([]), expect), /results must be a list/);
+});
+
+test('batchSize: one task per message until measured, then about batchSeconds of work, capped by batch and inFlight / 8', () => {
+  const n = { batch: 64, batchSeconds: 1, inFlight: 256 };
+  assert.equal(batchSize(undefined, n), 1);
+  assert.equal(batchSize(2000, n), 1);
+  assert.equal(batchSize(100, n), 10);
+  assert.equal(batchSize(0, n), 32, 'inFlight / 8');
+  assert.equal(batchSize(0, { ...n, inFlight: 4096 }), 64, 'batch');
+  assert.equal(batchSize(0, { ...n, batch: 1 }), 1);
+  assert.equal(batchSize(0, { ...n, inFlight: 4 }), 1);
 });
 
 test('run records round-trip and are validated', () => {

@@ -24,9 +24,11 @@ const EXPECTED = [
   'runTask', 'taskGraph', 'taskId',
   // Sessions and the NATS services.
   'attachRun', 'finishSession', 'freeAfter', 'guard', 'openSession', 'reportProgress', 'TaskError', 'ROLE_OF', 'RUNS_BUCKET', 'checkRunId',
-  'runNames', 'encode', 'parseResult', 'parseRunRecord', 'parseTask', 'busOptions', 'connectBus', 'describeBus',
+  'runNames', 'encode', 'MAX_BATCH', 'parseResult', 'parseRunRecord', 'parseTask', 'busOptions', 'connectBus', 'describeBus',
   'ensureRunStreams', 'freshResultsConsumer', 'isNotFound', 'removeRunStreams', 'readRun', 'runsBucket', 'waitForRun',
   'writeRun', 'readRunJson', 'oneLine',
+  // virtual: inputs (a path is resolved, a virtual: string kept).
+  'isVirtual', 'resolveInput',
 ];
 
 test('shared/index.ts exports exactly the documented surface', () => {
