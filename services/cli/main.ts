@@ -14,6 +14,7 @@ import { runDistributed } from './distributed.ts';
 import { runBench } from '../../bench/bench.ts';
 import { formatScaleReport, runScaleBench } from '../../bench/scale.ts';
 import { formatDistributedReport, runDistributedBench } from '../../bench/distributed.ts';
+import { formatFafbSim, runFafbSim } from '../../bench/fafb-sim.ts';
 import { runDemo } from './demo.ts';
 
 // Usage errors exit 2 like every other bad input (commander's default is 1, which means
@@ -148,7 +149,12 @@ program.command('bench')
   .option('--quick', 'a small volume, for a smoke test')
   .option('--scale', 'instead: the scale benchmark (scheduler over the full FAFB grid, box planning on 10⁶ boxes; no models)')
   .option('--distributed', 'instead: embedded vs NATS with 1 and 2 workers, and the coordinator\'s control plane over the FAFB grid (starts its own nats-server)')
+  .option('--fafb-sim', 'instead: the FAFB scale simulation (the real coordinator, workers and merger at full FAFB size over its own nats-server, cost-model workers; writes bench/fafb-sim figures)')
   .action(async (o) => {
+    if (o.fafbSim) {
+      process.stdout.write(formatFafbSim(await runFafbSim({ dir: o.dir, quick: o.quick, json: o.json })));
+      return;
+    }
     if (o.distributed) {
       process.stdout.write(formatDistributedReport(await runDistributedBench({ dir: o.dir, quick: o.quick, json: o.json })));
       return;

@@ -325,13 +325,15 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
  * inputs. Returns the tasks reused per kind.
  */
 async function restore(sched: Scheduler, work: WorkStore, kinds: readonly string[]): Promise<Record<string, number>> {
-  for await (const e of work.done(kinds)) sched.restore(e);
+  for await (const batch of work.done(kinds)) for (const e of batch) sched.restore(e);
   for (let changed = true; changed;) {
     changed = false;
-    for await (const e of work.freed(kinds.filter((k) => FREE[k as TaskKind]?.rerun))) {
-      if (sched.state(e) === 'done' && !sched.consumersDone(e)) {
-        sched.reopen(e);
-        changed = true;
+    for await (const batch of work.freed(kinds.filter((k) => FREE[k as TaskKind]?.rerun))) {
+      for (const e of batch) {
+        if (sched.state(e) === 'done' && !sched.consumersDone(e)) {
+          sched.reopen(e);
+          changed = true;
+        }
       }
     }
   }

@@ -40,13 +40,14 @@ export function runTask(ctx: TaskContext, t: TaskRef): Promise<TaskStats> {
  * layer they leave for faces is recomputed from the written segmentation (see faces).
  */
 export const FREE: Partial<Record<TaskKind, { free: (work: WorkStore, index: Vec3) => Promise<void>; rerun: boolean }>> = {
-  stage1: { free: (w, i) => w.remove('stage1', i), rerun: true },
-  boxes: { free: (w, i) => w.remove('boxes', i), rerun: true },
-  stage2: { free: (w, i) => w.remove('stage2', i), rerun: true },
+  // Only the files each kind writes (see its task): the coordinator frees ~2 results per chunk.
+  stage1: { free: (w, i) => w.remove('stage1', i, ['json', 'f32']), rerun: true },
+  boxes: { free: (w, i) => w.remove('boxes', i, ['json']), rerun: true },
+  stage2: { free: (w, i) => w.remove('stage2', i, ['bin']), rerun: true },
   paste: { free: (w, i) => w.removeFile('label', i, 'bin'), rerun: false },
   predict: { free: freeTiles, rerun: true },
   blend: { free: (w, i) => w.removeFile('label', i, 'bin'), rerun: false },
-  resolve: { free: (w, i) => w.remove('resolve', i), rerun: true },
+  resolve: { free: (w, i) => w.remove('resolve', i, ['bin']), rerun: true },
 };
 
 /**

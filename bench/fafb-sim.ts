@@ -1,0 +1,506 @@
+// The FAFB scale simulation (`npm run bench -- --fafb-sim`): the real coordinator, scheduler,
+// worker and merger loops driven over a real nats-server at the full size of FAFB v14
+// (7062 × 301923 × 376277 voxels, ≈ 8 × 10¹⁴), on this machine, with no disk for the input and
+// no network evaluation:
+//
+// - the input is `virtual:em?shape=<FAFB>` (chunks rendered on read; the coordinator and the
+//   simulated workers only open it), the output a real Zarr group whose chunks are never written;
+// - the workers are the real runWorker() loops (transport, batches, heartbeats, results) with a
+//   cost-model job instead of the pipeline's task functions: a task sleeps for the time the
+//   same kind took per voxel in a real run measured first on this machine (stage two: per canvas,
+//   with canvases per block drawn around the measured canvases per voxel), times a scale that
+//   brings the mean task to a few milliseconds;
+// - the coordinator is the real runCoordinator() (session, done logs, frees, run record).
+//
+// It records: the control plane's rate (tasks handed out and recorded per second with no-cost
+// workers) and the coordinator's memory and queue depth; the restart of a coordinator with the
+// run's done logs holding a prefix, and half of the grid, until it is publishing again; the work
+// rate with 1…N simulated GPU workers (scaling efficiency); the merger's box planning rate
+// (bench/scale.ts's measurement of mergeFragments on fragments cut by chunk borders); and a
+// projection of whole-FAFB GPU-hours, one-stage vs two-stage, with every assumption stated.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import {
+  type KindSpec, type RunRecord, type RunReport, type TaskRef, type TesseraConfig, type Vec3,
+  Scheduler, attachRun, boxOfShape, loadConfig, preset, runNames, silentLogger, taskGraph,
+} from '../shared/index.ts';
+import { nnunetTiles } from '../shared/tasks/predict.ts';
+import { runCoordinator } from '../services/coordinator/loop.ts';
+import { type WorkerJob, runWorker } from '../services/worker/loop.ts';
+import { startNats } from '../test/helpers/nats.ts';
+import { FAFB_SHAPE, boxRun } from './scale.ts';
+
+const exec = promisify(execFile);
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const CLI = path.resolve(HERE, '../bin/tessera.mjs');
+const say = (s: string) => process.stderr.write(`[fafb-sim ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+/** The simulated run: the synthetic EM models' config over FAFB's grid with FAFB-size chunks. */
+const SIM_OVERRIDES = {
+  io: { chunk: [96, 1024, 1024], outputChunk: [24, 256, 256] },
+  // Millions of storage chunks: one shard file per io.chunk (see output.format).
+  output: { format: 'zarr-v3-sharded' },
+  nats: { inFlight: 2048, batch: 256 },
+};
+const FAFB_INPUT = `virtual:em?shape=${FAFB_SHAPE.join(',')}&seed=1&fg=0.01`;
+/** Mean simulated task time the cost model is scaled to (ms). */
+const SIM_MEAN_MS = 4;
+
+export interface Costs {
+  /** The measuring run: its volume and report figures. */
+  volume: string;
+  voxels: number;
+  /** Milliseconds per input voxel of each per-chunk kind (stage two excluded). */
+  msPerVoxel: Record<string, number>;
+  /** Stage two: milliseconds per canvas, and canvases per input voxel. */
+  msPerCanvas: number;
+  canvasesPerVoxel: number;
+  canvasVoxels: number;
+  /** Milliseconds of the one resolve task. */
+  resolveMs: number;
+  /** Modelled milliseconds × scale = simulated (sleep) milliseconds. */
+  scale: number;
+  /** Tasks of the FAFB grid per kind, and their modelled mean milliseconds at full scale. */
+  fafbTasks: Record<string, number>;
+  fafbMeanMs: Record<string, number>;
+}
+
+export interface FafbSim {
+  when: string;
+  commit: string;
+  machine: string;
+  quick: boolean;
+  grid: { shape: Vec3; chunk: Vec3; tasks: Record<string, number>; total: number };
+  costs: Costs;
+  control: { tasks: number; seconds: number; tasksPerSecond: number; openS: number; peakRssMB: number; maxInFlight: number; maxStreamMessages: number; inFlight: number; messages: number; processes: number };
+  resume: { doneTasks: number; label: string; openS: number; publishingS: number; peakRssMB: number }[];
+  scaling: { processes: number; lanes: number; seconds: number; tasks: number; workMsPerS: number; efficiency: number }[];
+  merger: { fragments: number; objects: number; split: number; mergeS: number; fragmentsPerS: number; boxesPerS: number; grid: Vec3 };
+  projection: Projection;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cost model.
+
+/** Voxels of task `index` of `k`: its block of chunks, clipped at the volume's end. */
+function taskVoxels(k: Pick<KindSpec, 'block'>, index: Vec3, chunk: Vec3, shape: Vec3): number {
+  let v = 1;
+  for (let a = 0; a < 3; a++) {
+    const lo = index[a] * k.block[a] * chunk[a];
+    v *= Math.max(0, Math.min(lo + k.block[a] * chunk[a], shape[a]) - lo);
+  }
+  return v;
+}
+
+/** A deterministic standard normal for a task (Box–Muller over two hashed uniforms). */
+function normalOf(index: Vec3, salt: number): number {
+  let h = (Math.imul(index[0] + 1, 0x9e3779b1) ^ Math.imul(index[1] + 7, 0x85ebca77) ^ Math.imul(index[2] + 13, 0xc2b2ae3d) ^ salt) >>> 0;
+  const next = () => {
+    h = (h + 0x6d2b79f5) >>> 0;
+    let t = h;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (((t ^ (t >>> 14)) >>> 0) + 1) / 4294967297;
+  };
+  return Math.sqrt(-2 * Math.log(next())) * Math.cos(2 * Math.PI * next());
+}
+
+/** Modelled milliseconds of a task at full scale (before `scale`). */
+export function modelledMs(c: Costs, k: Pick<KindSpec, 'name' | 'block'>, index: Vec3, chunk: Vec3, shape: Vec3): number {
+  if (k.name === 'resolve') return c.resolveMs;
+  const v = taskVoxels(k, index, chunk, shape);
+  if (k.name === 'stage2') {
+    // Canvases of the block: Poisson around the measured density (normal approximation: λ is
+    // in the hundreds for a block of FAFB chunks).
+    const lambda = c.canvasesPerVoxel * v;
+    const n = Math.max(0, Math.round(lambda + Math.sqrt(lambda) * normalOf(index, 0x51)));
+    return n * c.msPerCanvas;
+  }
+  return (c.msPerVoxel[k.name] ?? 0) * v;
+}
+
+/** A worker's job that sleeps for each task's modelled time × scale (0: answers at once). */
+export async function simJob(costs: Costs | undefined, record: RunRecord, config: TesseraConfig): Promise<WorkerJob> {
+  const ctx = await attachRun({
+    config, input: record.input, output: record.output, roi: { begin: record.roi.begin, end: record.roi.end }, identity: record.identity, log: silentLogger(),
+  });
+  const { chunk, volume } = ctx.graph;
+  const kinds = new Map(ctx.graph.kinds.map((k) => [k.name, k]));
+  let busy = 0;
+  return {
+    kinds: ctx.graph.kinds,
+    run: async (t: TaskRef) => {
+      if (!costs) return {};
+      const ms = modelledMs(costs, kinds.get(t.kind)!, t.index, chunk, volume.end) * costs.scale;
+      busy += ms / 1000;
+      if (ms >= 0.5) await new Promise((r) => setTimeout(r, ms));
+      return {};
+    },
+    busySeconds: () => busy,
+    close: () => ctx.pool.close(),
+  };
+}
+
+/** Run the synthetic-em preset once for real on a small virtual volume: per-kind costs. */
+async function measureCosts(dir: string, quick: boolean, config: TesseraConfig, grid: ReturnType<typeof taskGraph>): Promise<Costs> {
+  const shape: Vec3 = quick ? [32, 256, 384] : [64, 512, 512];
+  // Seed 31: neither the bench volume (7) nor a tuning seed.
+  const volume = `virtual:em?shape=${shape.join(',')}&seed=31&fg=0.01`;
+  const out = path.join(dir, 'costs.zarr');
+  const { stdout } = await exec(process.execPath, [CLI, 'run', '--input', volume, '--output', out, '--preset', 'synthetic-em', '--json', '--overwrite'], { maxBuffer: 1 << 26, env: { ...process.env, TESSERA_LOG: 'error' } });
+  const r = JSON.parse(stdout.trim().split('\n').pop()!) as RunReport;
+  const busy = (k: string) => (r.busySeconds[`task:${k}`] ?? 0) * 1000;
+  const msPerVoxel: Record<string, number> = {};
+  for (const k of Object.keys(r.tasks)) if (k !== 'stage2' && k !== 'resolve') msPerVoxel[k] = busy(k) / r.voxels;
+  const canvases = r.twoStage?.canvases ?? 0;
+  const costs: Costs = {
+    volume, voxels: r.voxels, msPerVoxel,
+    msPerCanvas: canvases ? busy('stage2') / canvases : 0,
+    canvasesPerVoxel: canvases / r.voxels,
+    canvasVoxels: config.pack.canvas[0] * config.pack.canvas[1] * config.pack.canvas[2],
+    resolveMs: busy('resolve') / Math.max(1, r.tasks.resolve?.ran ?? 1),
+    scale: 1, fafbTasks: {}, fafbMeanMs: {},
+  };
+  // The FAFB grid's modelled mean per kind (sampled tasks) and the scale to SIM_MEAN_MS.
+  let sum = 0;
+  let n = 0;
+  for (const k of grid.kinds) {
+    const size = (k.range.hi[0] - k.range.lo[0]) * (k.range.hi[1] - k.range.lo[1]) * (k.range.hi[2] - k.range.lo[2]);
+    let s = 0;
+    const samples = Math.min(size, 2000);
+    for (let i = 0; i < samples; i++) {
+      const lin = Math.floor((i * size) / samples);
+      const sy = k.range.hi[1] - k.range.lo[1];
+      const sx = k.range.hi[2] - k.range.lo[2];
+      const index: Vec3 = [k.range.lo[0] + Math.floor(lin / (sy * sx)), k.range.lo[1] + Math.floor(lin / sx) % sy, k.range.lo[2] + (lin % sx)];
+      s += modelledMs(costs, k, index, grid.chunk, grid.volume.end);
+    }
+    costs.fafbTasks[k.name] = size;
+    costs.fafbMeanMs[k.name] = s / samples;
+    sum += (s / samples) * size;
+    n += size;
+  }
+  costs.scale = SIM_MEAN_MS / (sum / n);
+  fs.rmSync(out, { recursive: true, force: true });
+  return costs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Simulated worker processes and the coordinator.
+
+/** N processes, each one worker lane and one merger lane (`concurrency` each) with the cost model. */
+function startSims(url: string, run: string, costsFile: string, n: number, concurrency: number): ChildProcess[] {
+  // TESSERA_SIM_PROFILE=<dir>: the simulated workers write CPU profiles there (they exit on SIGTERM).
+  const prof = process.env.TESSERA_SIM_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TESSERA_SIM_PROFILE}`] : [];
+  return Array.from({ length: n }, () => spawn(process.execPath, [...prof, '--import', 'tsx', fileURLToPath(import.meta.url), '--sim-worker', url, run, costsFile, String(concurrency)], { stdio: ['ignore', 'ignore', 'inherit'] }));
+}
+
+async function simProcess(url: string, run: string, costsFile: string, concurrency: number): Promise<void> {
+  const costs = costsFile === '-' ? undefined : (JSON.parse(fs.readFileSync(costsFile, 'utf8')) as Costs);
+  // SIGTERM: exit normally (a --cpu-prof profile is written then).
+  process.once('SIGTERM', () => process.exit(0));
+  const nc = await connect({ servers: url });
+  const job = (record: RunRecord, config: TesseraConfig) => simJob(costs, record, config);
+  await Promise.all((['worker', 'merger'] as const).map((role) => runWorker({ nc, run, role, concurrency, log: silentLogger(), job })));
+}
+
+interface Driven {
+  report: RunReport;
+  /** Seconds from the call to the session being open (scheduler restored) and to the first result. */
+  openS: number;
+  firstResultS: number;
+  /** Tasks done and the seconds between the first result and the stop. */
+  tasks: number;
+  seconds: number;
+  /** Summed task milliseconds reported (simulated work) between the first result and the stop. */
+  workMs: number;
+  maxInFlight: number;
+  maxStreamMessages: number;
+  messages: number;
+}
+
+/** The real coordinator until `tasks` more are done or `seconds` passed since its first result. */
+async function coordinate(url: string, run: string, output: string, config: TesseraConfig, stop: { tasks?: number; seconds?: number }): Promise<Driven> {
+  const nc = await connect({ servers: url });
+  const jsm = await jetstreamManager(nc);
+  const ac = new AbortController();
+  const t0 = performance.now();
+  let first = 0;
+  let openAt = 0;
+  let done = 0;
+  let workMs = 0;
+  let maxInFlight = 0;
+  let maxStream = 0;
+  const perKind = new Map<string, number>();
+  let base = -1;
+  const sample = setInterval(() => {
+    void jsm.streams.info(runNames(run).tasksStream).then((i) => { maxStream = Math.max(maxStream, i.state.messages); }, () => undefined);
+  }, 500);
+  let timer: NodeJS.Timeout | undefined;
+  const report = await runCoordinator({
+    nc, run, config, input: FAFB_INPUT, output, log: silentLogger(), signal: ac.signal,
+    progress: (kind, d) => {
+      perKind.set(kind, d);
+      if (!openAt) openAt = performance.now();
+      let sum = 0;
+      for (const v of perKind.values()) sum += v;
+      done = sum;
+      if (stop.tasks !== undefined && first && done - base >= stop.tasks) ac.abort(new Error('enough tasks'));
+    },
+    metrics: {
+      result: (_kind, _ok, ms) => {
+        if (!first) {
+          // Tasks done before (restored from the logs, drained) are not this run's.
+          base = done;
+          first = performance.now();
+          if (stop.seconds !== undefined) timer = setTimeout(() => ac.abort(new Error('enough time')), stop.seconds * 1000);
+        }
+        workMs += ms;
+      },
+      queue: (n) => { maxInFlight = Math.max(maxInFlight, n); },
+      voxels: () => undefined,
+    },
+  });
+  clearInterval(sample);
+  clearTimeout(timer);
+  const end = performance.now();
+  await nc.close();
+  return {
+    report, openS: (openAt - t0) / 1000, firstResultS: (first - t0) / 1000, tasks: done - Math.max(0, base), seconds: (end - first) / 1000, workMs,
+    maxInFlight, maxStreamMessages: maxStream, messages: report.distributed.messages,
+  };
+}
+
+/** Done logs for the first `n` tasks the scheduler hands out (what a run that far has recorded). */
+async function writeDoneLogs(output: string, graph: ReturnType<typeof taskGraph>, n: number): Promise<number> {
+  const dir = path.join(output, '.work', 'done');
+  fs.rmSync(path.join(output, '.work'), { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const sched = new Scheduler(graph.kinds, graph.deps);
+  const streams = new Map(graph.kinds.map((k) => [k.name, fs.createWriteStream(path.join(dir, `${k.name}.log`))]));
+  const lines = new Map<string, string[]>(graph.kinds.map((k) => [k.name, []]));
+  let done = 0;
+  while (done < n) {
+    const ts = sched.next(4096);
+    if (!ts.length) break;
+    for (const t of ts) {
+      sched.done(t);
+      lines.get(t.kind)!.push(`${t.index[0]}_${t.index[1]}_${t.index[2]};\n`);
+      if (++done >= n) break;
+    }
+    for (const [k, l] of lines) {
+      if (l.length < 65536) continue;
+      if (!streams.get(k)!.write(l.join(''))) await new Promise<void>((r) => streams.get(k)!.once('drain', () => r()));
+      lines.set(k, []);
+    }
+  }
+  for (const [k, l] of lines) streams.get(k)!.write(l.join(''));
+  await Promise.all([...streams.values()].map((s) => new Promise<void>((r) => s.end(() => r()))));
+  return done;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Projection.
+
+export interface Projection {
+  assumptions: string[];
+  /** Full-resolution voxels the projection covers (FAFB's neuropil). */
+  voxels: number;
+  oneStageTileVoxelsPerVoxel: number;
+  stage1TileVoxelsPerVoxel: number;
+  canvasVoxelsPerVoxel: number;
+  tta: number;
+  mvoxPerS: [number, number];
+  oneStageGpuH: [number, number];
+  twoStageGpuH: [number, number];
+  speedup: number;
+  research: { oneStageH: number; twoStageH: number; speedup: number };
+}
+
+function project(costs: Costs): Projection {
+  const fafb = preset('fafb')!;
+  const V = 5e13;
+  const full = FAFB_SHAPE;
+  const fullVox = full[0] * full[1] * full[2];
+  const tileVox = (shape: Vec3, patch: Vec3, step: number) => nnunetTiles(shape, patch, step) * patch[0] * patch[1] * patch[2];
+  const oneStage = tileVox(full, fafb.baseline.patch, fafb.baseline.step) / fullVox;
+  const f = fafb.stage1.spacing.map((s, a) => s / fafb.spacing[a]) as unknown as Vec3;
+  const low: Vec3 = [Math.ceil(full[0] / f[0]), Math.ceil(full[1] / f[1]), Math.ceil(full[2] / f[2])];
+  const stage1 = tileVox(low, fafb.stage1.patch, fafb.stage1.step) / fullVox;
+  const canvas = costs.canvasesPerVoxel * costs.canvasVoxels;
+  const tta = fafb.baseline.mirror ? 8 : 1;
+  const R: [number, number] = [95, 145];
+  const gpuH = (perVoxel: number) => R.map((r) => (V * perVoxel * tta) / (r * 1e6) / 3600).reverse() as [number, number];
+  const one = gpuH(oneStage);
+  const two = gpuH(stage1 + canvas);
+  return {
+    assumptions: [
+      `FAFB neuropil ≈ 5 × 10¹³ voxels at 4 × 4 × 40 nm (design.md: "about 50 teravoxels"); the bounding box (${(fullVox / 1e14).toFixed(1)} × 10¹⁴) is 16× more, mostly outside the tissue, which a tissue mask skips in both modes alike.`,
+      `Both networks nnU-Net 3d_fullres size (≈ 30 M parameters), 95–145 Mvoxel/s per forward pass on an H100 with PyTorch CUDA (measured on the lent H100, stack.md); onnxruntime-node's CUDA provider assumed as fast (not measurable here: it cannot be fetched); stage one's network assumed as costly per voxel as stage two's (the research ran nnU-Net at both resolutions).`,
+      `fafb preset: one-stage patch ${fafb.baseline.patch.join('×')} at step ${fafb.baseline.step} (nnU-Net's tile grid over the bounding box: ${oneStage.toFixed(2)} patch voxels per voxel); stage one at ${fafb.stage1.spacing.join('×')} nm, patch ${fafb.stage1.patch.join('×')}, step ${fafb.stage1.step} (${stage1.toFixed(3)} per full-res voxel); mirroring TTA (${tta}×) in every stage, as the preset sets it.`,
+      `Stage two computes ${canvas.toFixed(3)} canvas voxels per input voxel: the synthetic EM data's measured density (${(costs.canvasesPerVoxel * 1e6).toFixed(2)} canvases of ${costs.canvasVoxels.toLocaleString('en-US')} voxels per 10⁶ voxels, 1 % foreground, synthetic-em preset on ${costs.volume}). FAFB's clefts are sparser than that within neuropil; this is the figure that decides the result and the one to replace with a stage-one sample of the real volume.`,
+      'Input I/O, queueing and the CPU tasks (boxes, paste, relabel, merging) overlap the GPU work and are left out.',
+    ],
+    voxels: V,
+    oneStageTileVoxelsPerVoxel: r2(oneStage),
+    stage1TileVoxelsPerVoxel: Math.round(stage1 * 1000) / 1000,
+    canvasVoxelsPerVoxel: Math.round(canvas * 1000) / 1000,
+    tta,
+    mvoxPerS: R,
+    oneStageGpuH: one.map(Math.round) as [number, number],
+    twoStageGpuH: two.map(Math.round) as [number, number],
+    speedup: r2(oneStage / (stage1 + canvas)),
+    research: { oneStageH: 46.0, twoStageH: 0.8 + 5.59, speedup: r2(46.0 / (0.8 + 5.59)) },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface FafbSimOptions {
+  dir?: string;
+  quick?: boolean;
+  json?: string;
+  /** Tasks of the control-plane run. @default 1,000,000 (quick 50,000) */
+  tasks?: number;
+}
+
+export async function runFafbSim(o: FafbSimOptions): Promise<FafbSim> {
+  const quick = o.quick ?? false;
+  const dir = path.resolve(o.dir ?? 'bench-results', 'fafb-sim');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const config = loadConfig({ preset: 'synthetic-em', overrides: SIM_OVERRIDES });
+  const f = config.stage1.spacing.map((s, a) => s / config.spacing[a]) as unknown as Vec3;
+  const graph = taskGraph(config, FAFB_SHAPE, boxOfShape(FAFB_SHAPE), f);
+  const tasks = Object.fromEntries(graph.kinds.map((k) => [k.name, (k.range.hi[0] - k.range.lo[0]) * (k.range.hi[1] - k.range.lo[1]) * (k.range.hi[2] - k.range.lo[2])]));
+  const total = Object.values(tasks).reduce((a, b) => a + b, 0);
+  say(`FAFB grid: ${total.toLocaleString('en-US')} tasks (${JSON.stringify(tasks)})`);
+
+  // Part 1 first, in a fresh process state: the coordinator's memory is this process's.
+  const nats = await startNats();
+  const children: ChildProcess[] = [];
+  const stopChildren = () => { for (const c of children.splice(0)) c.kill('SIGKILL'); };
+  try {
+    const controlTasks = o.tasks ?? (quick ? 50_000 : 1_000_000);
+    const out = path.join(dir, 'control.zarr');
+    const processes = 2;
+    say(`control plane: ${controlTasks.toLocaleString('en-US')} tasks, ${processes} no-cost worker processes`);
+    children.push(...startSims(nats.url, 'sim-control', '-', processes, 4));
+    const c = await coordinate(nats.url, 'sim-control', out, config, { tasks: controlTasks });
+    const control = {
+      tasks: c.tasks, seconds: r2(c.seconds), tasksPerSecond: Math.round(c.tasks / c.seconds), openS: r2(c.openS), peakRssMB: c.report.peakRssMB,
+      maxInFlight: c.maxInFlight, maxStreamMessages: c.maxStreamMessages, inFlight: config.nats.inFlight, messages: c.messages, processes,
+    };
+    say(`control plane: ${JSON.stringify(control)}`);
+
+    // Part 2: restarts. The same run again (its done logs hold the control run's tasks), then
+    // with done logs for half of the grid.
+    const resume: FafbSim['resume'] = [];
+    // Each restart is a fresh coordinator process (its memory is its own, not this process's).
+    const restart = async (label: string, doneTasks: number) => {
+      const { stdout } = await exec(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--restart', nats.url, 'sim-control', out], { maxBuffer: 1 << 24 });
+      const r = JSON.parse(stdout) as { openS: number; firstResultS: number; peakRssMB: number };
+      resume.push({ label, doneTasks, openS: r2(r.openS), publishingS: r2(r.firstResultS), peakRssMB: r.peakRssMB });
+      say(`restart (${label}): ${JSON.stringify(resume.at(-1))}`);
+    };
+    await restart('after the control run', c.tasks);
+    const half = quick ? 2_000_000 : Math.floor(total / 2);
+    say(`writing done logs for ${half.toLocaleString('en-US')} tasks`);
+    const written = await writeDoneLogs(out, graph, half);
+    await restart('half of the grid done', written);
+    stopChildren();
+    fs.rmSync(out, { recursive: true, force: true });
+
+    // Part 3: scaling with the cost model.
+    say('measuring task costs (one real run of synthetic-em)');
+    const costs = await measureCosts(dir, quick, config, graph);
+    const costsFile = path.join(dir, 'costs.json');
+    fs.writeFileSync(costsFile, JSON.stringify(costs, null, 2));
+    say(`costs: ${JSON.stringify(costs)}`);
+    const scaling: FafbSim['scaling'] = [];
+    for (const n of quick ? [1, 2] : [1, 2, 4, 8]) {
+      const run = `sim-scale-${n}`;
+      const sout = path.join(dir, `${run}.zarr`);
+      children.push(...startSims(nats.url, run, costsFile, n, 1));
+      const s = await coordinate(nats.url, run, sout, config, { seconds: quick ? 6 : 20 });
+      stopChildren();
+      fs.rmSync(sout, { recursive: true, force: true });
+      const workMsPerS = s.workMs / s.seconds;
+      scaling.push({ processes: n, lanes: 2 * n, seconds: r2(s.seconds), tasks: s.tasks, workMsPerS: Math.round(workMsPerS), efficiency: scaling.length ? r2(workMsPerS / (n * scaling[0].workMsPerS)) : 1 });
+      say(`scaling ${n}: ${JSON.stringify(scaling.at(-1))}`);
+    }
+
+    // Part 4: the merger's box planning on fragments cut by chunk borders.
+    say('merger: box planning');
+    const grid: Vec3 = quick ? [4, 16, 16] : [10, 32, 32];
+    const b = boxRun({ label: 'merger', volume: [grid[0] * 96, grid[1] * 1024, grid[2] * 1024], seed: 11, perChunk: 10 });
+    const merger = { fragments: b.fragments, objects: b.objects, split: b.fragments - b.objects, mergeS: r2(b.mergeS), fragmentsPerS: Math.round(b.fragments / b.mergeS), boxesPerS: Math.round(b.boxesPerS), grid };
+
+    const result: FafbSim = {
+      when: new Date().toISOString(),
+      commit: (await exec('git', ['rev-parse', '--short', 'HEAD'], { cwd: HERE }).catch(() => ({ stdout: '?' }))).stdout.trim(),
+      machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`,
+      quick, grid: { shape: FAFB_SHAPE, chunk: config.io.chunk, tasks, total }, costs, control, resume, scaling, merger, projection: project(costs),
+    };
+    if (o.json) fs.writeFileSync(o.json, JSON.stringify(result, null, 2) + '\n');
+    return result;
+  } finally {
+    stopChildren();
+    await nats.close();
+  }
+}
+
+const int = (x: number) => x.toLocaleString('en-US');
+
+export function formatFafbSim(r: FafbSim): string {
+  const L: string[] = [];
+  L.push(`Run ${r.when} on ${r.machine}, commit ${r.commit}${r.quick ? ' (--quick: smaller figures, not the record)' : ''}.`, '');
+  L.push(`FAFB grid: ${r.grid.shape.join(' × ')} voxels in chunks of ${r.grid.chunk.join(' × ')}: ${int(r.grid.total)} tasks (${Object.entries(r.grid.tasks).map(([k, v]) => `${k} ${int(v)}`).join(', ')}).`, '');
+  const c = r.control;
+  L.push('## Control plane', '');
+  L.push(`The real coordinator (session over the virtual input, scheduler, done logs, frees, run record) with ${c.processes} worker processes whose job answers at once (each a worker and a merger loop, 4 messages in hand per loop), ${c.inFlight} tasks in flight:`, '');
+  L.push('| tasks | seconds | tasks/s | task messages | opening s | coordinator peak RSS MiB | most tasks in flight | most messages in the tasks stream |', '|--:|--:|--:|--:|--:|--:|--:|--:|');
+  L.push(`| ${int(c.tasks)} | ${c.seconds} | **${int(c.tasksPerSecond)}** | ${int(c.messages)} | ${c.openS} | ${c.peakRssMB} | ${int(c.maxInFlight)} | ${int(c.maxStreamMessages)} |`, '');
+  L.push(`At that rate the whole grid's ${int(r.grid.total)} tasks are handed out and recorded in ≈ ${Math.round(r.grid.total / c.tasksPerSecond / 60)} min (target ≥ 20,000 tasks/s: ${c.tasksPerSecond >= 20_000 ? 'met' : 'not met'}; ≤ 512 MiB: ${c.peakRssMB <= 512 ? 'met' : 'not met'}). The queue is bounded by construction (nats.inFlight tasks; the stream holds at most that many messages).`, '');
+  L.push('## Coordinator restart', '');
+  L.push('| done tasks in the logs | session open (scheduler restored) s | publishing again (first result back) s | peak RSS MiB |', '|--:|--:|--:|--:|');
+  for (const x of r.resume) L.push(`| ${int(x.doneTasks)} (${x.label}) | ${x.openS} | **${x.publishingS}** | ${x.peakRssMB} |`);
+  L.push('', 'Target: publishing again ≤ 60 s after a restart with half the tasks done.', '');
+  const k = r.costs;
+  L.push('## Work rate with 1…N simulated GPU workers', '');
+  L.push(`Cost model, measured in one real run of the synthetic-em preset on \`${k.volume}\` (${int(k.voxels)} voxels, this machine's CPU): ms per voxel ${Object.entries(k.msPerVoxel).map(([n, v]) => `${n} ${(v * 1e6).toFixed(2)} × 10⁻⁶`).join(', ')}; stage two ${r2(k.msPerCanvas)} ms per canvas at ${(k.canvasesPerVoxel * 1e6).toFixed(2)} canvases per 10⁶ voxels (Poisson per block); resolve ${r2(k.resolveMs)} ms. Modelled mean per FAFB task: ${Object.entries(k.fafbMeanMs).map(([n, v]) => `${n} ${v >= 1000 ? `${r2(v / 1000)} s` : `${r2(v)} ms`}`).join(', ')}; the simulation sleeps ${k.scale.toExponential(2)} × that (mean ${SIM_MEAN_MS} ms).`, '');
+  L.push('Each process is one simulated GPU worker (one task message at a time) plus one merger loop; work rate = simulated task milliseconds finished per wall second; efficiency = rate / (N × the 1-process rate).', '');
+  L.push('| processes | lanes | seconds | tasks | work ms/s | efficiency |', '|--:|--:|--:|--:|--:|--:|');
+  for (const x of r.scaling) L.push(`| ${x.processes} | ${x.lanes} | ${x.seconds} | ${int(x.tasks)} | ${int(x.workMsPerS)} | ${x.efficiency.toFixed(2)} |`);
+  L.push('', `This machine has ${os.cpus().length} cores; the simulated workers sleep instead of computing, so rows beyond the cores measure the control plane's ability to keep more GPUs busy, not CPU contention.`, '');
+  const m = r.merger;
+  L.push('## Merger', '');
+  L.push(`Box planning (mergeFragments, the boxes task's work) on a ${m.grid.join(' × ')} grid of FAFB chunks, ~10 objects per chunk: ${int(m.objects)} objects cut into ${int(m.fragments)} fragments by chunk borders (${int(m.split)} extra pieces), merged in ${m.mergeS} s (each chunk's boxes task merges the fragments of its 27-chunk neighbourhood): **${int(m.fragmentsPerS)} fragments/s**, ${int(m.boxesPerS)} boxes/s, on one core (bench/scale.ts's measurement). The whole grid's ≈ ${int(Math.round((m.fragments / (m.grid[0] * m.grid[1] * m.grid[2])) * r.grid.tasks.boxes))} fragments at this density would take ≈ ${Math.round((m.fragments / (m.grid[0] * m.grid[1] * m.grid[2])) * r.grid.tasks.boxes / m.fragmentsPerS / 60)} min of one merger core.`, '');
+  const p = r.projection;
+  L.push('## Projection: whole-FAFB GPU-hours on H100-class GPUs', '');
+  L.push('| | patch voxels per voxel (× TTA) | GPU-hours |', '|---|--:|--:|');
+  L.push(`| one-stage (nnU-Net sliding window) | ${p.oneStageTileVoxelsPerVoxel} × ${p.tta} | ${int(p.oneStageGpuH[0])}–${int(p.oneStageGpuH[1])} |`);
+  L.push(`| two-stage (stage one + canvases) | ${p.stage1TileVoxelsPerVoxel} + ${p.canvasVoxelsPerVoxel} × ${p.tta} | ${int(p.twoStageGpuH[0])}–${int(p.twoStageGpuH[1])} |`);
+  L.push('', `Projected speed-up ${p.speedup}×; the research measured ${p.research.oneStageH} h → ${r2(p.research.twoStageH)} h (${p.research.speedup}×) for FAFB part 1 on one GPU. Assumptions:`, '');
+  for (const a of p.assumptions) L.push(`- ${a}`);
+  L.push('');
+  return L.join('\n');
+}
+
+// Entry point of a simulated worker process (see startSims).
+if (process.argv[2] === '--sim-worker') {
+  await simProcess(process.argv[3], process.argv[4], process.argv[5], Number(process.argv[6]));
+}
+// Entry point of a restarted coordinator (see runFafbSim): runs 3 s past its first result.
+if (process.argv[2] === '--restart') {
+  const r = await coordinate(process.argv[3], process.argv[4], process.argv[5], loadConfig({ preset: 'synthetic-em', overrides: SIM_OVERRIDES }), { seconds: 3 });
+  process.stdout.write(JSON.stringify({ openS: r.openS, firstResultS: r.firstResultS, peakRssMB: r.report.peakRssMB }));
+  process.exit(0);
+}
