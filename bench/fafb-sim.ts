@@ -79,7 +79,7 @@ export interface FafbSim {
   quick: boolean;
   grid: { shape: Vec3; chunk: Vec3; tasks: Record<string, number>; total: number };
   costs: Costs;
-  control: { tasks: number; seconds: number; tasksPerSecond: number; openS: number; peakRssMB: number; maxInFlight: number; maxStreamMessages: number; inFlight: number; messages: number; processes: number };
+  control: { tasks: number; seconds: number; tasksPerSecond: number; cpuUsPerTask: number; openS: number; peakRssMB: number; maxInFlight: number; maxStreamMessages: number; inFlight: number; messages: number; processes: number };
   resume: { doneTasks: number; label: string; openS: number; publishingS: number; peakRssMB: number }[];
   scaling: { processes: number; lanes: number; seconds: number; tasks: number; workMsPerS: number; efficiency: number }[];
   merger: { fragments: number; objects: number; split: number; mergeS: number; fragmentsPerS: number; boxesPerS: number; grid: Vec3 };
@@ -224,6 +224,8 @@ interface Driven {
   maxInFlight: number;
   maxStreamMessages: number;
   messages: number;
+  /** This process's CPU seconds (user + system) between the first result and the stop. */
+  cpuS: number;
 }
 
 /** The real coordinator until `tasks` more are done or `seconds` passed since its first result. */
@@ -240,6 +242,7 @@ async function coordinate(url: string, run: string, output: string, config: Tess
   let maxStream = 0;
   const perKind = new Map<string, number>();
   let base = -1;
+  let cpu0 = process.cpuUsage();
   const sample = setInterval(() => {
     void jsm.streams.info(runNames(run).tasksStream).then((i) => { maxStream = Math.max(maxStream, i.state.messages); }, () => undefined);
   }, 500);
@@ -260,6 +263,7 @@ async function coordinate(url: string, run: string, output: string, config: Tess
           // Tasks done before (restored from the logs, drained) are not this run's.
           base = done;
           first = performance.now();
+          cpu0 = process.cpuUsage();
           if (stop.seconds !== undefined) timer = setTimeout(() => ac.abort(new Error('enough time')), stop.seconds * 1000);
         }
         workMs += ms;
@@ -271,10 +275,11 @@ async function coordinate(url: string, run: string, output: string, config: Tess
   clearInterval(sample);
   clearTimeout(timer);
   const end = performance.now();
+  const cpu = process.cpuUsage(cpu0);
   await nc.close();
   return {
     report, openS: (openAt - t0) / 1000, firstResultS: (first - t0) / 1000, tasks: done - Math.max(0, base), seconds: (end - first) / 1000, workMs,
-    maxInFlight, maxStreamMessages: maxStream, messages: report.distributed.messages,
+    maxInFlight, maxStreamMessages: maxStream, messages: report.distributed.messages, cpuS: (cpu.user + cpu.system) / 1e6,
   };
 }
 
@@ -395,7 +400,7 @@ export async function runFafbSim(o: FafbSimOptions): Promise<FafbSim> {
     children.push(...startSims(nats.url, 'sim-control', '-', processes, 4));
     const c = await coordinate(nats.url, 'sim-control', out, config, { tasks: controlTasks });
     const control = {
-      tasks: c.tasks, seconds: r2(c.seconds), tasksPerSecond: Math.round(c.tasks / c.seconds), openS: r2(c.openS), peakRssMB: c.report.peakRssMB,
+      tasks: c.tasks, seconds: r2(c.seconds), tasksPerSecond: Math.round(c.tasks / c.seconds), cpuUsPerTask: Math.round((c.cpuS * 1e6) / c.tasks), openS: r2(c.openS), peakRssMB: c.report.peakRssMB,
       maxInFlight: c.maxInFlight, maxStreamMessages: c.maxStreamMessages, inFlight: config.nats.inFlight, messages: c.messages, processes,
     };
     say(`control plane: ${JSON.stringify(control)}`);
@@ -466,9 +471,9 @@ export function formatFafbSim(r: FafbSim): string {
   const c = r.control;
   L.push('## Control plane', '');
   L.push(`The real coordinator (session over the virtual input, scheduler, done logs, frees, run record) with ${c.processes} worker processes whose job answers at once (each a worker and a merger loop, 4 messages in hand per loop), ${c.inFlight} tasks in flight:`, '');
-  L.push('| tasks | seconds | tasks/s | task messages | opening s | coordinator peak RSS MiB | most tasks in flight | most messages in the tasks stream |', '|--:|--:|--:|--:|--:|--:|--:|--:|');
-  L.push(`| ${int(c.tasks)} | ${c.seconds} | **${int(c.tasksPerSecond)}** | ${int(c.messages)} | ${c.openS} | ${c.peakRssMB} | ${int(c.maxInFlight)} | ${int(c.maxStreamMessages)} |`, '');
-  L.push(`At that rate the whole grid's ${int(r.grid.total)} tasks are handed out and recorded in ≈ ${Math.round(r.grid.total / c.tasksPerSecond / 60)} min (target ≥ 20,000 tasks/s: ${c.tasksPerSecond >= 20_000 ? 'met' : 'not met'}; ≤ 512 MiB: ${c.peakRssMB <= 512 ? 'met' : 'not met'}). The queue is bounded by construction (nats.inFlight tasks; the stream holds at most that many messages).`, '');
+  L.push('| tasks | seconds | tasks/s | coordinator CPU µs per task | task messages | opening s | coordinator peak RSS MiB | most tasks in flight | most messages in the tasks stream |', '|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  L.push(`| ${int(c.tasks)} | ${c.seconds} | **${int(c.tasksPerSecond)}** | ${c.cpuUsPerTask} | ${int(c.messages)} | ${c.openS} | ${c.peakRssMB} | ${int(c.maxInFlight)} | ${int(c.maxStreamMessages)} |`, '');
+  L.push(`The coordinator, nats-server and the worker processes share this machine's ${os.cpus().length} cores; on a core of its own the coordinator's CPU time per task allows ≈ ${int(Math.round(1e6 / c.cpuUsPerTask))} tasks/s. At the measured rate the whole grid's ${int(r.grid.total)} tasks are handed out and recorded in ≈ ${Math.round(r.grid.total / c.tasksPerSecond / 60)} min (target ≥ 20,000 tasks/s: ${c.tasksPerSecond >= 20_000 ? 'met' : 'not met'}; ≤ 512 MiB: ${c.peakRssMB <= 512 ? 'met' : 'not met'}). The queue is bounded by construction (nats.inFlight tasks; the stream holds at most that many messages).`, '');
   L.push('## Coordinator restart', '');
   L.push('| done tasks in the logs | session open (scheduler restored) s | publishing again (first result back) s | peak RSS MiB |', '|--:|--:|--:|--:|');
   for (const x of r.resume) L.push(`| ${int(x.doneTasks)} (${x.label}) | ${x.openS} | **${x.publishingS}** | ${x.peakRssMB} |`);
