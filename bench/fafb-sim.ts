@@ -251,6 +251,8 @@ async function coordinate(url: string, run: string, output: string, config: Tess
     void jsm.streams.info(runNames(run).tasksStream).then((i) => { maxStream = Math.max(maxStream, i.state.messages); }, () => undefined);
   }, 500);
   let timer: NodeJS.Timeout | undefined;
+  // No result within 2 min: no worker serves this run (a bug here); stop rather than hang.
+  const stall = setTimeout(() => { if (!first) ac.abort(new Error('no results')); }, 120_000);
   const report = await runCoordinator({
     nc, run, config, input: FAFB_INPUT, output, log: silentLogger(), signal: ac.signal, keepWork: stop.keepWork,
     progress: (kind, d) => {
@@ -278,6 +280,8 @@ async function coordinate(url: string, run: string, output: string, config: Tess
   });
   clearInterval(sample);
   clearTimeout(timer);
+  clearTimeout(stall);
+  if (!first) throw new Error(`run ${run}: no task result within 2 minutes (no worker serves it?)`);
   const end = performance.now();
   const cpu = process.cpuUsage(cpu0);
   await nc.close();
@@ -409,13 +413,6 @@ export async function runFafbSim(o: FafbSimOptions): Promise<FafbSim> {
     });
     const control: FafbSim['control'] = { inFlight: config.nats.inFlight, processes, rows: [row('as shipped', c)] };
     say(`control plane: ${JSON.stringify(control.rows[0])}`);
-    // The same without freeing intermediates (--keep-work): what the frees cost. Here every free
-    // deletes files the simulated workers never wrote (an error object per missing file).
-    const k = await coordinate(nats.url, 'sim-keep', path.join(dir, 'keep.zarr'), config, { tasks: controlTasks, keepWork: true });
-    control.rows.push(row('intermediates kept (--keep-work)', k));
-    say(`control plane, keep work: ${JSON.stringify(control.rows[1])}`);
-    fs.rmSync(path.join(dir, 'keep.zarr'), { recursive: true, force: true });
-
     // Part 2: restarts. The same run again (its done logs hold the control run's tasks), then
     // with done logs for half of the grid.
     const resume: FafbSim['resume'] = [];
@@ -433,6 +430,16 @@ export async function runFafbSim(o: FafbSimOptions): Promise<FafbSim> {
     await restart('half of the grid done', written);
     stopChildren();
     fs.rmSync(out, { recursive: true, force: true });
+
+    // The control run again without freeing intermediates (--keep-work): what the frees cost.
+    // Here every free deletes files the simulated workers never wrote (an error object per
+    // missing file, which a real run does not pay).
+    children.push(...startSims(nats.url, 'sim-keep', '-', processes, 4));
+    const k = await coordinate(nats.url, 'sim-keep', path.join(dir, 'keep.zarr'), config, { tasks: controlTasks, keepWork: true });
+    stopChildren();
+    control.rows.push(row('intermediates kept (--keep-work)', k));
+    say(`control plane, keep work: ${JSON.stringify(control.rows[1])}`);
+    fs.rmSync(path.join(dir, 'keep.zarr'), { recursive: true, force: true });
 
     // Part 3: scaling with the cost model.
     say('measuring task costs (one real run of synthetic-em)');
