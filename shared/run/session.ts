@@ -21,7 +21,7 @@ import { WorkStore } from '../tasks/work.ts';
 import { type TaskContext, taskContext } from '../tasks/context.ts';
 import { FREE, WHOLE_ROI } from '../tasks/index.ts';
 import { writeBoxesJson } from '../tasks/boxes-output.ts';
-import { indexId } from '../geometry/grid.ts';
+import { indexId, linearOf, rangeSize } from '../geometry/grid.ts';
 import { pyramidFactors } from '../volume/ome.ts';
 import { type LowGrid, lowGrid } from '../volume/source.ts';
 import { openArray } from '../volume/zarr.ts';
@@ -117,6 +117,8 @@ export interface Session {
   readonly counts0: Record<string, KindCounts>;
   readonly roiDoc: { begin: Box['begin']; end: Box['end'] };
   readonly t0: number;
+  /** Per kind, one bit per task: its result was freed in this session (freed once, see freeAfter). */
+  readonly freed: Map<string, Uint8Array>;
   /** Close the inference pool and release the output's lock. */
   close(): Promise<void>;
 }
@@ -182,7 +184,7 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     const counts0 = sched.counts();
     // The task totals let `tessera status` show progress from the done logs alone.
     await updateRunJson(o.output, { roi: roiDoc, totals: Object.fromEntries(Object.entries(counts0).map(([k, v]) => [k, v.total])) });
-    return { ctx, graph, identity, opened, work, tctx, sched, reused, counts0, roiDoc, t0, close };
+    return { ctx, graph, identity, opened, work, tctx, sched, reused, counts0, roiDoc, t0, close, freed: new Map() };
   } catch (err) {
     // This run's own output must not say "running" after it gave up.
     if (created) await markFailed(o.output, err);
@@ -199,9 +201,17 @@ export async function freeAfter(s: Session, t: TaskRef): Promise<void> {
   for (const d of s.graph.deps) {
     if (d.kind !== t.kind || !FREE[d.needs as TaskKind]) continue;
     const r = s.sched.upstream(t, d.needs);
+    const k = s.graph.kinds.find((x) => x.name === d.needs)!;
+    let bits = s.freed.get(k.name);
+    if (!bits) s.freed.set(k.name, (bits = new Uint8Array(Math.ceil(rangeSize(k.range) / 8))));
     for (let z = r.lo[0]; z < r.hi[0]; z++) for (let y = r.lo[1]; y < r.hi[1]; y++) for (let x = r.lo[2]; x < r.hi[2]; x++) {
       const u: TaskRef = { kind: d.needs, index: [z, y, x] };
       if (!s.sched.consumersDone(u)) continue;
+      // Consumers that finish together each see the upstream task's consumers all done: free it
+      // once (without this a chunk's label was deleted ~16 times over, each with a freed line).
+      const i = linearOf(k.range, u.index);
+      if (bits[i >> 3] & (1 << (i & 7))) continue;
+      bits[i >> 3] |= 1 << (i & 7);
       await s.work.markFreed(u.kind, u.index);
       await FREE[u.kind as TaskKind]!.free(s.work, u.index);
       if (u.kind === 'stage1') s.tctx.stage1Cache.delete(indexId(u.index));
@@ -326,6 +336,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
  */
 async function restore(sched: Scheduler, work: WorkStore, kinds: readonly string[]): Promise<Record<string, number>> {
   for await (const batch of work.done(kinds)) for (const e of batch) sched.restore(e);
+  sched.compact();
   for (let changed = true; changed;) {
     changed = false;
     for await (const batch of work.freed(kinds.filter((k) => FREE[k as TaskKind]?.rerun))) {

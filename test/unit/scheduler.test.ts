@@ -919,3 +919,25 @@ test('scale smoke with a dependency: 64×64×64 roots, downstream ready as roots
   assert.ok(c.b.done > 0, 'downstream tasks became ready');
   assert.equal(c.b.total, 128 ** 3);
 });
+
+test('compact() after restores drops stale ready entries and changes nothing the scheduler hands out', () => {
+  const spec = fourKinds();
+  const a = sched(spec);
+  const prefix: TaskRef[] = [];
+  for (let ts = a.next(7); ts.length && prefix.length < 200; ts = a.next(7)) for (const t of ts) { a.done(t); prefix.push(t); }
+  const plain = sched(spec);
+  const compacted = sched(spec);
+  for (const t of prefix) { plain.restore(t); compacted.restore(t); }
+  const stale = (s: Scheduler) => (s as unknown as { kinds: { ready: number[]; head: number }[] }).kinds.reduce((n, k) => n + k.ready.length - k.head, 0);
+  const before = stale(compacted);
+  compacted.compact();
+  assert.ok(stale(compacted) < before, `stale entries dropped: ${before} → ${stale(compacted)}`);
+  const order = (s: Scheduler) => {
+    const out: string[] = [];
+    for (let ts = s.next(5); ts.length; ts = s.next(5)) for (const t of ts) { s.done(t); out.push(taskId(t)); }
+    return out;
+  };
+  const p = order(plain);
+  assert.deepEqual(order(compacted), p);
+  assert.ok(plain.finished && compacted.finished && p.length > 0);
+});
