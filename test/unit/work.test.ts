@@ -15,7 +15,7 @@ async function all(store: WorkStore, kinds: string[]): Promise<string[]> {
 test('done logs: concurrent markDone calls all land, in call order, and read back across read blocks', async (t) => {
   const dir = tmpDir(t);
   const store = new WorkStore(path.join(dir, '.work'));
-  const n = 120_000; // ≈ 1.2 MB of lines: more than one 1 MiB read block
+  const n = 120_000; // ≈ 1.2 MB of lines: many 64 KiB read blocks
   const want: string[] = [];
   const pending: Promise<void>[] = [];
   for (let i = 0; i < n; i++) {
