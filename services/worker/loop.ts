@@ -1,13 +1,15 @@
 // A worker (or the merger: the same loop over the merger's task kinds). It waits for its run to
 // be registered, attaches to it (models load once, on the first task that needs them), and
-// pulls tasks from its role's consumer, `concurrency` at a time, so the next task's reads
-// overlap the current one's inference (which runs in worker threads: acks and heartbeats keep
-// flowing). For each task it runs the same function the embedded runner runs, publishes the
-// result (the done record) and only then acknowledges the task.
+// pulls task messages from its role's consumer, `concurrency` at a time, so the next task's
+// reads overlap the current one's inference (which runs in worker threads: acks and heartbeats
+// keep flowing). A message holds one task or several quick ones of one kind; the worker runs them
+// in order with its job (the same function the embedded runner runs), publishes one result for
+// all of them (their done record) and only then acknowledges the message.
 //
-// The error's class decides: permanent (bad input) → failure result now; transient → nak with
-// backoff, and a failure result on the last delivery; a malformed or foreign message → logged
-// and terminated. SIGTERM: nak the tasks in hand (another worker takes them at once) and return.
+// The error's class decides: permanent (bad input) → that task's failure outcome; transient →
+// nak the message with backoff (its tasks run again), a failure outcome on the last delivery; a
+// malformed or foreign message → logged and terminated. SIGTERM: nak the messages in hand
+// (another worker takes them at once) and return.
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { NatsConnection } from '@nats-io/nats-core';
