@@ -95,7 +95,7 @@ export async function controlPlane(url: string, prefix: number, nats: Partial<Te
   const jsm = await jetstreamManager(nc);
   await ensureRunStreams(jsm, names, n);
   await jsm.streams.purge(names.tasksStream);
-  await freshResultsConsumer(jsm, names, config.nats);
+  await freshResultsConsumer(jsm, names, n);
   const children: ChildProcess[] = (['worker', 'worker', 'merger'] as const).map((role) => spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--noop-worker', url, run, role], { stdio: 'inherit' }));
 
   const ac = new AbortController();

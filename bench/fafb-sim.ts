@@ -31,6 +31,7 @@ import {
   Scheduler, attachRun, boxOfShape, loadConfig, preset, runNames, silentLogger, taskGraph,
 } from '../shared/index.ts';
 import { nnunetTiles } from '../shared/tasks/predict.ts';
+import { indexId, indexOf, rangeSize } from '../shared/geometry/grid.ts';
 import { runCoordinator } from '../services/coordinator/loop.ts';
 import { type WorkerJob, runWorker } from '../services/worker/loop.ts';
 import { startNats } from '../test/helpers/nats.ts';
@@ -49,6 +50,7 @@ const SIM_OVERRIDES = {
   output: { format: 'zarr-v3-sharded' },
   nats: { inFlight: 2048, batch: 256 },
 };
+const simConfig = (): TesseraConfig => loadConfig({ preset: 'synthetic-em', overrides: SIM_OVERRIDES });
 const FAFB_INPUT = `virtual:em?shape=${FAFB_SHAPE.join(',')}&seed=1&fg=0.01`;
 /** Mean simulated task time the cost model is scaled to (ms). */
 const SIM_MEAN_MS = 4;
@@ -176,14 +178,11 @@ async function measureCosts(dir: string, quick: boolean, config: TesseraConfig, 
   let sum = 0;
   let n = 0;
   for (const k of grid.kinds) {
-    const size = (k.range.hi[0] - k.range.lo[0]) * (k.range.hi[1] - k.range.lo[1]) * (k.range.hi[2] - k.range.lo[2]);
+    const size = rangeSize(k.range);
     let s = 0;
     const samples = Math.min(size, 2000);
     for (let i = 0; i < samples; i++) {
-      const lin = Math.floor((i * size) / samples);
-      const sy = k.range.hi[1] - k.range.lo[1];
-      const sx = k.range.hi[2] - k.range.lo[2];
-      const index: Vec3 = [k.range.lo[0] + Math.floor(lin / (sy * sx)), k.range.lo[1] + Math.floor(lin / sx) % sy, k.range.lo[2] + (lin % sx)];
+      const index = indexOf(k.range, Math.floor((i * size) / samples));
       s += modelledMs(costs, k, index, grid.chunk, grid.volume.end);
     }
     costs.fafbTasks[k.name] = size;
@@ -305,7 +304,7 @@ async function writeDoneLogs(output: string, graph: ReturnType<typeof taskGraph>
     if (!ts.length) break;
     for (const t of ts) {
       sched.done(t);
-      lines.get(t.kind)!.push(`${t.index[0]}_${t.index[1]}_${t.index[2]};\n`);
+      lines.get(t.kind)!.push(`${indexId(t.index)};\n`);
       if (++done >= n) break;
     }
     for (const [k, l] of lines) {
@@ -389,10 +388,10 @@ export async function runFafbSim(o: FafbSimOptions): Promise<FafbSim> {
   const dir = path.resolve(o.dir ?? 'bench-results', 'fafb-sim');
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
-  const config = loadConfig({ preset: 'synthetic-em', overrides: SIM_OVERRIDES });
+  const config = simConfig();
   const f = config.stage1.spacing.map((s, a) => s / config.spacing[a]) as unknown as Vec3;
   const graph = taskGraph(config, FAFB_SHAPE, boxOfShape(FAFB_SHAPE), f);
-  const tasks = Object.fromEntries(graph.kinds.map((k) => [k.name, (k.range.hi[0] - k.range.lo[0]) * (k.range.hi[1] - k.range.lo[1]) * (k.range.hi[2] - k.range.lo[2])]));
+  const tasks = Object.fromEntries(graph.kinds.map((k) => [k.name, rangeSize(k.range)]));
   const total = Object.values(tasks).reduce((a, b) => a + b, 0);
   say(`FAFB grid: ${total.toLocaleString('en-US')} tasks (${JSON.stringify(tasks)})`);
 
@@ -524,7 +523,7 @@ if (process.argv[2] === '--sim-worker') {
 }
 // Entry point of a restarted coordinator (see runFafbSim): runs 3 s past its first result.
 if (process.argv[2] === '--restart') {
-  const r = await coordinate(process.argv[3], process.argv[4], process.argv[5], loadConfig({ preset: 'synthetic-em', overrides: SIM_OVERRIDES }), { seconds: 3 });
+  const r = await coordinate(process.argv[3], process.argv[4], process.argv[5], simConfig(), { seconds: 3 });
   process.stdout.write(JSON.stringify({ openS: r.openS, firstResultS: r.firstResultS, peakRssMB: r.report.peakRssMB }));
   process.exit(0);
 }
