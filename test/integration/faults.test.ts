@@ -346,7 +346,8 @@ test('disk full: "no space left on device writing PATH", status failed, never ru
 });
 
 test('permission denied: one line naming the path; nothing else touched', async () => {
-  // As root (CI, the development machines) permissions do not bind: run as nobody instead.
+  // As root (CI, the development machines) permissions do not bind: run without the capabilities
+  // that override them (still root, so a checkout in a 0700 directory stays readable).
   const box = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-eacces-'));
   try {
     fs.chmodSync(box, 0o755);
@@ -359,9 +360,9 @@ test('permission denied: one line naming the path; nothing else touched', async 
     walk(input);
     const keep = checksum(input);
     const args = [path.join(ROOT, 'bin', 'tessera.mjs'), 'run', '--input', input, '--output', path.join(ro, 'out.zarr'), '--preset', 'synthetic-em'];
-    const asNobody = process.getuid?.() === 0;
-    const cmd = asNobody ? 'setpriv' : process.execPath;
-    const argv = asNobody ? ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, ...args] : args;
+    const asRoot = process.getuid?.() === 0;
+    const cmd = asRoot ? 'setpriv' : process.execPath;
+    const argv = asRoot ? ['--bounding-set=-dac_override,-dac_read_search', process.execPath, ...args] : args;
     const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
       const p = spawn(cmd, argv, { cwd: box, env: { ...process.env, HOME: box, TESSERA_LOG: 'warn' } });
       let stderr = '';
