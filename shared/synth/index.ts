@@ -10,10 +10,10 @@
 import { type Box, type Vec3, boxOfShape, contains, isEmpty, shapeOf, boxToString } from '../geometry/box.ts';
 import { type Array3, array3 } from '../array/array3.ts';
 import { type EmCleft, emClefts, renderEmImage, renderEmLabels, EM_CELL, EM_TILE } from './em.ts';
-import { type CtTissue, type CtLesion, ctAnatomy, renderCtImage, renderCtLabels } from './ct.ts';
+import { type CtTissue, type CtLesion, type CtDistractor, ctAnatomy, renderCtImage, renderCtLabels } from './ct.ts';
 
 export type { EmCleft } from './em.ts';
-export type { CtTissue, CtLesion, CtEllipsoid } from './ct.ts';
+export type { CtTissue, CtLesion, CtEllipsoid, CtDistractor } from './ct.ts';
 export { CT_OFFSET } from './ct.ts';
 
 export type SynthKind = 'em' | 'ct';
@@ -62,6 +62,8 @@ export interface CtScene extends SceneBase {
   readonly dtype: 'uint16';
   readonly tissues: readonly CtTissue[];
   readonly lesions: readonly CtLesion[];
+  /** Unlabelled look-alikes (vessels, cysts, calcifications), painted in the image only. */
+  readonly distractors?: readonly CtDistractor[];
 }
 
 /** Plain JSON-serialisable data. */
@@ -91,7 +93,7 @@ export function synthScene(opts: SynthOptions): SynthScene {
   if (opts.kind === 'em') return { ...base, kind: 'em', dtype: 'uint8', cell: EM_CELL, tile: EM_TILE };
   const sp = SYNTH_SPACING.ct;
   const a = ctAnatomy(opts.seed, shape, fg, sp[0] / sp[1]);
-  return { ...base, kind: 'ct', dtype: 'uint16', tissues: a.tissues, lesions: a.lesions };
+  return { ...base, kind: 'ct', dtype: 'uint16', tissues: a.tissues, lesions: a.lesions, distractors: a.distractors };
 }
 
 function checkRegion(scene: SynthScene, region: Box): void {

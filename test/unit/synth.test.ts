@@ -145,3 +145,73 @@ test('synth em: renders fast (floor 1.5 M voxels/s; about 9 measured)', () => {
   // Generous floor: shared CI machines are noisy (about 9 M voxels/s measured on one core).
   assert.ok(rate > 1.5e6, `${(rate / 1e6).toFixed(1)} M voxels/s`);
 });
+
+test('synth ct: distractors are deterministic, unlabelled, clear of lesions and scale with the body', async () => {
+  const { ctAnatomy, ctDistractorBoxes } = await import('../../shared/synth/ct.ts');
+  const shape: Vec3 = [32, 256, 256];
+  const s = synthScene({ kind: 'ct', shape, seed: 4, fg: 0.01 });
+  assert.equal(s.kind, 'ct');
+  if (s.kind !== 'ct') return;
+  const sp = SYNTH_SPACING.ct;
+  const a = ctAnatomy(4, shape, 0.01, sp[0] / sp[1]);
+  assert.deepEqual(a.lesions, s.lesions);
+  const d = a.distractors ?? [];
+  assert.deepEqual(ctAnatomy(4, shape, 0.01, sp[0] / sp[1]).distractors, d);
+  for (const kind of ['vessel', 'cyst', 'calcification']) assert.ok(d.some((o) => o.kind === kind), `has a ${kind}`);
+  for (const o of d) {
+    for (const b of ctDistractorBoxes(o)) {
+      for (const l of s.lesions) {
+        const apart = [0, 1, 2].some((k) => b.begin[k] >= l.bbox.end[k] + 2 || b.end[k] <= l.bbox.begin[k] - 2);
+        assert.ok(apart, `${o.kind} ${boxToString(b)} within 2 voxels of lesion ${boxToString(l.bbox)}`);
+      }
+    }
+  }
+  // Rendering with the list carried by the scene or derived again gives the same bytes.
+  const whole = boxOfShape(shape);
+  assert.deepEqual(renderImage({ ...s, distractors: d } as SynthScene, whole).data, renderImage(s, whole).data);
+  // Without them the image differs only inside their boxes; labels do not change at all.
+  const img = renderImage(s, whole).data;
+  const bare = renderImage({ ...s, distractors: [] } as SynthScene, whole).data;
+  const inside = new Uint8Array(img.length);
+  for (const o of d) {
+    for (const b of ctDistractorBoxes(o)) {
+      for (let z = Math.max(0, b.begin[0]); z < Math.min(shape[0], b.end[0]); z++) {
+        for (let y = Math.max(0, b.begin[1]); y < Math.min(shape[1], b.end[1]); y++) {
+          for (let x = Math.max(0, b.begin[2]); x < Math.min(shape[2], b.end[2]); x++) inside[(z * shape[1] + y) * shape[2] + x] = 1;
+        }
+      }
+    }
+  }
+  let changed = 0;
+  for (let i = 0; i < img.length; i++) {
+    if (img[i] === bare[i]) continue;
+    changed++;
+    assert.ok(inside[i], `voxel ${i} changed outside the distractors' boxes`);
+  }
+  assert.ok(changed > 0);
+  assert.deepEqual(renderLabels({ ...s, distractors: [] } as SynthScene, whole).data, renderLabels(s, whole).data);
+  // More body, more distractors (about proportionally).
+  const big = ctAnatomy(4, [64, 512, 512], 0.01, sp[0] / sp[1]).distractors ?? [];
+  assert.ok(big.length > 4 * d.length, `${big.length} vs ${d.length}`);
+});
+
+test('synth ct: section drift and defective sections are pure functions of (seed, z)', async () => {
+  const { ctSectionLevel, ctSectionDefect, CT_LEVELS } = await import('../../shared/synth/ct.ts');
+  let defects = 0, streaky = -1;
+  for (let z = 0; z < 20000; z++) {
+    const d = ctSectionDefect(11, z);
+    if (d) defects++;
+    if (d && d.streaks.length && d.noise > 0 && streaky < 0 && z > 2) streaky = z;
+    const l = ctSectionLevel(11, z);
+    assert.ok(Math.abs(l.offset) <= CT_LEVELS.driftMax + 4 * CT_LEVELS.driftJitter && Math.abs(l.gain - 1) < 0.1);
+  }
+  assert.deepEqual(ctSectionLevel(11, 123), ctSectionLevel(11, 123));
+  assert.ok(defects > 0.01 * 20000 && defects < 0.02 * 20000, `${defects} defective sections in 20000`);
+  // A volume holding a noisy, streaky section: regions across it equal the crop.
+  const shape: Vec3 = [streaky + 3, 96, 80];
+  const s = synthScene({ kind: 'ct', shape, seed: 11, fg: 0.01 });
+  const img = renderImage(s, boxOfShape(shape));
+  for (const r of [box([streaky - 1, 0, 0], [streaky + 2, 96, 80]), box([streaky, 10, 7], [streaky + 1, 60, 41])]) {
+    assert.deepEqual(renderImage(s, r).data, crop(img, [0, 0, 0], r).data, `image ${boxToString(r)}`);
+  }
+});

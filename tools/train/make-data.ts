@@ -25,7 +25,7 @@ import { type Array3, array3 } from '../../shared/array/array3.ts';
 export const LOW_FACTOR: Vec3 = [1, 4, 4];
 
 const DEFAULTS: Record<SynthKind, { seeds: string; val: string; shape: string }> = {
-  em: { seeds: '101-106', val: '201', shape: '32,256,256' },
+  em: { seeds: '101-112', val: '201', shape: '32,256,256' },
   ct: { seeds: '101-105', val: '201', shape: '48,256,256' },
 };
 

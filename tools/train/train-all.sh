@@ -9,7 +9,7 @@
 #   all    both (default)
 #
 # --device cpu (default) uses a CPU profile: small patches and a few hundred iterations per
-# model (about 10-12 minutes on 2 cores). --device cuda uses the full patch sizes and
+# model (about 35 minutes on 2 cores). --device cuda uses the full patch sizes and
 # 2000 iterations per model. --iters N overrides the iteration count of every model.
 # Python: $PYTHON if set, else /usr/bin/python3 when it has torch (Debian), else python3.
 set -euo pipefail
@@ -68,10 +68,10 @@ train() {
     echo "== $py tools/train/train.py ${args[*]}"
     "$py" tools/train/train.py "${args[@]}"
   done <<'EOF'
-em fullres 400 8,96,96
-em lowres 400 16,64,64
-ct fullres 800 16,64,64
-ct lowres 1200 16,48,48
+em fullres 1000 8,96,96
+em lowres 600 16,64,64
+ct fullres 1200 16,64,64
+ct lowres 3000 16,48,48
 EOF
 }
 
