@@ -479,38 +479,28 @@ export function ctDistractors(seed: number, Z: number, anisotropy: number, tissu
     k++;
   }
 
+  // Round blobs: `count` tries to place each, clear of lesions (a cyst must also fit its host).
+  const blobs = (kind: 'cyst' | 'calcification', count: number, radius: () => number, zMin: number, huOf: (host: number) => number, fit: boolean) => {
+    for (let k = 0, tries = 0; k < count && tries < 20 * count; tries++) {
+      const host = pickHost(rng, hosts);
+      const r = radius();
+      const radii: Vec3 = [Math.max(zMin, r * zr * uniform(rng, 0.8, 1.4)), r * uniform(rng, 0.8, 1.2), r * uniform(rng, 0.8, 1.2)];
+      const angle = uniform(rng, 0, Math.PI);
+      const hu = huOf(host.t.hu);
+      const center = pointIn(host);
+      if (!center) continue;
+      const e = { center, radii, angle };
+      if (fit && !fitsHost(tissues, host.i, e)) continue;
+      const bbox = ellipsoidBox(grownEllipsoid(e, L.rim));
+      if (!clear(bbox)) continue;
+      out.push({ kind, hu, ...e, bbox });
+      k++;
+    }
+  };
   // Cysts: lesion-like in size, place and contrast; no texture, tissue noise.
-  for (let k = 0, tries = 0; k < nCyst && tries < 20 * nCyst; tries++) {
-    const host = pickHost(rng, hosts);
-    const r = logUniform(rng, L.cystRadiusMin, L.cystRadiusMax);
-    const radii: Vec3 = [Math.max(1.6, r * zr * uniform(rng, 0.8, 1.4)), r * uniform(rng, 0.8, 1.2), r * uniform(rng, 0.8, 1.2)];
-    const angle = uniform(rng, 0, Math.PI);
-    const hu = contrastHu(rng, host.t.hu);
-    const center = pointIn(host);
-    if (!center) continue;
-    const e = { center, radii, angle };
-    if (!fitsHost(tissues, host.i, e)) continue;
-    const bbox = ellipsoidBox(grownEllipsoid(e, L.rim));
-    if (!clear(bbox)) continue;
-    out.push({ kind: 'cyst', hu, ...e, bbox });
-    k++;
-  }
-
+  blobs('cyst', nCyst, () => logUniform(rng, L.cystRadiusMin, L.cystRadiusMax), 1.6, (h) => contrastHu(rng, h), true);
   // Calcifications: small and bright, anywhere in soft tissue and organs.
-  for (let k = 0, tries = 0; k < nCalc && tries < 20 * nCalc; tries++) {
-    const host = pickHost(rng, hosts);
-    const r = uniform(rng, L.calcRadiusMin, L.calcRadiusMax);
-    const radii: Vec3 = [Math.max(0.8, r * zr * uniform(rng, 0.8, 1.4)), r * uniform(rng, 0.8, 1.2), r * uniform(rng, 0.8, 1.2)];
-    const angle = uniform(rng, 0, Math.PI);
-    const hu = uniform(rng, L.calcHuMin, L.calcHuMax);
-    const center = pointIn(host);
-    if (!center) continue;
-    const e = { center, radii, angle };
-    const bbox = ellipsoidBox(grownEllipsoid(e, L.rim));
-    if (!clear(bbox)) continue;
-    out.push({ kind: 'calcification', hu, ...e, bbox });
-    k++;
-  }
+  blobs('calcification', nCalc, () => uniform(rng, L.calcRadiusMin, L.calcRadiusMax), 0.8, () => uniform(rng, L.calcHuMin, L.calcHuMax), false);
   return out;
 }
 
