@@ -441,10 +441,12 @@ test('quick tasks travel several to a message; a transient failure hands its who
   assert.equal(bus.stats.published, 256);
   assert.ok(bus.stats.messages < 256 / 2, `several tasks per message: ${bus.stats.messages} messages`);
   assert.equal(bus.stats.duplicates, 0);
-  // The failed task's message ran again whole: its companions ran twice, every other task once.
+  // The failed task's message ran again whole: the tasks before it in its message ran twice
+  // (none when it was the message's first: a message's tasks run in order and the failure hands
+  // the message back at once, so the ones after it ran only on the redelivery), every other once.
   const twice = [...calls].filter(([, n]) => n === 2).map(([id]) => id);
   assert.ok(twice.includes(flaky), 'the failed task ran again');
-  assert.ok(twice.length > 1 && twice.length <= 8, `its message's tasks ran again with it: ${twice.length} (${bus.stats.messages} messages)`);
+  assert.ok(twice.length >= 1 && twice.length <= 8, `its message's tasks ran again with it: ${twice.length} (${bus.stats.messages} messages)`);
   assert.equal([...calls.values()].filter((n) => n > 2).length, 0);
   assert.equal(calls.size, 256);
   // Nothing is left in the streams: every task message and every result was acknowledged.
