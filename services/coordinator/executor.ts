@@ -1,6 +1,7 @@
 // The coordinator's executor for drive(): publish a task, resolve when its result comes back
-// (quick tasks of one kind go out several to a message, see batchSize and BATCH_HOLD_MS). Owns the transport's side of the coordinator — publishing with retries and de-duplication ids,
-// the results consumer, the max-deliveries advisory and the sweep for tasks whose every delivery
+// (quick tasks of one kind go out several to a message, see batchSize and BATCH_HOLD_MS). Owns
+// the transport's side of the coordinator — publishing with retries and de-duplication ids, the
+// results consumer, the max-deliveries advisory and the sweep for tasks whose every delivery
 // died — so the coordinator's loop is the same drive() as the embedded runner's, and the bench
 // can drive a bare scheduler over the broker with it.
 import type { NatsConnection } from '@nats-io/nats-core';

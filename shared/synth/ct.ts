@@ -84,12 +84,8 @@ export interface CtAnatomy {
   /** Painted in order (later ones cover earlier ones) over air. */
   readonly tissues: readonly CtTissue[];
   readonly lesions: readonly CtLesion[];
-  /**
-   * Unlabelled look-alikes (image only), never within 2 voxels of a lesion's box. A scene that
-   * does not carry them gets them derived again from the seed, tissues, lesions and (when the
-   * object has them, as a synth scene does) `shape` and `spacing`: the same list.
-   */
-  readonly distractors?: readonly CtDistractor[];
+  /** Unlabelled look-alikes (image only), never within 2 voxels of a lesion's box. */
+  readonly distractors: readonly CtDistractor[];
 }
 
 export const CT_LEVELS = {
@@ -536,22 +532,6 @@ function union(a: Box, b: Box): Box {
   );
 }
 
-const derived = new WeakMap<object, readonly CtDistractor[]>();
-
-/** The anatomy's distractors; derived again (once per object) when it does not carry them. */
-function distractorsOf(seed: number, a: CtAnatomy): readonly CtDistractor[] {
-  if (a.distractors) return a.distractors;
-  let d = derived.get(a);
-  if (!d) {
-    const extra = a as CtAnatomy & { shape?: Vec3; spacing?: Vec3 };
-    const Z = extra.shape ? extra.shape[0] : a.tissues.length ? Math.round(2 * a.tissues[0].center[0] + 1) : 0;
-    const anisotropy = extra.spacing ? extra.spacing[0] / extra.spacing[1] : 1;
-    d = ctDistractors(seed, Z, anisotropy, a.tissues, a.lesions);
-    derived.set(a, d);
-  }
-  return d;
-}
-
 function grown(b: Box, m: number): Box {
   return box([b.begin[0] - m, b.begin[1] - m, b.begin[2] - m], [b.end[0] + m, b.end[1] + m, b.end[2] + m]);
 }
@@ -653,7 +633,7 @@ export function renderCtImage(seed: number, a: CtAnatomy, region: Box, out: Uint
   const tissues = a.tissues.filter((t) => overlapsRegion(ellipsoidBox(t), region));
   const lesions = a.lesions.filter((l) => overlapsRegion(grown(l.bbox, 1), region))
     .map((l) => soft(l, l.hu, l.checker, grown(l.bbox, 1)));
-  const ds = distractorsOf(seed, a).filter((d) => overlapsRegion(d.bbox, region));
+  const ds = a.distractors.filter((d) => overlapsRegion(d.bbox, region));
   const blobs = ds.flatMap((d) => (d.kind === 'vessel' ? [] : [soft(d, d.hu, 0, d.bbox)]));
   const vessels = ds.flatMap((d) => {
     if (d.kind !== 'vessel') return [];

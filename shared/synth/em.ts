@@ -10,8 +10,8 @@
 // lower resolution: stage one finds bands and clouds, stage two must reject the appositions. A
 // band's image edge is soft (one voxel blends into the membrane) while its label is the hard
 // rectangle, so boundary voxels are ambiguous as in real annotations. Sections vary in contrast
-// (gain 0.75–1.25 and an offset), and about 1.5 % are defective (nearly blank, or low contrast under
-// heavy noise) while their labels stay: real stacks have both.
+// (gain 0.75–1.25 and an offset), and about 1.5 % are defective (nearly blank, or low contrast
+// under heavy noise) while their labels stay: real stacks have both.
 //
 // Everything a voxel shows is a pure function of its absolute (z, y, x) and the seed; clefts are
 // generated per tile of the volume from a seeded PRNG, so any region renders without the rest.
@@ -283,8 +283,8 @@ export function tileClefts(p: EmSceneParams, tz: number, ty: number, tx: number)
  * The unlabelled membrane appositions of one tile: away from the tile's own clefts (a cleft of
  * a neighbouring tile may still touch one; clefts are painted last, so its label stays whole).
  */
-function tileAppositions(p: EmSceneParams, tz: number, ty: number, tx: number): EmCleft[] {
-  return tileBands(p, tz, ty, tx, 'apposition', p.fg * EM_DISTRACTORS.appositions, tileClefts(p, tz, ty, tx));
+function tileAppositions(p: EmSceneParams, tz: number, ty: number, tx: number, clefts: readonly EmCleft[]): EmCleft[] {
+  return tileBands(p, tz, ty, tx, 'apposition', p.fg * EM_DISTRACTORS.appositions, clefts);
 }
 
 /** A vesicle cloud without a cleft: a patch beside a membrane point, fixed through its sections. */
@@ -347,7 +347,7 @@ function emObjects(p: EmSceneParams, region: Box): Objects {
   const near = (b: Box) => !isEmpty(intersect(b, wide));
   forTiles(p, wide, (tz, ty, tx) => {
     const clefts = tileClefts(p, tz, ty, tx);
-    const appositions = tileAppositions(p, tz, ty, tx);
+    const appositions = tileAppositions(p, tz, ty, tx, clefts);
     for (const c of clefts) if (near(c.bbox)) o.clefts.push(c);
     for (const c of appositions) if (near(c.bbox)) o.appositions.push(c);
     for (const c of tileClouds(p, tz, ty, tx, clefts.length + appositions.length)) {

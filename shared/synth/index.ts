@@ -63,7 +63,7 @@ export interface CtScene extends SceneBase {
   readonly tissues: readonly CtTissue[];
   readonly lesions: readonly CtLesion[];
   /** Unlabelled look-alikes (vessels, cysts, calcifications), painted in the image only. */
-  readonly distractors?: readonly CtDistractor[];
+  readonly distractors: readonly CtDistractor[];
 }
 
 /** Plain JSON-serialisable data. */

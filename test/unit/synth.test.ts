@@ -166,7 +166,7 @@ test('synth ct: distractors are deterministic, unlabelled, clear of lesions and 
       }
     }
   }
-  // Rendering with the list carried by the scene or derived again gives the same bytes.
+  // The scene renders with the list ctAnatomy derives.
   const whole = boxOfShape(shape);
   assert.deepEqual(renderImage({ ...s, distractors: d } as SynthScene, whole).data, renderImage(s, whole).data);
   // Without them the image differs only inside their boxes; labels do not change at all.
