@@ -1,18 +1,21 @@
-// How much does a crop's stage-two prediction depend on what shares its canvas? nnU-Net
-// networks use instance normalisation, so canvas neighbours (and padding) shift the statistics
-// a crop is normalised with. For a sample of packed canvases, run each crop once in its canvas
-// and once alone in an otherwise empty canvas, and compare on what is pasted: the crop's target
-// (its context is read, never pasted).
+// How much does a crop's stage-two prediction depend on what shares its canvas? For a sample
+// of packed canvases, run each crop once in its canvas and once in situ: at the same place in a
+// canvas of the same extent that holds the volume around it instead of its neighbours (what the
+// network would see if the canvas were a tile of the volume), and compare on what is pasted:
+// the crop's target (its context is read, never pasted). The in-situ reference does not depend
+// on the fill or on the networks' normalisation: an "alone in an empty canvas" reference would,
+// since instance normalisation takes its statistics from whatever surrounds the crop.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type Box } from '../shared/geometry/box.ts';
+import { type Box, boxOfShape, translate } from '../shared/geometry/box.ts';
 import { array3, crop } from '../shared/array/array3.ts';
 import { loadConfig } from '../shared/config/load.ts';
 import { openRun } from '../shared/run/context.ts';
 import { normalize } from '../shared/infer/model.ts';
 import { readFull } from '../shared/volume/source.ts';
 import { type Packing, type Placement } from '../shared/pipeline/pack.ts';
-import { channelOf, stage2 } from '../shared/pipeline/stage2.ts';
+import { channelOf, occupied, stage2 } from '../shared/pipeline/stage2.ts';
+import { vec } from '../shared/pipeline/pack-common.ts';
 import { silentLogger } from '../shared/log.ts';
 import { openArray, readRegion } from '../shared/volume/zarr.ts';
 
@@ -22,46 +25,51 @@ export interface CanvasEffect {
   maxAbsDiff: number;
   flipFraction: number;
   /**
-   * Against the one-stage output on the same voxels (unresized crops only): how often the crop
-   * packed with neighbours, and alone, take a different class than nnU-Net's sliding window.
-   * Instance normalisation makes "alone" no reference of its own: these say which is closer.
+   * Against the one-stage output on the same voxels: how often the crop packed with neighbours,
+   * and in situ, take a different class than nnU-Net's sliding window (in situ vs one-stage is
+   * the floor: one window against Gaussian-blended overlapping tiles).
    */
-  oneStage?: { voxels: number; packedFlipFraction: number; aloneFlipFraction: number };
+  oneStage?: { voxels: number; packedFlipFraction: number; inSituFlipFraction: number };
 }
 
-export async function measureCanvasEffect(vol: string, twoStageOut: string, preset: string, maxCrops: number, oneStageOut?: string): Promise<CanvasEffect> {
+/** `overrides`: the two-stage run's config overrides (its `pack.fill` decides the canvases' fill). */
+export async function measureCanvasEffect(
+  vol: string, twoStageOut: string, preset: string, maxCrops: number, oneStageOut?: string, overrides: Record<string, unknown> = {},
+): Promise<CanvasEffect> {
   const doc = JSON.parse(fs.readFileSync(path.join(twoStageOut, 'boxes.json'), 'utf8')) as {
     canvasShape: [number, number, number]; canvases: number;
     boxes: Array<{ id: number; placements: Array<{ canvas: number; source: Box; dest: Box; target: Box; resized: boolean }> }>;
   };
   const placements: Placement[] = doc.boxes.flatMap((b) => b.placements.map((p) => ({ boxId: b.id, ...p })));
   const packing: Packing = { canvasShape: doc.canvasShape, canvases: doc.canvases, placements, fillRatio: 0 };
-  const ctx = await openRun({ config: loadConfig({ preset, overrides: { mode: 'one-stage' } }), input: vol, log: silentLogger() });
+  const config = loadConfig({ preset, overrides: { ...overrides, mode: 'two-stage' } });
+  const ctx = await openRun({ config, input: vol, log: silentLogger() });
   try {
     const card = ctx.cards.fullres;
     const read = async (b: Box) => {
       const raw = await readFull(ctx.src, b);
       return array3(normalize(raw.data, card.normalization), raw.shape);
     };
-    const opts = { batch: 1, mirror: false, fill: 0 };
+    const fill = config.pack.fill === 'min' ? normalize([0], card.normalization)[0] : 0;
+    const opts = { batch: 1, mirror: false, fill, context: config.pack.fill === 'context' };
     const shared = [...new Set(placements.map((p) => p.canvas))].filter((c) => placements.filter((p) => p.canvas === c).length > 1);
     const reference = oneStageOut ? await openArray(path.join(oneStageOut, 'probabilities', '0')) : undefined;
-    let n = 0, sum = 0, max = 0, flips = 0, voxels = 0, refVoxels = 0, packedOff = 0, aloneOff = 0;
+    let n = 0, sum = 0, max = 0, flips = 0, voxels = 0, refVoxels = 0, packedOff = 0, inSituOff = 0;
     for (const ci of shared) {
       if (n >= maxCrops) break;
       const [together] = await stage2(packing, [ci], read, ctx.fullres, opts);
       const full = channelOf(together, 0, packing.canvasShape);
-      for (const p of placements.filter((q) => q.canvas === ci)) {
+      const ext = occupied(packing, [ci], card.divisor);
+      // A resized piece has no in-situ counterpart (its canvas scale is not the volume's).
+      for (const p of placements.filter((q) => q.canvas === ci && !q.resized)) {
         if (n >= maxCrops) break;
-        const aloneP: Packing = { ...packing, canvases: 1, placements: [{ ...p, canvas: 0 }] };
-        const [alone] = await stage2(aloneP, [0], read, ctx.fullres, opts);
+        const shift = vec((a) => p.source.begin[a] - p.dest.begin[a]);
+        const window = { ...p, canvas: 0, source: translate(boxOfShape(ext), shift), dest: boxOfShape(ext) };
+        const [inSitu] = await stage2({ ...packing, canvases: 1, placements: [window] }, [0], read, ctx.fullres, opts);
         // Compare where the crop is pasted from: its target inside the placement (the context
-        // around it is read but never pasted); a resized piece is compared whole.
-        const at = p.resized ? p.dest : {
-          begin: p.target.begin.map((v, a) => v - p.source.begin[a] + p.dest.begin[a]) as unknown as Box['begin'],
-          end: p.target.end.map((v, a) => v - p.source.begin[a] + p.dest.begin[a]) as unknown as Box['end'],
-        };
-        const a = crop(channelOf(alone, 0, packing.canvasShape), [0, 0, 0], at);
+        // around it is read but never pasted).
+        const at = translate(p.target, vec((a) => -shift[a]));
+        const a = crop(channelOf(inSitu, 0, packing.canvasShape), [0, 0, 0], at);
         const t = crop(full, [0, 0, 0], at);
         for (let i = 0; i < a.data.length; i++) {
           const d = Math.abs(a.data[i] - t.data[i]);
@@ -70,12 +78,12 @@ export async function measureCanvasEffect(vol: string, twoStageOut: string, pres
           if ((a.data[i] > 0.5) !== (t.data[i] > 0.5)) flips++;
         }
         voxels += a.data.length;
-        if (reference && !p.resized) {
+        if (reference) {
           const ref = await readRegion(reference, p.target);
           for (let i = 0; i < ref.data.length; i++) {
             const r = ref.data[i] > 0.5;
             if ((t.data[i] > 0.5) !== r) packedOff++;
-            if ((a.data[i] > 0.5) !== r) aloneOff++;
+            if ((a.data[i] > 0.5) !== r) inSituOff++;
           }
           refVoxels += ref.data.length;
         }
@@ -85,7 +93,7 @@ export async function measureCanvasEffect(vol: string, twoStageOut: string, pres
     const r = (x: number) => Math.round(x * 1e5) / 1e5;
     return {
       crops: n, meanAbsDiff: r(voxels ? sum / voxels : 0), maxAbsDiff: r(max), flipFraction: r(voxels ? flips / voxels : 0),
-      ...(reference ? { oneStage: { voxels: refVoxels, packedFlipFraction: r(refVoxels ? packedOff / refVoxels : 0), aloneFlipFraction: r(refVoxels ? aloneOff / refVoxels : 0) } } : {}),
+      ...(reference ? { oneStage: { voxels: refVoxels, packedFlipFraction: r(refVoxels ? packedOff / refVoxels : 0), inSituFlipFraction: r(refVoxels ? inSituOff / refVoxels : 0) } } : {}),
     };
   } finally {
     await ctx.pool.close();

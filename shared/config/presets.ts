@@ -6,7 +6,7 @@ import { DEFAULTS } from './config.ts';
 import { deepMerge } from './schema.ts';
 
 type Preset = Omit<TesseraConfig, 'io' | 'inference' | 'select' | 'stage2' | 'output' | 'mode' | 'pack' | 'nats'> & {
-  pack: Omit<TesseraConfig['pack'], 'chunks' | 'gap' | 'block'> & Partial<Pick<TesseraConfig['pack'], 'chunks' | 'gap' | 'block'>>;
+  pack: Omit<TesseraConfig['pack'], 'chunks' | 'gap' | 'block' | 'contextFit'> & Partial<Pick<TesseraConfig['pack'], 'chunks' | 'gap' | 'block' | 'contextFit'>>;
   select: Partial<TesseraConfig['select']>;
   io?: Partial<TesseraConfig['io']>;
   stage2?: Partial<TesseraConfig['stage2']>;
@@ -98,7 +98,7 @@ const RAW: Record<string, Preset> = {
       nmsThreshold: 0.7, nmmThreshold: 0.2, metric: 'iou', mode: 'auto', recrop: [16, 64, 64], cropThreshold: [16, 128, 128],
     },
     select: { lambda: 0.05, featurePooling: 'max' },
-    pack: { canvas: [16, 128, 128], crop: [4, 16, 16], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [1, 8, 8] },
+    pack: { canvas: [16, 128, 128], crop: [4, 16, 16], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'context', context: [1, 8, 8], contextFit: 'clip' },
   },
 };
 

@@ -14,11 +14,12 @@
 // dest shape = source shape unless resized; every voxel of every input box lies in the target
 // of at least one placement; deterministic; unpack inverts assemble exactly when not resized.
 // Empty input boxes are ignored.
-import { type Box, type Vec3, isEmpty, shapeOf } from '../geometry/box.ts';
+import { type Box, type Vec3, box, isEmpty, shapeOf } from '../geometry/box.ts';
 import { type Array3, copyRegion, crop, zeros } from '../array/array3.ts';
 import { resizeLinear } from '../array/resample.ts';
 import type { Candidate } from './boxes.ts';
 import { type PackOptions, type Packing, type Placement, finishPacking, validatePackOptions } from './pack-common.ts';
+import type { ContextFill } from './pack-fill.ts';
 import { gridItems, packSlots } from './pack-grid.ts';
 import { jigsawItems } from './pack-jigsaw.ts';
 import { packScale } from './pack-scale.ts';
@@ -47,31 +48,65 @@ export function pack(boxes: readonly Candidate[], o: PackOptions): Packing {
   return finishPacking(o.canvas, r.canvases, r.placements);
 }
 
+/**
+ * `b` grown by `context` voxels on each side (`pack.context`), except that along an axis where
+ * the box fits the canvas, the context is cut to what still fits (`pack.contextFit: clip`):
+ * context never splits a box that would fit whole (a split piece needs canvas room of its own —
+ * a 16-deep child with one section of context each side took two 16-deep pieces, alone in two
+ * canvases).
+ */
+export function growContext(b: Box, context: Vec3, canvas: Vec3): Box {
+  const lo = [0, 0, 0], hi = [0, 0, 0];
+  for (let a = 0; a < 3; a++) {
+    const spare = canvas[a] - (b.end[a] - b.begin[a]);
+    lo[a] = spare < 0 ? context[a] : Math.min(context[a], Math.floor(spare / 2));
+    hi[a] = spare < 0 ? context[a] : Math.min(context[a], spare - lo[a]);
+  }
+  return box([b.begin[0] - lo[0], b.begin[1] - lo[1], b.begin[2] - lo[2]], [b.end[0] + hi[0], b.end[1] + hi[1], b.end[2] + hi[2]]);
+}
+
 function sameShape(a: Vec3, b: Vec3): boolean {
   return a[0] === b[0] && a[1] === b[1] && a[2] === b[2];
 }
 
 /**
  * Build canvas `canvasIndex`: `fill` everywhere, then each placement's source (read from the
- * volume by `read`, which must return an array of the source's shape, padding outside the
- * volume) written at its dest, resized with resizeLinear where the placement is resized.
+ * volume by `read`, which must return an array of the box's shape, padding outside the
+ * volume) written at its dest, resized with resizeLinear where the placement is resized. With
+ * `context` (pack-fill.ts, computed for this canvas's placements in order), each placement
+ * reads its `reads` box instead and also fills the voxels it owns around its dest.
  */
 export function assembleCanvas(
-  packing: Packing, canvasIndex: number, read: (source: Box) => Array3<Float32Array>, fill: number,
+  packing: Packing, canvasIndex: number, read: (source: Box) => Array3<Float32Array>, fill: number, context?: ContextFill,
 ): Array3<Float32Array> {
   const canvas = zeros(packing.canvasShape);
   if (fill !== 0) canvas.data.fill(fill);
-  for (const p of packing.placements) {
-    if (p.canvas !== canvasIndex) continue;
-    const src = read(p.source);
-    const sShape = shapeOf(p.source);
-    if (!sameShape(src.shape, sShape)) {
-      throw new RangeError(`assembleCanvas: read returned ${src.shape.join('x')} for source of ${sShape.join('x')}`);
+  const ps = packing.placements.filter((p) => p.canvas === canvasIndex);
+  const got = ps.map((p, i) => {
+    const want = context ? context.reads[i] : p.source;
+    const src = read(want);
+    if (!sameShape(src.shape, shapeOf(want))) {
+      throw new RangeError(`assembleCanvas: read returned ${src.shape.join('x')} for a box of ${shapeOf(want).join('x')}`);
     }
-    const dShape = shapeOf(p.dest);
-    const content = p.resized || !sameShape(sShape, dShape) ? resizeLinear(src, dShape) : src;
-    copyRegion(content, p.dest.begin, canvas, [0, 0, 0], p.dest);
+    return src;
+  });
+  if (context) {
+    const [D, H, W] = context.ext;
+    const [, CH, CW] = packing.canvasShape;
+    const at = ps.map((p, i) => [0, 1, 2].map((a) => p.source.begin[a] - p.dest.begin[a] - context.reads[i].begin[a]));
+    for (let z = 0, v = 0; z < D; z++) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++, v++) {
+      const i = context.owners[v];
+      if (i < 0) continue;
+      const [, h, w] = got[i].shape;
+      canvas.data[(z * CH + y) * CW + x] = got[i].data[((z + at[i][0]) * h + y + at[i][1]) * w + x + at[i][2]];
+    }
   }
+  ps.forEach((p, i) => {
+    if (context && !p.resized) return; // its dest is among the voxels it owns
+    const dShape = shapeOf(p.dest); // a resized placement reads its source in either case
+    const content = p.resized || !sameShape(shapeOf(p.source), dShape) ? resizeLinear(got[i], dShape) : got[i];
+    copyRegion(content, p.dest.begin, canvas, [0, 0, 0], p.dest);
+  });
   return canvas;
 }
 

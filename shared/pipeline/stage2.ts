@@ -7,14 +7,17 @@ import { type Array3, array3, crop } from '../array/array3.ts';
 import type { Model } from '../infer/model.ts';
 import { MIRRORS, activate, flipInto, foregroundCount } from '../infer/sliding.ts';
 import { type Packing, assembleCanvas } from './pack.ts';
+import { type ContextFill, contextFill } from './pack-fill.ts';
 
 export interface Stage2Options {
   /** Canvases per network call. */
   batch: number;
   /** Average over the 8 axis flips. */
   mirror: boolean;
-  /** Canvas voxels no crop covers (normalised units). */
+  /** Canvas voxels no crop covers (normalised units), unless `context` fills them. */
   fill: number;
+  /** Fill the canvas around crops with real volume context (pack-fill.ts; `pack.fill: context`). */
+  context?: boolean;
   signal?: AbortSignal;
 }
 
@@ -38,12 +41,12 @@ export async function stage2(
   const canvases: Array3<Float32Array>[] = [];
   for (const ci of indices) {
     const sources = new Map<string, Array3<Float32Array>>();
-    for (const p of packing.placements) {
-      if (p.canvas !== ci) continue;
-      const key = `${p.source.begin}|${p.source.end}`;
-      if (!sources.has(key)) sources.set(key, await read(p.source));
+    const context = o.context ? canvasContext(packing, ci, model.card.divisor) : undefined;
+    for (const b of context?.reads ?? packing.placements.filter((p) => p.canvas === ci).map((p) => p.source)) {
+      const key = `${b.begin}|${b.end}`;
+      if (!sources.has(key)) sources.set(key, await read(b));
     }
-    canvases.push(assembleCanvas(packing, ci, (s) => sources.get(`${s.begin}|${s.end}`)!, o.fill));
+    canvases.push(assembleCanvas(packing, ci, (s) => sources.get(`${s.begin}|${s.end}`)!, o.fill, context));
   }
   const mirrors = o.mirror ? MIRRORS : MIRRORS.slice(0, 1);
   // Every channel is summed over the mirrors (in logit space, as nnU-Net averages mirrors) and
@@ -90,6 +93,14 @@ export async function stage2(
     activate(data, k, vox, model.card);
     return { canvas, channels: fg, data: data.slice((k - fg) * vox) };
   });
+}
+
+/**
+ * The context fill of canvas `ci` over its own occupied extent (what the network runs), so a
+ * canvas is assembled the same whatever it is batched with.
+ */
+export function canvasContext(packing: Packing, ci: number, divisor: Vec3): ContextFill {
+  return contextFill(packing.placements.filter((p) => p.canvas === ci), occupied(packing, [ci], divisor));
 }
 
 /** The canvas extent [0, ext) holding every placement of `canvases`, rounded up to `divisor`. */

@@ -8,8 +8,8 @@ import { type Box, type Vec3, boxOfShape, grow, intersect, volumeOf } from '../g
 import { type Array3, array3 } from '../array/array3.ts';
 import { normalize } from '../infer/model.ts';
 import { policyByName } from '../pipeline/select.ts';
-import { type Packing, pack, unpackCanvas } from '../pipeline/pack.ts';
-import { channelOf, occupied, stage2 } from '../pipeline/stage2.ts';
+import { type Packing, growContext, pack, unpackCanvas } from '../pipeline/pack.ts';
+import { canvasContext, channelOf, occupied, stage2 } from '../pipeline/stage2.ts';
 import pLimit from 'p-limit';
 import { type CachedReader, cachedReader } from '../volume/source.ts';
 import { readAhead } from '../cache.ts';
@@ -61,7 +61,8 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
   const vol = boxOfShape(ctx.src.shape);
   const ctxm = c.pack.context;
   const withContext = ctxm.some((v) => v > 0);
-  const packed = withContext ? chosen.map((b) => ({ ...b, box: intersect(grow(b.box, ctxm), vol) })) : chosen;
+  const fit = (b: Box) => (c.pack.contextFit === 'clip' ? growContext(b, ctxm, c.pack.canvas) : grow(b, ctxm));
+  const packed = withContext ? chosen.map((b) => ({ ...b, box: intersect(fit(b.box), vol) })) : chosen;
   const packing: Packing = pack(packed, {
     canvas: c.pack.canvas, slot: c.pack.crop, heuristic: c.pack.heuristic, postprocess: c.pack.postprocess,
     cropThreshold: c.boxes.cropThreshold, maxPerCanvas: c.pack.maxPerCanvas > 0 ? c.pack.maxPerCanvas : undefined, gap: c.pack.gap,
@@ -72,9 +73,13 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
     packing.placements = packing.placements.map((p) => ({ ...p, target: intersect(p.target, own.get(p.boxId)!) }));
   }
 
-  const fill = c.pack.fill === 'zero' ? 0 : normalize([0], card.normalization)[0];
+  const fill = c.pack.fill === 'min' ? normalize([0], card.normalization)[0] : 0;
+  const context = c.pack.fill === 'context';
   const reader = cachedReader(ctx.src, ctx.inputCache);
-  const sources = await ctx.timings.time('read', () => readSources(packing, reader, ctx.src.full.array.chunks));
+  const reads = context
+    ? Array.from({ length: packing.canvases }, (_, ci) => canvasContext(packing, ci, card.divisor).reads.map((b) => ({ canvas: ci, box: b }))).flat()
+    : packing.placements.map((p) => ({ canvas: p.canvas, box: p.source }));
+  const sources = await ctx.timings.time('read', () => readSources(reads, reader, ctx.src.full.array.chunks));
   const read = async (b: Box) => {
     const raw = sources.take(b);
     return array3(normalize(raw.data, card.normalization), raw.shape);
@@ -98,7 +103,7 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
   let channels = 0;
   const done = await ctx.timings.time('canvases', () => Promise.all(groups.map((g) => limit(async () => {
     const out: Array<{ crop: Stage2Crop; values: Uint16Array[] }> = [];
-    for (const p of await stage2(packing, g, read, ctx.fullres, { batch, mirror: c.stage2.mirror, fill, signal: ctx.signal })) {
+    for (const p of await stage2(packing, g, read, ctx.fullres, { batch, mirror: c.stage2.mirror, fill, context, signal: ctx.signal })) {
       channels = p.channels;
       const perChannel = Array.from({ length: p.channels }, (_, ch) => unpackCanvas(packing, p.canvas, channelOf(p, ch, packing.canvasShape)));
       perChannel[0].forEach((u, k) => out.push({
@@ -129,22 +134,22 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
 }
 
 /**
- * Every crop's source, read once in storage-chunk order: consecutive reads share storage chunks,
+ * Every canvas's reads (crops' sources, or the larger regions of a context fill), read once in storage-chunk order: consecutive reads share storage chunks,
  * so each is decoded once even with a small cache, and what stays in memory is the voxels the
  * canvases need rather than a block's worth of decoded chunks. `take` hands a source out and
  * drops it after its last use.
  */
-async function readSources(packing: Packing, reader: CachedReader, chunk: Vec3) {
+async function readSources(reads: ReadonlyArray<{ canvas: number; box: Box }>, reader: CachedReader, chunk: Vec3) {
   const key = (b: Box) => `${b.begin}|${b.end}`;
   // Uses = canvases that read the source (a canvas reads each of its sources once).
   const uses = new Map<string, number>();
   const seen = new Set<string>();
   const unique: Box[] = [];
-  for (const p of packing.placements) {
-    const k = key(p.source);
-    if (seen.has(`${p.canvas}:${k}`)) continue;
-    seen.add(`${p.canvas}:${k}`);
-    if (!uses.has(k)) unique.push(p.source);
+  for (const r of reads) {
+    const k = key(r.box);
+    if (seen.has(`${r.canvas}:${k}`)) continue;
+    seen.add(`${r.canvas}:${k}`);
+    if (!uses.has(k)) unique.push(r.box);
     uses.set(k, (uses.get(k) ?? 0) + 1);
   }
   // The axis the sources span the most storage chunks along goes slowest: the chunks in use at

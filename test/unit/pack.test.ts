@@ -1,13 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  type Box, type Vec3, box, boxAt, boxOfShape, contains, equals, intersect, isEmpty, shapeOf, translate, volumeOf,
+  type Box, type Vec3, box, boxAt, boxOfShape, contains, equals, grow, intersect, isEmpty, shapeOf, translate, volumeOf,
 } from '../../shared/geometry/box.ts';
 import { type Array3, array3, crop } from '../../shared/array/array3.ts';
 import { type Candidate, recrop } from '../../shared/pipeline/boxes.ts';
 import {
-  type PackHeuristic, type PackOptions, type Packing, type Postprocess, assembleCanvas, pack, unpackCanvas,
+  type PackHeuristic, type PackOptions, type Packing, type Postprocess, assembleCanvas, growContext, pack, unpackCanvas,
 } from '../../shared/pipeline/pack.ts';
+import { contextFill } from '../../shared/pipeline/pack-fill.ts';
+import { occupied } from '../../shared/pipeline/stage2.ts';
 
 function rng(seed: number) {
   return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0), seed / 2 ** 32);
@@ -269,4 +271,75 @@ test('unpack inverts a resize approximately (smooth content)', () => {
   let err = 0;
   for (let i = 0; i < want.data.length; i++) err = Math.max(err, Math.abs(want.data[i] - u.values.data[i]));
   assert.ok(err < 0.2, `max error ${err}`);
+});
+
+test('context fill: every canvas voxel shows the volume where its nearest crop would put it; dests are unchanged', () => {
+  const vol = randomVolume(shapeOf(BOUNDS), 11);
+  // Reads reach outside the volume (a crop near a border owns voxels past it): pad with -1.
+  const read = (s: Box) => {
+    const out = array3(new Float32Array(volumeOf(s)).fill(-1), shapeOf(s));
+    const inside = intersect(s, BOUNDS);
+    if (!isEmpty(inside)) {
+      const part = crop(vol, [0, 0, 0], inside);
+      const [, h, w] = out.shape;
+      for (let z = inside.begin[0]; z < inside.end[0]; z++) for (let y = inside.begin[1]; y < inside.end[1]; y++) for (let x = inside.begin[2]; x < inside.end[2]; x++) {
+        out.data[((z - s.begin[0]) * h + y - s.begin[1]) * w + x - s.begin[2]] = part.data[((z - inside.begin[0]) * part.shape[1] + y - inside.begin[1]) * part.shape[2] + x - inside.begin[2]];
+      }
+    }
+    return out;
+  };
+  let checked = 0;
+  for (let seed = 1; seed <= 6; seed++) {
+    const p = pack(randomBoxes(300 + seed), options('scale', 'crop_and_resize'));
+    for (let c = 0; c < p.canvases; c++) {
+      const ps = p.placements.filter((x) => x.canvas === c);
+      const ext = occupied(p, [c], [4, 16, 16]);
+      const fill = contextFill(ps, ext);
+      const canvas = assembleCanvas(p, c, read, 0, fill);
+      const plain = assembleCanvas(p, c, read, 0);
+      const [D, H, W] = ext;
+      const [, CH, CW] = p.canvasShape;
+      for (let z = 0, v = 0; z < D; z++) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++, v++) {
+        const i = fill.owners[v];
+        const d = ps.map((q) => Math.max(...[z, y, x].map((u, a) => Math.max(q.dest.begin[a] - u, u - q.dest.end[a] + 1, 0))));
+        // The owner is the nearest placement, the first of equals.
+        assert.equal(i, d.indexOf(Math.min(...d)), `seed ${seed} canvas ${c} voxel ${[z, y, x]}`);
+        const at: Vec3 = [z, y, x].map((u, a) => u + ps[i].source.begin[a] - ps[i].dest.begin[a]) as unknown as Vec3;
+        assert.ok(contains(fill.reads[i], box(at, [at[0] + 1, at[1] + 1, at[2] + 1])));
+        assert.equal(canvas.data[(z * CH + y) * CW + x], read(box(at, [at[0] + 1, at[1] + 1, at[2] + 1])).data[0]);
+        if (d[i] === 0) assert.equal(canvas.data[(z * CH + y) * CW + x], plain.data[(z * CH + y) * CW + x]);
+        checked++;
+      }
+    }
+  }
+  assert.ok(checked > 100_000, `${checked} voxels checked`);
+});
+
+test('context fill: a resized placement keeps its dest and owns nothing around it', () => {
+  const p = pack([cand(0, box([0, 0, 0], [4, 120, 40])), cand(1, box([10, 10, 10], [12, 20, 20]))], options('grid', 'resize'));
+  const ps = p.placements.filter((x) => x.canvas === 0);
+  const fill = contextFill(ps, p.canvasShape);
+  ps.forEach((q, i) => {
+    const owned = fill.owners.reduce((n, o) => n + (o === i ? 1 : 0), 0);
+    if (q.resized) {
+      assert.equal(owned, 0);
+      assert.deepEqual(fill.reads[i], q.source);
+    } else assert.ok(owned >= volumeOf(q.dest));
+  });
+  assert.ok(ps.some((q) => q.resized));
+});
+
+test('growContext: context never makes a box that fits the canvas too big for it', () => {
+  const C: Vec3 = [16, 128, 128];
+  const ctx: Vec3 = [1, 4, 4];
+  assert.deepEqual(growContext(box([10, 10, 10], [14, 42, 42]), ctx, C), box([9, 6, 6], [15, 46, 46]));
+  // 16 deep fits exactly: no context in z; 15 deep: one section, after it.
+  assert.deepEqual(growContext(box([0, 0, 0], [16, 64, 64]), ctx, C), box([0, -4, -4], [16, 68, 68]));
+  assert.deepEqual(growContext(box([0, 0, 0], [15, 122, 64]), ctx, C), box([0, -3, -4], [16, 125, 68]));
+  // Longer than the canvas: it is split anyway, and its pieces get their full context.
+  assert.deepEqual(growContext(box([0, 0, 0], [20, 64, 64]), ctx, C), box([-1, -4, -4], [21, 68, 68]));
+  // A child of the re-crop lattice plus its context now packs as one piece, not two.
+  const child = cand(0, growContext(box([0, 0, 0], [16, 64, 64]), ctx, C));
+  assert.equal(pack([child], options('scale', 'crop_and_resize', { canvas: C, bounds: box([0, -8, -8], [32, 200, 200]) })).placements.length, 1);
+  assert.equal(pack([cand(0, grow(box([0, 0, 0], [16, 64, 64]), ctx))], options('scale', 'crop_and_resize', { canvas: C, bounds: box([-1, -8, -8], [32, 200, 200]) })).placements.length, 2);
 });
