@@ -30,6 +30,13 @@ export interface CanvasEffect {
    * the floor: one window against Gaussian-blended overlapping tiles).
    */
   oneStage?: { voxels: number; packedFlipFraction: number; inSituFlipFraction: number };
+  /**
+   * The network's own sensitivity to where a voxel sits in its window, for scale: the crop in
+   * situ vs in situ with the window moved by a quarter of the canvas extent along each axis
+   * where the crop stays inside (as overlapping sliding-window tiles see a voxel). Packing that
+   * flips no more voxels than this perturbs a crop no more than moving the window does.
+   */
+  shifted: { voxels: number; flipFraction: number };
 }
 
 /** `overrides`: the two-stage run's config overrides (its `pack.fill` decides the canvases' fill). */
@@ -54,7 +61,7 @@ export async function measureCanvasEffect(
     const opts = { batch: 1, mirror: false, fill, context: config.pack.fill === 'context' };
     const shared = [...new Set(placements.map((p) => p.canvas))].filter((c) => placements.filter((p) => p.canvas === c).length > 1);
     const reference = oneStageOut ? await openArray(path.join(oneStageOut, 'probabilities', '0')) : undefined;
-    let n = 0, sum = 0, max = 0, flips = 0, voxels = 0, refVoxels = 0, packedOff = 0, inSituOff = 0;
+    let n = 0, sum = 0, max = 0, flips = 0, voxels = 0, refVoxels = 0, packedOff = 0, inSituOff = 0, shiftVoxels = 0, shiftFlips = 0;
     for (const ci of shared) {
       if (n >= maxCrops) break;
       const [together] = await stage2(packing, [ci], read, ctx.fullres, opts);
@@ -71,6 +78,15 @@ export async function measureCanvasEffect(
         const at = translate(p.target, vec((a) => -shift[a]));
         const a = crop(channelOf(inSitu, 0, packing.canvasShape), [0, 0, 0], at);
         const t = crop(full, [0, 0, 0], at);
+        const q = vec((a) => Math.floor(ext[a] / 4));
+        const move = vec((a) => (at.begin[a] - q[a] >= 0 ? q[a] : at.end[a] + q[a] <= ext[a] ? -q[a] : 0));
+        if (move.some((m) => m !== 0)) {
+          const moved = { ...window, source: translate(window.source, move) };
+          const [m] = await stage2({ ...packing, canvases: 1, placements: [moved] }, [0], read, ctx.fullres, opts);
+          const b = crop(channelOf(m, 0, packing.canvasShape), [0, 0, 0], translate(at, vec((k) => -move[k])));
+          for (let i = 0; i < a.data.length; i++) if ((a.data[i] > 0.5) !== (b.data[i] > 0.5)) shiftFlips++;
+          shiftVoxels += a.data.length;
+        }
         for (let i = 0; i < a.data.length; i++) {
           const d = Math.abs(a.data[i] - t.data[i]);
           sum += d;
@@ -93,6 +109,7 @@ export async function measureCanvasEffect(
     const r = (x: number) => Math.round(x * 1e5) / 1e5;
     return {
       crops: n, meanAbsDiff: r(voxels ? sum / voxels : 0), maxAbsDiff: r(max), flipFraction: r(voxels ? flips / voxels : 0),
+      shifted: { voxels: shiftVoxels, flipFraction: r(shiftVoxels ? shiftFlips / shiftVoxels : 0) },
       ...(reference ? { oneStage: { voxels: refVoxels, packedFlipFraction: r(refVoxels ? packedOff / refVoxels : 0), inSituFlipFraction: r(refVoxels ? inSituOff / refVoxels : 0) } } : {}),
     };
   } finally {

@@ -41,8 +41,8 @@ const preset = `synthetic-${kind}`;
 const shape = (values.shape ? values.shape.split(',').map(Number) : DEFAULT_SHAPE[kind]) as [number, number, number];
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-isolation-'));
 const say = (s: string) => process.stderr.write(`${s}\n`);
-console.log(`| seed | setting | Dice | canvases | fill | flips packed vs in situ | packed vs one-stage | in situ vs one-stage | seconds |`);
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log(`| seed | setting | Dice | canvases | fill | flips packed vs in situ | in situ vs moved window | packed vs one-stage | in situ vs one-stage | seconds |`);
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const seed of values.seeds!.split(',').map(Number)) {
   const vol = path.join(dir, `vol-${seed}.zarr`);
   await writeSynth({ kind, shape, seed, fg: 0.01, out: vol, overwrite: true });
@@ -53,7 +53,7 @@ for (const seed of values.seeds!.split(',').map(Number)) {
     const r = await runJson(vol, out, preset, { mode: 'two-stage', ...over });
     const e = await evaluateOutput({ pred: out, gt: vol });
     const fx = await measureCanvasEffect(vol, out, preset, Number(values.crops), one, over);
-    const row = [seed, name, e.perClass['1'].dice.toFixed(4), r.canvases, r.fill.toFixed(3), fx.flipFraction, fx.oneStage?.packedFlipFraction, fx.oneStage?.inSituFlipFraction, r.seconds.toFixed(1)];
+    const row = [seed, name, e.perClass['1'].dice.toFixed(4), r.canvases, r.fill.toFixed(3), fx.flipFraction, fx.shifted.flipFraction, fx.oneStage?.packedFlipFraction, fx.oneStage?.inSituFlipFraction, r.seconds.toFixed(1)];
     console.log(`| ${row.join(' | ')} |`);
     say(row.join(' '));
     fs.rmSync(out, { recursive: true, force: true });

@@ -43,7 +43,10 @@ export interface TwoStageStats {
   children: number;
   boxes: number;
   canvases: number;
+  /** Σ crop voxels (box + context) / Σ canvas voxels. */
   fillRatio: number;
+  /** Σ crop voxels / Σ voxels the network ran (each canvas at its occupied extent). */
+  runFillRatio: number;
   /** Fraction of the pasted chunks' voxels some crop covered. */
   coverage: number;
   /** Decoded storage-chunk voxels / voxels stage two asked for (read amplification). */
@@ -272,6 +275,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
       boxes: st.boxes ?? 0,
       canvases: st.canvases ?? 0,
       fillRatio: st.canvasVoxels ? (st.filled ?? 0) / st.canvasVoxels : 0,
+      runFillRatio: st.ranVoxels ? (st.filled ?? 0) / st.ranVoxels : 0,
       coverage: (st.covered ?? 0) / Math.max(1, rangeVoxels(paste.range, graph.chunk, graph.volume)),
       readAmplification: st.needed ? (st.decoded ?? 0) / st.needed : 0,
     };

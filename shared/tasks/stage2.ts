@@ -128,6 +128,9 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
     canvases: packing.canvases,
     filled: Math.round(packing.fillRatio * packing.canvases * canvasVoxels),
     canvasVoxels: packing.canvases * canvasVoxels,
+    // What the network runs: each canvas at its occupied extent (a canvas's unused far side is
+    // not computed), so the compute a packing wastes is (ran − filled), not (canvasVoxels − filled).
+    ranVoxels: Array.from({ length: packing.canvases }, (_, i) => volumeOf(boxOfShape(occupied(packing, [i], card.divisor)))).reduce((a, b) => a + b, 0),
     decoded: reader.decoded(),
     needed: reader.needed(),
   };

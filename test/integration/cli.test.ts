@@ -51,6 +51,8 @@ test('two-stage on EM: Dice ≥ 0.90, boxes.json lists placed boxes, fill ratio 
   assert.ok(dice >= 0.9, `Dice ${dice}`);
   assert.ok(run.twoStage.boxes > 0 && run.twoStage.canvases > 0);
   assert.ok(run.twoStage.fillRatio > 0 && run.twoStage.fillRatio <= 1);
+  // Canvases run at their occupied extent, never more than whole canvases.
+  assert.ok(run.twoStage.runFillRatio >= run.twoStage.fillRatio && run.twoStage.runFillRatio <= 1, `run fill ${run.twoStage.runFillRatio}`);
   const boxes = JSON.parse(fs.readFileSync(path.join(out, 'boxes.json'), 'utf8'));
   assert.equal(boxes.boxes.length, run.twoStage.boxes);
   for (const b of boxes.boxes) assert.ok(b.placements.length >= 1, `box ${b.id} has a placement`);
