@@ -9,6 +9,7 @@
 //
 //   node --import tsx bench/tune.ts --kind em --seeds 21,22 > bench/tune-em.md 2> bench/tune-em.log
 //   node --import tsx bench/tune.ts --kind em --seeds 21,22 --from-log bench/tune-em.log   # the table again, from the runs' log
+//   node --import tsx bench/tune.ts --kind em --only pack.crop > bench/tune-em-crop.md   # one parameter
 //
 // Each run is a child process (`tessera run --json`), as in the benchmark.
 import { execFile } from 'node:child_process';
@@ -35,12 +36,20 @@ const SWEEP: Record<Kind, Array<[string, Array<[string, Override]>]>> = {
     ['boxes.margin', [[0, 2, 2], [1, 4, 4], [2, 8, 8]].map((v) => [v.join('×'), { boxes: { margin: v } }])],
     ['pack.context', [[0, 0, 0], [1, 4, 4], [2, 8, 8]].map((v) => [v.join('×'), { pack: { context: v } }])],
     ['boxes.nmmThreshold', [0.2, 0.35, 0.5].map((v) => [String(v), { boxes: { nmmThreshold: v } }])],
+    // The smallest box (boxes are grown to at least pack.crop): with its context it decides how
+    // many small crops stack in a canvas (6×40×40 crops: 2 deep × 3 × 3 in 16×128×128).
+    ['pack.crop', [[4, 32, 32], [3, 32, 32], [4, 24, 24], [3, 24, 24]].map((v) => [v.join('×'), { pack: { crop: v } }])],
+    // The re-crop lattice's tile: with its context, how many tiles share a canvas (16×64×64 tiles
+    // with 1×4×4 context are 18×72×72: one per canvas, split in two along z).
+    ['boxes.recrop', [[16, 64, 64], [14, 56, 56], [14, 48, 48]].map((v) => [v.join('×'), { boxes: { recrop: v } }])],
   ],
   ct: [
     ['boxes.roiThreshold', [0.01, 0.03, 0.1].map((v) => [String(v), { boxes: { roiThreshold: v } }])],
     ['boxes.margin', [[0, 2, 2], [1, 4, 4], [2, 8, 8]].map((v) => [v.join('×'), { boxes: { margin: v } }])],
     ['pack.context', [[1, 4, 4], [1, 8, 8], [2, 16, 16]].map((v) => [v.join('×'), { pack: { context: v } }])],
     ['boxes.nmmThreshold', [0.1, 0.2, 0.35].map((v) => [String(v), { boxes: { nmmThreshold: v } }])],
+    ['pack.crop', [[4, 16, 16], [3, 16, 16], [4, 12, 12], [3, 12, 12]].map((v) => [v.join('×'), { pack: { crop: v } }])],
+    ['boxes.recrop', [[16, 64, 64], [14, 48, 48], [14, 40, 40]].map((v) => [v.join('×'), { boxes: { recrop: v } }])],
   ],
 };
 
@@ -81,6 +90,8 @@ async function main(): Promise<void> {
   if (seeds.includes(7)) throw new Error('seed 7 is the benchmark volume: tune on other seeds');
   const preset = `synthetic-${kind}`;
   const fromLog = arg('from-log', '');
+  // --only PARAM: sweep one parameter (its table alone).
+  const only = arg('only', '');
   const logged = new Map<string, Row[]>();
   if (fromLog) {
     for (const l of fs.readFileSync(fromLog, 'utf8').split('\n')) {
@@ -98,8 +109,8 @@ async function main(): Promise<void> {
     }
   }
   const lines = [`# Tuning ${preset} on seeds ${seeds.join(', ')} (${DEFAULT_SHAPE[kind].join('×')}, 1 % foreground)`, '',
-    `Made with \`node --import tsx bench/tune.ts --kind ${kind} --seeds ${seeds.join(',')}\`${fromLog ? ` (its runs are logged in ${path.basename(fromLog)}; this table was rendered from that log with \`--from-log\`)` : ''} (2 cores, shared: seconds are noisy). One parameter at a time around the preset, two-stage; seconds, Dice and canvases are means over the seeds. Rule: a value replaces the preset's only if it needs fewer canvases (stage two's cost) at a mean Dice at most ${NOISE} lower, or raises the mean Dice by more than ${NOISE} at no more canvases; speed-for-quality trade-offs are left to the user and shown here.`, ''];
-  for (const [param, values] of SWEEP[kind]) {
+    `Made with \`node --import tsx bench/tune.ts --kind ${kind} --seeds ${seeds.join(',')}${only ? ` --only ${only}` : ''}\`${fromLog ? ` (its runs are logged in ${path.basename(fromLog)}; this table was rendered from that log with \`--from-log\`)` : ''} (2 cores, shared: seconds are noisy). One parameter at a time around the preset, two-stage; seconds, Dice and canvases are means over the seeds. Rule: a value replaces the preset's only if it needs fewer canvases (stage two's cost) at a mean Dice at most ${NOISE} lower, or raises the mean Dice by more than ${NOISE} at no more canvases; speed-for-quality trade-offs are left to the user and shown here.`, ''];
+  for (const [param, values] of SWEEP[kind].filter(([p]) => !only || p === only)) {
     const rows: Row[] = logged.get(param) ?? [];
     if (!fromLog) {
       for (const [value, over] of values) {

@@ -98,7 +98,7 @@ const RAW: Record<string, Preset> = {
       nmsThreshold: 0.7, nmmThreshold: 0.2, metric: 'iou', mode: 'auto', recrop: [16, 64, 64], cropThreshold: [16, 128, 128],
     },
     select: { lambda: 0.05, featurePooling: 'max' },
-    pack: { canvas: [16, 128, 128], crop: [4, 16, 16], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'context', context: [1, 8, 8], contextFit: 'clip' },
+    pack: { canvas: [16, 128, 128], crop: [3, 16, 16], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'context', context: [1, 8, 8], contextFit: 'clip' },
   },
 };
 
