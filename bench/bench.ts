@@ -296,6 +296,7 @@ function markdown(r: any): string {
     `- stage two vs oracle stage two (seconds ratio): ${r.stage2VsOracle}`,
     `- a crop's prediction with canvas neighbours vs in situ (the same canvas holding the volume around it instead) (${r.canvasEffect.crops} crops): mean |Δp| ${r.canvasEffect.meanAbsDiff}, max |Δp| ${r.canvasEffect.maxAbsDiff}, voxels whose class flips ${r.canvasEffect.flipFraction}`,
     ...(r.canvasEffect.oneStage ? [`- the same crops against one-stage (nnU-Net's sliding window) on ${r.canvasEffect.oneStage.voxels} pasted voxels: class differs packed ${r.canvasEffect.oneStage.packedFlipFraction}, in situ ${r.canvasEffect.oneStage.inSituFlipFraction} (one window vs Gaussian-blended overlapping tiles: the floor)`] : []),
+    `- the same crops in situ vs in situ with the window moved by a quarter canvas (the network's own sensitivity to window position) on ${r.canvasEffect.shifted.voxels} voxels: class differs ${r.canvasEffect.shifted.flipFraction}`,
     `- peak RSS: two-stage ${r.peakMemory.defaultMB} MB on the default volume, ${r.peakMemory.largeMB ?? '–'} MB on ${r.peakMemory.largeShape ? r.peakMemory.largeShape.join('×') : '–'}; one-stage ${r.oneStage.peakRssMB} MB`,
     ...(r.scaling ? [`- the 4× volume: wall time ${r.scaling.wallRatio4x}×, peak RSS ${r.scaling.rssRatio4x}× the default's`] : []),
   ];

@@ -43,6 +43,9 @@ const preset = `synthetic-${kind}`;
 const shape = (values.shape ? values.shape.split(',').map(Number) : DEFAULT_SHAPE[kind]) as [number, number, number];
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-isolation-'));
 const say = (s: string) => process.stderr.write(`${s}\n`);
+console.log([
+  `# Canvas isolation, ${kind.toUpperCase()}, tuning seeds ${values.seeds} (${shape.join('×')}, 1 % foreground)`, '',
+  `Made with \`node --import tsx bench/isolation.ts --kind ${kind} --seeds ${values.seeds}\`. Per setting: a two-stage run scored against ground truth (Dice), then up to ${values.crops} crops of shared canvases run three ways — packed with their neighbours; in situ (a canvas of the same extent with the crop at the same place, holding the volume around it instead of neighbours); in situ with the window moved by a quarter canvas. A flip is a pasted voxel whose class (p > 0.5) differs. "in situ vs moved window" is the network's own sensitivity to where a voxel sits in its window; "in situ vs one-stage" is one window against nnU-Net's Gaussian-blended tiles. "fill of what ran" counts each canvas at its occupied extent, as the network runs it.`, ''].join('\n'));
 console.log(`| seed | setting | Dice | canvases | fill | fill of what ran | flips packed vs in situ | in situ vs moved window | packed vs one-stage | in situ vs one-stage | seconds |`);
 console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const seed of values.seeds!.split(',').map(Number)) {
