@@ -238,7 +238,7 @@ export async function writeReport(o: ReportOptions): Promise<ReportResult> {
     ['status', String(doc.status)], ['mode', config.mode], ['output', o.output], ['input', inputPath ?? '–'],
     ['volume', `${shape.join(' × ')} voxels, spacing ${spacing.join(' × ')} ${config.unit}`],
     ...(report ? [['time', `${report.seconds.total} s, ${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s, peak RSS ${report.peakRssMB} MB`] as [string, string]] : []),
-    ...(report?.twoStage ? [['boxes', `${report.twoStage.boxes} in ${report.twoStage.canvases} canvases, fill ${report.twoStage.fillRatio.toFixed(3)} (${report.twoStage.runFillRatio.toFixed(3)} of what ran), coverage ${report.twoStage.coverage.toFixed(3)}, read amplification ${report.twoStage.readAmplification.toFixed(2)}`] as [string, string]] : []),
+    ...(report?.twoStage ? [['boxes', `${report.twoStage.boxes} in ${report.twoStage.canvases} canvases, fill ${report.twoStage.fillRatio.toFixed(3)}${report.twoStage.runFillRatio === undefined ? '' : ` (${report.twoStage.runFillRatio.toFixed(3)} of what ran)`}, coverage ${report.twoStage.coverage.toFixed(3)}, read amplification ${report.twoStage.readAmplification.toFixed(2)}`] as [string, string]] : []),
     ...(report ? [['tasks', Object.entries(report.tasks).map(([k, t]) => `${k} ${t.ran} ran, ${t.reused} reused${t.failed ? `, ${t.failed} failed` : ''}${t.skipped ? `, ${t.skipped} skipped` : ''}`).join('; ')] as [string, string]] : []),
   ];
   const html = `<!doctype html>

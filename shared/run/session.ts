@@ -45,8 +45,8 @@ export interface TwoStageStats {
   canvases: number;
   /** Σ crop voxels (box + context) / Σ canvas voxels. */
   fillRatio: number;
-  /** Σ crop voxels / Σ voxels the network ran (each canvas at its occupied extent). */
-  runFillRatio: number;
+  /** Σ crop voxels / Σ voxels the network ran (each canvas at its occupied extent); absent in run.json files written before it was reported. */
+  runFillRatio?: number;
   /** Fraction of the pasted chunks' voxels some crop covered. */
   coverage: number;
   /** Decoded storage-chunk voxels / voxels stage two asked for (read amplification). */

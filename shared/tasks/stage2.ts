@@ -76,6 +76,8 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
   const fill = c.pack.fill === 'min' ? normalize([0], card.normalization)[0] : 0;
   const context = c.pack.fill === 'context';
   const reader = cachedReader(ctx.src, ctx.inputCache);
+  // A context fill reads more than the crops' sources: what each canvas's crops own around them
+  // (stage2() derives the same regions again when it assembles the canvas; it is cheap).
   const reads = context
     ? Array.from({ length: packing.canvases }, (_, ci) => canvasContext(packing, ci, card.divisor).reads.map((b) => ({ canvas: ci, box: b }))).flat()
     : packing.placements.map((p) => ({ canvas: p.canvas, box: p.source }));
