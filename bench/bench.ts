@@ -63,7 +63,8 @@ function tta(preset: string): { baseline: boolean; stage1: boolean; stage2: bool
 
 const say = (s: string) => process.stderr.write(s + '\n');
 
-async function run(input: string, output: string, preset: string, overrides: Record<string, unknown>, extra: string[] = []): Promise<RunReport> {
+/** One `tessera run --json` in a child process (its own peak memory), config = preset + overrides. */
+export async function run(input: string, output: string, preset: string, overrides: Record<string, unknown>, extra: string[] = []): Promise<RunReport> {
   const cfg = `${output}.config.json`;
   fs.writeFileSync(cfg, JSON.stringify({ extends: preset, ...overrides }));
   const { stdout } = await exec(process.execPath, [CLI, 'run', '--input', input, '--output', output, '--config', cfg, '--json', '--overwrite', ...extra], {

@@ -4,20 +4,15 @@
 //
 //   node --import tsx bench/isolation.ts --kind em --seeds 21,22 > bench/isolation-em.md
 //   node --import tsx bench/isolation.ts --kind ct --seeds 23,24 > bench/isolation-ct.md
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as os from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { evaluateOutput } from '../shared/run/eval.ts';
 import { writeSynth } from '../shared/run/synth.ts';
-import { DEFAULT_SHAPE } from './bench.ts';
+import { DEFAULT_SHAPE, run } from './bench.ts';
 import { measureCanvasEffect } from './canvas-effect.ts';
 
-const exec = promisify(execFile);
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/tessera.mjs');
 type Override = Record<string, Record<string, unknown>>;
 
 // Every row sets both choices, so the preset is one of the rows whichever it takes.
@@ -30,10 +25,7 @@ const SETTINGS: Array<[string, Override]> = JSON.parse(process.env.ISO_SETTINGS 
 ];
 
 async function runJson(vol: string, out: string, preset: string, over: Record<string, unknown>): Promise<{ seconds: number; canvases: number; fill: number; runFill: number }> {
-  const cfg = `${out}.config.json`;
-  fs.writeFileSync(cfg, JSON.stringify({ extends: preset, ...over }));
-  const { stdout } = await exec(process.execPath, [CLI, 'run', '--input', vol, '--output', out, '--config', cfg, '--json', '--overwrite'], { maxBuffer: 1 << 26, env: { ...process.env, TESSERA_LOG: 'warn' } });
-  const r = JSON.parse(stdout.trim().split('\n').pop()!);
+  const r = await run(vol, out, preset, over);
   return { seconds: r.seconds.total, canvases: r.twoStage?.canvases ?? 0, fill: r.twoStage?.fillRatio ?? 0, runFill: r.twoStage?.runFillRatio ?? 0 };
 }
 

@@ -93,12 +93,16 @@ export function assembleCanvas(
   if (context) {
     const [D, H, W] = context.ext;
     const [, CH, CW] = packing.canvasShape;
-    const at = ps.map((p, i) => [0, 1, 2].map((a) => p.source.begin[a] - p.dest.begin[a] - context.reads[i].begin[a]));
+    // Canvas voxel (z, y, x) of owner i is read element base[i] + (z·h + y)·w + x of its read.
+    const hw = got.map((g) => [g.shape[1], g.shape[2]]);
+    const base = ps.map((p, i) => {
+      const [oz, oy, ox] = [0, 1, 2].map((a) => p.source.begin[a] - p.dest.begin[a] - context.reads[i].begin[a]);
+      return (oz * hw[i][0] + oy) * hw[i][1] + ox;
+    });
     for (let z = 0, v = 0; z < D; z++) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++, v++) {
       const i = context.owners[v];
       if (i < 0) continue;
-      const [, h, w] = got[i].shape;
-      canvas.data[(z * CH + y) * CW + x] = got[i].data[((z + at[i][0]) * h + y + at[i][1]) * w + x + at[i][2]];
+      canvas.data[(z * CH + y) * CW + x] = got[i].data[base[i] + (z * hw[i][0] + y) * hw[i][1] + x];
     }
   }
   ps.forEach((p, i) => {

@@ -99,7 +99,7 @@ export async function stage2(
  * The context fill of canvas `ci` over its own occupied extent (what the network runs), so a
  * canvas is assembled the same whatever it is batched with.
  */
-export function canvasContext(packing: Packing, ci: number, divisor: Vec3): ContextFill {
+function canvasContext(packing: Packing, ci: number, divisor: Vec3): ContextFill {
   return contextFill(packing.placements.filter((p) => p.canvas === ci), occupied(packing, [ci], divisor));
 }
 

@@ -9,7 +9,8 @@ import { type Array3, array3 } from '../array/array3.ts';
 import { normalize } from '../infer/model.ts';
 import { policyByName } from '../pipeline/select.ts';
 import { type Packing, growContext, pack, unpackCanvas } from '../pipeline/pack.ts';
-import { canvasContext, channelOf, occupied, stage2 } from '../pipeline/stage2.ts';
+import { channelOf, occupied, stage2 } from '../pipeline/stage2.ts';
+import { contextFill } from '../pipeline/pack-fill.ts';
 import pLimit from 'p-limit';
 import { type CachedReader, cachedReader } from '../volume/source.ts';
 import { readAhead } from '../cache.ts';
@@ -74,12 +75,14 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
   }
 
   const fill = c.pack.fill === 'min' ? normalize([0], card.normalization)[0] : 0;
+  // Each canvas runs at its occupied extent (batches, context fill and the ran-voxel count use it).
+  const exts = Array.from({ length: packing.canvases }, (_, i) => occupied(packing, [i], card.divisor));
   const context = c.pack.fill === 'context';
   const reader = cachedReader(ctx.src, ctx.inputCache);
   // A context fill reads more than the crops' sources: what each canvas's crops own around them
   // (stage2() derives the same regions again when it assembles the canvas; it is cheap).
   const reads = context
-    ? Array.from({ length: packing.canvases }, (_, ci) => canvasContext(packing, ci, card.divisor).reads.map((b) => ({ canvas: ci, box: b }))).flat()
+    ? exts.flatMap((ext, ci) => contextFill(packing.placements.filter((p) => p.canvas === ci), ext).reads.map((b) => ({ canvas: ci, box: b })))
     : packing.placements.map((p) => ({ canvas: p.canvas, box: p.source }));
   const sources = await ctx.timings.time('read', () => readSources(reads, reader, ctx.src.full.array.chunks));
   const read = async (b: Box) => {
@@ -94,7 +97,7 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
   const groups: number[][] = [];
   let last = '';
   for (let i = 0; i < packing.canvases; i++) {
-    const ext = occupied(packing, [i], card.divisor).join(',');
+    const ext = exts[i].join(',');
     if (groups.length && ext === last && groups[groups.length - 1].length < batch) groups[groups.length - 1].push(i);
     else groups.push([i]);
     last = ext;
@@ -132,17 +135,17 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
     canvasVoxels: packing.canvases * canvasVoxels,
     // What the network runs: each canvas at its occupied extent (a canvas's unused far side is
     // not computed), so the compute a packing wastes is (ran − filled), not (canvasVoxels − filled).
-    ranVoxels: Array.from({ length: packing.canvases }, (_, i) => volumeOf(boxOfShape(occupied(packing, [i], card.divisor)))).reduce((a, b) => a + b, 0),
+    ranVoxels: exts.reduce((n, e) => n + e[0] * e[1] * e[2], 0),
     decoded: reader.decoded(),
     needed: reader.needed(),
   };
 }
 
 /**
- * Every canvas's reads (crops' sources, or the larger regions of a context fill), read once in storage-chunk order: consecutive reads share storage chunks,
- * so each is decoded once even with a small cache, and what stays in memory is the voxels the
- * canvases need rather than a block's worth of decoded chunks. `take` hands a source out and
- * drops it after its last use.
+ * Every canvas's reads (crops' sources, or the larger regions of a context fill), read once in
+ * storage-chunk order: consecutive reads share storage chunks, so each is decoded once even with
+ * a small cache, and what stays in memory is the voxels the canvases need rather than a block's
+ * worth of decoded chunks. `take` hands a read out and drops it after its last use.
  */
 async function readSources(reads: ReadonlyArray<{ canvas: number; box: Box }>, reader: CachedReader, chunk: Vec3) {
   const key = (b: Box) => `${b.begin}|${b.end}`;

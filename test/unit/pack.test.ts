@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {
   type Box, type Vec3, box, boxAt, boxOfShape, contains, equals, grow, intersect, isEmpty, shapeOf, translate, volumeOf,
 } from '../../shared/geometry/box.ts';
-import { type Array3, array3, crop } from '../../shared/array/array3.ts';
+import { type Array3, array3, copyRegion, crop } from '../../shared/array/array3.ts';
 import { type Candidate, recrop } from '../../shared/pipeline/boxes.ts';
 import {
   type PackHeuristic, type PackOptions, type Packing, type Postprocess, assembleCanvas, growContext, pack, unpackCanvas,
@@ -278,14 +278,7 @@ test('context fill: every canvas voxel shows the volume where its nearest crop w
   // Reads reach outside the volume (a crop near a border owns voxels past it): pad with -1.
   const read = (s: Box) => {
     const out = array3(new Float32Array(volumeOf(s)).fill(-1), shapeOf(s));
-    const inside = intersect(s, BOUNDS);
-    if (!isEmpty(inside)) {
-      const part = crop(vol, [0, 0, 0], inside);
-      const [, h, w] = out.shape;
-      for (let z = inside.begin[0]; z < inside.end[0]; z++) for (let y = inside.begin[1]; y < inside.end[1]; y++) for (let x = inside.begin[2]; x < inside.end[2]; x++) {
-        out.data[((z - s.begin[0]) * h + y - s.begin[1]) * w + x - s.begin[2]] = part.data[((z - inside.begin[0]) * part.shape[1] + y - inside.begin[1]) * part.shape[2] + x - inside.begin[2]];
-      }
-    }
+    copyRegion(vol, [0, 0, 0], out, s.begin, s);
     return out;
   };
   let checked = 0;
