@@ -214,9 +214,11 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
       // What isolating crops further costs (the canvas-effect lines compare with one-stage).
       ['context 2×8×8', { pack: { context: [2, 8, 8] } }],
       ['gap 2×16×16', { pack: { gap: [2, 16, 16] } }],
-      // The canvas choices the CT preset takes (tuned on CT seeds; on EM they trade Dice for canvases).
+      // The canvas choices the presets did not take, and their packing before the stage-two nets
+      // were local (bench/isolation-*.md).
       ['fill context', { pack: { fill: 'context' } }],
-      ['context fit clip', { pack: { contextFit: 'clip' } }],
+      ['context fit split', { pack: { contextFit: 'split' } }],
+      ['canvas 16×128×128, context 1×4×4', { pack: { canvas: [16, 128, 128], context: [1, 4, 4] } }],
     ];
     for (const [name, over] of variants) {
       say(`bench: ablation ${name}`);

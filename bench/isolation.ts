@@ -4,6 +4,9 @@
 //
 //   node --import tsx bench/isolation.ts --kind em --seeds 21,22 > bench/isolation-em.md
 //   node --import tsx bench/isolation.ts --kind ct --seeds 23,24 > bench/isolation-ct.md
+//
+// --over JSON: config overrides for every run, one-stage included (e.g. another model:
+// '{"models":{"fullres":"/tmp/m/synthetic-em-fullres.onnx"}}'); ISO_SETTINGS replaces the rows.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as os from 'node:os';
@@ -29,7 +32,8 @@ async function runJson(vol: string, out: string, preset: string, over: Record<st
   return { seconds: r.seconds.total, canvases: r.twoStage?.canvases ?? 0, fill: r.twoStage?.fillRatio ?? 0, runFill: r.twoStage?.runFillRatio ?? 0 };
 }
 
-const { values } = parseArgs({ options: { kind: { type: 'string', default: 'em' }, seeds: { type: 'string', default: '21' }, shape: { type: 'string' }, crops: { type: 'string', default: '48' } } });
+const { values } = parseArgs({ options: { kind: { type: 'string', default: 'em' }, seeds: { type: 'string', default: '21' }, shape: { type: 'string' }, crops: { type: 'string', default: '48' }, over: { type: 'string', default: '{}' } } });
+const base = JSON.parse(values.over!) as Record<string, unknown>;
 const kind = values.kind as 'em' | 'ct';
 const preset = `synthetic-${kind}`;
 const shape = (values.shape ? values.shape.split(',').map(Number) : DEFAULT_SHAPE[kind]) as [number, number, number];
@@ -44,12 +48,14 @@ for (const seed of values.seeds!.split(',').map(Number)) {
   const vol = path.join(dir, `vol-${seed}.zarr`);
   await writeSynth({ kind, shape, seed, fg: 0.01, out: vol, overwrite: true });
   const one = path.join(dir, `one-${seed}.zarr`);
-  await runJson(vol, one, preset, { mode: 'one-stage', output: { probabilities: true } });
+  const oneRun = await runJson(vol, one, preset, { ...base, mode: 'one-stage', output: { probabilities: true } });
+  const oneDice = (await evaluateOutput({ pred: one, gt: vol })).perClass['1'].dice;
+  console.log(`| ${seed} | one-stage (reference) | ${oneDice.toFixed(4)} | | | | | | | | ${oneRun.seconds.toFixed(1)} |`);
   for (const [name, over] of SETTINGS) {
     const out = path.join(dir, `two-${seed}.zarr`);
-    const r = await runJson(vol, out, preset, { mode: 'two-stage', ...over });
+    const r = await runJson(vol, out, preset, { ...base, mode: 'two-stage', ...over });
     const e = await evaluateOutput({ pred: out, gt: vol });
-    const fx = await measureCanvasEffect(vol, out, preset, Number(values.crops), one, over);
+    const fx = await measureCanvasEffect(vol, out, preset, Number(values.crops), one, { ...base, ...over });
     const row = [seed, name, e.perClass['1'].dice.toFixed(4), r.canvases, r.fill.toFixed(3), r.runFill.toFixed(3), fx.flipFraction, fx.shifted.flipFraction, fx.oneStage?.packedFlipFraction, fx.oneStage?.inSituFlipFraction, r.seconds.toFixed(1)];
     console.log(`| ${row.join(' | ')} |`);
     say(row.join(' '));

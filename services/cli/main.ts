@@ -135,6 +135,7 @@ model.command('card <model.onnx>')
     });
     if (o.json) { process.stdout.write(JSON.stringify(r) + '\n'); return; }
     process.stdout.write(`wrote ${r.sidecar}: ${r.card.inputName} → ${r.card.outputName} (${(r.card.classes as string[]).length} channels, ${r.card.output} + ${r.card.activation}), divisor [${(r.card.divisor as number[]).join(', ')}]${r.divisorProbed ? ' (probed)' : ''}; one patch ${o.patch.join('x')} ran, outputs in [${r.range.map((v) => v.toPrecision(4)).join(', ')}]\n`);
+    if (r.windowNorm) process.stdout.write(`note: the graph normalises over its whole input (${r.windowNorm}): as a stage-two network, crops packed in one canvas will change each other's output (docs/models.md, "Canvas isolation")\n`);
   });
 
 program.command('bench')

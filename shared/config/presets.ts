@@ -67,7 +67,9 @@ const RAW: Record<string, Preset> = {
   // The synthetic presets are tuned on seeds 21, 22 (EM) and 23, 24 (CT), never on the benchmark
   // volume (bench/tune.ts, bench/tune-*.md): objects are small and sparse, so boxes are tight
   // (cells of one stage-one voxel, a small margin), packed at one scale with real context around
-  // each box that is read but never pasted back.
+  // each box that is read but never pasted back. Their stage-two nets are local (batch norm folded
+  // into the convs), so crops can sit edge to edge with in-plane context only: 16×144×144
+  // canvases hold four 16×64×64 re-crop children with 4 voxels of context each (bench/isolation-*.md).
   'synthetic-em': {
     name: 'synthetic-em',
     spacing: [40, 4, 4],
@@ -82,13 +84,13 @@ const RAW: Record<string, Preset> = {
       nmsThreshold: 0.75, nmmThreshold: 0.35, metric: 'iou', mode: 'auto', recrop: [16, 64, 64], cropThreshold: [16, 128, 128],
     },
     select: { lambda: 0.03, featurePooling: 'max' },
-    pack: { canvas: [16, 128, 128], crop: [4, 32, 32], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [1, 4, 4] },
+    pack: { canvas: [16, 144, 144], crop: [4, 32, 32], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 4, 4], contextFit: 'clip' },
   },
   'synthetic-ct': {
     name: 'synthetic-ct',
     spacing: [2.5, 0.8, 0.8],
     unit: 'millimeter',
-    // Stage one at 32×96×96 (trained 32×64×64), canvases of 16×128×128 (trained 32×96×96).
+    // Stage one at 32×96×96 (trained 32×64×64), canvases of 16×144×144 (trained 16×64×64).
     models: { fullres: 'models/synthetic-ct-fullres.onnx', lowres: 'models/synthetic-ct-lowres.onnx', allowOtherPatch: true },
     io: { chunk: [32, 384, 384], outputChunk: [16, 128, 128] },
     baseline: { patch: [32, 96, 96], step: 0.5, mirror: false },
@@ -98,7 +100,7 @@ const RAW: Record<string, Preset> = {
       nmsThreshold: 0.7, nmmThreshold: 0.2, metric: 'iou', mode: 'auto', recrop: [16, 64, 64], cropThreshold: [16, 128, 128],
     },
     select: { lambda: 0.05, featurePooling: 'max' },
-    pack: { canvas: [16, 128, 128], crop: [3, 16, 16], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'context', context: [1, 8, 8], contextFit: 'clip' },
+    pack: { canvas: [16, 144, 144], crop: [3, 16, 16], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 4, 4], contextFit: 'clip' },
   },
 };
 

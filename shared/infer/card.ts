@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import type { Vec3 } from '../geometry/box.ts';
 import { ModelError } from '../errors.ts';
 import { mulberry32 } from '../synth/random.ts';
-import { type Normalization, loadModelCard, sha256File, sidecarPath } from './model.ts';
+import { type Normalization, loadModelCard, sha256File, sidecarPath, windowNormalization } from './model.ts';
 import { writeJsonAtomic } from '../volume/store.ts';
 
 export interface CardOptions {
@@ -42,6 +42,8 @@ export interface CardReport {
   /** Output value range on one patch of noise. */
   range: [number, number];
   divisorProbed: boolean;
+  /** The graph's operator that normalises over the whole window (crops packed in one canvas then affect each other), if any. */
+  windowNorm?: string;
 }
 
 type Session = ort.InferenceSession;
@@ -171,7 +173,7 @@ export async function writeModelCard(onnx: string, o: CardOptions): Promise<Card
       fs.rmSync(sidecar, { force: true });
       throw err;
     }
-    return { sidecar, card, range: [lo, hi], divisorProbed };
+    return { sidecar, card, range: [lo, hi], divisorProbed, windowNorm: windowNormalization(onnx) };
   } finally {
     await s.release();
   }

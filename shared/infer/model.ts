@@ -47,6 +47,21 @@ export function sha256File(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
+/** ONNX operators that normalise over a whole input window rather than per channel with fixed statistics. */
+const WINDOW_NORMS = ['InstanceNormalization', 'GroupNormalization', 'LayerNormalization'];
+
+/**
+ * The first operator in the graph that normalises over the whole input window, if any
+ * (nnU-Net's exports hold InstanceNormalization). Such a network lets every crop packed in a
+ * canvas change every other crop's output, however far apart they lie; a net whose batch norm is
+ * folded into its convs is local. Found by the operator's name in the file: protobuf stores a
+ * node's op_type as plain bytes, and ONNX Runtime does not list a session's operators.
+ */
+export function windowNormalization(onnxPath: string): string | undefined {
+  const bytes = fs.readFileSync(onnxPath);
+  return WINDOW_NORMS.find((op) => bytes.includes(op));
+}
+
 function vec3(v: unknown): v is Vec3 {
   return Array.isArray(v) && v.length === 3 && v.every((x) => typeof x === 'number' && Number.isFinite(x) && x > 0);
 }

@@ -278,7 +278,7 @@ function writeModel(dir: string, name: string, card: Card, opts: { sidecar?: boo
 
 // synthetic-em: spacing [40,4,4], stage1.spacing [40,16,16], stage1.patch [16,64,64],
 // baseline.patch and pack.canvas [16,128,128], pack.crop [16,64,64].
-const FULL: Card = { spacing: [40, 4, 4], patchSize: [16, 128, 128], divisor: [16, 32, 32] };
+const FULL: Card = { spacing: [40, 4, 4], patchSize: [16, 144, 144], divisor: [16, 16, 16] };
 const LOW: Card = { spacing: [40, 16, 16], patchSize: [16, 64, 64], divisor: [8, 16, 16] };
 
 function modelConfig(dir: string, overrides: Record<string, unknown> = {}, full: Card = FULL, low: Card = LOW,
@@ -306,7 +306,7 @@ test('checkModels: matching models pass and their cards carry the file hash', (t
 test('checkModels: patch or canvas not divisible by the model divisor names the key', (t) => {
   const dir = tmpDir(t);
   configError(() => checkModels(modelConfig(dir, { stage1: { patch: [16, 72, 64] } })), 'stage1.patch');
-  configError(() => checkModels(modelConfig(dir, { pack: { canvas: [16, 112, 128] } })), 'pack.canvas');
+  configError(() => checkModels(modelConfig(dir, { pack: { canvas: [16, 120, 128] } })), 'pack.canvas');
   configError(() => checkModels(modelConfig(dir, { mode: 'one-stage', baseline: { patch: [24, 128, 128] } })), 'baseline.patch');
   configError(() => checkModels(modelConfig(dir, { pack: { crop: [16, 160, 64], canvas: [16, 128, 128] } })), 'pack.crop');
 });

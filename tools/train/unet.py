@@ -1,8 +1,14 @@
 """A small nnU-Net-style 3D U-Net that exports cleanly to ONNX for onnxruntime (CPU and WebGPU).
 
-Per level: (conv3d k - InstanceNorm3d(affine) - LeakyReLU(0.01)) x 2; the first conv of each
-deeper level is strided by that level's pooling kernel (nnU-Net style, so the graph holds only
-Conv, InstanceNormalization, LeakyRelu, Resize, Concat). Up-sampling is nearest
+Per level: (conv3d k - norm - LeakyReLU(0.01)) x 2; the first conv of each deeper level is
+strided by that level's pooling kernel (nnU-Net style, so the graph holds only Conv,
+InstanceNormalization, LeakyRelu, Resize, Concat).
+
+norm is InstanceNorm3d(affine) as in nnU-Net, or BatchNorm3d ("batch"). Instance norm makes every
+voxel's output depend on the whole input window, so crops packed in one canvas change each
+other's output however far apart they are. Batch norm is a fixed affine map at inference and is
+folded into the conv before export (fold_batchnorm): the exported net is then a pure local
+operator, and a crop's output depends only on voxels within the receptive field. Up-sampling is nearest
 F.interpolate + 1x1x1 conv: no ConvTranspose3d, which onnxruntime's WebGPU provider rejects.
 Output: logits [N, classes, D, H, W] (apply softmax over dim 1).
 
@@ -24,19 +30,29 @@ def _pad(k: Sequence[int]) -> Triple:
 
 
 class ConvNormAct(nn.Module):
-    def __init__(self, cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int] = (1, 1, 1)):
+    def __init__(self, cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int] = (1, 1, 1),
+                 norm: str = "instance"):
         super().__init__()
         self.conv = nn.Conv3d(cin, cout, tuple(kernel), stride=tuple(stride), padding=_pad(kernel), bias=True)
-        self.norm = nn.InstanceNorm3d(cout, eps=1e-5, affine=True)
+        self.norm = _norm(norm, cout)
         self.act = nn.LeakyReLU(0.01, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.norm(self.conv(x)))
 
 
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "instance":
+        return nn.InstanceNorm3d(channels, eps=1e-5, affine=True)
+    if kind == "batch":
+        return nn.BatchNorm3d(channels, eps=1e-5)
+    raise ValueError(f"norm must be instance or batch, not {kind!r}")
+
+
 class Block(nn.Sequential):
-    def __init__(self, cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int] = (1, 1, 1)):
-        super().__init__(ConvNormAct(cin, cout, kernel, stride), ConvNormAct(cout, cout, kernel))
+    def __init__(self, cin: int, cout: int, kernel: Sequence[int], stride: Sequence[int] = (1, 1, 1),
+                 norm: str = "instance"):
+        super().__init__(ConvNormAct(cin, cout, kernel, stride, norm), ConvNormAct(cout, cout, kernel, norm=norm))
 
 
 class Up(nn.Module):
@@ -59,22 +75,24 @@ class UNet3D(nn.Module):
         pools: Sequence[Sequence[int]] = ((1, 2, 2), (1, 2, 2), (2, 2, 2)),
         in_channels: int = 1,
         classes: int = 2,
+        norm: str = "instance",
     ):
         super().__init__()
         assert len(kernels) == len(features) and len(pools) == len(features) - 1
+        self.norm = norm
         self.features = [int(f) for f in features]
         self.kernels = [tuple(int(v) for v in k) for k in kernels]
         self.pools = [tuple(int(v) for v in p) for p in pools]
         self.enc = nn.ModuleList()
         cin = in_channels
         for i, f in enumerate(self.features):
-            self.enc.append(Block(cin, f, self.kernels[i], (1, 1, 1) if i == 0 else self.pools[i - 1]))
+            self.enc.append(Block(cin, f, self.kernels[i], (1, 1, 1) if i == 0 else self.pools[i - 1], norm))
             cin = f
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         for i in range(len(self.features) - 2, -1, -1):
             self.up.append(Up(self.features[i + 1], self.features[i], self.pools[i]))
-            self.dec.append(Block(2 * self.features[i], self.features[i], self.kernels[i]))
+            self.dec.append(Block(2 * self.features[i], self.features[i], self.kernels[i], norm=norm))
         self.head = nn.Conv3d(self.features[0], classes, 1, bias=True)
 
     @property
@@ -114,8 +132,23 @@ ARCH = {
 }
 
 
-def build(kind: str, stage: str) -> UNet3D:
-    return UNet3D(**ARCH[(kind, stage)])
+def build(kind: str, stage: str, norm: str = "instance") -> UNet3D:
+    return UNet3D(**ARCH[(kind, stage)], norm=norm)
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm3d into the conv before it (in place) and drop it, so the
+    exported graph holds no normalisation node: y = g * (conv(x) - mean) / sqrt(var + eps) + b
+    is the conv with weights scaled by s = g / sqrt(var + eps) and bias s * (bias - mean) + b."""
+    for m in model.modules():
+        if isinstance(m, ConvNormAct) and isinstance(m.norm, nn.BatchNorm3d):
+            bn, conv = m.norm, m.conv
+            s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            conv.weight.mul_(s.view(-1, 1, 1, 1, 1))
+            conv.bias.copy_(s * (conv.bias - bn.running_mean) + bn.bias)
+            m.norm = nn.Identity()
+    return model
 
 
 if __name__ == "__main__":
