@@ -277,7 +277,7 @@ function writeModel(dir: string, name: string, card: Card, opts: { sidecar?: boo
 }
 
 // synthetic-em: spacing [40,4,4], stage1.spacing [40,16,16], stage1.patch [16,64,64],
-// baseline.patch and pack.canvas [16,128,128], pack.crop [16,64,64].
+// baseline.patch [16,128,128], pack.canvas [16,144,144], pack.crop [16,64,64].
 const FULL: Card = { spacing: [40, 4, 4], patchSize: [16, 144, 144], divisor: [16, 16, 16] };
 const LOW: Card = { spacing: [40, 16, 16], patchSize: [16, 64, 64], divisor: [8, 16, 16] };
 

@@ -5,8 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadModelCard, windowNormalization } from '../../shared/infer/model.ts';
 import * as ort from 'onnxruntime-node';
+import { loadModelCard, windowNormalization } from '../../shared/infer/model.ts';
 import { mulberry32 } from '../../shared/synth/random.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
