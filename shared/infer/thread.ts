@@ -48,6 +48,8 @@ export class InferencePool {
   private nextId = 1;
   private starting: Promise<void> | undefined;
   private closed = false;
+  /** Set when a thread died: every later request fails with it instead of waiting forever. */
+  private broken: Error | undefined;
   /** Milliseconds the threads spent inside session.run(), summed over threads (not queueing). */
   busyMs = 0;
   /** The provider actually in use, and why it differs from the one asked for. */
@@ -111,9 +113,16 @@ export class InferencePool {
       this.warning = first.warning;
       if (first.warning) this.onWarning?.(first.warning);
     }
+    const paths = Object.values(models).map((m) => m.path).join(', ');
     for (const s of slots) {
       s.worker.on('message', (m: WorkerReply) => this.onReply(s, m));
-      s.worker.on('error', (err) => this.failAll(err));
+      // Transient, not a ModelError: the model loaded, so the thread died of something else
+      // (memory); a service's retry may land on a healthy process. A thread can also end with
+      // no 'error' event, and its requests would otherwise never settle.
+      s.worker.on('error', (err) => this.fail(new Error(`inference thread (${paths}) failed: ${err.message}`, { cause: err })));
+      s.worker.on('exit', (code) => {
+        if (!this.closed) this.fail(new Error(`inference thread (${paths}) exited (code ${code})`));
+      });
     }
   }
 
@@ -130,6 +139,11 @@ export class InferencePool {
     else p.reject(new Error(m.error));
   }
 
+  private fail(err: Error): void {
+    this.broken ??= err;
+    this.failAll(err);
+  }
+
   private failAll(err: Error): void {
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
@@ -140,14 +154,29 @@ export class InferencePool {
     return Math.max(1, this.o.threads);
   }
 
+  /**
+   * Runs one batch. `input`'s buffer is transferred to the thread, not copied: after the call
+   * the caller's array is detached (length 0) and must not be passed again.
+   */
   async run(model: string, input: Float32Array, dims: readonly number[]): Promise<{ data: Float32Array; dims: number[] }> {
+    const n = dims.reduce((a, b) => a * b, 1);
+    if (input.length !== n) {
+      throw new ModelError(this.models[model]?.path ?? model, `input holds ${input.length} values for dims [${dims.join(', ')}] (${n})${input.byteLength === 0 ? ': its buffer was detached, already passed to an earlier run' : ''}`);
+    }
     await this.start();
+    if (this.broken) throw this.broken;
     const slot = this.slots.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = this.nextId++;
     slot.busy++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      slot.worker.postMessage({ id, model, input, dims: [...dims] } satisfies WorkerRequest, [input.buffer as ArrayBuffer]);
+      try {
+        slot.worker.postMessage({ id, model, input, dims: [...dims] } satisfies WorkerRequest, [input.buffer as ArrayBuffer]);
+      } catch (err) {
+        this.pending.delete(id);
+        slot.busy--;
+        reject(err);
+      }
     });
   }
 

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { loadModelCard, windowNormalization } from '../../shared/infer/model.ts';
+import { InferencePool } from '../../shared/infer/thread.ts';
 import { mulberry32 } from '../../shared/synth/random.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -47,5 +48,35 @@ test('shipped stage-two nets are local: a change beyond the receptive field leav
     assert.ok(near > 0, `${n}: the change must reach the output near it`);
     if (n.endsWith('fullres')) assert.equal(far, 0, `${n}: ${far} output values 128+ voxels away changed`);
     else assert.ok(far > 0, `${n} (instance norm): the far output should change`);
+  }
+});
+
+test('an inference pool runs several models on one thread; a reused (detached) input and a dead thread fail clearly', async () => {
+  const nets = ['synthetic-em-fullres', 'synthetic-em-lowres'];
+  const pool = await InferencePool.open(
+    Object.fromEntries(nets.map((n) => {
+      const card = loadModelCard(model(n));
+      return [n, { path: model(n), input: card.inputName, output: card.outputName }];
+    })),
+    { provider: 'cpu', threads: 1, intraOpThreads: 1 },
+  );
+  try {
+    const dims = [1, 1, 16, 64, 64];
+    const a = new Float32Array(16 * 64 * 64).fill(0.25);
+    for (const n of nets) {
+      const r = await pool.run(n, a.slice(), dims);
+      assert.deepEqual(r.dims.slice(2), dims.slice(2), `${n}: output spans the input`);
+    }
+    // The buffer went to the thread: a second call with the same array is refused by name.
+    const once = a.slice();
+    await pool.run(nets[0], once, dims);
+    await assert.rejects(pool.run(nets[0], once, dims), /detached/);
+    // A thread that ends without an error event fails its request and every later one.
+    const pending = pool.run(nets[0], a.slice(), dims);
+    await (pool as unknown as { slots: Array<{ worker: { terminate(): Promise<number> } }> }).slots[0].worker.terminate();
+    await assert.rejects(pending, /inference thread .* exited/);
+    await assert.rejects(pool.run(nets[0], a.slice(), dims), /exited/);
+  } finally {
+    await pool.close();
   }
 });
