@@ -45,6 +45,11 @@ export interface PackOptions {
   bounds?: Box;
   /** Scale packing: voxels of fill kept between any two placements of a canvas (default 0). */
   gap?: Vec3;
+  /**
+   * The stage-two network's size multiple: a canvas runs at its occupied extent rounded up to
+   * it, which is what scale packing minimises (default [1, 1, 1]).
+   */
+  divisor?: Vec3;
 }
 
 /** One axis of a piece: the piece [lo, hi) and the share [tlo, thi) of the box it answers for. */
@@ -136,4 +141,9 @@ export function finishPacking(canvasShape: Vec3, canvases: number, placements: P
   for (const p of placements) filled += volumeOf(p.dest);
   const total = canvases * prod(canvasShape);
   return { canvasShape: [canvasShape[0], canvasShape[1], canvasShape[2]], canvases, placements, fillRatio: total > 0 ? filled / total : 0 };
+}
+
+/** A canvas's occupied extent `ext` as the network runs it: rounded up to `divisor`, at most the canvas. */
+export function runExtent(ext: ArrayLike<number>, canvasShape: Vec3, divisor: Vec3): Vec3 {
+  return vec((a) => Math.min(canvasShape[a], Math.ceil(Math.max(1, ext[a]) / divisor[a]) * divisor[a]));
 }

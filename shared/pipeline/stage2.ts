@@ -7,6 +7,7 @@ import { type Array3, array3, crop } from '../array/array3.ts';
 import type { Model } from '../infer/model.ts';
 import { MIRRORS, activate, flipInto, foregroundCount } from '../infer/sliding.ts';
 import { type Packing, assembleCanvas } from './pack.ts';
+import { runExtent } from './pack-common.ts';
 import { type ContextFill, contextFill } from './pack-fill.ts';
 
 export interface Stage2Options {
@@ -110,7 +111,7 @@ export function occupied(packing: Packing, canvases: readonly number[], divisor:
     if (!canvases.includes(p.canvas)) continue;
     for (let a = 0; a < 3; a++) ext[a] = Math.max(ext[a], p.dest.end[a]);
   }
-  return ext.map((e, a) => Math.min(packing.canvasShape[a], Math.ceil(e / divisor[a]) * divisor[a])) as unknown as Vec3;
+  return runExtent(ext, packing.canvasShape, divisor);
 }
 
 /** dst[region of src's shape at the origin] += src. */

@@ -67,7 +67,7 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
   const packing: Packing = pack(packed, {
     canvas: c.pack.canvas, slot: c.pack.crop, heuristic: c.pack.heuristic, postprocess: c.pack.postprocess,
     cropThreshold: c.boxes.cropThreshold, maxPerCanvas: c.pack.maxPerCanvas > 0 ? c.pack.maxPerCanvas : undefined, gap: c.pack.gap,
-    bounds: vol,
+    bounds: vol, divisor: card.divisor,
   });
   if (withContext) {
     const own = new Map(chosen.map((b) => [b.id, b.box]));

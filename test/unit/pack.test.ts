@@ -10,6 +10,7 @@ import {
 } from '../../shared/pipeline/pack.ts';
 import { contextFill } from '../../shared/pipeline/pack-fill.ts';
 import { occupied } from '../../shared/pipeline/stage2.ts';
+import { ranVoxels, scaleTries } from '../../shared/pipeline/pack-scale.ts';
 
 function rng(seed: number) {
   return () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0), seed / 2 ** 32);
@@ -335,4 +336,25 @@ test('growContext: context never makes a box that fits the canvas too big for it
   const child = cand(0, growContext(box([0, 0, 0], [16, 64, 64]), ctx, C));
   assert.equal(pack([child], options('scale', 'crop_and_resize', { canvas: C, bounds: box([0, -8, -8], [32, 200, 200]) })).placements.length, 1);
   assert.equal(pack([cand(0, grow(box([0, 0, 0], [16, 64, 64]), ctx))], options('scale', 'crop_and_resize', { canvas: C, bounds: box([-1, -8, -8], [32, 200, 200]) })).placements.length, 2);
+});
+
+test('scale: of the packings tried, the one the network runs fewest voxels for is kept (not the fewest canvases)', () => {
+  const o: PackOptions = { canvas: [16, 64, 64], slot: [4, 16, 16], heuristic: 'scale', postprocess: 'crop_and_resize', cropThreshold: [16, 64, 64], divisor: [2, 8, 8] };
+  let differs = 0;
+  for (let seed = 1; seed <= 60; seed++) {
+    // Many small boxes: several canvases, so the tries differ in how full the last ones run.
+    const r = rng(seed);
+    const boxes = Array.from({ length: int(r, 8, 30) }, (_, i) => cand(i, boxAt([0, 0, 0], [int(r, 2, 16), int(r, 4, 40), int(r, 4, 40)])));
+    const tries = [...scaleTries(boxes, o)];
+    const ran = tries.map((t) => ranVoxels(t, o.canvas, o.divisor!));
+    const kept = pack(boxes, o);
+    assert.equal(ranVoxels(kept, o.canvas, o.divisor!), Math.min(...ran), `seed ${seed}`);
+    // What the network runs, by the same rounding stage two uses.
+    let byStage2 = 0;
+    for (let c = 0; c < kept.canvases; c++) byStage2 += volumeOf(boxOfShape(occupied(kept, [c], o.divisor!)));
+    assert.equal(byStage2, Math.min(...ran));
+    const fewest = tries.reduce((a, t) => (t.canvases < a.canvases ? t : a));
+    if (ranVoxels(fewest, o.canvas, o.divisor!) > Math.min(...ran)) differs++;
+  }
+  assert.ok(differs > 0, 'some inputs where the fewest canvases run more voxels');
 });
