@@ -163,12 +163,14 @@ test('two chunk sizes with the same stage-two block give the same output; differ
   const a = await volumeOf(big, 'segmentation');
   assert.equal(dice(a, await volumeOf(wide, 'segmentation')), 1);
   assert.equal(distinct(await volumeOf(big, 'instances') as Uint32Array), distinct(await volumeOf(wide, 'instances') as Uint32Array));
-  // The clean run packs blocks of 1×2×2 small chunks instead: canvases differ, and instance
-  // normalisation makes a crop's prediction depend on its canvas neighbours (Dice 0.97 between
-  // the two on this volume when written).
+  // The clean run packs blocks of 1×2×2 small chunks instead: the same boxes land in other
+  // canvases beside other neighbours. The stage-two net is local (no instance norm), so only
+  // what a neighbour puts inside a crop's receptive field beyond its context changes it: Dice
+  // 0.9956 between the two on this volume (0.97 with the instance-normalised net it replaced).
   const d = dice(a, await volumeOf(clean, 'segmentation'));
-  assert.ok(d >= 0.95, `Dice between chunkings ${d}`);
+  assert.ok(d >= 0.99, `Dice between chunkings ${d}`);
   const [n1, n2] = [distinct(await volumeOf(clean, 'instances') as Uint32Array), distinct(await volumeOf(big, 'instances') as Uint32Array)];
+  // A few flipped voxels can split or join a small fragment: 67 vs 69 instances here.
   assert.ok(Math.abs(n1 - n2) <= 0.05 * Math.max(n1, n2), `instances ${n1} vs ${n2}`);
 });
 
