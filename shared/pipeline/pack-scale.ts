@@ -9,12 +9,13 @@
 // up only when the deep ones go first; flat populations favour volume order), so a few orders ×
 // point orders are tried and the packing the network runs fewest voxels for is kept (each
 // canvas at its occupied extent rounded up to the divisor, as stage two runs it; ties: fewer
-// canvases, then the first tried). Counting canvases instead kept packings whose canvases ran
-// nearly whole for fewer crops: on tuning seeds 21, 22 (EM) and 23, 24 (CT) the voxels run
-// fell 0.8–3.0 % and the fill of what ran rose from 0.852–0.894 to 0.875–0.905, for at most one
-// more canvas. Four more item orders and two more corner orders (28 tries) cut 2.5–5 %, but
-// packing then took as long as the network time it saved. Measured on tuning seeds, never on
-// the bench volume.
+// canvases, then the first tried): that is the compute. Counting canvases instead kept
+// packings whose canvases ran nearly whole for fewer crops: on tuning seeds 21, 22 (EM) and 23,
+// 24 (CT), 1 % foreground, the voxels run fell 0.5–1.6 % (fill of what ran 0.865–0.887 →
+// 0.879–0.894) for at most two more canvases, Dice within ±0.0002. Four more item orders and
+// two more corner orders (28 tries) cut a few % more on sparser volumes, but packing (on the
+// main thread) then took longer than the network time it saved. Measured on tuning seeds,
+// never on the bench volume.
 //
 // A box longer than the canvas along an axis: 'resize' scales it down to the canvas length
 // there; 'crop_and_resize' splits it into the fewest canvas-length pieces, spread evenly, whose
