@@ -30,6 +30,11 @@ export interface ModelCard {
   /** D, H, W of any input must be multiples of these (2^poolings per axis). */
   divisor: Vec3;
   sha256: string;
+  /**
+   * Derived at load from the graph, never written in a sidecar: the operator that normalises
+   * over the whole input window, if any (see windowNormalization).
+   */
+  windowNorm?: string;
 }
 
 /** Runs one network on one batch: the only thing pipelines know about inference. */
@@ -58,7 +63,10 @@ const WINDOW_NORMS = ['InstanceNormalization', 'GroupNormalization', 'LayerNorma
  * node's op_type as plain bytes, and ONNX Runtime does not list a session's operators.
  */
 export function windowNormalization(onnxPath: string): string | undefined {
-  const bytes = fs.readFileSync(onnxPath);
+  return windowNormOf(fs.readFileSync(onnxPath));
+}
+
+function windowNormOf(bytes: Buffer): string | undefined {
   return WINDOW_NORMS.find((op) => bytes.includes(op));
 }
 
@@ -122,9 +130,12 @@ export function loadModelCard(onnxPath: string, opts: { verifyHash?: boolean } =
     sha256: String(c.sha256 ?? ''),
   };
   if (opts.verifyHash !== false) {
-    const got = sha256File(onnxPath);
+    // One read for both: an nnU-Net export can be hundreds of MB.
+    const bytes = fs.readFileSync(onnxPath);
+    const got = createHash('sha256').update(bytes).digest('hex');
     if (card.sha256 && card.sha256 !== got) throw new ModelError(onnxPath, `sha256 ${got} does not match the sidecar's ${card.sha256}`);
     card.sha256 = got;
+    card.windowNorm = windowNormOf(bytes);
   }
   return card;
 }

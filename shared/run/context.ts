@@ -7,7 +7,7 @@ import { type Source, source } from '../volume/source.ts';
 import { openImage } from '../volume/ome.ts';
 import { INPUT_DTYPES } from '../volume/dtype.ts';
 import { type PoolModel, InferencePool } from '../infer/thread.ts';
-import { windowNormalization, type Model } from '../infer/model.ts';
+import type { Model } from '../infer/model.ts';
 import type { Logger } from '../log.ts';
 import { Timings } from './timings.ts';
 import { ConfigError, InputError } from '../errors.ts';
@@ -74,7 +74,7 @@ export async function openRun(o: OpenOptions): Promise<RunContext> {
     pool = await InferencePool.open(models, po);
     if (pool.warning) o.log.warn(pool.warning);
   }
-  const norm = c.mode === 'two-stage' ? windowNormalization(c.models.fullres) : undefined;
+  const norm = c.mode === 'two-stage' ? cards.fullres.windowNorm : undefined;
   if (norm) {
     o.log.warn({ model: c.models.fullres, op: norm }, `the stage-two network normalises over its whole input (${norm}): crops packed in one canvas change each other's output; a network with batch norm folded into its convs does not (docs/models.md)`);
   }

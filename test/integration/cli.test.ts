@@ -185,6 +185,25 @@ test('the presets run on the smallest synthetic volumes (16×128×128), both kin
   }
 });
 
+test('a two-stage run warns when its stage-two network normalises over the window; the shipped one does not', async () => {
+  const warning = /normalises over its whole input \(InstanceNormalization\)/;
+  const vol = path.join(dir, 'small-em.zarr');
+  if (!fs.existsSync(vol)) await tesseraOk(['synth', '--kind', 'em', '--shape', '16,128,128', '--seed', '77', '--out', vol]);
+  const local = await tesseraOk(['run', '--input', vol, '--output', path.join(dir, 'norm-local.zarr'), '--preset', 'synthetic-em']);
+  assert.doesNotMatch(local.stderr, warning);
+  // The instance-normalised stage-one net as stage two: its own bytes, the full-resolution card's
+  // spacing and statistics, its own size multiple.
+  const net = path.join(dir, 'instance-norm.onnx');
+  fs.copyFileSync(path.join(ROOT, 'models', 'synthetic-em-lowres.onnx'), net);
+  const low = JSON.parse(fs.readFileSync(path.join(ROOT, 'models', 'synthetic-em-lowres.json'), 'utf8'));
+  const full = JSON.parse(fs.readFileSync(path.join(ROOT, 'models', 'synthetic-em-fullres.json'), 'utf8'));
+  fs.writeFileSync(net.replace(/\.onnx$/, '.json'), JSON.stringify({ ...full, name: 'instance-norm', divisor: low.divisor, sha256: low.sha256, inputName: low.inputName, outputName: low.outputName }));
+  const cfg = path.join(dir, 'instance-norm-config.json');
+  fs.writeFileSync(cfg, JSON.stringify({ extends: 'synthetic-em', models: { fullres: net } }));
+  const r = await tesseraOk(['run', '--input', vol, '--output', path.join(dir, 'norm-instance.zarr'), '--config', cfg]);
+  assert.match(r.stderr, warning);
+});
+
 test('tessera model card: names, channels and divisor from the graph, checked on one patch; a graph with softmax inside must say probabilities', async () => {
   const golden = path.join(ROOT, 'test', 'fixtures', 'golden');
   const m = path.join(dir, 'net.onnx');

@@ -17,6 +17,9 @@ test('windowNormalization names the operator that normalises over the whole inpu
   for (const kind of ['em', 'ct']) {
     assert.equal(windowNormalization(model(`synthetic-${kind}-lowres`)), 'InstanceNormalization');
     assert.equal(windowNormalization(model(`synthetic-${kind}-fullres`)), undefined);
+    // The card carries it, read from the same bytes as its sha256.
+    assert.equal(loadModelCard(model(`synthetic-${kind}-lowres`)).windowNorm, 'InstanceNormalization');
+    assert.equal(loadModelCard(model(`synthetic-${kind}-fullres`)).windowNorm, undefined);
   }
   assert.equal(windowNormalization(path.join(ROOT, 'test', 'fixtures', 'golden', 'model.onnx')), undefined);
 });
