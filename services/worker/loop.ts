@@ -8,8 +8,10 @@
 //
 // The error's class decides: permanent (bad input) → that task's failure outcome; transient →
 // nak the message with backoff (its tasks run again), a failure outcome on the last delivery; a
-// malformed or foreign message → logged and terminated. SIGTERM: nak the messages in hand
-// (another worker takes them at once) and return.
+// malformed or foreign message → logged and terminated. A job that can run nothing more in
+// this process (an inference thread died) → its messages handed back at once and runWorker
+// throws, so the process exits and its supervisor restarts it. SIGTERM: nak the messages in
+// hand (another worker takes them at once) and return.
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { NatsConnection } from '@nats-io/nats-core';
@@ -47,6 +49,12 @@ export interface WorkerJob {
   run(t: TaskRef): Promise<Record<string, number>>;
   /** Seconds of inference so far (a metric). */
   busySeconds(): number;
+  /**
+   * Set once the job can run nothing more in this process (an inference thread died): the
+   * worker then hands back what it holds and stops with this error, so that its supervisor
+   * restarts it, instead of pulling and failing task after task.
+   */
+  failure?(): Error | undefined;
   close(): Promise<void>;
 }
 
@@ -60,6 +68,7 @@ export async function pipelineJob(record: RunRecord, config: TesseraConfig, log:
     kinds: ctx.graph.kinds,
     run: (t) => runTask(ctx, t),
     busySeconds: () => ctx.pool.busyMs / 1000,
+    failure: () => ctx.pool.failure,
     close: () => ctx.pool.close(),
   };
 }
@@ -112,6 +121,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
   const maxDeliver = config.nats.maxDeliver;
   const inHand = new Set<JsMsg>();
   let finished = false;
+  let fatal: Error | undefined;
 
   const publishResult = async (m: JsMsg, kind: string, results: TaskOutcome[]) => {
     // Retried until it lands (a broker restart): the result is the tasks' done record, and the
@@ -167,9 +177,15 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
           const last = m.info.deliveryCount >= maxDeliver;
           if (!isPermanent(err) && !last) {
             tlog.warn({ err: (err as Error)?.message, tasks: msg.indices.length }, 'task failed; its message is handed back for another delivery');
-            m.nak(Math.min(30_000, 1000 * 2 ** (m.info.deliveryCount - 1)));
+            const broken = job.failure?.();
+            // A broken process hands the message back for immediate redelivery elsewhere.
+            m.nak(broken ? 0 : Math.min(30_000, 1000 * 2 ** (m.info.deliveryCount - 1)));
             report.retried++;
             o.metrics?.task(t.kind, 'retried', ms, m.info.redelivered);
+            if (broken && !fatal) {
+              fatal = broken;
+              log.error({ err: broken.message }, 'this worker can run no more tasks; handing back what it holds and stopping');
+            }
             return;
           }
           const error = (err as Error)?.message ?? String(err);
@@ -208,7 +224,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
   log.info({ kinds, concurrency: o.concurrency ?? 2 }, 'attached; pulling tasks');
   const consumer = await js.consumers.get(names.tasksStream, names.consumer(o.role));
   const lane = async () => {
-    while (!o.signal?.aborted && !finished) {
+    while (!o.signal?.aborted && !finished && !fatal) {
       let m: JsMsg | null;
       try {
         m = await consumer.next({ expires: 2000 });
@@ -218,7 +234,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
         await sleep(500, o.signal);
         continue;
       }
-      if (m && !o.signal?.aborted) await handle(m);
+      if (m && !o.signal?.aborted && !fatal) await handle(m);
       else if (m) m.nak();
     }
   };
@@ -238,6 +254,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
     await Promise.race([o.nc.flush().catch(() => undefined), new Promise((r) => setTimeout(r, 3000).unref())]);
     await job.close();
   }
+  if (fatal) throw fatal;
   log.info(report, 'worker stopped');
   return report;
 }

@@ -149,6 +149,11 @@ export class InferencePool {
     this.pending.clear();
   }
 
+  /** Why the pool can run nothing more (a thread died), if it cannot. */
+  get failure(): Error | undefined {
+    return this.broken;
+  }
+
   /** Inference threads (started or not). */
   get size(): number {
     return Math.max(1, this.o.threads);

@@ -455,3 +455,60 @@ test('quick tasks travel several to a message; a transient failure hands its who
   await removeRunStreams(jsm, names);
   await nc.close();
 });
+
+test('a worker whose job breaks (an inference thread died) hands its tasks back and stops with the error; another worker finishes the run', async () => {
+  const run = 'broken-worker';
+  const names = runNames(run);
+  const config = loadConfig({ preset: 'synthetic-em', overrides: { nats: { inFlight: 16, ackWait: 3, maxDeliver: 5 } } });
+  const range = { lo: [0, 0, 0] as Vec3, hi: [2, 4, 4] as Vec3 };
+  const kinds = [{ name: 'paste', block: [1, 1, 1] as Vec3, range }];
+  const nc = await connect({ servers: nats.url });
+  const jsm = await jetstreamManager(nc);
+  await ensureRunStreams(jsm, names, config.nats);
+  await freshResultsConsumer(jsm, names, config.nats);
+  await writeRun(await runsBucket(nc), {
+    v: 1, run, input: '/in.zarr', output: '/out.zarr', roi: { begin: [0, 0, 0], end: [2, 4, 4] }, config, identity: 'x',
+    epoch: 1, status: 'running', coordinator: 'test', updatedAt: '',
+  });
+  const ran = new Map<string, string>();
+  const job = (who: string, breakAfter: number) => async () => {
+    let n = 0;
+    let failure: Error | undefined;
+    return {
+      kinds,
+      run: async (t: { index: Vec3 }) => {
+        await new Promise((r) => setTimeout(r, 5));
+        if (failure || ++n > breakAfter) {
+          failure ??= new Error(`${who}: inference thread exited (code 1)`);
+          throw failure;
+        }
+        ran.set(t.index.join('_'), who);
+        return { n: 1 };
+      },
+      busySeconds: () => 0,
+      failure: () => failure,
+      close: async () => undefined,
+    };
+  };
+  const ac = new AbortController();
+  const broken = runWorker({ nc, run, role: 'worker', concurrency: 2, log: silentLogger(), signal: ac.signal, job: job('broken', 3) });
+  const brokenDone = broken.then(() => undefined, (err: Error) => err);
+  const healthy = runWorker({ nc, run, role: 'worker', concurrency: 2, log: silentLogger(), signal: ac.signal, job: job('healthy', Infinity) });
+  const sched = new Scheduler(kinds, []);
+  const bus = await busExecutor({ nc, names, expect: { run, kinds: ['paste'] }, nats: config.nats, epoch: 1, log: silentLogger() });
+  const r = await drive(sched, bus.exec, { concurrency: config.nats.inFlight, retries: 0, onSuccess: async (t) => { bus.ack(t); } });
+  // By now it stopped on its own (a worker without the failure check would pull until aborted).
+  const err = await Promise.race([brokenDone, new Promise((r) => setTimeout(() => r('still pulling'), 5000))]);
+  bus.close();
+  ac.abort();
+  await healthy;
+  assert.ok(err instanceof Error && /inference thread exited/.test(err.message), `the broken worker stops with its error: ${err}`);
+  // Every task succeeded (drive rejects on a failed one): the broken worker handed its tasks back.
+  assert.equal(r.ran.paste, 32);
+  assert.equal(r.stats.n, 32);
+  assert.equal(ran.size, 32);
+  assert.ok([...ran.values()].filter((w) => w === 'broken').length <= 3);
+  await removeRunStreams(jsm, names);
+  await nc.close();
+});
+

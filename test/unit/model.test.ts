@@ -79,6 +79,7 @@ test('an inference pool runs several models on one thread; a reused (detached) i
     await (pool as unknown as { slots: Array<{ worker: { terminate(): Promise<number> } }> }).slots[0].worker.terminate();
     await assert.rejects(pending, /inference thread .* exited/);
     await assert.rejects(pool.run(nets[0], a.slice(), dims), /exited/);
+    assert.match(pool.failure?.message ?? '', /exited/, 'a worker reads why the pool is broken');
   } finally {
     await pool.close();
   }
