@@ -390,20 +390,25 @@ test('token auth over TLS: the CA from the environment verifies the server; with
   }
 });
 
-test('quick tasks travel several to a message; a transient failure hands its whole message back and every task is done once', async () => {
-  const run = 'batching';
+/** A registered run of one task kind, `paste`, over a grid of `shape`, with its streams: what a coordinator sets up. */
+async function pasteRun(run: string, settings: Record<string, number>, shape: Vec3) {
   const names = runNames(run);
-  const config = loadConfig({ preset: 'synthetic-em', overrides: { nats: { inFlight: 64, batch: 8, ackWait: 3, maxDeliver: 3 } } });
-  const range = { lo: [0, 0, 0] as Vec3, hi: [4, 8, 8] as Vec3 };
-  const kinds = [{ name: 'paste', block: [1, 1, 1] as Vec3, range }];
+  const config = loadConfig({ preset: 'synthetic-em', overrides: { nats: settings } });
+  const kinds = [{ name: 'paste', block: [1, 1, 1] as Vec3, range: { lo: [0, 0, 0] as Vec3, hi: shape } }];
   const nc = await connect({ servers: nats.url });
   const jsm = await jetstreamManager(nc);
   await ensureRunStreams(jsm, names, config.nats);
   await freshResultsConsumer(jsm, names, config.nats);
   await writeRun(await runsBucket(nc), {
-    v: 1, run, input: '/in.zarr', output: '/out.zarr', roi: { begin: [0, 0, 0], end: [4, 8, 8] }, config, identity: 'x',
+    v: 1, run, input: '/in.zarr', output: '/out.zarr', roi: { begin: [0, 0, 0], end: shape }, config, identity: 'x',
     epoch: 1, status: 'running', coordinator: 'test', updatedAt: '',
   });
+  return { names, config, kinds, nc, jsm };
+}
+
+test('quick tasks travel several to a message; a transient failure hands its whole message back and every task is done once', async () => {
+  const run = 'batching';
+  const { names, config, kinds, nc, jsm } = await pasteRun(run, { inFlight: 64, batch: 8, ackWait: 3, maxDeliver: 3 }, [4, 8, 8]);
   // The worker's job: quick, and the 150th task it runs fails once (transient: a plain Error) —
   // by then the coordinator knows the kind is quick and sends eight tasks to a message.
   const calls = new Map<string, number>();
@@ -458,18 +463,7 @@ test('quick tasks travel several to a message; a transient failure hands its who
 
 test('a worker whose job breaks (an inference thread died) hands its tasks back and stops with the error; another worker finishes the run', async () => {
   const run = 'broken-worker';
-  const names = runNames(run);
-  const config = loadConfig({ preset: 'synthetic-em', overrides: { nats: { inFlight: 16, ackWait: 3, maxDeliver: 5 } } });
-  const range = { lo: [0, 0, 0] as Vec3, hi: [2, 4, 4] as Vec3 };
-  const kinds = [{ name: 'paste', block: [1, 1, 1] as Vec3, range }];
-  const nc = await connect({ servers: nats.url });
-  const jsm = await jetstreamManager(nc);
-  await ensureRunStreams(jsm, names, config.nats);
-  await freshResultsConsumer(jsm, names, config.nats);
-  await writeRun(await runsBucket(nc), {
-    v: 1, run, input: '/in.zarr', output: '/out.zarr', roi: { begin: [0, 0, 0], end: [2, 4, 4] }, config, identity: 'x',
-    epoch: 1, status: 'running', coordinator: 'test', updatedAt: '',
-  });
+  const { names, config, kinds, nc, jsm } = await pasteRun(run, { inFlight: 16, ackWait: 3, maxDeliver: 5 }, [2, 4, 4]);
   const ran = new Map<string, string>();
   const job = (who: string, breakAfter: number) => async () => {
     let n = 0;
