@@ -175,17 +175,17 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
           if (o.signal?.aborted) return;
           const ms = performance.now() - t0;
           const last = m.info.deliveryCount >= maxDeliver;
+          const broken = job.failure?.();
+          if (broken && !fatal) {
+            fatal = broken;
+            log.error({ err: broken.message }, 'this worker can run no more tasks; handing back what it holds and stopping');
+          }
           if (!isPermanent(err) && !last) {
             tlog.warn({ err: (err as Error)?.message, tasks: msg.indices.length }, 'task failed; its message is handed back for another delivery');
-            const broken = job.failure?.();
             // A broken process hands the message back for immediate redelivery elsewhere.
             m.nak(broken ? 0 : Math.min(30_000, 1000 * 2 ** (m.info.deliveryCount - 1)));
             report.retried++;
             o.metrics?.task(t.kind, 'retried', ms, m.info.redelivered);
-            if (broken && !fatal) {
-              fatal = broken;
-              log.error({ err: broken.message }, 'this worker can run no more tasks; handing back what it holds and stopping');
-            }
             return;
           }
           const error = (err as Error)?.message ?? String(err);
