@@ -10,7 +10,7 @@ import * as ort from 'onnxruntime-node';
 import type { Vec3 } from '../geometry/box.ts';
 import { ModelError } from '../errors.ts';
 import { mulberry32 } from '../synth/random.ts';
-import { type Normalization, loadModelCard, sha256File, sidecarPath, windowNormalization } from './model.ts';
+import { type ModelCard, type Normalization, loadModelCard, sha256File, sidecarPath } from './model.ts';
 import { writeJsonAtomic } from '../volume/store.ts';
 
 export interface CardOptions {
@@ -167,13 +167,14 @@ export async function writeModelCard(onnx: string, o: CardOptions): Promise<Card
       normalization: o.normalization, patchSize: o.patch, divisor, sha256: sha256File(onnx),
     };
     await writeJsonAtomic(sidecar, card);
+    let loaded: ModelCard;
     try {
-      loadModelCard(onnx);
+      loaded = loadModelCard(onnx);
     } catch (err) {
       fs.rmSync(sidecar, { force: true });
       throw err;
     }
-    return { sidecar, card, range: [lo, hi], divisorProbed, windowNorm: windowNormalization(onnx) };
+    return { sidecar, card, range: [lo, hi], divisorProbed, windowNorm: loaded.windowNorm };
   } finally {
     await s.release();
   }

@@ -32,7 +32,7 @@ export interface ModelCard {
   sha256: string;
   /**
    * Derived at load from the graph, never written in a sidecar: the operator that normalises
-   * over the whole input window, if any (see windowNormalization).
+   * over the whole input window, if any (see windowNormOf).
    */
   windowNorm?: string;
 }
@@ -59,13 +59,9 @@ const WINDOW_NORMS = ['InstanceNormalization', 'GroupNormalization', 'LayerNorma
  * The first operator in the graph that normalises over the whole input window, if any
  * (nnU-Net's exports hold InstanceNormalization). Such a network lets every crop packed in a
  * canvas change every other crop's output, however far apart they lie; a net whose batch norm is
- * folded into its convs is local. Found by the operator's name in the file: protobuf stores a
- * node's op_type as plain bytes, and ONNX Runtime does not list a session's operators.
+ * folded into its convs is local. Found by the operator's name in the file's bytes: protobuf
+ * stores a node's op_type as plain bytes, and ONNX Runtime does not list a session's operators.
  */
-export function windowNormalization(onnxPath: string): string | undefined {
-  return windowNormOf(fs.readFileSync(onnxPath));
-}
-
 function windowNormOf(bytes: Buffer): string | undefined {
   return WINDOW_NORMS.find((op) => bytes.includes(op));
 }

@@ -2,7 +2,7 @@
 
 Per level: (conv3d k - norm - LeakyReLU(0.01)) x 2; the first conv of each deeper level is
 strided by that level's pooling kernel (nnU-Net style, so the graph holds only Conv,
-InstanceNormalization, LeakyRelu, Resize, Concat).
+InstanceNormalization when the norm is instance, LeakyRelu, Resize, Concat).
 
 norm is InstanceNorm3d(affine) as in nnU-Net, or BatchNorm3d ("batch"). Instance norm makes every
 voxel's output depend on the whole input window, so crops packed in one canvas change each
@@ -79,7 +79,6 @@ class UNet3D(nn.Module):
     ):
         super().__init__()
         assert len(kernels) == len(features) and len(pools) == len(features) - 1
-        self.norm = norm
         self.features = [int(f) for f in features]
         self.kernels = [tuple(int(v) for v in k) for k in kernels]
         self.pools = [tuple(int(v) for v in p) for p in pools]
