@@ -31,7 +31,7 @@ import { scaleFactor } from '../shared/geometry/scale.ts';
 import { stage1Block, taskGraph } from '../shared/tasks/graph.ts';
 import { Scheduler, type TaskRef } from '../shared/scheduler.ts';
 import { drive } from '../shared/run/drive.ts';
-import type { Fragment } from '../shared/pipeline/boxes-fragments.ts';
+import { type Fragment, latticeOf, tilesMeeting } from '../shared/pipeline/boxes-fragments.ts';
 import { type MergeOptions, mergeFragments } from '../shared/pipeline/boxes-merge.ts';
 import { hashInts, mulberry32 } from '../shared/synth/random.ts';
 
@@ -370,7 +370,7 @@ export class ObjectCache {
  * them (the stage-one block holding the chunk; one region id per object).
  */
 export function neighbourhoodFragments(
-  c: Vec3, grid: Vec3, chunk: Vec3, volume: Box, objects: ObjectCache, s1Block: Vec3, margin: Vec3,
+  c: Vec3, grid: Vec3, chunk: Vec3, volume: Box, objects: ObjectCache, s1Block: Vec3, margin: Vec3, lattice: Vec3,
 ): { fragments: Fragment[]; own: number; objects: number } {
   const fragments: Fragment[] = [];
   let own = 0;
@@ -391,9 +391,8 @@ export function neighbourhoodFragments(
         const cells = intersect(o, chunkBox(n, chunk, volume));
         if (isEmpty(cells)) continue;
         const block: Vec3 = [(z / s1Block[0]) | 0, (y / s1Block[1]) | 0, (x / s1Block[2]) | 0];
-        // Built apart from push(): fields the Fragment type lacks are carried, not rejected.
-        const f = { chunk: n, cells, box: intersect(grow(cells, margin), volume), score: volumeOf(cells), block, region: anchor * 64 + i + 1 };
-        fragments.push(f);
+        const b = intersect(grow(cells, margin), volume);
+        fragments.push({ chunk: n, cells, box: b, score: volumeOf(cells), block, region: anchor * 64 + i + 1, tiles: tilesMeeting(b, lattice) });
         if (z === c[0] && y === c[1] && x === c[2]) own++;
       }
     }
@@ -442,7 +441,7 @@ export function boxRun(bc: BoxCase): BoxRun {
     if (batch.length === 0) return;
     let batchMs = 0;
     const t0 = performance.now();
-    const nbs = batch.map((c) => neighbourhoodFragments(c, grid, chunk, volume, cache, s1Block, config.boxes.margin));
+    const nbs = batch.map((c) => neighbourhoodFragments(c, grid, chunk, volume, cache, s1Block, config.boxes.margin, latticeOf(config.boxes)));
     const t1 = performance.now();
     r.generateS += (t1 - t0) / 1000;
     batch.forEach((c, i) => {

@@ -5,8 +5,15 @@
 // belongs to the chunk whose low-resolution write box holds the cell's first voxel, so the
 // fragments of all chunks partition the foreground cells of the volume: no cell is in two
 // fragments, whatever block computed it. The boxes task (boxes-merge.ts) joins fragments of
-// neighbouring chunks back into whole objects. Pure.
-import { type Box, type Vec3, box, boxOfShape, growTo } from '../geometry/box.ts';
+// neighbouring chunks back into whole objects.
+//
+// A fragment also lists the lattice tiles its cells need if its object turns out to be large
+// (re-cropped into tiles, boxes-merge.ts): the tiles that each cell's own box (cell → full
+// resolution, grown by the margin, clipped to the volume) meets. Computed cell by cell, the
+// union over an object's fragments is the same however chunks cut the object; the tiles that
+// meet each fragment's bounding box would not be (two chunkings bound different empty corners of
+// an L-shaped object). Pure.
+import { type Box, type Vec3, box, boxOfShape, growTo, intersect } from '../geometry/box.ts';
 import type { Array3 } from '../array/array3.ts';
 import { label } from '../array/components.ts';
 import { type ExtractOptions, cellShape, cellsToBox, poolCells, regionStats } from './boxes-extract.ts';
@@ -33,6 +40,63 @@ export interface Fragment {
    */
   readonly block: Vec3;
   readonly region: number;
+  /**
+   * Lattice tiles (`latticeOf`) its cells need when its object is tiled: tile indices as flat
+   * [z, y, x, z, y, x, …] triples in z, y, x order (tile t covers [t·lattice, (t+1)·lattice)).
+   */
+  readonly tiles: readonly number[];
+}
+
+/** The re-crop lattice: 'parents' mode tiles objects too large to go whole by cropThreshold, the others by recrop. */
+export function latticeOf(o: { mode: string; recrop: Vec3; cropThreshold: Vec3 }): Vec3 {
+  return o.mode === 'parents' ? o.cropThreshold : o.recrop;
+}
+
+/** Tile `t` of the lattice, clipped to `bounds` (may be empty). */
+export function tileBox(t: Vec3, lattice: Vec3, bounds: Box): Box {
+  return intersect(box(
+    [t[0] * lattice[0], t[1] * lattice[1], t[2] * lattice[2]],
+    [(t[0] + 1) * lattice[0], (t[1] + 1) * lattice[1], (t[2] + 1) * lattice[2]],
+  ), bounds);
+}
+
+/** Indices of the lattice tiles meeting `b`, as `Fragment.tiles` lists them (for a fragment whose cells fill its box). */
+export function tilesMeeting(b: Box, lattice: Vec3): number[] {
+  const out: number[] = [];
+  const lo = [0, 1, 2].map((a) => Math.floor(b.begin[a] / lattice[a]));
+  const hi = [0, 1, 2].map((a) => Math.ceil(b.end[a] / lattice[a]));
+  for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) out.push(z, y, x);
+  return out;
+}
+
+/** The tiles of one fragment, gathered cell by cell: `add` takes a cell's tile range [lo, hi) per axis. */
+export class TileSet {
+  private readonly keys = new Set<number>();
+  constructor(private readonly count: Vec3) {}
+
+  add(z: readonly [number, number], y: readonly [number, number], x: readonly [number, number]): void {
+    const [, ny, nx] = this.count;
+    for (let tz = z[0]; tz < z[1]; tz++) for (let ty = y[0]; ty < y[1]; ty++) for (let tx = x[0]; tx < x[1]; tx++) {
+      this.keys.add((tz * ny + ty) * nx + tx);
+    }
+  }
+
+  list(): number[] {
+    const [, ny, nx] = this.count;
+    const out: number[] = [];
+    for (const k of [...this.keys].sort((p, q) => p - q)) out.push(Math.floor(k / (ny * nx)), Math.floor(k / nx) % ny, k % nx);
+    return out;
+  }
+}
+
+/** Tiles along one axis of the lattice covering `bounds`. */
+export function tileCount(bounds: Box, lattice: Vec3): Vec3 {
+  return [0, 1, 2].map((a) => Math.max(1, Math.ceil(bounds.end[a] / lattice[a]))) as unknown as Vec3;
+}
+
+/** The tile range [lo, hi) along one axis of the full-resolution interval [b, e) (empty: [0, 0]). */
+export function tileRange(b: number, e: number, tile: number): [number, number] {
+  return e <= b ? [0, 0] : [Math.floor(b / tile), Math.ceil(e / tile)];
 }
 
 /** One chunk of the block: its index and its write box at stage-one resolution. */
@@ -47,6 +111,8 @@ export interface FragmentOptions extends ExtractOptions {
   metric: MatchMetric;
   /** The stage-one volume (cells are clipped to it before mapping to full resolution). */
   lowVolume: Vec3;
+  /** The re-crop lattice (`latticeOf`), for `Fragment.tiles`. */
+  lattice: Vec3;
 }
 
 /**
@@ -79,10 +145,24 @@ export function extractFragments(
     return { coords: values.map((v) => v[0]), map: m };
   });
   const ownerPos = new Map(owners.map((w, i) => [w.index.join(','), i]));
+  // Per axis, the tile range a cell's box meets: cellsToBox's mapping, one axis at a time.
+  const lowVol = boxOfShape(o.lowVolume);
+  const cellTiles = [0, 1, 2].map((a) => {
+    const r: Array<[number, number]> = [];
+    for (let i = 0; i < nc[a]; i++) {
+      const lb = Math.max((c0[a] + i) * pd[a], lowVol.begin[a]);
+      const le = Math.min((c0[a] + i + 1) * pd[a], lowVol.end[a]);
+      const fb = Math.max(Math.floor(lb * o.factor[a]) - o.margin[a], o.bounds.begin[a]);
+      const fe = Math.min(Math.ceil(le * o.factor[a]) + o.margin[a], o.bounds.end[a]);
+      r.push(le <= lb ? [0, 0] : tileRange(fb, fe, o.lattice[a]));
+    }
+    return r;
+  });
+  const tileN = tileCount(o.bounds, o.lattice);
   const n = axisOwners.map((x) => x.coords.length);
 
   // One fragment per (region, owner): cell box and mass.
-  const frag = new Map<number, { lo: number[]; hi: number[]; mass: number; owner: number; region: number }>();
+  const frag = new Map<number, { lo: number[]; hi: number[]; mass: number; owner: number; region: number; tiles: TileSet }>();
   for (let z = 0, c = 0; z < nc[0]; z++) {
     const oz = axisOwners[0].map[z];
     for (let y = 0; y < nc[1]; y++) {
@@ -97,7 +177,7 @@ export function extractFragments(
         if (!f) {
           const pos = ownerPos.get(`${axisOwners[0].coords[oz]},${axisOwners[1].coords[oy]},${axisOwners[2].coords[ox]}`);
           if (pos === undefined) continue;
-          f = { lo: [z, y, x], hi: [z + 1, y + 1, x + 1], mass: 0, owner: pos, region: l };
+          f = { lo: [z, y, x], hi: [z + 1, y + 1, x + 1], mass: 0, owner: pos, region: l, tiles: new TileSet(tileN) };
           frag.set(key, f);
         }
         const p = [z, y, x];
@@ -106,19 +186,19 @@ export function extractFragments(
           if (p[a] + 1 > f.hi[a]) f.hi[a] = p[a] + 1;
         }
         f.mass += sum[c];
+        f.tiles.add(cellTiles[0][z], cellTiles[1][y], cellTiles[2][x]);
       }
     }
   }
 
   const voxelVolume = o.factor[0] * o.factor[1] * o.factor[2];
-  const lowVol = boxOfShape(o.lowVolume);
   for (const f of frag.values()) {
     const cells = box(
       [c0[0] + f.lo[0], c0[1] + f.lo[1], c0[2] + f.lo[2]],
       [c0[0] + f.hi[0], c0[1] + f.hi[1], c0[2] + f.hi[2]],
     );
     const b = cellsToBox(cells, pd, lowVol, { ...o, minShape: [0, 0, 0] });
-    if (b) out[f.owner].push({ chunk: owners[f.owner].index, cells, box: b, score: f.mass * voxelVolume, block, region: f.region });
+    if (b) out[f.owner].push({ chunk: owners[f.owner].index, cells, box: b, score: f.mass * voxelVolume, block, region: f.region, tiles: f.tiles.list() });
   }
   return out.map((list) => suppress(list.sort(byFragment), o));
 }

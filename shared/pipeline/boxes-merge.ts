@@ -16,16 +16,17 @@
 //   components are emitted once, whole, and large ones are recognised as large by every chunk.
 // - Large components (and every component in 'children' mode) are the bounded case of a merge
 //   that keeps growing across chunks: they are never united into one box. Instead they are
-//   covered by tiles of a lattice aligned to the volume origin (`recrop`; `cropThreshold` in
-//   'parents' mode), each tile owned by the chunk holding its anchor and emitted when it meets
-//   a fragment of a large component. Any number of chunks can share an object; each tiles its
-//   own part, and the tiles of neighbours abut without gaps or overlaps.
+//   covered by tiles of a lattice aligned to the volume origin (`latticeOf`), each tile owned by
+//   the chunk holding its anchor and emitted when a cell of a large component needs it (the
+//   fragment lists its cells' tiles, boxes-fragments.ts; so the tiles of an object do not depend
+//   on how chunks cut it). Any number of chunks can share an object; each tiles its own part,
+//   and the tiles of neighbours abut without gaps or overlaps.
 // Pure; deterministic (fixed orders everywhere, no dependence on input order).
 import { type Box, type Vec3, box, containsPoint, grow, growTo, intersect, isEmpty, shapeOf, union } from '../geometry/box.ts';
 import type { Candidate, BoxMode, MatchMetric } from './boxes.ts';
 import { matchScore } from './boxes.ts';
 import { compareBoxes } from './boxes-order.ts';
-import { type Fragment, byFragment } from './boxes-fragments.ts';
+import { type Fragment, byFragment, latticeOf, tileBox, tilesMeeting } from './boxes-fragments.ts';
 import { anchorOf } from './select.ts';
 
 export interface MergeOptions {
@@ -125,7 +126,7 @@ export function components(fragments: readonly Fragment[], o: MergeOptions): Fra
 export function mergeFragments(fragments: readonly Fragment[], owner: Box, o: MergeOptions): OwnedBox[] {
   const parents: Array<{ box: Box; score: number }> = [];
   const tiles = new Map<string, { box: Box; score: number }>();
-  const lattice = o.mode === 'parents' ? o.cropThreshold : o.recrop;
+  const lattice = latticeOf(o);
   // Only the shell around the owner matters: a component that matters to it lies inside, or
   // shows a part bigger than cropThreshold inside (which classifies it as large all the same).
   const shell = o.reach ? grow(owner, o.reach) : undefined;
@@ -139,7 +140,7 @@ export function mergeFragments(fragments: readonly Fragment[], owner: Box, o: Me
       continue;
     }
     for (const x of comp) {
-      for (const t of latticeTiles(x.box, lattice, owner, o.bounds)) {
+      for (const t of ownedTiles(x.tiles, lattice, owner, o.bounds)) {
         const key = t.begin.join(',');
         const prev = tiles.get(key);
         if (!prev || score > prev.score) tiles.set(key, { box: t, score });
@@ -158,15 +159,17 @@ export function byBox(a: Pick<Candidate, 'box' | 'score'>, b: Pick<Candidate, 'b
   return compareBoxes(a.box, b.box) || (b.score - a.score);
 }
 
-/** Lattice tiles (origin-aligned, clipped to `bounds`) that meet `b` and whose anchor lies in `owner`. */
-export function latticeTiles(b: Box, tile: Vec3, owner: Box, bounds: Box): Box[] {
-  const lo = [0, 1, 2].map((a) => Math.floor(b.begin[a] / tile[a]));
-  const hi = [0, 1, 2].map((a) => Math.ceil(b.end[a] / tile[a]));
+/** The tiles of `indices` (as `Fragment.tiles`), clipped to `bounds`, whose anchor lies in `owner`. */
+export function ownedTiles(indices: readonly number[], lattice: Vec3, owner: Box, bounds: Box): Box[] {
   const out: Box[] = [];
-  for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) {
-    const t = intersect(box([z * tile[0], y * tile[1], x * tile[2]], [(z + 1) * tile[0], (y + 1) * tile[1], (x + 1) * tile[2]]), bounds);
-    if (isEmpty(t) || !containsPoint(owner, anchorOf(t))) continue;
-    out.push(t);
+  for (let k = 0; k + 2 < indices.length; k += 3) {
+    const t = tileBox([indices[k], indices[k + 1], indices[k + 2]], lattice, bounds);
+    if (!isEmpty(t) && containsPoint(owner, anchorOf(t))) out.push(t);
   }
   return out;
+}
+
+/** Lattice tiles (origin-aligned, clipped to `bounds`) that meet `b` and whose anchor lies in `owner`. */
+export function latticeTiles(b: Box, lattice: Vec3, owner: Box, bounds: Box): Box[] {
+  return ownedTiles(tilesMeeting(b, lattice), lattice, owner, bounds);
 }

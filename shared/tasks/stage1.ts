@@ -5,7 +5,7 @@ import { type Box, type Vec3, boxOfShape, isEmpty } from '../geometry/box.ts';
 import { chunkBox, forEachIndex, intersectRange, range3, chunkRange } from '../geometry/grid.ts';
 import { crop } from '../array/array3.ts';
 import { stage1 } from '../pipeline/stage1.ts';
-import { type Fragment, type OwnerChunk, extractFragments } from '../pipeline/boxes-fragments.ts';
+import { type Fragment, type OwnerChunk, extractFragments, latticeOf } from '../pipeline/boxes-fragments.ts';
 import { contextBox } from '../pipeline/context.ts';
 import { readLow, toLowBox } from '../volume/source.ts';
 import type { TaskContext, TaskStats } from './context.ts';
@@ -59,7 +59,7 @@ export async function stage1Task(ctx: TaskContext, b: Vec3): Promise<TaskStats> 
     priorDownsample: c.boxes.priorDownsample, pooling: c.boxes.pooling, roiThreshold: c.boxes.roiThreshold,
     axisThr: c.boxes.axisThr, areaThr: c.boxes.areaThr, factor: g.factor, margin: c.boxes.margin,
     minShape: c.pack.crop, bounds: boxOfShape(ctx.src.shape), lowVolume: g.shape,
-    nmsThreshold: c.boxes.nmsThreshold, metric: c.boxes.metric,
+    nmsThreshold: c.boxes.nmsThreshold, metric: c.boxes.metric, lattice: latticeOf(c.boxes),
   }));
   if (c.stage2.background === 'stage1') await ctx.work.writeFloats('stage1', b, crop(heat, around.begin, lw).data);
   return persist(ctx, b, own, fragments);

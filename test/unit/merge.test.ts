@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type Box, type Vec3, box, boxOfShape, intersect, isEmpty, shapeOf, volumeOf } from '../../shared/geometry/box.ts';
 import { array3 } from '../../shared/array/array3.ts';
-import { type Fragment, type FragmentOptions, type OwnerChunk, byFragment, extractFragments } from '../../shared/pipeline/boxes-fragments.ts';
+import { type Fragment, type FragmentOptions, type OwnerChunk, byFragment, extractFragments, latticeOf } from '../../shared/pipeline/boxes-fragments.ts';
 import { type MergeOptions, type OwnedBox, components, latticeTiles, mergeFragments } from '../../shared/pipeline/boxes-merge.ts';
 import { checkChunkForBoxes } from '../../shared/tasks/graph.ts';
 import { preset } from '../../shared/config/presets.ts';
@@ -61,6 +61,11 @@ function tilesMeeting(b: Box, tile: Vec3, shape: Vec3): Box[] {
     if (!isEmpty(intersect(tb, b))) out.push(tb);
   }
   return out;
+}
+
+/** The same tiles as `Fragment.tiles` lists them: flat [z, y, x] tile indices in z, y, x order. */
+function tileIndices(b: Box, tile: Vec3, shape: Vec3): number[] {
+  return tilesMeeting(b, tile, shape).flatMap((t) => [0, 1, 2].map((a) => t.begin[a] / tile[a]));
 }
 
 function shuffle<T>(r: () => number, list: T[]): T[] {
@@ -156,7 +161,8 @@ function makeObjects(r: () => number, shape: Vec3, chunk: Vec3, ct: Vec3, count:
  * its voxel count. `block`: chunks per stage-one block (fragments of one block carry the object
  * as their region label).
  */
-function split(objects: readonly Box[], shape: Vec3, chunk: Vec3, block: Vec3): Map<string, Fragment[]> {
+function split(objects: readonly Box[], shape: Vec3, chunk: Vec3, block: Vec3, p: BoxParams): Map<string, Fragment[]> {
+  const lattice = latticeOf(p);
   const out = new Map<string, Fragment[]>();
   for (const c of gridOf(shape, chunk)) {
     const w = writeBox(c, chunk, shape);
@@ -167,6 +173,7 @@ function split(objects: readonly Box[], shape: Vec3, chunk: Vec3, block: Vec3): 
       list.push({
         chunk: c, cells, box: cells, score: volumeOf(cells),
         block: [0, 1, 2].map((a) => Math.floor(c[a] / block[a])) as unknown as Vec3, region: n + 1,
+        tiles: tileIndices(cells, lattice, shape),
       });
     });
     out.set(key(c), list);
@@ -279,7 +286,7 @@ test('auto mode at the smallest allowed chunk: every object covered, small ones 
   const chunk = minimalChunk(p);
   for (let seed = 1; seed <= 5; seed++) {
     const { shape, objects, corner } = scenario(seed, p, chunk);
-    const out = mergeAll(split(objects, shape, chunk, [1, 1, 1]), shape, chunk, mergeOptions(shape, p));
+    const out = mergeAll(split(objects, shape, chunk, [1, 1, 1], p), shape, chunk, mergeOptions(shape, p));
     const n = checkExact(objects, out, shape, chunk, p);
     assert.ok(n.parents > 0 && n.tiles > 0);
     // The objects across the corner shared by 8 chunks: 8 fragments each, one parent equal to the object.
@@ -304,7 +311,7 @@ test('auto mode at a larger chunk, and parents / children modes at their smalles
     const chunk = vadd(minimalChunk(p), grow);
     for (let seed = 11; seed <= 13; seed++) {
       const { shape, objects } = scenario(seed, p, chunk);
-      const out = mergeAll(split(objects, shape, chunk, [1, 1, 1]), shape, chunk, mergeOptions(shape, p));
+      const out = mergeAll(split(objects, shape, chunk, [1, 1, 1], p), shape, chunk, mergeOptions(shape, p));
       const n = checkExact(objects, out, shape, chunk, p);
       assert.ok(n.tiles > 0, `${p.mode}: some tiles`);
       if (p.mode === 'children') assert.equal(n.parents, 0);
@@ -318,9 +325,9 @@ test('fragments computed by blocks of several chunks (joined by region label) gi
   for (let seed = 21; seed <= 23; seed++) {
     const { shape, objects } = scenario(seed, p, chunk);
     const o = mergeOptions(shape, p);
-    const perChunk = mergeAll(split(objects, shape, chunk, [1, 1, 1]), shape, chunk, o);
+    const perChunk = mergeAll(split(objects, shape, chunk, [1, 1, 1], p), shape, chunk, o);
     for (const block of [[1, 2, 2], [2, 1, 3], [4, 4, 4]] as Vec3[]) {
-      const out = mergeAll(split(objects, shape, chunk, block), shape, chunk, o);
+      const out = mergeAll(split(objects, shape, chunk, block, p), shape, chunk, o);
       checkExact(objects, out, shape, chunk, p);
       assert.deepEqual(out, perChunk, `blocks of ${block}`);
     }
@@ -336,7 +343,7 @@ test('looking only at fragments within the merge reach of the owner gives the sa
     const reach = [0, 1, 2].map((a) => CT[a] + Math.ceil(tile[a] / 2) + 2) as unknown as Vec3;
     for (let seed = 51; seed <= 53; seed++) {
       const { shape, objects } = scenario(seed, p, chunk);
-      const frags = split(objects, shape, chunk, [1, 2, 2]);
+      const frags = split(objects, shape, chunk, [1, 2, 2], p);
       const all = mergeAll(frags, shape, chunk, mergeOptions(shape, p));
       const shell = mergeAll(frags, shape, chunk, { ...mergeOptions(shape, p), reach });
       assert.deepEqual(shell, all, `${mode}, seed ${seed}`);
@@ -349,7 +356,7 @@ test('the result does not depend on the order of the input fragments', () => {
     const p: BoxParams = { cropThreshold: CT, recrop: RECROP, mode };
     const chunk = minimalChunk(p);
     const { shape, objects } = scenario(31, p, chunk);
-    const frags = split(objects, shape, chunk, [1, 2, 2]);
+    const frags = split(objects, shape, chunk, [1, 2, 2], p);
     const o = mergeOptions(shape, p);
     const ref = mergeAll(frags, shape, chunk, o);
     for (let seed = 1; seed <= 4; seed++) assert.deepEqual(mergeAll(frags, shape, chunk, o, 1000 + seed), ref, `${mode}, shuffle ${seed}`);
@@ -368,7 +375,7 @@ test('order independence with overlapping objects in one chunk (links by NMM) an
     const size = [0, 1, 2].map((a) => randInt(r, 1, CT[a] + 3));
     objects.push(intersect(box(begin as unknown as Vec3, begin.map((v, a) => v + size[a]) as unknown as Vec3), boxOfShape(shape)));
   }
-  const frags = split(objects, shape, chunk, [1, 1, 1]);
+  const frags = split(objects, shape, chunk, [1, 1, 1], p);
   const o = mergeOptions(shape, p);
   const ref = mergeAll(frags, shape, chunk, o);
   for (let seed = 1; seed <= 4; seed++) assert.deepEqual(mergeAll(frags, shape, chunk, o, 2000 + seed), ref, `shuffle ${seed}`);
@@ -481,11 +488,11 @@ function extractAll(p: Painted, low: Vec3, chunkLow: Vec3, blockChunks: Vec3, ha
   return runs;
 }
 
-function fragmentOptions(low: Vec3, pd: Vec3, factor: Vec3, margin: Vec3, threshold: number, nms: number): FragmentOptions {
+function fragmentOptions(low: Vec3, pd: Vec3, factor: Vec3, margin: Vec3, threshold: number, nms: number, lattice: Vec3 = RECROP): FragmentOptions {
   return {
     priorDownsample: pd, pooling: 'max', roiThreshold: threshold, axisThr: 0, areaThr: 0,
     factor, margin, minShape: [1, 1, 1], bounds: boxOfShape(vmul(low, factor)), lowVolume: low,
-    nmsThreshold: nms, metric: 'iou',
+    nmsThreshold: nms, metric: 'iou', lattice,
   };
 }
 
@@ -551,6 +558,8 @@ test('extractFragments: the fragments of all owners partition the foreground cel
         [0, 1, 2].map((a) => vhi[a] * k.factor[a] + k.margin[a]) as unknown as Vec3,
       ), boxOfShape(full));
       assert.deepEqual(f.box, want, `box of cells ${bkey(f.cells)}`);
+      // Tiles: the painted regions are boxes of cells, so its cells' boxes fill its box.
+      assert.deepEqual(f.tiles, tileIndices(f.box, RECROP, full), `tiles of cells ${bkey(f.cells)}`);
     }
     // Fragments of one region computed by one block share its region label; different regions do not.
     for (const run of runs) {
@@ -567,6 +576,37 @@ test('extractFragments: the fragments of all owners partition the foreground cel
       assert.equal(new Set(labelOf.values()).size, labelOf.size, `two regions share a label in block ${run.block}`);
     }
   }
+});
+
+test('the tiles of an L-shaped object do not depend on the chunking: only tiles its cells (grown by the margin) meet, none for the empty corner', () => {
+  const p: BoxParams = { cropThreshold: CT, recrop: RECROP, mode: 'children' };
+  const small = minimalChunk(p);
+  const low: Vec3 = vadd(vmul(small, [2, 3, 3]), [1, 2, 3]);
+  const margin: Vec3 = [0, 1, 1];
+  const threshold = 0.5;
+  const heat = new Float32Array(low[0] * low[1] * low[2]).fill(0.1);
+  // Two arms from one corner, each spanning several tiles and chunks; the region between them is empty.
+  const z0 = 2, y0 = 3, x0 = 4;
+  const arms = [box([z0, y0, x0], [z0 + 2, y0 + 6 * RECROP[1], x0 + 2]), box([z0, y0, x0], [z0 + 2, y0 + 2, x0 + 6 * RECROP[2]])];
+  for (const g of arms) for (const v of indicesOf(g.begin, g.end)) heat[(v[0] * low[1] + v[1]) * low[2] + v[2]] = 0.9;
+  const o = fragmentOptions(low, [1, 1, 1], [1, 1, 1], margin, threshold, 1, RECROP);
+  const want = new Set<string>();
+  for (const g of arms) {
+    for (const t of tilesMeeting(intersect(box(vadd(g.begin, vmul(margin, [-1, -1, -1])), vadd(g.end, margin)), boxOfShape(low)), RECROP, low)) want.add(bkey(t));
+  }
+  const tilesWith = (chunk: Vec3) => {
+    const frags = new Map<string, Fragment[]>();
+    for (const run of extractAll({ heat, regions: arms }, low, chunk, [1, 1, 1], [2, 2, 2], o)) run.owners.forEach((w, i) => frags.set(key(w.index), run.fragments[i]));
+    const out = [...mergeAll(frags, low, chunk, mergeOptions(low, p)).values()].flat();
+    assert.ok(out.every((b) => b.role === 'child'));
+    return out.map((b) => bkey(b.box)).sort();
+  };
+  const whole = tilesWith(low);
+  assert.deepEqual(whole, [...want].sort(), 'one chunk: the tiles the cells need');
+  for (const chunk of [small, vadd(small, [1, 3, 2])]) assert.deepEqual(tilesWith(chunk), whole, `chunk ${chunk}`);
+  // The bounding box's far corner tile is not among them.
+  const corner = tilesMeeting(box([z0, y0 + 6 * RECROP[1] - 1, x0 + 6 * RECROP[2] - 1], [z0 + 1, y0 + 6 * RECROP[1], x0 + 6 * RECROP[2]]), RECROP, low);
+  assert.ok(!whole.includes(bkey(corner[0])));
 });
 
 test('extractFragments → mergeFragments end to end: every region of the heatmap comes out once, whole, or tiled', () => {
