@@ -9,7 +9,7 @@
 //
 //   node --import tsx bench/tune.ts --kind em --seeds 21,22 > bench/tune-em.md 2> bench/tune-em.log
 //   node --import tsx bench/tune.ts --kind em --seeds 21,22 --from-log bench/tune-em.log   # the table again, from the runs' log
-//   node --import tsx bench/tune.ts --kind em --only pack.crop > bench/tune-em-crop.md   # one parameter
+//   node --import tsx bench/tune.ts --kind ct --only pack.crop > bench/tune-ct-crop.md   # one parameter
 //
 // Each run is a child process (`tessera run --json`), as in the benchmark.
 import { execFile } from 'node:child_process';
@@ -34,7 +34,7 @@ const SWEEP: Record<Kind, Array<[string, Array<[string, Override]>]>> = {
   em: [
     ['boxes.roiThreshold', [0.03, 0.1, 0.3].map((v) => [String(v), { boxes: { roiThreshold: v } }])],
     ['boxes.margin', [[0, 2, 2], [1, 4, 4], [2, 8, 8]].map((v) => [v.join('×'), { boxes: { margin: v } }])],
-    ['pack.context', [[0, 0, 0], [1, 4, 4], [2, 8, 8]].map((v) => [v.join('×'), { pack: { context: v } }])],
+    ['pack.context', [[0, 0, 0], [0, 4, 4], [1, 4, 4], [1, 8, 8]].map((v) => [v.join('×'), { pack: { context: v } }])],
     ['boxes.nmmThreshold', [0.2, 0.35, 0.5].map((v) => [String(v), { boxes: { nmmThreshold: v } }])],
     // The smallest box (boxes are grown to at least pack.crop): with its context it decides how
     // many small crops stack in a canvas (6×40×40 crops: 2 deep × 3 × 3 in 16×128×128).
@@ -46,7 +46,7 @@ const SWEEP: Record<Kind, Array<[string, Array<[string, Override]>]>> = {
   ct: [
     ['boxes.roiThreshold', [0.01, 0.03, 0.1].map((v) => [String(v), { boxes: { roiThreshold: v } }])],
     ['boxes.margin', [[0, 2, 2], [1, 4, 4], [2, 8, 8]].map((v) => [v.join('×'), { boxes: { margin: v } }])],
-    ['pack.context', [[1, 4, 4], [1, 8, 8], [2, 16, 16]].map((v) => [v.join('×'), { pack: { context: v } }])],
+    ['pack.context', [[0, 4, 4], [1, 4, 4], [1, 8, 8], [2, 16, 16]].map((v) => [v.join('×'), { pack: { context: v } }])],
     ['boxes.nmmThreshold', [0.1, 0.2, 0.35].map((v) => [String(v), { boxes: { nmmThreshold: v } }])],
     ['pack.crop', [[4, 16, 16], [3, 16, 16], [4, 12, 12], [3, 12, 12]].map((v) => [v.join('×'), { pack: { crop: v } }])],
     ['boxes.recrop', [[16, 64, 64], [14, 48, 48], [14, 40, 40]].map((v) => [v.join('×'), { boxes: { recrop: v } }])],
@@ -99,6 +99,12 @@ async function main(): Promise<void> {
       if (m) logged.set(m[1], [...(logged.get(m[1]) ?? []), JSON.parse(m[3]) as Row]);
     }
   }
+  // A sweep without the preset's value has nothing to compare with (the preset moved since): refuse before any run.
+  const sweep = SWEEP[kind].filter(([p]) => !only || p === only).map(([param, values]) => {
+    const pv = presetValue(preset, param);
+    if (!values.some(([v]) => v === pv)) throw new Error(`${param}: the preset's value ${pv} is not among the sweep's values; add it to SWEEP`);
+    return [param, values, pv] as const;
+  });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-tune-'));
   const vols: string[] = [];
   if (!fromLog) {
@@ -110,7 +116,7 @@ async function main(): Promise<void> {
   }
   const lines = [`# Tuning ${preset} on seeds ${seeds.join(', ')} (${DEFAULT_SHAPE[kind].join('×')}, 1 % foreground)`, '',
     `Made with \`node --import tsx bench/tune.ts --kind ${kind} --seeds ${seeds.join(',')}${only ? ` --only ${only}` : ''}\`${fromLog ? ` (its runs are logged in ${path.basename(fromLog)}; this table was rendered from that log with \`--from-log\`)` : ''} (2 cores, shared: seconds are noisy). One parameter at a time around the preset, two-stage; seconds, Dice and canvases are means over the seeds. Rule: a value replaces the preset's only if it needs fewer canvases (stage two's cost) at a mean Dice at most ${NOISE} lower, or raises the mean Dice by more than ${NOISE} at no more canvases; speed-for-quality trade-offs are left to the user and shown here.`, ''];
-  for (const [param, values] of SWEEP[kind].filter(([p]) => !only || p === only)) {
+  for (const [param, values, pv] of sweep) {
     const rows: Row[] = logged.get(param) ?? [];
     if (!fromLog) {
       for (const [value, over] of values) {
@@ -120,7 +126,7 @@ async function main(): Promise<void> {
         process.stderr.write(`${param} ${value}: ${JSON.stringify(rows[rows.length - 1])}\n`);
       }
     }
-    if (rows.length) lines.push(...table(param, rows, presetValue(preset, param)));
+    if (rows.length) lines.push(...table(param, rows, pv));
   }
   fs.rmSync(dir, { recursive: true, force: true });
   process.stdout.write(lines.join('\n') + '\n');

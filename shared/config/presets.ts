@@ -81,10 +81,11 @@ const RAW: Record<string, Preset> = {
     stage1: { spacing: [40, 16, 16], patch: [32, 128, 128], step: 0.5, mirror: false },
     boxes: {
       priorDownsample: [1, 1, 1], pooling: 'max', roiThreshold: 0.1, axisThr: 0, areaThr: 0, margin: [1, 4, 4],
-      nmsThreshold: 0.75, nmmThreshold: 0.35, metric: 'iou', mode: 'auto', recrop: [16, 64, 64], cropThreshold: [16, 128, 128],
+      nmsThreshold: 0.75, nmmThreshold: 0.2, metric: 'iou', mode: 'auto', recrop: [16, 64, 64], cropThreshold: [16, 128, 128],
     },
     select: { lambda: 0.03, featurePooling: 'max' },
-    pack: { canvas: [16, 144, 144], crop: [4, 32, 32], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 4, 4], contextFit: 'clip' },
+    // nmmThreshold 0.2 and crop 3×32×32 from bench/tune-em.md (fewer canvases, Dice within 0.001; together too).
+    pack: { canvas: [16, 144, 144], crop: [3, 32, 32], heuristic: 'scale', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 4, 4], contextFit: 'clip' },
   },
   'synthetic-ct': {
     name: 'synthetic-ct',

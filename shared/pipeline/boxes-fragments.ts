@@ -89,7 +89,7 @@ export class TileSet {
   }
 }
 
-/** Tiles along one axis of the lattice covering `bounds`. */
+/** How many lattice tiles cover `bounds` along each axis (the key space of TileSet). */
 export function tileCount(bounds: Box, lattice: Vec3): Vec3 {
   return [0, 1, 2].map((a) => Math.max(1, Math.ceil(bounds.end[a] / lattice[a]))) as unknown as Vec3;
 }

@@ -272,17 +272,25 @@ test('an object across a chunk corner comes out as one box and one instance id',
   assert.equal(r.tasks.paste.total, 8);
   const objBox = box([lo[best][0] - from.begin[0], lo[best][1] - from.begin[1], lo[best][2] - from.begin[2]], [hi[best][0] - from.begin[0], hi[best][1] - from.begin[1], hi[best][2] - from.begin[2]]);
   const doc = JSON.parse(fs.readFileSync(path.join(out, 'boxes.json'), 'utf8'));
-  const meeting = doc.boxes.filter((b: any) => [0, 1, 2].every((a) => b.box.begin[a] < objBox.end[a] && b.box.end[a] > objBox.begin[a]) && b.role === 'parent');
-  const holding = meeting.filter((b: any) => [0, 1, 2].every((a) => b.box.begin[a] <= objBox.begin[a] && b.box.end[a] >= objBox.end[a]));
-  assert.equal(holding.length, 1, `one box holds the object (${JSON.stringify(meeting.map((b: any) => b.box))})`);
+  // One box, not one per chunk: the fragments of all eight chunks joined. It need not hold every
+  // voxel (stage one may miss the object's faint outer sections) but holds the most of it.
+  const meeting = doc.boxes.filter((b: any) => [0, 1, 2].every((a) => b.box.begin[a] < objBox.end[a] && b.box.end[a] > objBox.begin[a]));
+  assert.equal(meeting.length, 1, `one box meets the object (${JSON.stringify(meeting.map((b: any) => b.box))})`);
+  assert.equal(meeting[0].role, 'parent');
   const ids = await volumeOf(out, 'instances') as Uint32Array;
   const inside = new Set<number>();
+  let voxels = 0, held = 0;
+  const hit = meeting[0].box;
   for (let z = objBox.begin[0]; z < objBox.end[0]; z++) for (let y = objBox.begin[1]; y < objBox.end[1]; y++) for (let x = objBox.begin[2]; x < objBox.end[2]; x++) {
     const gz = z + from.begin[0], gy = y + from.begin[1], gx = x + from.begin[2];
     if (comps.labels[(gz * 512 + gy) * 512 + gx] !== best) continue;
+    voxels++;
+    if (z >= hit.begin[0] && z < hit.end[0] && y >= hit.begin[1] && y < hit.end[1] && x >= hit.begin[2] && x < hit.end[2]) held++;
     const id = ids[(z * 192 + y) * 192 + x];
     if (id) inside.add(id);
   }
+  assert.ok(held >= 0.9 * voxels, `the box holds ${held} of the object's ${voxels} voxels`);
+  assert.ok([0, 1, 2].every((a) => hit.begin[a] < corner[a] && hit.end[a] > corner[a]), 'the box crosses the corner');
   assert.equal(inside.size, 1, `one instance id over the object (${[...inside]})`);
   const sides = [0, 1, 2].map((a) => objBox.begin[a] < corner[a] && objBox.end[a] > corner[a]);
   assert.deepEqual(sides, [true, true, true], 'the object really crosses the corner');
