@@ -22,7 +22,7 @@
 //   on how chunks cut it). Any number of chunks can share an object; each tiles its own part,
 //   and the tiles of neighbours abut without gaps or overlaps.
 // Pure; deterministic (fixed orders everywhere, no dependence on input order).
-import { type Box, type Vec3, box, containsPoint, grow, growTo, intersect, isEmpty, shapeOf, union } from '../geometry/box.ts';
+import { type Box, type Vec3, containsPoint, grow, growTo, intersect, isEmpty, shapeOf, union } from '../geometry/box.ts';
 import type { Candidate, BoxMode, MatchMetric } from './boxes.ts';
 import { matchScore } from './boxes.ts';
 import { compareBoxes } from './boxes-order.ts';
