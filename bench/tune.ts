@@ -9,7 +9,7 @@
 //
 //   node --import tsx bench/tune.ts --kind em --seeds 21,22 > bench/tune-em.md 2> bench/tune-em.log
 //   node --import tsx bench/tune.ts --kind em --seeds 21,22 --from-log bench/tune-em.log   # the table again, from the runs' log
-//   node --import tsx bench/tune.ts --kind ct --only pack.crop > bench/tune-ct-crop.md   # one parameter
+//   node --import tsx bench/tune.ts --kind ct --only pack.crop > /tmp/tune-ct-crop.md     # one parameter
 //
 // Each run is a child process (`tessera run --json`), as in the benchmark.
 import { execFile } from 'node:child_process';
