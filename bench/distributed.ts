@@ -72,7 +72,7 @@ async function noopWorker(url: string, run: string, role: 'worker' | 'merger'): 
   const nc = await connect({ servers: url });
   const js = jetstream(nc);
   const n = runNames(run);
-  const kinds = ['stage1', 'boxes', 'stage2', 'paste', 'faces', 'resolve', 'relabel'];
+  const kinds = taskGraph(preset('fafb')!, FAFB_SHAPE, boxOfShape(FAFB_SHAPE), FAFB_FACTOR).kinds.map((k) => k.name);
   const c = await js.consumers.get(n.tasksStream, n.consumer(role));
   const msgs = await c.consume({ max_messages: 512 });
   for await (const m of msgs) {

@@ -24,7 +24,7 @@ export { stage2 } from './pipeline/stage2.ts';
 export { PasteAccumulator } from './pipeline/paste.ts';
 export { type RunOptions, type RunReport, runEmbedded } from './run/embedded.ts';
 export { type Dependency, type KindSpec, type TaskRef, Scheduler, taskId } from './scheduler.ts';
-export { type TaskGraph, taskGraph } from './tasks/graph.ts';
+export { type TaskGraph, type TaskKind, taskGraph } from './tasks/graph.ts';
 export { type TaskContext, runTask } from './tasks/index.ts';
 export { drive } from './run/drive.ts';
 export { type Fragment, extractFragments } from './pipeline/boxes-fragments.ts';
@@ -38,7 +38,7 @@ export { ConfigError, InputError, MessageError, ModelError, OutputError, Tessera
 export { createLogger, silentLogger } from './log.ts';
 export { type Session, attachRun, finishSession, freeAfter, guard, openSession, reportProgress } from './run/session.ts';
 export { TaskError, oneLine } from './errors.ts';
-export { type Role, type RunNames, ROLE_OF, RUNS_BUCKET, checkRunId, runNames } from './bus/subjects.ts';
+export { type Role, type RunNames, RUNS_BUCKET, checkRunId, roleOf, runNames } from './bus/subjects.ts';
 export { type TaskMessage, type TaskOutcome, type ResultMessage, type RunRecord, type Expect, MAX_BATCH, encode, parseResult, parseRunRecord, parseTask } from './bus/messages.ts';
 export { type BusOptions, busOptions, connectBus, describeBus } from './bus/connect.ts';
 export { ensureRunStreams, freshResultsConsumer, isNotFound, removeRunStreams } from './bus/streams.ts';

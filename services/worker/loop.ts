@@ -18,7 +18,7 @@ import type { NatsConnection } from '@nats-io/nats-core';
 import { type JsMsg, jetstream } from '@nats-io/jetstream';
 import {
   type Logger, type Role, type Expect, type RunRecord, type TaskMessage, type TaskOutcome, type TaskRef, type KindSpec, type TesseraConfig,
-  ConfigError, ROLE_OF, attachRun, isVirtual, encode, isPermanent, loadConfig, parseTask, readRun, runNames, runTask, runsBucket, taskId, waitForRun,
+  type TaskKind, ConfigError, roleOf, attachRun, isVirtual, encode, isPermanent, loadConfig, parseTask, readRun, runNames, runTask, runsBucket, taskId, waitForRun,
 } from '../../shared/index.ts';
 import type { WorkerMetrics } from '../metrics.ts';
 
@@ -114,7 +114,7 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
   // The record's config is validated like a config file: a worker never trusts it blindly.
   const config = loadConfig({ overrides: record.config as unknown as Record<string, unknown> });
   const job = await (o.job ?? pipelineJob)(record, config, log);
-  const kinds = job.kinds.map((k) => k.name).filter((k) => ROLE_OF[k as keyof typeof ROLE_OF] === o.role);
+  const kinds = job.kinds.map((k) => k.name).filter((k) => roleOf(k as TaskKind) === o.role);
   const expect: Expect = { run: o.run, kinds };
   const js = jetstream(o.nc);
   const heartbeatMs = (config.nats.ackWait * 1000) / 3;

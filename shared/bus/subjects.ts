@@ -9,14 +9,14 @@
 //
 // Roles: `worker` runs the per-chunk kinds that need the models or write the output (stage1,
 // stage2, predict, blend, paste, relabel); `merger` runs the kinds that resolve chunk borders (boxes
-// across chunks, instance faces, the global id resolve). Non-overlapping filters, as a
-// WorkQueue stream requires.
-import type { TaskKind } from '../tasks/graph.ts';
+// across chunks, instance faces, the levels of the instance-id reduction). Non-overlapping
+// filters, as a WorkQueue stream requires.
+import { type TaskKind, levelOf } from '../tasks/graph.ts';
 import { ConfigError } from '../errors.ts';
 
 export type Role = 'worker' | 'merger';
 
-export const ROLE_OF: Readonly<Record<TaskKind, Role>> = {
+const ROLE_OF: Readonly<Record<string, Role>> = {
   stage1: 'worker',
   stage2: 'worker',
   predict: 'worker',
@@ -25,8 +25,14 @@ export const ROLE_OF: Readonly<Record<TaskKind, Role>> = {
   relabel: 'worker',
   boxes: 'merger',
   faces: 'merger',
-  resolve: 'merger',
 };
+
+/** The role that runs a task kind (every level of the instance-id reduction is the merger's). */
+export function roleOf(kind: TaskKind): Role {
+  const r = ROLE_OF[kind] ?? (levelOf(kind, 'merge') !== undefined || levelOf(kind, 'resolve') !== undefined ? 'merger' : undefined);
+  if (!r) throw new RangeError(`no role runs task kind ${kind}`);
+  return r;
+}
 
 export const RUNS_BUCKET = 'tessera-runs';
 
@@ -58,7 +64,7 @@ export function runNames(run: string): RunNames {
     run,
     tasksStream: `TESSERA_${run}_TASKS`,
     resultsStream: `TESSERA_${run}_RESULTS`,
-    task: (kind) => `tessera.${run}.task.${ROLE_OF[kind]}.${kind}`,
+    task: (kind) => `tessera.${run}.task.${roleOf(kind)}.${kind}`,
     taskFilter: (role) => `tessera.${run}.task.${role}.>`,
     consumer: (role) => role,
     result: `tessera.${run}.result`,

@@ -16,10 +16,10 @@ import { type RunContext, openRun } from './context.ts';
 import { type OpenedOutput, finishOutput, markFailed, openOutput, openOutputArrays, readRunJson, updateRunJson } from './output.ts';
 import { type RunIdentity, runIdentity } from './identity.ts';
 import type { DriveResult } from './drive.ts';
-import { ONE, rangeVoxels, taskGraph, type TaskGraph, type TaskKind } from '../tasks/graph.ts';
+import { ONE, isInstanceKind, rangeVoxels, taskGraph, type TaskGraph } from '../tasks/graph.ts';
 import { WorkStore } from '../tasks/work.ts';
 import { type TaskContext, taskContext } from '../tasks/context.ts';
-import { FREE, WHOLE_ROI } from '../tasks/index.ts';
+import { freeingOf } from '../tasks/index.ts';
 import { writeBoxesJson } from '../tasks/boxes-output.ts';
 import { indexId, linearOf, rangeSize } from '../geometry/grid.ts';
 import { pyramidFactors } from '../volume/ome.ts';
@@ -182,7 +182,7 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     // their done logs start over, so they only ever hold tasks of the ROI in run.json).
     const prevRoi = opened.resumed?.roi as { begin: Box['begin']; end: Box['end'] } | undefined;
     const roiDoc = { begin: ctx.roi.begin, end: ctx.roi.end };
-    if (opened.resumed && (!prevRoi || boxToString(prevRoi) !== boxToString(ctx.roi))) await work.forget(WHOLE_ROI);
+    if (opened.resumed && (!prevRoi || boxToString(prevRoi) !== boxToString(ctx.roi))) await work.forget(work.loggedKinds().filter(isInstanceKind));
     const reused = opened.resumed ? await restore(sched, work, graph.kinds.map((k) => k.name)) : {};
     const counts0 = sched.counts();
     // The task totals let `tessera status` show progress from the done logs alone.
@@ -202,7 +202,8 @@ export async function openSession(o: SessionOptions): Promise<Session> {
  */
 export async function freeAfter(s: Session, t: TaskRef): Promise<void> {
   for (const d of s.graph.deps) {
-    if (d.kind !== t.kind || !FREE[d.needs as TaskKind]) continue;
+    const freeing = freeingOf(d.needs);
+    if (d.kind !== t.kind || !freeing) continue;
     const r = s.sched.upstream(t, d.needs);
     const k = s.graph.kinds.find((x) => x.name === d.needs)!;
     let bits = s.freed.get(k.name);
@@ -216,7 +217,7 @@ export async function freeAfter(s: Session, t: TaskRef): Promise<void> {
       if (bits[i >> 3] & (1 << (i & 7))) continue;
       bits[i >> 3] |= 1 << (i & 7);
       await s.work.markFreed(u.kind, u.index);
-      await FREE[u.kind as TaskKind]!.free(s.work, u.index);
+      await freeing.free(s.work, u.index);
       if (u.kind === 'stage1') s.tctx.stage1Cache.delete(indexId(u.index));
       if (u.kind === 'stage2') s.tctx.stage2Cache.delete(indexId(u.index));
     }
@@ -343,7 +344,7 @@ async function restore(sched: Scheduler, work: WorkStore, kinds: readonly string
   sched.compact();
   for (let changed = true; changed;) {
     changed = false;
-    for await (const batch of work.freed(kinds.filter((k) => FREE[k as TaskKind]?.rerun))) {
+    for await (const batch of work.freed(kinds.filter((k) => freeingOf(k)?.rerun))) {
       for (const e of batch) {
         if (sched.state(e) === 'done' && !sched.consumersDone(e)) {
           sched.reopen(e);

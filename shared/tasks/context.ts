@@ -10,7 +10,6 @@ import { Lru } from '../cache.ts';
 import type { Array3 } from '../array/array3.ts';
 import type { Stage1Result } from './stage1.ts';
 import type { Stage2Result } from './stage2.ts';
-import type { Resolved } from './instances.ts';
 
 export interface TaskContext extends RunContext {
   readonly out: OutputArrays;
@@ -22,7 +21,6 @@ export interface TaskContext extends RunContext {
   readonly oracle?: VolumeArray;
   readonly stage1Cache: Lru<Stage1Result>;
   readonly stage2Cache: Lru<Stage2Result>;
-  readonly resolveCache: Lru<Resolved>;
   /**
    * Decoded full-resolution storage chunks, shared by the stage-two tasks of this process
    * (`io.readCache` MiB): neighbouring blocks run close together in the scheduler's order and
@@ -41,10 +39,10 @@ export type TaskStats = Record<string, number>;
  */
 const STAGE2_CACHE_BYTES = 64 * 2 ** 20;
 
-type Caches = 'stage1Cache' | 'stage2Cache' | 'resolveCache' | 'inputCache';
+type Caches = 'stage1Cache' | 'stage2Cache' | 'inputCache';
 
 export function taskContext(run: RunContext, rest: Omit<TaskContext, keyof RunContext | Caches>): TaskContext {
   return {
-    ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(STAGE2_CACHE_BYTES), resolveCache: new Lru(1), inputCache: new Lru(run.config.io.readCache * 2 ** 20),
+    ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(STAGE2_CACHE_BYTES), inputCache: new Lru(run.config.io.readCache * 2 ** 20),
   };
 }

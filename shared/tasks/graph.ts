@@ -7,7 +7,8 @@
 //               ──reach 1──▶ paste ─────────────────────────────────────────────────────────┐
 //   one-stage:  predict (global tile grid) ──reach 1──▶ blend ────────────────────────────────┤
 //               ┌─────────────────────────────────────────────────────────────────────────────┘
-//               └──reach 1──▶ faces ──all──▶ resolve (one task, the merger) ──▶ relabel
+//               └──reach 1──▶ faces ──▶ merge1 ──▶ … ──▶ mergeL ──▶ resolveL ──▶ … ──▶ resolve1 ──▶ relabel
+//                                      (regions of fanIn^l chunks: up, then down; geometry/tree.ts)
 //
 // Ranges make results independent of the ROI: paste runs on the ROI's chunks; stage2 on the
 // blocks meeting those grown by one chunk (a box owned by a neighbour may reach into the ROI);
@@ -18,12 +19,21 @@ import { type Box, type Vec3, boxOfShape } from '../geometry/box.ts';
 import { type Range3, blocksMeeting, chunkRange, intersectRange, range3 } from '../geometry/grid.ts';
 import type { Dependency, KindSpec } from '../scheduler.ts';
 import type { TesseraConfig } from '../config/config.ts';
+import { levelBlock, treeLevels } from '../geometry/tree.ts';
 import { ConfigError } from '../errors.ts';
 
-export type TaskKind = 'stage1' | 'boxes' | 'stage2' | 'paste' | 'predict' | 'blend' | 'faces' | 'resolve' | 'relabel';
+export type TaskKind = 'stage1' | 'boxes' | 'stage2' | 'paste' | 'predict' | 'blend' | 'faces' | `merge${number}` | `resolve${number}` | 'relabel';
 
-/** The merger's one task spans the whole grid: a block larger than any volume's chunk grid. */
-export const WHOLE: Vec3 = [2 ** 40, 2 ** 40, 2 ** 40];
+/** The level of a `merge<l>` or `resolve<l>` kind, else undefined. */
+export function levelOf(kind: string, of: 'merge' | 'resolve'): number | undefined {
+  const m = new RegExp(`^${of}([1-9][0-9]*)$`).exec(kind);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The kinds of instance ids: they join chunks over the whole ROI, so another ROI computes them anew. */
+export function isInstanceKind(kind: string): boolean {
+  return kind === 'faces' || kind === 'relabel' || levelOf(kind, 'merge') !== undefined || levelOf(kind, 'resolve') !== undefined;
+}
 
 export const ONE: Vec3 = [1, 1, 1];
 
@@ -66,8 +76,8 @@ export function taskGraph(c: TesseraConfig, shape: Vec3, roi: Box, factor: Vec3)
     // chunks before it, so predict runs on the ROI's chunks grown by one towards the origin.
     const predict = intersectRange(range3([roiChunks.lo[0] - 1, roiChunks.lo[1] - 1, roiChunks.lo[2] - 1], roiChunks.hi), all);
     return {
-      kinds: [{ name: 'predict', block: ONE, range: predict }, { name: 'blend', block: ONE, range: roiChunks }, ...instanceKinds(roiChunks)],
-      deps: [{ kind: 'blend', needs: 'predict', reach: ONE }, ...instanceDeps('blend')], chunk, volume, stage1Block: ONE,
+      kinds: [{ name: 'predict', block: ONE, range: predict }, { name: 'blend', block: ONE, range: roiChunks }, ...instanceKinds(roiChunks, c.io.mergeFanIn)],
+      deps: [{ kind: 'blend', needs: 'predict', reach: ONE }, ...instanceDeps('blend', roiChunks, c.io.mergeFanIn)], chunk, volume, stage1Block: ONE,
     };
   }
   checkChunkForBoxes(c, factor);
@@ -84,32 +94,38 @@ export function taskGraph(c: TesseraConfig, shape: Vec3, roi: Box, factor: Vec3)
       { name: 'boxes', block: ONE, range: middle },
       { name: 'stage2', block: p, range: s2 },
       { name: 'paste', block: ONE, range: paste },
-      ...instanceKinds(paste),
+      ...instanceKinds(paste, c.io.mergeFanIn),
     ],
     deps: [
       { kind: 'boxes', needs: 'stage1', reach: ONE },
       { kind: 'stage2', needs: 'boxes', reach: [0, 0, 0] },
       { kind: 'paste', needs: 'stage2', reach: ONE },
-      ...instanceDeps('paste'),
+      ...instanceDeps('paste', paste, c.io.mergeFanIn),
     ],
     chunk, volume, stage1Block: s,
   };
 }
 
-function instanceKinds(chunks: Range3): KindSpec[] {
-  return [
-    { name: 'faces', block: ONE, range: chunks },
-    { name: 'resolve', block: WHOLE, range: blocksMeeting(chunks, WHOLE) },
-    { name: 'relabel', block: ONE, range: chunks },
-  ];
+function instanceKinds(chunks: Range3, fanIn: Vec3): KindSpec[] {
+  const levels = treeLevels(chunks, fanIn);
+  const up: KindSpec[] = [];
+  for (let l = 1; l <= levels; l++) up.push({ name: `merge${l}`, block: levelBlock(fanIn, l), range: blocksMeeting(chunks, levelBlock(fanIn, l)) });
+  const down = up.map((k, i) => ({ ...k, name: `resolve${i + 1}` })).reverse();
+  return [{ name: 'faces', block: ONE, range: chunks }, ...up, ...down, { name: 'relabel', block: ONE, range: chunks }];
 }
 
-function instanceDeps(writer: 'paste' | 'blend'): Dependency[] {
-  return [
-    { kind: 'faces', needs: writer, reach: ONE },
-    { kind: 'resolve', needs: 'faces', reach: [0, 0, 0] },
-    { kind: 'relabel', needs: 'resolve', reach: [0, 0, 0] },
-  ];
+function instanceDeps(writer: 'paste' | 'blend', chunks: Range3, fanIn: Vec3): Dependency[] {
+  const levels = treeLevels(chunks, fanIn);
+  const none: Vec3 = [0, 0, 0];
+  const deps: Dependency[] = [{ kind: 'faces', needs: writer, reach: ONE }, { kind: 'merge1', needs: 'faces', reach: none }];
+  for (let l = 2; l <= levels; l++) deps.push({ kind: `merge${l}`, needs: `merge${l - 1}`, reach: none });
+  for (let l = levels; l >= 1; l--) {
+    deps.push({ kind: `resolve${l}`, needs: `merge${l}`, reach: none });
+    if (l < levels) deps.push({ kind: `resolve${l}`, needs: `resolve${l + 1}`, reach: none });
+  }
+  // relabel reads the writer's label runs: they are freed only after it.
+  deps.push({ kind: 'relabel', needs: 'resolve1', reach: none }, { kind: 'relabel', needs: writer, reach: none });
+  return deps;
 }
 
 /**

@@ -18,6 +18,7 @@ import { InputError, OutputError, isTesseraError } from '../errors.ts';
 import { writeFileAtomic } from '../volume/store.ts';
 
 const MAGIC = 0x31525354; // "TSR1" little-endian
+const SECTIONS_MAGIC = 0x31535354; // "TSS1" little-endian
 
 export interface DoneEntry {
   kind: string;
@@ -180,6 +181,57 @@ export class WorkStore {
     return { header, body: new Uint8Array(b.subarray(8 + n)) };
   }
 
+  /**
+   * A result in sections, each read on its own by byte range: a chunk's border (18 faces and
+   * edges, of which a neighbour reads one), a region's summary and decisions, a region's list per
+   * child. Layout: u32 magic "TSS1", u32 count, count × (f64 offset, f64 length), the sections.
+   */
+  async writeSections(kind: string, index: Vec3, sections: readonly Uint8Array[]): Promise<void> {
+    const head = 8 + 16 * sections.length;
+    const table = Buffer.alloc(head);
+    table.writeUInt32LE(SECTIONS_MAGIC, 0);
+    table.writeUInt32LE(sections.length, 4);
+    let at = head;
+    sections.forEach((b, i) => {
+      table.writeDoubleLE(at, 8 + 16 * i);
+      table.writeDoubleLE(b.byteLength, 16 + 16 * i);
+      at += b.byteLength;
+    });
+    await this.atomic(this.path(kind, index, 'bin'), Buffer.concat([table, ...sections]));
+  }
+
+  /** Sections `which` of a sectioned result (reads the table and those sections only). */
+  async readSections(kind: string, index: Vec3, which: readonly number[]): Promise<Uint8Array[]> {
+    const file = this.path(kind, index, 'bin');
+    const bad = (why: string) => new InputError(file, `intermediate result of ${kind} ${indexId(index)} ${why}`, indexId(index));
+    let fh: fs.promises.FileHandle;
+    try {
+      fh = await fs.promises.open(file, 'r');
+    } catch (err) {
+      throw new InputError(file, `intermediate result of ${kind} ${indexId(index)} is missing (${(err as NodeJS.ErrnoException).code})`, indexId(index), { cause: err });
+    }
+    try {
+      const size = (await fh.stat()).size;
+      const pre = Buffer.alloc(8);
+      await fh.read(pre, 0, 8, 0);
+      const count = pre.readUInt32LE(4);
+      if (size < 8 || pre.readUInt32LE(0) !== SECTIONS_MAGIC || 8 + 16 * count > size) throw bad('is truncated or not a sectioned result');
+      const table = Buffer.alloc(16 * count);
+      await fh.read(table, 0, table.length, 8);
+      return await Promise.all(which.map(async (i) => {
+        if (i < 0 || i >= count) throw bad(`has ${count} sections, not ${i + 1}`);
+        const off = table.readDoubleLE(16 * i), len = table.readDoubleLE(16 * i + 8);
+        if (off + len > size) throw bad(`is truncated (section ${i})`);
+        // A fresh buffer per section: 8-aligned, so its typed columns are views, not copies.
+        const out = new Uint8Array(len);
+        if (len > 0) await fh.read(out, 0, len, off);
+        return out;
+      }));
+    } finally {
+      await fh.close();
+    }
+  }
+
   async writeFloats(kind: string, index: Vec3, data: Float32Array): Promise<void> {
     await this.atomic(this.path(kind, index, 'f32'), new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
   }
@@ -257,6 +309,17 @@ export class WorkStore {
       const last = parseLog(kind, carry, carry.length);
       if (last.length) yield last;
     }
+  }
+
+  /** The kinds that have a done or freed log (a resume looks for kinds of an earlier run's graph). */
+  loggedKinds(): string[] {
+    const out = new Set<string>();
+    for (const log of ['done', 'freed']) {
+      const dir = path.join(this.root, log);
+      if (!fs.existsSync(dir)) continue;
+      for (const f of fs.readdirSync(dir)) if (f.endsWith('.log')) out.add(f.slice(0, -4));
+    }
+    return [...out].sort();
   }
 
   /** Drop the done and freed records of `kinds`: their tasks run again. */

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  ConfigError, MAX_BATCH, MessageError, ROLE_OF, busOptions, checkRunId, describeBus, encode, loadConfig, parseResult, parseRunRecord, parseTask, runNames,
+  type TaskKind, ConfigError, MAX_BATCH, MessageError, roleOf, busOptions, checkRunId, describeBus, encode, loadConfig, parseResult, parseRunRecord, parseTask, runNames,
 } from '../../shared/index.ts';
 import { defaultRunId } from '../../services/cli/flags.ts';
 import { confine } from '../../services/worker/loop.ts';
@@ -23,7 +23,10 @@ test('run names: namespaced per run, role filters that never overlap, every task
   assert.equal(a.task('faces'), 'tessera.r1.task.merger.faces');
   assert.ok(a.task('paste').startsWith(a.taskFilter('worker').slice(0, -1)));
   assert.ok(!a.task('boxes').startsWith(a.taskFilter('worker').slice(0, -1)));
-  assert.deepEqual(Object.keys(ROLE_OF).sort(), ['blend', 'boxes', 'faces', 'paste', 'predict', 'relabel', 'resolve', 'stage1', 'stage2']);
+  const roles = ['stage1', 'boxes', 'stage2', 'paste', 'predict', 'blend', 'faces', 'merge1', 'merge12', 'resolve3', 'relabel'].map((k) => roleOf(k as TaskKind));
+  assert.deepEqual(roles, ['worker', 'merger', 'worker', 'worker', 'worker', 'worker', 'merger', 'merger', 'merger', 'merger', 'worker']);
+  assert.equal(a.task('merge2'), 'tessera.r1.task.merger.merge2');
+  for (const bad of ['resolve', 'merge0', 'merge01', 'split']) assert.throws(() => roleOf(bad as TaskKind), /no role/, bad);
   for (const bad of ['', 'a.b', 'a b', 'a*', 'x'.repeat(65), 'tab\t']) assert.throws(() => checkRunId(bad), ConfigError, bad);
   assert.equal(checkRunId('fafb_v14-run-2'), 'fafb_v14-run-2');
 });

@@ -3,9 +3,13 @@ import assert from 'node:assert/strict';
 import { type Box, type Vec3, box, shapeOf } from '../../shared/geometry/box.ts';
 import { type Array3, array3, copyRegion, crop, zerosU8 } from '../../shared/array/array3.ts';
 import { label } from '../../shared/array/components.ts';
-import {
-  type LocalObjects, type Shell, UnionFind, borderEdges, decodeShell, encodeShell, labelObjects, relabel, shellOf,
-} from '../../shared/pipeline/instances.ts';
+import { type LocalObjects, anchorIds, labelObjects, labelRuns, paintRuns } from '../../shared/pipeline/instances.ts';
+import { Contacts, FORWARD, borderSections, contactsAcross, decodeFace, edgeSection, faceSection, touchOf } from '../../shared/pipeline/border.ts';
+import { type Decisions, type Down, type PartRow, type Rows, type Summary, chunkSummary, joinRegion, settleRegion } from '../../shared/pipeline/merge.ts';
+import { decodeDecisions, decodeDown, decodeSummary, encodeDecisions, encodeDown, encodeSummary } from '../../shared/tasks/merge.ts';
+import { packColumns, unpackColumns } from '../../shared/array/columns.ts';
+import { blocksMeeting, forEachIndex, inRange, indexId, indexOf, parseIndexId, range3 } from '../../shared/geometry/grid.ts';
+import { carriedFaces, levelBlock, openFaces, regionChildren, regionChunks, treeLevels } from '../../shared/geometry/tree.ts';
 import { randInt, rng } from '../helpers/rng.ts';
 import { Lru, readAhead } from '../../shared/cache.ts';
 
@@ -163,66 +167,117 @@ test('labelObjects: random multi-class volumes equal per-class `label` (26) renu
 // ---------------------------------------------------------------- chunked → global
 
 interface Chunked {
-  global: Uint32Array;
+  /** Global ids per voxel of the whole volume. */
+  global: Float64Array;
   boxes: Box[];
-  shells: Shell[];
   locals: LocalObjects[];
-  offsets: number[];
-  edges: Map<string, Array<[number, number]>>;
+  /** Contacts found by each chunk with the chunks after it: "i,j" → [a0, b0, …]. */
+  edges: Map<string, number[]>;
 }
 
 /**
- * The whole pipeline on one machine: cut `seg` at `cuts` (per axis, the inner boundaries),
- * label each chunk alone, pass shells through their binary form, join across every pair of
- * chunks, relabel, paste back.
+ * The whole pipeline on one machine, through the encoded forms the tasks write: cut `seg` at
+ * `cuts` (per axis, the inner boundaries), label each chunk alone, write its border, find the
+ * contacts between neighbours from the sections they share, reduce over a tree of regions of
+ * `fanIn` chunks (up, then down), paint each chunk's labels with their final ids.
  */
-function chunkedGlobal(seg: Array3<Uint8Array>, cuts: [number[], number[], number[]]): Chunked {
-  const bounds = cuts.map((c, a) => [0, ...c, seg.shape[a]]);
+function chunkedGlobal(seg: Array3<Uint8Array>, cuts: [number[], number[], number[]], fanIn: Vec3 = [2, 2, 2]): Chunked {
+  const S = seg.shape;
+  const bounds = cuts.map((c, a) => [0, ...c, S[a]]);
+  const grid: Vec3 = [bounds[0].length - 1, bounds[1].length - 1, bounds[2].length - 1];
+  const run = range3([0, 0, 0], grid);
+  const at = (g: Vec3) => (g[0] * grid[1] + g[1]) * grid[2] + g[2];
   const boxes: Box[] = [];
-  for (let i = 0; i + 1 < bounds[0].length; i++) {
-    for (let j = 0; j + 1 < bounds[1].length; j++) {
-      for (let k = 0; k + 1 < bounds[2].length; k++) {
-        boxes.push(box([bounds[0][i], bounds[1][j], bounds[2][k]], [bounds[0][i + 1], bounds[1][j + 1], bounds[2][k + 1]]));
-      }
-    }
-  }
   const locals: LocalObjects[] = [];
-  const shells: Shell[] = [];
-  const offsets: number[] = [];
-  let offset = 0;
-  for (const b of boxes) {
+  const borders: Uint8Array[][] = [];
+  const rows: Array<Array<PartRow & { id: number }>> = [];
+  forEachIndex(run, (g) => {
+    const b = box([bounds[0][g[0]], bounds[1][g[1]], bounds[2][g[2]]], [bounds[0][g[0] + 1], bounds[1][g[1] + 1], bounds[2][g[2] + 1]]);
     const part = crop(seg, [0, 0, 0], b);
     const lo = labelObjects(part, b.begin);
+    const ids = anchorIds(lo, b.begin, shapeOf(b), S);
+    boxes.push(b);
     locals.push(lo);
-    shells.push(decodeShell(encodeShell(shellOf(lo, part, b))));
-    offsets.push(offset);
-    offset += lo.count;
-  }
-  const uf = new UnionFind();
-  const edges = new Map<string, Array<[number, number]>>();
-  for (let i = 0; i < boxes.length; i++) {
-    for (let j = i + 1; j < boxes.length; j++) {
-      const e = borderEdges(shells[i], shells[j]);
-      edges.set(`${i},${j}`, e);
-      for (const [a, b] of e) uf.union(offsets[i] + a, offsets[j] + b);
+    borders.push(borderSections(lo.labels, ids, part.data, shapeOf(b)));
+    rows.push(lo.objects.map((o) => ({ ...o, anchor: ids[o.id] })));
+  });
+  const edges = new Map<string, number[]>();
+  const leaves: Summary[] = [];
+  forEachIndex(run, (g) => {
+    const out = new Contacts();
+    for (const d of FORWARD) {
+      const n: Vec3 = [g[0] + d[0], g[1] + d[1], g[2] + d[2]];
+      if (!inRange(run, n)) continue;
+      const t = touchOf(d);
+      const before = out.pairs().length;
+      contactsAcross(d, borders[at(g)][t.mine], borders[at(n)][t.theirs], out, 'test');
+      if (out.pairs().length > before) edges.set(`${at(g)},${at(n)}`, Array.from(out.pairs()));
     }
+    leaves.push(chunkSummary(rows[at(g)], boxes[at(g)], openFaces(range3(g, [g[0] + 1, g[1] + 1, g[2] + 1]), run), out.pairs()));
+  });
+  // The chunk of a voxel's raster index, by the cuts.
+  const chunkOf = (id: number): Vec3 => {
+    const i = id - 1;
+    const p = [Math.floor(i / (S[1] * S[2])), Math.floor(i / S[2]) % S[1], i % S[2]];
+    return p.map((v, a) => bounds[a].findIndex((b, k) => v >= b && v < bounds[a][k + 1])) as unknown as Vec3;
+  };
+  const levels = treeLevels(run, fanIn);
+  // Up: summaries of each level's regions; decisions kept for the way down.
+  let below = new Map<string, Summary>(leaves.map((l, i) => [indexId(indexOf(run, i)), l]));
+  const decided: Array<Map<string, Decisions>> = [new Map()];
+  for (let l = 1; l <= levels; l++) {
+    const here = new Map<string, Summary>();
+    const dec = new Map<string, Decisions>();
+    forEachIndex(blocksMeeting(run, levelBlock(fanIn, l)), (b) => {
+      const region = regionChunks(b, l, fanIn, run);
+      const kids = regionChildren(b, l, fanIn, run);
+      const { summary, decisions } = joinRegion(kids.map((k) => decodeSummary(encodeSummary(below.get(indexId(k))!), 'test')), {
+        carry: kids.map((k) => carriedFaces(regionChunks(k, l - 1, fanIn, run), region, run)),
+        inside: (id) => inRange(region, chunkOf(id)),
+        what: `region ${l}/${indexId(b)}`,
+      });
+      here.set(indexId(b), summary);
+      dec.set(indexId(b), decodeDecisions(encodeDecisions(decisions), 'test'));
+    });
+    decided.push(dec);
+    below = here;
   }
-  const remap = uf.remap();
-  const global = array3(new Uint32Array(seg.data.length), seg.shape);
-  for (let i = 0; i < boxes.length; i++) {
-    const g = relabel(locals[i].labels, offsets[i], remap);
-    copyRegion(array3(g, shapeOf(boxes[i])), boxes[i].begin, global, [0, 0, 0], boxes[i]);
+  // Down: each region's lists for its children.
+  let downs = new Map<string, Down>();
+  for (let l = levels; l >= 1; l--) {
+    const next = new Map<string, Down>();
+    for (const [id, d] of decided[l]) {
+      const b = parseIndexId(id)!;
+      const kids = regionChildren(b, l, fanIn, run);
+      settleRegion(d, l === levels ? undefined : downs.get(id), `region ${l}/${id}`).forEach((x, k) => next.set(indexId(kids[k]), decodeDown(encodeDown(x), 'test')));
+    }
+    downs = next;
   }
-  return { global: global.data, boxes, shells, locals, offsets, edges };
+  const global = new Float64Array(seg.data.length);
+  forEachIndex(run, (g) => {
+    const i = at(g);
+    const down = downs.get(indexId(g))!;
+    const final = new Float64Array(locals[i].count + 1);
+    for (const r of rows[i]) {
+      const k = down.key.indexOf(r.anchor);
+      final[r.id] = k < 0 ? r.anchor : down.final[k];
+    }
+    const s = shapeOf(boxes[i]);
+    const ids = new Float64Array(locals[i].labels.length);
+    paintRuns(labelRuns(locals[i].labels, s), final, ids);
+    copyRegion(array3(ids, s), boxes[i].begin, array3(global, S), [0, 0, 0], boxes[i]);
+  });
+  return { global, boxes, locals, edges };
 }
 
-function distinct(a: ArrayLike<number>): number {
-  const s = new Set<number>();
-  for (let i = 0; i < a.length; i++) if (a[i]) s.add(a[i]);
-  return s.size;
+/** What the chunked pipeline must give: each object's id is 1 + the raster index of its first voxel. */
+function wholeIds(seg: Array3<Uint8Array>): Float64Array {
+  const whole = labelObjects(seg, [0, 0, 0]);
+  const ids = anchorIds(whole, [0, 0, 0], seg.shape, seg.shape);
+  return Float64Array.from(whole.labels, (l) => ids[l]);
 }
 
-test('chunked: 2×2×2 chunks of random sparse volumes joined by shells equal labelling the whole volume', () => {
+test('chunked: 2×2×2 chunks of random sparse volumes give every object the id of its first voxel, as labelling the whole volume', () => {
   const r = rng(4242);
   const S: Vec3 = [13, 15, 17];
   for (let t = 0; t < 12; t++) {
@@ -253,203 +308,163 @@ test('chunked: 2×2×2 chunks of random sparse volumes joined by shells equal la
     }
     for (const [z, y, x, c] of plants) seg.data[idx(S, z, y, x)] = c;
 
-    const whole = labelObjects(seg, [0, 0, 0]);
     const got = chunkedGlobal(seg, [[cz], [cy], [cx]]);
-    assert.equal(distinct(got.global), whole.count, `object count, seed step ${t}`);
-    assertSamePartition(got.global, whole.labels, `step ${t}`);
-    // Global ids stay within the running sum of local counts.
-    const total = got.locals.reduce((n, l) => n + l.count, 0);
-    assert.ok(got.global.every((v) => v <= total));
+    assert.deepEqual(got.global, wholeIds(seg), `step ${t}`);
 
     const at = (p: readonly number[]) => got.global[idx(S, p[0], p[1], p[2])];
     if (t % 2 === 0) {
       assert.ok(corner.every((p) => at(p) === at(corner[0])), 'the 8-chunk object has one id');
-      // Every chunk holds a piece of it, so all 28 pairs see it.
+      // Every chunk holds a piece of it: each chunk sees it with every chunk after it (28 pairs).
       assert.equal(got.edges.size, 28);
-      for (const e of got.edges.values()) assert.ok(e.length > 0);
     } else {
       assert.equal(at(corner[0]), at(corner[1]), 'corner-only contact joins (chunks 0 and 7)');
       assert.equal(at(corner[2]), at(corner[3]), 'corner-only contact joins (chunks 1 and 6)');
       assert.notEqual(at(corner[0]), at(corner[2]), 'touching objects of other classes stay apart');
-      // Chunks 0 and 7 touch only at the corner: the planted diagonal is their one contact there.
-      const l0 = got.locals[0].labels[got.locals[0].labels.length - 1];
-      const l7 = got.locals[7].labels[0];
-      assert.ok(got.edges.get('0,7')!.some(([a, b]) => a === l0 && b === l7));
+      assert.ok(got.edges.has('0,7'), 'chunks 0 and 7 touch only at the corner, and the contact is found');
     }
     for (const e of [edgeX, edgeY, edgeZ]) assert.equal(at(e[0]), at(e[1]), `edge-only contact joins at ${e[0]}`);
   }
 });
 
-test('chunked: random grids (up to 3×3×3, chunks one voxel thick) equal labelling the whole volume', () => {
+test('chunked: random grids (up to 4×4×4 chunks, some one voxel thick; fan-in 2 and 3) equal labelling the whole volume', () => {
   const r = rng(99);
   for (let t = 0; t < 40; t++) {
-    const S: Vec3 = [randInt(r, 2, 10), randInt(r, 2, 10), randInt(r, 2, 10)];
+    const S: Vec3 = [randInt(r, 2, 10), randInt(r, 2, 12), randInt(r, 2, 12)];
     const cuts = S.map((n) => {
-      const k = randInt(r, 0, Math.min(3, n));
+      const k = randInt(r, 0, Math.min(4, n));
       const set = new Set<number>();
       while (set.size < k) set.add(randInt(r, 1, n));
       return [...set].sort((a, b) => a - b);
     }) as [number[], number[], number[]];
     const seg = randomSeg(r, S, 0.1 + r() * 0.3, 1 + randInt(r, 0, 3));
-    const whole = labelObjects(seg, [0, 0, 0]);
-    const got = chunkedGlobal(seg, cuts);
-    assert.equal(distinct(got.global), whole.count, `count, shape ${S}, cuts ${JSON.stringify(cuts)}`);
-    assertSamePartition(got.global, whole.labels, `shape ${S}, cuts ${JSON.stringify(cuts)}`);
+    const fanIn: Vec3 = t % 2 ? [2, 2, 2] : [3, 2, 3];
+    const got = chunkedGlobal(seg, cuts, fanIn);
+    assert.deepEqual(got.global, wholeIds(seg), `shape ${S}, cuts ${JSON.stringify(cuts)}, fan-in ${fanIn}`);
   }
 });
 
-// ---------------------------------------------------------------- borderEdges
+// ---------------------------------------------------------------- border
 
-function shellFrom(seg: Array3<Uint8Array>, begin: Vec3): Shell {
-  const b = box(begin, [begin[0] + seg.shape[0], begin[1] + seg.shape[1], begin[2] + seg.shape[2]]);
-  return shellOf(labelObjects(seg, begin), seg, b);
+/** The 18 sections of a chunk's border, from its segmentation placed at `begin` in a volume of `volume`. */
+function borderFrom(seg: Array3<Uint8Array>, begin: Vec3, volume: Vec3): Uint8Array[] {
+  const lo = labelObjects(seg, begin);
+  return borderSections(lo.labels, anchorIds(lo, begin, seg.shape, volume), seg.data, seg.shape);
 }
 
-test('borderEdges: face, edge and corner contacts; classes; dedup, sort and symmetry', () => {
+function contacts(d: Vec3, a: Uint8Array[], b: Uint8Array[]): number[] {
+  const out = new Contacts();
+  const t = touchOf(d);
+  contactsAcross(d, a[t.mine], b[t.theirs], out, 'test');
+  return Array.from(out.pairs());
+}
+
+test('border: face, edge and corner contacts in global ids; classes kept apart; pairs sorted, each once', () => {
+  const V: Vec3 = [10, 10, 10];
+  const id = (z: number, y: number, x: number) => (z * V[1] + y) * V[2] + x + 1;
   const s: Vec3 = [2, 3, 3];
-  // A at [0,2)×[0,3)×[0,3). Its x-end face (x = 2) holds ids 1 (class 1, two voxels) and 2 (class 2).
-  const A = segOf(s, [[0, 0, 2, 1], [0, 1, 2, 1], [1, 2, 2, 2]]);
-  // B next to it along x: [0,2)×[0,3)×[3,6). Class-1 voxel facing both id-1 voxels; class-1 voxel
-  // diagonal to A's class-2 voxel (different class → no pair).
-  const B = segOf(s, [[0, 0, 0, 1], [1, 1, 0, 1]]);
-  const a = shellFrom(A, [0, 0, 0]);
-  const b = shellFrom(B, [0, 0, 3]);
-  // B's voxels (0,0,0) and (1,1,0) are corner-adjacent in B: one object, id 1.
-  assert.deepEqual(borderEdges(a, b), [[1, 1]]);
-  assert.deepEqual(borderEdges(b, a), [[1, 1]]);
-  // Several objects each side: sorted by A id, then B id.
-  const A2 = segOf([1, 3, 1], [[0, 0, 0, 4], [0, 2, 0, 4]]);
-  const B2 = segOf([1, 3, 1], [[0, 0, 0, 4], [0, 2, 0, 4]]);
-  const a2 = shellFrom(A2, [5, 5, 5]);
-  const b2 = shellFrom(B2, [5, 5, 6]);
-  assert.deepEqual(borderEdges(a2, b2), [[1, 1], [2, 2]]);
-  const B3 = segOf([1, 3, 1], [[0, 1, 0, 4]]); // touches both A2 objects diagonally
-  assert.deepEqual(borderEdges(a2, shellFrom(B3, [5, 5, 6])), [[1, 1], [2, 1]]);
-  assert.deepEqual(borderEdges(shellFrom(B3, [5, 5, 6]), a2), [[1, 1], [1, 2]]);
-  // Edge contact (boxes adjacent along z and y) and corner contact (along all three).
-  const one = segOf([1, 1, 1], [[0, 0, 0, 9]]);
-  const c0 = shellFrom(one, [0, 0, 0]);
-  assert.deepEqual(borderEdges(c0, shellFrom(one, [1, 1, 0])), [[1, 1]]);
-  assert.deepEqual(borderEdges(c0, shellFrom(one, [-1, 1, -1])), [[1, 1]]);
-  assert.deepEqual(borderEdges(c0, shellFrom(one, [1, -1, 1])), [[1, 1]]);
-  // Boxes that do not touch: a gap along one axis, or offset by two along another.
-  assert.deepEqual(borderEdges(c0, shellFrom(one, [2, 0, 0])), []);
-  assert.deepEqual(borderEdges(c0, shellFrom(one, [1, 2, 0])), []);
-  // Touching boxes (sharing a z face, shifted in x) whose border voxels are two apart give
-  // nothing; one apart, a pair.
-  const p = segOf([1, 1, 4], [[0, 0, 0, 1]]);
-  assert.deepEqual(borderEdges(shellFrom(p, [0, 0, 0]), shellFrom(p, [1, 0, 2])), []);
-  assert.deepEqual(borderEdges(shellFrom(p, [0, 0, 0]), shellFrom(p, [1, 0, 1])), [[1, 1]]);
-  assert.deepEqual(borderEdges(shellFrom(p, [1, 0, 1]), shellFrom(p, [0, 0, 0])), [[1, 1]]);
-  // Overlapping boxes are not a chunking.
-  assert.throws(() => borderEdges(c0, c0), RangeError);
+  // A at [0,2)×[0,3)×[0,3). Its x-end face (x = 2) holds an object of class 1 (two voxels) and
+  // one of class 2.
+  const A = borderFrom(segOf(s, [[0, 0, 2, 1], [0, 1, 2, 1], [1, 2, 2, 2]]), [0, 0, 0], V);
+  // B next to it along x, at [0,2)×[0,3)×[3,6): a class-1 object facing A's class-1 voxels, and
+  // diagonal to A's class-2 voxel (another class: no pair).
+  const B = borderFrom(segOf(s, [[0, 0, 0, 1], [1, 1, 0, 1]]), [0, 0, 3], V);
+  assert.deepEqual(contacts([0, 0, 1], A, B), [id(0, 0, 2), id(0, 0, 3)]);
+  // Several objects each side: sorted by the first id, then the second.
+  const a2 = borderFrom(segOf([1, 3, 1], [[0, 0, 0, 4], [0, 2, 0, 4]]), [5, 5, 5], V);
+  const b3 = borderFrom(segOf([1, 3, 1], [[0, 1, 0, 4]]), [5, 5, 6], V); // touches both diagonally
+  assert.deepEqual(contacts([0, 0, 1], a2, b3), [id(5, 5, 5), id(5, 6, 6), id(5, 7, 5), id(5, 6, 6)]);
+  // Edge neighbours (two axes) and corner neighbours (three), one voxel each side at the corner.
+  const one = (p: Vec3) => borderFrom(segOf([1, 1, 1], [[0, 0, 0, 9]]), p, V);
+  assert.deepEqual(contacts([1, 1, 0], one([0, 0, 0]), one([1, 1, 0])), [id(0, 0, 0), id(1, 1, 0)]);
+  assert.deepEqual(contacts([0, 1, -1], one([0, 0, 1]), one([0, 1, 0])), [id(0, 0, 1), id(0, 1, 0)]);
+  assert.deepEqual(contacts([1, 1, 1], one([0, 0, 0]), one([1, 1, 1])), [id(0, 0, 0), id(1, 1, 1)]);
+  assert.deepEqual(contacts([1, -1, 1], one([0, 1, 0]), one([1, 0, 1])), [id(0, 1, 0), id(1, 0, 1)]);
+  // Voxels two apart along a shared face give nothing; one apart, a pair.
+  const p = (x: number) => segOf([1, 1, 4], [[0, 0, x, 1]]);
+  assert.deepEqual(contacts([1, 0, 0], borderFrom(p(0), [0, 0, 0], V), borderFrom(p(2), [1, 0, 0], V)), []);
+  assert.deepEqual(contacts([1, 0, 0], borderFrom(p(0), [0, 0, 0], V), borderFrom(p(1), [1, 0, 0], V)), [id(0, 0, 0), id(1, 0, 1)]);
+  // Along an edge line, the same: diagonal neighbours whose voxels are two apart along z.
+  const col = (z: number) => segOf([4, 1, 1], [[z, 0, 0, 1]]);
+  assert.deepEqual(contacts([0, 1, 1], borderFrom(col(0), [0, 0, 0], V), borderFrom(col(2), [0, 1, 1], V)), []);
+  assert.deepEqual(contacts([0, 1, 1], borderFrom(col(1), [0, 0, 0], V), borderFrom(col(2), [0, 1, 1], V)), [id(1, 0, 0), id(2, 1, 1)]);
+  // Faces of different shapes cannot touch.
+  assert.throws(() => contacts([0, 0, 1], A, a2), RangeError);
 });
 
-test('borderEdges: misaligned neighbours (different extents) find contacts past each other\'s range', () => {
-  // A spans y [0,4); B (above it in z) spans y [4,8): they touch along an edge (z and y adjacent).
-  const A = segOf([2, 4, 1], [[1, 3, 0, 1]]);
-  const B = segOf([2, 4, 1], [[0, 0, 0, 1]]);
-  assert.deepEqual(borderEdges(shellFrom(A, [0, 0, 0]), shellFrom(B, [2, 4, 0])), [[1, 1]]);
-  // B shifted to y [2,6): now they share a z face over y [2,4); A's voxel at y 3 reaches B's at y 4.
-  const B2 = segOf([2, 4, 1], [[0, 2, 0, 1]]);
-  assert.deepEqual(borderEdges(shellFrom(A, [0, 0, 0]), shellFrom(B2, [2, 2, 0])), [[1, 1]]);
-  // And A's voxel at y 1, below B2's range, reaches B2's at y 2.
-  const A3 = segOf([2, 4, 1], [[1, 1, 0, 1]]);
-  const B3 = segOf([2, 4, 1], [[0, 0, 0, 1]]);
-  assert.deepEqual(borderEdges(shellFrom(A3, [0, 0, 0]), shellFrom(B3, [2, 2, 0])), [[1, 1]]);
-  assert.deepEqual(borderEdges(shellFrom(A3, [0, 0, 0]), shellFrom(B2, [2, 2, 0])), []);
+test('border: a face is runs (its size follows its foreground), decoded sections are checked', () => {
+  const V: Vec3 = [64, 64, 64];
+  const seg = zerosU8([8, 64, 64]);
+  for (let x = 10; x < 50; x++) seg.data[idx(seg.shape, 7, 20, x)] = 1; // one run on the z-end face
+  const b = borderFrom(seg, [0, 0, 0], V);
+  const face = decodeFace(b[faceSection(0, 1)], 'test');
+  assert.equal(face.rows, 64);
+  assert.equal(face.cols, 64);
+  assert.deepEqual([...face.start], [10]);
+  assert.deepEqual([...face.length], [40]);
+  assert.deepEqual([...face.id], [7 * 64 * 64 + 20 * 64 + 10 + 1]);
+  assert.ok(b[faceSection(0, 1)].byteLength < 400, `a face of 4096 voxels with one run takes ${b[faceSection(0, 1)].byteLength} bytes`);
+  assert.equal(decodeFace(b[faceSection(0, 0)], 'test').start.length, 0);
+  assert.throws(() => decodeFace(b[edgeSection(0, 0, 0)], 'edge read as a face'), /not a face/);
+  assert.throws(() => decodeFace(b[faceSection(0, 1)].subarray(0, 40), 'cut short'), /cut short/);
 });
 
-// ---------------------------------------------------------------- shells
-
-test('shellOf: faces in the documented order and layout', () => {
-  const s: Vec3 = [2, 3, 4];
-  const seg = array3(Uint8Array.from({ length: 24 }, (_, i) => 1 + (i % 3)), s);
-  const lo: LocalObjects = { labels: Uint32Array.from({ length: 24 }, (_, i) => i + 1), count: 24, objects: [] };
-  const sh = shellOf(lo, seg, box([10, 20, 30], [12, 23, 34]));
-  const z0 = [], z1 = [], y0 = [], y1 = [], x0 = [], x1 = [];
-  for (let y = 0; y < 3; y++) for (let x = 0; x < 4; x++) { z0.push(idx(s, 0, y, x) + 1); z1.push(idx(s, 1, y, x) + 1); }
-  for (let z = 0; z < 2; z++) for (let x = 0; x < 4; x++) { y0.push(idx(s, z, 0, x) + 1); y1.push(idx(s, z, 2, x) + 1); }
-  for (let z = 0; z < 2; z++) for (let y = 0; y < 3; y++) { x0.push(idx(s, z, y, 0) + 1); x1.push(idx(s, z, y, 3) + 1); }
-  const want = [...z0, ...z1, ...y0, ...y1, ...x0, ...x1];
-  assert.deepEqual(Array.from(sh.labels), want);
-  assert.deepEqual(Array.from(sh.classes), want.map((v) => 1 + ((v - 1) % 3)));
-  assert.deepEqual(sh.box, box([10, 20, 30], [12, 23, 34]));
-  assert.throws(() => shellOf(lo, seg, box([0, 0, 0], [2, 4, 3])), RangeError);
-});
-
-test('encodeShell/decodeShell: round trip; malformed bytes are refused', () => {
+test('label runs: painted with a table they give back the labels; a run outside the chunk is refused', () => {
   const r = rng(5);
-  const seg = randomSeg(r, [5, 6, 7], 0.3, 4);
-  const sh = shellFrom(seg, [-3, 1_000_000, 2 ** 40]);
-  const bytes = encodeShell(sh);
-  assert.equal(bytes.length, 60 + 5 * sh.labels.length);
-  assert.equal(new TextDecoder().decode(bytes.subarray(0, 4)), 'TSHL');
-  const back = decodeShell(bytes);
-  assert.deepEqual(back, sh);
-  // Decodes from an unaligned view too (bytes inside a larger buffer).
-  const padded = new Uint8Array(bytes.length + 3);
-  padded.set(bytes, 1);
-  assert.deepEqual(decodeShell(padded.subarray(1, 1 + bytes.length)), sh);
-  // Empty box: header only.
-  const empty = { box: box([4, 4, 4], [4, 9, 9]), labels: new Uint32Array(0), classes: new Uint8Array(0) };
-  assert.deepEqual(decodeShell(encodeShell(empty)), empty);
-
-  for (const n of [0, 3, 59, 60, bytes.length - 1]) assert.throws(() => decodeShell(bytes.subarray(0, n)), RangeError, `truncated to ${n}`);
-  const longer = new Uint8Array(bytes.length + 1);
-  longer.set(bytes);
-  assert.throws(() => decodeShell(longer), RangeError, 'trailing byte');
-  const mutate = (at: number, f: (dv: DataView) => void) => {
-    const c = bytes.slice();
-    f(new DataView(c.buffer));
-    assert.throws(() => decodeShell(c), RangeError, `mutated at ${at}`);
-  };
-  mutate(0, (dv) => dv.setUint8(0, 0x58)); // magic
-  mutate(4, (dv) => dv.setUint32(4, 2, true)); // version
-  mutate(8, (dv) => dv.setFloat64(8, 0.5, true)); // non-integer coordinate
-  mutate(32, (dv) => dv.setFloat64(32, -10, true)); // end before begin
-  mutate(56, (dv) => dv.setUint32(56, sh.labels.length - 1, true)); // count disagrees with the box
-  // Shells whose arrays disagree with their box are not encoded.
-  assert.throws(() => encodeShell({ ...sh, classes: sh.classes.subarray(1) }), RangeError);
+  const s: Vec3 = [3, 7, 9];
+  const lo = labelObjects(randomSeg(r, s, 0.3, 2), [0, 0, 0]);
+  const runs = labelRuns(lo.labels, s);
+  const back = new Uint32Array(lo.labels.length);
+  paintRuns(runs, Float64Array.from({ length: lo.count + 1 }, (_, i) => i), back);
+  assert.deepEqual(back, lo.labels);
+  for (let k = 0; k < runs.length; k += 3) assert.equal(Math.floor(runs[k] / s[2]), Math.floor((runs[k] + runs[k + 1] - 1) / s[2]), 'a run stays in its row');
+  assert.throws(() => paintRuns(Uint32Array.of(180, 10, 1), [0, 1], new Uint32Array(189)), /outside/);
 });
 
-// ---------------------------------------------------------------- UnionFind and relabel
-
-test('UnionFind: the smallest id is the root whatever the order of unions', () => {
-  const pairs: Array<[number, number]> = [[10, 4], [7, 10], [2 ** 40, 7], [30, 31], [31, 12], [99, 99]];
-  const r = rng(11);
-  for (let t = 0; t < 30; t++) {
-    const order = pairs.map((p) => (r() < 0.5 ? [p[1], p[0]] : p) as [number, number]);
-    for (let i = order.length - 1; i > 0; i--) {
-      const j = randInt(r, 0, i + 1);
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    const uf = new UnionFind();
-    for (const [a, b] of order) uf.union(a, b);
-    for (const id of [4, 7, 10, 2 ** 40]) assert.equal(uf.find(id), 4);
-    for (const id of [12, 30, 31]) assert.equal(uf.find(id), 12);
-    assert.equal(uf.find(99), 99);
-    assert.equal(uf.find(5), 5); // never seen
-    assert.equal(uf.size, 8);
-    assert.deepEqual([...uf.remap()], [[7, 4], [10, 4], [30, 12], [31, 12], [2 ** 40, 4]]);
-  }
-  assert.throws(() => new UnionFind().union(1.5, 2), RangeError);
-  assert.throws(() => new UnionFind().union(1, 2 ** 53), RangeError);
+test('columns: round trip of every type; truncated or foreign bytes refused', () => {
+  const cols = [Uint8Array.of(1, 2, 3), Int32Array.of(-5, 7), Uint32Array.of(2 ** 32 - 1), Float64Array.of(0.5, 2 ** 50 + 1), new Float64Array(0)];
+  const b = packColumns(cols);
+  const back = unpackColumns(b, 'test');
+  assert.deepEqual(back.map((c) => [c.constructor.name, Array.from(c)]), cols.map((c) => [c.constructor.name, Array.from(c)]));
+  // An unaligned copy decodes the same.
+  const shifted = new Uint8Array(b.length + 3);
+  shifted.set(b, 3);
+  assert.deepEqual(unpackColumns(shifted.subarray(3), 'test').map((c) => Array.from(c)), cols.map((c) => Array.from(c)));
+  assert.throws(() => unpackColumns(b.subarray(0, b.length - 8), 'cut'), /cut: column 3/);
+  assert.throws(() => unpackColumns(Uint8Array.of(1, 2), 'short'), /short/);
 });
 
-test('relabel: offset plus remap, background kept, uint32 overflow refused', () => {
-  const labels = Uint32Array.from([0, 1, 2, 3, 0, 2]);
-  assert.deepEqual(Array.from(relabel(labels, 10, new Map([[12, 4], [99, 1]]))), [0, 11, 4, 13, 0, 4]);
-  assert.deepEqual(Array.from(relabel(labels, 0, new Map())), [0, 1, 2, 3, 0, 2]);
-  assert.notEqual(relabel(labels, 0, new Map()), labels); // a new array, input untouched
-  assert.throws(() => relabel(labels, 2 ** 32 - 3, new Map()), RangeError);
-  assert.deepEqual(Array.from(relabel(labels, 2 ** 32 - 3, new Map([[2 ** 32 - 1, 5], [2 ** 32, 6]]))), [0, 4294967294, 5, 6, 0, 5]);
-  // A remap entry for an id the labels do not hold is not checked.
-  assert.deepEqual(Array.from(relabel(labels, 0, new Map([[7, -1]]))), [0, 1, 2, 3, 0, 2]);
-  assert.throws(() => relabel(labels, -1, new Map()), RangeError);
-  // Sparse large ids take the Map path and give the same answer.
-  const big = Uint32Array.from([0, 4_000_000_000, 7, 4_000_000_000]);
-  assert.deepEqual(Array.from(relabel(big, 5, new Map([[12, 3]]))), [0, 4_000_000_005, 3, 4_000_000_005]);
+// ---------------------------------------------------------------- reduction
+
+test('joinRegion/settleRegion: the same ids whatever the order of the children and of their contacts', () => {
+  const r = rng(31);
+  const S: Vec3 = [6, 24, 24];
+  const seg = randomSeg(r, S, 0.25, 2);
+  const want = wholeIds(seg);
+  // Regions of 3 and of 2 chunks per axis, over chunks of 2×6×6 and of 3×4×8: the same ids.
+  assert.deepEqual(chunkedGlobal(seg, [[2, 4], [6, 12, 18], [6, 12, 18]], [3, 3, 3]).global, want);
+  assert.deepEqual(chunkedGlobal(seg, [[3], [4, 8, 12, 16, 20], [8, 16]], [2, 2, 2]).global, want);
+});
+
+test('joinRegion: a contact to a part the region holds but no child lists is refused, naming the region', () => {
+  const rows = (anchor: number): Rows => ({ key: Float64Array.of(anchor), cls: Uint8Array.of(1), box: Float64Array.of(0, 0, 0, 1, 1, 1), voxels: Float64Array.of(1), mass: Float64Array.of(NaN) });
+  const child = (anchor: number, edgeTo: number[]): Summary => ({
+    open: rows(anchor), part: Float64Array.of(anchor), partKey: Float64Array.of(anchor), partMask: Uint8Array.of(0b100000),
+    edgeA: Float64Array.from(edgeTo.map(() => anchor)), edgeB: Float64Array.from(edgeTo),
+  });
+  const g = { carry: [0, 0], inside: () => true, what: 'merge1 0_0_0' };
+  assert.throws(() => joinRegion([child(5, [99]), child(7, [])], g), /merge1 0_0_0: contact 5–99: part 99 lies here but no child lists it/);
+  const { summary, decisions } = joinRegion([child(5, [7]), child(7, [])], g);
+  assert.equal(summary.open.key.length, 0, 'nothing open where no face is carried up');
+  assert.deepEqual([...decisions.closed.key], [5]);
+  assert.deepEqual([...decisions.root], [5, 5]);
+  assert.deepEqual([...decisions.closed.voxels], [2]);
+  assert.ok(Number.isNaN(decisions.closed.mass[0]), 'no probabilities, no mean');
+  const downs = settleRegion(decisions, undefined, 'top');
+  assert.deepEqual(downs.map((d) => [...d.final]), [[5], [5]]);
+  assert.deepEqual(downs.map((d) => d.row.cls[0]), [1, 0], 'the summed row goes to the child holding the first voxel');
+  // An object left open at the top (its parent says nothing of it) is an error, not a wrong id.
+  const open = joinRegion([child(5, [])], { carry: [0b100000], inside: () => true, what: 'r' });
+  assert.throws(() => settleRegion(open.decisions, undefined, 'resolve2 0_0_0'), /resolve2 0_0_0: object 5 is open here but its parent says nothing of it/);
 });
 
 test('readAhead (the merger\'s per-chunk reads) yields in order, at most `depth` in flight, a failed load at its turn', async () => {

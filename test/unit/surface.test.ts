@@ -23,7 +23,7 @@ const EXPECTED = [
   'Scheduler', 'chunkBox', 'chunkRange', 'drive', 'extractFragments', 'indexId', 'labelObjects', 'mergeFragments',
   'runTask', 'taskGraph', 'taskId',
   // Sessions and the NATS services.
-  'attachRun', 'finishSession', 'freeAfter', 'guard', 'openSession', 'reportProgress', 'TaskError', 'ROLE_OF', 'RUNS_BUCKET', 'checkRunId',
+  'attachRun', 'finishSession', 'freeAfter', 'guard', 'openSession', 'reportProgress', 'TaskError', 'roleOf', 'RUNS_BUCKET', 'checkRunId',
   'runNames', 'encode', 'MAX_BATCH', 'parseResult', 'parseRunRecord', 'parseTask', 'busOptions', 'connectBus', 'describeBus',
   'ensureRunStreams', 'freshResultsConsumer', 'isNotFound', 'removeRunStreams', 'readRun', 'runsBucket', 'waitForRun',
   'writeRun', 'readRunJson', 'oneLine',
