@@ -234,12 +234,16 @@ export function labelRuns(labels: Uint32Array, shape: Vec3): Uint32Array {
   return out.slice(0, n);
 }
 
-/** Writes the runs into `out` (zeroed, chunk-sized) with each local label mapped through `ids`. */
-export function paintRuns(runs: Uint32Array, ids: ArrayLike<number>, out: Uint32Array | Float64Array): void {
+/**
+ * Writes the runs into `out` (zeroed, chunk-sized) with each local label mapped through `ids`
+ * (uint64 output for volumes past 2^32 voxels: one BigInt per run, never per voxel).
+ */
+export function paintRuns(runs: Uint32Array, ids: ArrayLike<number>, out: Uint32Array | Float64Array | BigUint64Array): void {
   if (runs.length % 3 !== 0) throw new RangeError(`label runs of ${runs.length} numbers are not triples`);
   for (let k = 0; k < runs.length; k += 3) {
     const s = runs[k], e = s + runs[k + 1], l = runs[k + 2];
     if (e > out.length || l >= ids.length) throw new RangeError(`label run ${k / 3} (${s}+${runs[k + 1]}, label ${l}) lies outside the chunk or its table`);
-    out.fill(ids[l], s, e);
+    if (out instanceof BigUint64Array) out.fill(BigInt(ids[l]), s, e);
+    else out.fill(ids[l], s, e);
   }
 }

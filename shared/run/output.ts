@@ -100,6 +100,14 @@ function makeRoom(out: string, overwrite: boolean): string | undefined {
   return aside;
 }
 
+/**
+ * An object's id is 1 + the raster index of its first voxel (tasks/merge.ts), so ids reach the
+ * volume's voxel count: uint32 while that fits, uint64 beyond (FAFB: 8·10¹⁴ voxels).
+ */
+export function instanceDtype(shape: Vec3): 'uint32' | 'uint64' {
+  return shape[0] * shape[1] * shape[2] <= 0xffffffff ? 'uint32' : 'uint64';
+}
+
 export async function createOutput(out: string, o: CreateOutputOptions & { identity?: RunIdentity }): Promise<OutputArrays & { replaces?: string }> {
   const replaces = makeRoom(out, o.overwrite);
   try {
@@ -116,7 +124,7 @@ async function createLayout(out: string, o: CreateOutputOptions & { identity?: R
   // One place decides the layout: v2 groups with NGFF 0.4 attributes and chunked arrays, or v3
   // groups with NGFF 0.5 (`ome`) attributes and sharded arrays.
   const group = (p: string, attrs: Record<string, unknown>) => (v3 ? createGroupV3(p, ngff05(attrs)) : createGroup(p, attrs));
-  const array = (p: string, dtype: 'uint8' | 'uint32' | 'float32', f: Vec3 = [1, 1, 1]) => (v3
+  const array = (p: string, dtype: 'uint8' | 'uint32' | 'uint64' | 'float32', f: Vec3 = [1, 1, 1]) => (v3
     ? createShardedArray(p, { shape: downShape(o.shape, f), shard: o.shard!.map((v, a) => v / f[a]) as unknown as Vec3, chunks: o.chunks, dtype })
     : createArray(p, { shape: downShape(o.shape, f), chunks: o.chunks, dtype }));
   // run.json first, with the identity: an output whose creation stopped half-way (disk full,
@@ -140,7 +148,7 @@ async function createLayout(out: string, o: CreateOutputOptions & { identity?: R
   const segmentationLevels = [];
   for (const [i, f] of levels.entries()) segmentationLevels.push({ array: await array(path.join(out, 'segmentation', String(i + 1)), 'uint8', f), factor: f });
   await group(path.join(out, 'instances'), { ...multiscalesAttrs('instances', o.unit, [o.spacing]), 'image-label': { version: '0.4' } });
-  const instances = await array(path.join(out, 'instances', '0'), 'uint32');
+  const instances = await array(path.join(out, 'instances', '0'), instanceDtype(o.shape));
   let probabilities: VolumeArray | undefined;
   if (o.probabilities) {
     await group(path.join(out, 'probabilities'), multiscalesAttrs('probabilities', o.unit, [o.spacing]));

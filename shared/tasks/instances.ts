@@ -112,12 +112,13 @@ export async function relabelTask(ctx: TaskContext, index: Vec3): Promise<TaskSt
   return { instances: lines.length };
 }
 
+/** The chunk's global ids in the instances array's dtype (uint32, or uint64 past 2^32 voxels). */
 function idsOf(labels: { runs: Uint32Array } | { labels: Uint32Array }, final: Float64Array, shape: Vec3, dtype: string): Array3 {
   const n = shape[0] * shape[1] * shape[2];
-  const out = dtype === 'uint32' ? new Uint32Array(n) : new Float64Array(n);
-  if ('runs' in labels) paintRuns(labels.runs, final, out);
-  else for (let i = 0; i < n; i++) out[i] = final[labels.labels[i]];
-  return array3(out, shape);
+  const out = dtype === 'uint64' ? new BigUint64Array(n) : new Uint32Array(n);
+  const runs = 'runs' in labels ? labels.runs : labelRuns(labels.labels, shape);
+  paintRuns(runs, final, out);
+  return array3(out as unknown as Uint32Array, shape);
 }
 
 function objectLine(row: LabelRow): ObjectRow {

@@ -129,7 +129,7 @@ export interface CreateArrayOptions {
 }
 
 const V2_DTYPE: Record<DType, string> = {
-  uint8: '|u1', int8: '|i1', uint16: '<u2', int16: '<i2', uint32: '<u4', int32: '<i4', float32: '<f4', float64: '<f8',
+  uint8: '|u1', int8: '|i1', uint16: '<u2', int16: '<i2', uint32: '<u4', int32: '<i4', float32: '<f4', float64: '<f8', uint64: '<u8',
 };
 
 export const DEFAULT_COMPRESSOR = { id: 'blosc', cname: 'zstd', clevel: 3, shuffle: 1, blocksize: 0 } as const;
