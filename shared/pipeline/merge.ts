@@ -85,21 +85,28 @@ export interface PartRow {
  * the chunk: their id is final and nothing above ever sees them.
  */
 export function chunkSummary(rows: readonly PartRow[], chunk: Box, openFaces: number, edges: Float64Array): Summary {
-  const masks = rows.map((r) => faceMask(r.box, chunk) & openFaces);
-  const idx = rows.map((_, i) => i).filter((i) => masks[i] !== 0);
-  const open = emptyRows(idx.length);
-  idx.forEach((i, k) => {
+  const masks = new Uint8Array(rows.length);
+  let n = 0;
+  for (let i = 0; i < rows.length; i++) {
+    masks[i] = faceMask(rows[i].box, chunk) & openFaces;
+    if (masks[i] !== 0) n++;
+  }
+  const open = emptyRows(n);
+  const partMask = new Uint8Array(n);
+  for (let i = 0, k = 0; i < rows.length; i++) {
+    if (masks[i] === 0) continue;
     const r = rows[i];
     open.key[k] = r.anchor;
     open.cls[k] = r.class;
     for (let a = 0; a < 3; a++) { open.box[6 * k + a] = r.box.begin[a]; open.box[6 * k + 3 + a] = r.box.end[a]; }
     open.voxels[k] = r.voxels;
     open.mass[k] = r.meanProbability === undefined ? NaN : r.meanProbability * r.voxels;
-  });
+    partMask[k++] = masks[i];
+  }
   const edgeA = new Float64Array(edges.length / 2);
   const edgeB = new Float64Array(edges.length / 2);
   for (let e = 0; e < edgeA.length; e++) { edgeA[e] = edges[2 * e]; edgeB[e] = edges[2 * e + 1]; }
-  return { open, part: open.key.slice(), partKey: open.key.slice(), partMask: Uint8Array.from(idx.map((i) => masks[i])), edgeA, edgeB };
+  return { open, part: open.key.slice(), partKey: open.key.slice(), partMask, edgeA, edgeB };
 }
 
 /** The faces of `outer` that box `b` touches (bit 2·axis + side). */
@@ -112,11 +119,55 @@ export function faceMask(b: Box, outer: Box): number {
   return m;
 }
 
+/**
+ * Ids → slots in typed arrays, open addressing: a JS Map keyed by ids past 2^30 (heap numbers)
+ * costs several times more per entry, and a region of FAFB holds 10⁵–10⁶ of them. Ids are ≥ 1,
+ * so 0 marks an empty bucket. The capacity is fixed at construction (twice the entries at most).
+ */
+export class IdIndex {
+  private readonly keys: Float64Array;
+  private readonly vals: Int32Array;
+  private readonly mask: number;
+
+  constructor(entries: number) {
+    let cap = 16;
+    while (cap < 2 * entries) cap *= 2;
+    this.keys = new Float64Array(cap);
+    this.vals = new Int32Array(cap);
+    this.mask = cap - 1;
+  }
+
+  private bucket(id: number): number {
+    let h = Math.imul((id >>> 0) ^ Math.imul(Math.floor(id / 4294967296), 0x27d4eb2d), 0x9e3779b1);
+    h ^= h >>> 15;
+    let i = h & this.mask;
+    while (this.keys[i] !== 0 && this.keys[i] !== id) i = (i + 1) & this.mask;
+    return i;
+  }
+
+  /** Sets `id` → `slot`; false when `id` was there already (its slot unchanged). */
+  add(id: number, slot: number): boolean {
+    if (!(id >= 1)) throw new RangeError(`id ${id} is not a positive id`);
+    const i = this.bucket(id);
+    if (this.keys[i] === id) return false;
+    this.keys[i] = id;
+    this.vals[i] = slot;
+    return true;
+  }
+
+  /** The slot of `id`, or −1. */
+  get(id: number): number {
+    const i = this.bucket(id);
+    return this.keys[i] === id ? this.vals[i] : -1;
+  }
+}
+
 /** Union-find over slots whose root is the slot of the smallest key (the order-free rule). */
 class MinKeyUnion {
   readonly parent: Int32Array;
   constructor(private readonly key: Float64Array) {
-    this.parent = Int32Array.from({ length: key.length }, (_, i) => i);
+    this.parent = new Int32Array(key.length);
+    for (let i = 0; i < key.length; i++) this.parent[i] = i;
   }
 
   find(i: number): number {
@@ -147,22 +198,22 @@ export function joinRegion(children: readonly Summary[], g: JoinGeometry): { sum
   const fail = (why: string): never => { throw new RangeError(`${g.what}: ${why}`); };
   const n = children.reduce((s, c) => s + c.open.key.length, 0);
   const key = new Float64Array(n);
-  const slotOf = new Map<number, number>();
+  const slotOf = new IdIndex(n);
   let at = 0;
   for (const c of children) {
     for (let i = 0; i < c.open.key.length; i++, at++) {
       key[at] = c.open.key[i];
-      if (slotOf.has(key[at])) fail(`object ${key[at]} is open in two children`);
-      slotOf.set(key[at], at);
+      if (!slotOf.add(key[at], at)) fail(`object ${key[at]} is open in two children`);
     }
   }
   const uf = new MinKeyUnion(key);
-  const partSlot = new Map<number, number>();
+  const partSlot = new IdIndex(children.reduce((s, c) => s + c.part.length, 0));
   const onFace = new Uint8Array(n); // slot has a part on one of the region's open faces
   children.forEach((c, ci) => {
     for (let p = 0; p < c.part.length; p++) {
-      const s = slotOf.get(c.partKey[p]) ?? fail(`part ${c.part[p]} names object ${c.partKey[p]}, which its child does not hold`);
-      partSlot.set(c.part[p], s);
+      const s = slotOf.get(c.partKey[p]);
+      if (s < 0) fail(`part ${c.part[p]} names object ${c.partKey[p]}, which its child does not hold`);
+      partSlot.add(c.part[p], s);
       if (c.partMask[p] & g.carry[ci]) onFace[s] = 1;
     }
   });
@@ -171,9 +222,10 @@ export function joinRegion(children: readonly Summary[], g: JoinGeometry): { sum
   for (const c of children) {
     for (let e = 0; e < c.edgeA.length; e++) {
       const a = c.edgeA[e], b = c.edgeB[e];
-      const sa = partSlot.get(a) ?? fail(`contact ${a}–${b}: part ${a} is not on its child's faces`);
+      const sa = partSlot.get(a);
+      if (sa < 0) fail(`contact ${a}–${b}: part ${a} is not on its child's faces`);
       const sb = partSlot.get(b);
-      if (sb !== undefined) uf.union(sa, sb);
+      if (sb >= 0) uf.union(sa, sb);
       else if (g.inside(b)) fail(`contact ${a}–${b}: part ${b} lies here but no child lists it`);
       else { outA.push(a); outB.push(b); }
     }
@@ -183,7 +235,7 @@ export function joinRegion(children: readonly Summary[], g: JoinGeometry): { sum
 
 function finishJoin(
   children: readonly Summary[], g: JoinGeometry, uf: MinKeyUnion, key: Float64Array, onFace: Uint8Array,
-  partSlot: Map<number, number>, edgeA: Float64Array, edgeB: Float64Array,
+  partSlot: IdIndex, edgeA: Float64Array, edgeB: Float64Array,
 ): { summary: Summary; decisions: Decisions } {
   const n = key.length;
   const root = new Int32Array(n);
@@ -214,7 +266,7 @@ function finishJoin(
     const c = children[summaryParts[2 * k]];
     const p = summaryParts[2 * k + 1];
     part[k] = c.part[p];
-    partKey[k] = key[root[partSlot.get(part[k])!]];
+    partKey[k] = key[root[partSlot.get(part[k])]];
     partMask[k] = c.partMask[p] & g.carry[summaryParts[2 * k]];
   }
   const rootKey = new Float64Array(n);
@@ -260,10 +312,10 @@ function copyRow(to: Rows, k: number, from: Rows, t: number): void {
  * objects.
  */
 export function settleRegion(d: Decisions, fromParent: Down | undefined, what: string): Down[] {
-  const closedAt = new Map<number, number>();
-  for (let i = 0; i < d.closed.key.length; i++) closedAt.set(d.closed.key[i], i);
-  const parentAt = new Map<number, number>();
-  if (fromParent) for (let i = 0; i < fromParent.key.length; i++) parentAt.set(fromParent.key[i], i);
+  const closedAt = new IdIndex(d.closed.key.length);
+  for (let i = 0; i < d.closed.key.length; i++) closedAt.add(d.closed.key[i], i);
+  const parentAt = new IdIndex(fromParent?.key.length ?? 0);
+  if (fromParent) for (let i = 0; i < fromParent.key.length; i++) parentAt.add(fromParent.key[i], i);
   const out: Down[] = [];
   let at = 0;
   for (const count of d.childCounts) {
@@ -271,13 +323,13 @@ export function settleRegion(d: Decisions, fromParent: Down | undefined, what: s
     for (let k = 0; k < count; k++, at++) {
       const key = d.childKey[at], r = d.root[at];
       const c = closedAt.get(r);
-      if (c !== undefined) {
+      if (c >= 0) {
         down.final[k] = r;
         if (key === r) copyRow(down.row, k, d.closed, c);
         continue;
       }
       const p = parentAt.get(r);
-      if (p === undefined || !fromParent) throw new RangeError(`${what}: object ${r} is open here but its parent says nothing of it`);
+      if (p < 0 || !fromParent) throw new RangeError(`${what}: object ${r} is open here but its parent says nothing of it`);
       down.final[k] = fromParent.final[p];
       if (key === fromParent.final[p]) {
         if (fromParent.row.cls[p] === 0) throw new RangeError(`${what}: object ${key} has its first voxel here but no row came down`);
