@@ -1,5 +1,5 @@
-// `tessera run --nats URL --workers N`: a whole distributed run on one machine — the
-// coordinator in this process, N worker processes and one merger process against the broker.
+// `tessera run --nats URL --workers N --mergers M`: a whole distributed run on one machine —
+// the coordinator in this process, N worker processes and M merger processes against the broker.
 // The children get the broker's URL through the environment (never argv, where credentials
 // would show in `ps`); one that dies is started again (a few times), and all are stopped when
 // the coordinator ends.
@@ -11,6 +11,7 @@ import { type CoordinatorFlags, coordinate } from '../coordinator/main.ts';
 
 export interface DistributedFlags extends CoordinatorFlags {
   workers: number;
+  mergers: number;
   concurrency: number;
 }
 
@@ -45,7 +46,7 @@ export async function runDistributed(o: DistributedFlags): Promise<number> {
     });
   };
   for (let i = 0; i < o.workers; i++) start('worker');
-  start('merger');
+  for (let i = 0; i < o.mergers; i++) start('merger');
   try {
     const { code } = await coordinate(o, run, stopping);
     return code;

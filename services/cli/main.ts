@@ -45,9 +45,10 @@ program.command('synth')
   });
 
 runFlags(natsFlags(program.command('run')))
-  .description('segment a volume: embedded runner (one process, no broker) by default; with --nats, a coordinator here and --workers worker processes plus a merger over NATS JetStream')
+  .description('segment a volume: embedded runner (one process, no broker) by default; with --nats, a coordinator here and --workers worker processes plus --mergers merger processes over NATS JetStream')
   .option('--oracle-boxes <labels>', 'benchmark aid: two-stage with boxes from this ground-truth label array instead of stage one')
   .option('--workers <n>', 'with --nats: worker processes to start on this machine', positiveIntArg('--workers'), 1)
+  .option('--mergers <n>', 'with --nats: merger processes to start on this machine (they share the border tasks: boxes, faces, the id reduction)', positiveIntArg('--mergers'), 1)
   .option('--concurrency <n>', 'with --nats: tasks in hand per worker process', positiveIntArg('--concurrency'), 2)
   .action(async (o) => {
     if (o.nats) {

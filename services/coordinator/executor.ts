@@ -7,8 +7,8 @@
 import type { NatsConnection } from '@nats-io/nats-core';
 import { type JsMsg, type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
-  type Logger, type TaskRef, type Expect, type RunNames, type TaskOutcome, type TesseraConfig, type Vec3,
-  MAX_BATCH, TaskError, encode, isNotFound, parseResult, parseTask, taskId,
+  type Logger, type Role, type TaskKind, type TaskRef, type Expect, type RunNames, type TaskOutcome, type TesseraConfig, type Vec3,
+  MAX_BATCH, TaskError, encode, roleOf, isNotFound, parseResult, parseTask, taskId,
 } from '../../shared/index.ts';
 import type { CoordinatorMetrics } from '../metrics.ts';
 
@@ -23,6 +23,8 @@ export interface ExecutorStats {
   lost: number;
   /** Bad messages dropped. */
   rejected: number;
+  /** Processes that reported results, per role (distinct `worker` fields: several mergers share the border tasks). */
+  senders: Record<Role, number>;
 }
 
 export interface BusExecutorOptions {
@@ -115,7 +117,9 @@ export async function busExecutor(o: BusExecutorOptions): Promise<BusExecutor> {
   const { names, log } = o;
   const js: JetStreamClient = jetstream(o.nc);
   const jsm: JetStreamManager = await jetstreamManager(o.nc);
-  const stats: ExecutorStats = { published: 0, messages: 0, duplicates: 0, lost: 0, rejected: 0 };
+  const stats: ExecutorStats = { published: 0, messages: 0, duplicates: 0, lost: 0, rejected: 0, senders: { worker: 0, merger: 0 } };
+  // One entry per process that ever reported (a handful), never per task.
+  const senders = { worker: new Set<string>(), merger: new Set<string>() };
   const busy: Record<string, number> = {};
   const waiting = new Map<string, Waiter>();
   // Tasks published and not yet settled, per kind.
@@ -159,6 +163,11 @@ export async function busExecutor(o: BusExecutorOptions): Promise<BusExecutor> {
     for await (const m of messages) {
       const r = parseOr(m, () => parseResult(m.subject, m.data, o.expect), log, stats);
       if (!r) continue;
+      const role = roleOf(r.kind as TaskKind);
+      if (!senders[role].has(r.worker)) {
+        senders[role].add(r.worker);
+        stats.senders[role] = senders[role].size;
+      }
       const pending = { m, left: r.results.length };
       for (const x of r.results) {
         const id = taskId({ kind: r.kind, index: x.index });

@@ -28,7 +28,8 @@ const CLI = path.join(ROOT, 'bin', 'tessera.mjs');
 const CONFIG = {
   extends: 'synthetic-em',
   boxes: { cropThreshold: [16, 64, 64], recrop: [16, 32, 32] },
-  io: { chunk: [32, 128, 128], chunksInFlight: 1 },
+  // Fan-in 2: the id reduction has two levels of regions for the mergers to share.
+  io: { chunk: [32, 128, 128], chunksInFlight: 1, mergeFanIn: [2, 2, 2] },
   inference: { threads: 1 },
   nats: { ackWait: 3, inFlight: 16 },
 };
@@ -119,18 +120,22 @@ after(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test('one worker and three workers give the embedded output bit for bit', async () => {
+test('one worker and merger, and three of each, give the embedded output bit for bit', async () => {
   const one = path.join(dir, 'one.zarr');
   const three = path.join(dir, 'three.zarr');
   const a = await runNats(one, ['--workers', '1']);
   assert.equal(a.code, 0, a.stderr);
-  const b = await runNats(three, ['--workers', '3', '--concurrency', '1']);
+  const b = await runNats(three, ['--workers', '3', '--mergers', '3', '--concurrency', '1']);
   assert.equal(b.code, 0, b.stderr);
   for (const r of [a.report, b.report]) {
     assert.equal(r.status, 'complete');
     assert.equal(ranTotal(r), total(r), 'every task ran once, to the scheduler');
     assert.equal(r.distributed.rejected, 0);
   }
+  assert.deepEqual(a.report.distributed.senders, { worker: 1, merger: 1 });
+  // The border tasks (boxes, faces, two levels of the id reduction) were shared.
+  assert.ok(b.report.distributed.senders.merger >= 2, `mergers that reported: ${b.report.distributed.senders.merger}`);
+  assert.ok(Object.keys(b.report.tasks).includes('merge2'));
   sameOutput(embedded, one);
   sameOutput(embedded, three);
   assert.equal(JSON.parse(fs.readFileSync(path.join(three, 'run.json'), 'utf8')).status, 'complete');

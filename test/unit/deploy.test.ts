@@ -603,7 +603,7 @@ test('deploy: Job rules the schema cannot express hold, and the checks catch vio
   assert.throws(() => jobRules(wrongContainer, 'neg'), /does not have/);
 });
 
-test('deploy: each service\'s shape: Jobs, failure policies, grace periods, one merger, many GPU workers in fafb', () => {
+test('deploy: each service\'s shape: Jobs, failure policies, grace periods, mergers that all complete, many GPU workers in fafb', () => {
   const ackWait = loadConfig({ preset: 'fafb' }).nats.ackWait;
   for (const r of rendered) {
     const coord = component(r, 'coordinator');
@@ -611,7 +611,8 @@ test('deploy: each service\'s shape: Jobs, failure policies, grace periods, one 
     const merger = component(r, 'merger');
     assert.equal(coord.spec.completions, 1);
     assert.equal(coord.spec.parallelism, 1, `${r.name}: one coordinator`);
-    assert.equal(merger.spec.parallelism, 1, `${r.name}: one merger`);
+    // Every merger exits 0 when the run ends: each replica is a completion.
+    assert.equal(merger.spec.completions, merger.spec.parallelism, `${r.name}: every merger replica completes`);
     assert.equal(worker.spec.completionMode, 'Indexed');
     assert.equal(worker.spec.completions, worker.spec.parallelism, `${r.name}: every worker index runs at once`);
     assert.ok(worker.spec.backoffLimitPerIndex >= 1);
@@ -630,6 +631,8 @@ test('deploy: each service\'s shape: Jobs, failure policies, grace periods, one 
   const [, small, fafb] = rendered;
   assert.equal(component(small, 'worker').spec.parallelism, 1, 'small: one GPU worker');
   assert.ok(component(fafb, 'worker').spec.parallelism >= 16, 'fafb: many GPU workers');
+  assert.equal(component(small, 'merger').spec.parallelism, 1, 'small: one merger');
+  assert.ok(component(fafb, 'merger').spec.parallelism > 1, 'fafb: several mergers share the border tasks');
 });
 
 test('deploy: container commands, subcommands, flags and variables exist in the code', async () => {
