@@ -26,9 +26,8 @@ import { fileURLToPath } from 'node:url';
 import { type Box, type Vec3, boxOfShape, grow, intersect, isEmpty, volumeOf } from '../shared/geometry/box.ts';
 import { chunkBox, chunkRange, rangeShape } from '../shared/geometry/grid.ts';
 import { preset } from '../shared/config/presets.ts';
-import { mergeReach } from '../shared/tasks/graph.ts';
 import { scaleFactor } from '../shared/geometry/scale.ts';
-import { stage1Block, taskGraph } from '../shared/tasks/graph.ts';
+import { taskGraph } from '../shared/tasks/graph.ts';
 import { Scheduler, type TaskRef } from '../shared/scheduler.ts';
 import { drive } from '../shared/run/drive.ts';
 import { type Fragment, latticeOf, tilesMeeting } from '../shared/pipeline/boxes-fragments.ts';
@@ -362,17 +361,20 @@ export class ObjectCache {
 }
 
 /**
- * The fragments of the chunks within one chunk of `c` (its neighbourhood N(c), what the boxes
- * task of c reads): pieces of the objects anchored in c-2..c+1 (objects reach at most one chunk
- * forward), cut by the chunks' write boxes, cells = the piece (cell = 1 voxel), box = the piece
- * grown by `margin` and clipped to the volume (as extractFragments: not grown to the crop, the
- * merge grows whole objects), score = its volume; `block` and `region` as stage one would give
- * them (the stage-one block holding the chunk; one region id per object).
+ * The fragments of the chunks within one chunk of `c` (its view: the boxes task of a block of one
+ * chunk reads the blocks within boxesReach, one chunk for the fafb preset): pieces of the objects
+ * anchored in c-2..c+1 (objects reach at most one chunk forward), cut by the chunks' write boxes,
+ * cells = the piece (cell = 1 voxel), box = the piece grown by `margin` and clipped to the volume
+ * (as extractFragments: not grown to the crop, the merge grows whole regions), score = its volume;
+ * and the contacts stage one's borders would give between the pieces of one object in touching
+ * chunks. Each chunk is its own stage-one block here (the preset's blocks hold 1×5×5 chunks:
+ * the merge's work per fragment is the same).
  */
 export function neighbourhoodFragments(
-  c: Vec3, grid: Vec3, chunk: Vec3, volume: Box, objects: ObjectCache, s1Block: Vec3, margin: Vec3, lattice: Vec3,
-): { fragments: Fragment[]; own: number; objects: number } {
+  c: Vec3, grid: Vec3, chunk: Vec3, volume: Box, objects: ObjectCache, margin: Vec3, lattice: Vec3,
+): { fragments: Fragment[]; contacts: Float64Array; own: number; objects: number } {
   const fragments: Fragment[] = [];
+  const contacts: number[] = [];
   let own = 0;
   let count = 0;
   const lo = [0, 1, 2].map((a) => Math.max(0, c[a] - 2));
@@ -383,21 +385,24 @@ export function neighbourhoodFragments(
     const anchor = (az * grid[1] + ay) * grid[2] + ax;
     for (let i = 0; i < objs.length; i++) {
       const o = objs[i];
-      // The chunks the object spans, limited to N(c).
+      // The chunks the object spans, limited to the view; its pieces touch one another.
       const f0 = [0, 1, 2].map((a) => Math.max(c[a] - 1, (o.begin[a] / chunk[a]) | 0));
       const f1 = [0, 1, 2].map((a) => Math.min(c[a] + 1, ((o.end[a] - 1) / chunk[a]) | 0));
+      const first = fragments.length;
       for (let z = f0[0]; z <= f1[0]; z++) for (let y = f0[1]; y <= f1[1]; y++) for (let x = f0[2]; x <= f1[2]; x++) {
         const n: Vec3 = [z, y, x];
         const cells = intersect(o, chunkBox(n, chunk, volume));
         if (isEmpty(cells)) continue;
-        const block: Vec3 = [(z / s1Block[0]) | 0, (y / s1Block[1]) | 0, (x / s1Block[2]) | 0];
         const b = intersect(grow(cells, margin), volume);
-        fragments.push({ chunk: n, cells, box: b, score: volumeOf(cells), block, region: anchor * 64 + i + 1, tiles: tilesMeeting(b, lattice) });
+        // Unique per (object, chunk): the object's number, then which of the 27 chunks around its anchor.
+        const id = ((anchor * 64 + i) * 27 + (z - az + 1) * 9 + (y - ay + 1) * 3 + (x - ax + 1)) + 1;
+        fragments.push({ id, block: n, cells, box: b, score: volumeOf(cells), tiles: tilesMeeting(b, lattice) });
         if (z === c[0] && y === c[1] && x === c[2]) own++;
       }
+      for (let k = first + 1; k < fragments.length; k++) contacts.push(fragments[first].id, fragments[k].id);
     }
   }
-  return { fragments, own, objects: count };
+  return { fragments, contacts: Float64Array.from(contacts), own, objects: count };
 }
 
 interface BoxCase {
@@ -414,13 +419,11 @@ export function boxRun(bc: BoxCase): BoxRun {
   const chunk = config.io.chunk;
   const volume = boxOfShape(bc.volume);
   const grid = rangeShape(chunkRange(volume, chunk));
-  // As the boxes task passes them (built apart: options the MergeOptions type lacks are carried).
-  const options = {
-    nmmThreshold: config.boxes.nmmThreshold, metric: config.boxes.metric, mode: config.boxes.mode,
+  // As the boxes task passes them.
+  const o: MergeOptions = {
+    nmsThreshold: config.boxes.nmsThreshold, nmmThreshold: config.boxes.nmmThreshold, metric: config.boxes.metric, mode: config.boxes.mode,
     recrop: config.boxes.recrop, cropThreshold: config.boxes.cropThreshold, minShape: config.pack.crop, bounds: volume,
-    reach: mergeReach(config, scaleFactor(config.spacing, config.stage1.spacing)),
   };
-  const o: MergeOptions = options;
   const watch = new MemWatch();
   const r: BoxRun = {
     label: bc.label, volume: bc.volume, grid, sampled: bc.sample !== undefined, chunks: 0, interiorChunks: 0, objects: 0, fragments: 0, fragmentsSeen: 0,
@@ -428,7 +431,6 @@ export function boxRun(bc: BoxCase): BoxRun {
     usPerChunk: 0, usPerInteriorChunk: 0, usPerChunkMedian: 0, mem: watch.peak,
   };
   let interiorMs = 0;
-  const s1Block = stage1Block(FAFB_FACTOR);
   // A raster sweep revisits anchors within a few rows; a random sample never does (64: the one chunk's).
   const cache = new ObjectCache(grid, chunk, volume, bc.seed, bc.perChunk, bc.sample === undefined ? 32 * (grid[2] + 4) : 64);
   // Chunks are planned in batches: the neighbourhoods of a batch are generated first, then
@@ -441,13 +443,13 @@ export function boxRun(bc: BoxCase): BoxRun {
     if (batch.length === 0) return;
     let batchMs = 0;
     const t0 = performance.now();
-    const nbs = batch.map((c) => neighbourhoodFragments(c, grid, chunk, volume, cache, s1Block, config.boxes.margin, latticeOf(config.boxes)));
+    const nbs = batch.map((c) => neighbourhoodFragments(c, grid, chunk, volume, cache, config.boxes.margin, latticeOf(config.boxes)));
     const t1 = performance.now();
     r.generateS += (t1 - t0) / 1000;
     batch.forEach((c, i) => {
       const nb = nbs[i];
       const m0 = performance.now();
-      const owned = mergeFragments(nb.fragments, chunkBox(c, chunk, volume), o);
+      const owned = mergeFragments(nb.fragments, nb.contacts, chunkBox(c, chunk, volume), o);
       const ms = performance.now() - m0;
       r.mergeS += ms / 1000;
       batchMs += ms;

@@ -17,7 +17,7 @@ export { type Model, type ModelCard, loadModelCard, normalize } from './infer/mo
 export { type Provider, InferencePool } from './infer/thread.ts';
 export { type SlidingOptions, argmax, gaussianMap, slidingWindow, tileSteps } from './infer/sliding.ts';
 export { stage1 } from './pipeline/stage1.ts';
-export { type Candidate, extractBoxes, nms, nmm, proposeBoxes, recrop, refineBoxes } from './pipeline/boxes.ts';
+export { type Candidate, matchScore } from './pipeline/boxes.ts';
 export { type SelectPolicy, type SelectContext, allPolicy, ownedBy, policyByName, scorePolicy, spatialPolicy } from './pipeline/select.ts';
 export { type Packing, type Placement, assembleCanvas, pack, unpackCanvas } from './pipeline/pack.ts';
 export { stage2 } from './pipeline/stage2.ts';

@@ -32,7 +32,7 @@ export interface TesseraConfig {
     batch: number;
   };
   baseline: { patch: Vec3; step: number; mirror: boolean };
-  stage1: { spacing: Vec3; patch: Vec3; step: number; mirror: boolean };
+  stage1: { spacing: Vec3; patch: Vec3; step: number; mirror: boolean; block: Vec3 };
   boxes: {
     priorDownsample: Vec3;
     pooling: 'max' | 'mean';
@@ -111,6 +111,7 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
     patch: ivec('Stage-one patch size (stage-one voxels).'),
     step: num('Step as a fraction of the patch. @default 0.5', 0.05, 1),
     mirror: bool('Mirroring TTA in stage one. @default false'),
+    block: ivec('The stage-one block in full-resolution voxels [z, y, x]: a multiple of `io.chunk` along every axis (refused otherwise). Stage one runs per block (its sliding window over the block and half a patch around it), cuts candidate regions at block borders and the boxes task plans per block, so with a block set here every `io.chunk` that divides it gives the same heatmap, the same boxes and (with `pack.block`) the same output. [0, 0, 0]: blocks of round(stage-one factor) chunks per axis. @default [0, 0, 0]', 0),
   }),
   boxes: obj('Heatmap → candidate boxes ("extract"), NMS and non-maximum merging.', {
     priorDownsample: ivec('Pooling grid in stage-one voxels on which the heatmap is pooled into candidate cells (research key `prior_downsample`).'),
@@ -165,7 +166,7 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
 
 export const DEFAULTS: Omit<TesseraConfig, 'name' | 'spacing' | 'unit' | 'models' | 'baseline' | 'stage1' | 'boxes' | 'pack'> & {
   baseline: Pick<TesseraConfig['baseline'], 'step' | 'mirror'>;
-  stage1: Pick<TesseraConfig['stage1'], 'step' | 'mirror'>;
+  stage1: Pick<TesseraConfig['stage1'], 'step' | 'mirror' | 'block'>;
   boxes: Pick<TesseraConfig['boxes'], 'pooling' | 'margin' | 'metric' | 'mode'>;
   pack: Pick<TesseraConfig['pack'], 'heuristic' | 'postprocess' | 'maxPerCanvas' | 'fill' | 'context' | 'contextFit' | 'gap' | 'chunks' | 'block'>;
 } = {
@@ -173,7 +174,7 @@ export const DEFAULTS: Omit<TesseraConfig, 'name' | 'spacing' | 'unit' | 'models
   io: { chunk: [64, 512, 512], outputChunk: [16, 128, 128], pad: 'mirror', padValue: 0, concurrency: 8, chunksInFlight: 2, readCache: 128, missingChunks: 'fail', mergeFanIn: [4, 4, 4] },
   inference: { provider: 'cpu', threads: 2, intraOpThreads: 1, batch: 2 },
   baseline: { step: 0.5, mirror: false },
-  stage1: { step: 0.5, mirror: false },
+  stage1: { step: 0.5, mirror: false, block: [0, 0, 0] },
   boxes: { pooling: 'max', margin: [0, 0, 0], metric: 'iou', mode: 'auto' },
   select: { policy: 'spatial', maxBoxes: 0, lambda: 0, featurePooling: 'max' },
   pack: { heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0], contextFit: 'split', gap: [0, 0, 0], chunks: [1, 2, 2], block: [0, 0, 0] },

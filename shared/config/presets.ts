@@ -5,7 +5,8 @@ import type { TesseraConfig } from './config.ts';
 import { DEFAULTS } from './config.ts';
 import { deepMerge } from './schema.ts';
 
-type Preset = Omit<TesseraConfig, 'io' | 'inference' | 'select' | 'stage2' | 'output' | 'mode' | 'pack' | 'nats'> & {
+type Preset = Omit<TesseraConfig, 'io' | 'inference' | 'select' | 'stage2' | 'output' | 'mode' | 'pack' | 'nats' | 'stage1'> & {
+  stage1: Omit<TesseraConfig['stage1'], 'block'> & Partial<Pick<TesseraConfig['stage1'], 'block'>>;
   pack: Omit<TesseraConfig['pack'], 'chunks' | 'gap' | 'block' | 'contextFit'> & Partial<Pick<TesseraConfig['pack'], 'chunks' | 'gap' | 'block' | 'contextFit'>>;
   select: Partial<TesseraConfig['select']>;
   io?: Partial<TesseraConfig['io']>;

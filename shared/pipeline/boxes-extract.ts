@@ -1,5 +1,5 @@
-// Heatmap → candidate boxes (the first half of "extract"; boxes.ts has NMS, NMM, re-cropping).
-// Pure: data in, data out.
+// Heatmap → cells and regions, the definitions of "extract" (boxes-fragments.ts applies them per
+// stage-one block; boxes-merge.ts has NMS, NMM, re-cropping). Pure: data in, data out.
 //
 // Definitions (the research notes leave these open; this is what Tessera means by them):
 // - Cells: the heatmap is pooled (max or mean) on a grid of `priorDownsample` stage-one voxels,
@@ -16,7 +16,7 @@
 // - score: the heatmap mass of the region = Σ heat over every stage-one voxel of the
 //   region's cells × (full-res voxels per stage-one voxel), i.e. the expected foreground
 //   volume in full-resolution voxels. Independent of the pooling mode. After NMM a parent's
-//   score is the sum of its members' scores; children inherit their parent's score.
+//   score is the sum of its members' scores; tiles take their region's (or component's) score.
 // - Box: region cells → stage-one voxels (clipped to the heatmap) → full resolution
 //   (scale.toFull, rounded outward) → grown by `margin` on every side → clipped to `bounds`
 //   (dropped if nothing is left) → grown to at least `minShape` (growTo, shifted into bounds).
@@ -24,8 +24,6 @@ import { type Box, type Vec3, box, grow, growTo, intersect, isEmpty } from '../g
 import { toFull } from '../geometry/scale.ts';
 import type { Array3 } from '../array/array3.ts';
 import { label } from '../array/components.ts';
-import type { Candidate } from './boxes.ts';
-import { byScore } from './boxes-order.ts';
 
 export interface ExtractOptions {
   /** Pooling grid in stage-one voxels, e.g. [3,16,16]. */
@@ -153,31 +151,4 @@ export function cellsToBox(cells: Box, pd: Vec3, clipLow: Box, o: Pick<ExtractOp
 
 export function cellShape(priorDownsample: Vec3): Vec3 {
   return priorDownsample.map((v) => Math.max(1, Math.round(v))) as unknown as Vec3;
-}
-
-export function extractBoxes(heat: Array3, heatOrigin: Vec3, o: ExtractOptions): Candidate[] {
-  const shape = heat.shape;
-  if (shape[0] === 0 || shape[1] === 0 || shape[2] === 0) return [];
-  const pd = cellShape(o.priorDownsample);
-  const { c0, nc, sum, mask } = poolCells(heat, heatOrigin, pd, o.pooling, o.roiThreshold);
-  const { labels, count } = label(mask, nc, 26);
-  if (count === 0) return [];
-  const { lo, hi, keep } = regionStats(labels, count, nc, o.axisThr, o.areaThr);
-  const mass = new Float64Array(count + 1);
-  for (let c = 0; c < labels.length; c++) if (labels[c]) mass[labels[c]] += sum[c];
-
-  const heatBox = box(heatOrigin, [heatOrigin[0] + shape[0], heatOrigin[1] + shape[1], heatOrigin[2] + shape[2]]);
-  const voxelVolume = o.factor[0] * o.factor[1] * o.factor[2];
-  const raw: Candidate[] = [];
-  for (let l = 1; l <= count; l++) {
-    if (!keep[l]) continue;
-    const cells = box(
-      [c0[0] + lo[3 * l], c0[1] + lo[3 * l + 1], c0[2] + lo[3 * l + 2]],
-      [c0[0] + hi[3 * l], c0[1] + hi[3 * l + 1], c0[2] + hi[3 * l + 2]],
-    );
-    const b = cellsToBox(cells, pd, heatBox, o);
-    if (b) raw.push({ id: 0, box: b, score: mass[l] * voxelVolume, role: 'parent' });
-  }
-  raw.sort((a, b) => byScore(a, b));
-  return raw.map((c, i) => ({ ...c, id: i }));
 }

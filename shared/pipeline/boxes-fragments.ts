@@ -1,47 +1,43 @@
-// Heatmap → fragments: the chunk-local half of "extract". Stage one runs on a block of chunks
-// (with a halo of context); its heatmap is pooled into cells and cut into regions exactly as
-// extractBoxes does (same cells, roi_threshold, axis_thr, area_thr, score; see
-// boxes-extract.ts), and then every region is split by the chunks that own its cells. A cell
-// belongs to the chunk whose low-resolution write box holds the cell's first voxel, so the
-// fragments of all chunks partition the foreground cells of the volume: no cell is in two
-// fragments, whatever block computed it. The boxes task (boxes-merge.ts) joins fragments of
-// neighbouring chunks back into whole objects.
+// Heatmap → fragments: the block-local half of "extract". Stage one runs on a block of chunks
+// (with a halo of context); its heatmap is pooled into cells and thresholded exactly as
+// extractBoxes defines it (same cells, roi_threshold, axis_thr, area_thr, score; see
+// boxes-extract.ts). A cell belongs to the block whose low-resolution write box holds the cell's
+// first voxel, so the blocks partition the cells; a *fragment* is a 26-connected component of
+// one block's own foreground cells: a region, or the part of a region that block holds. The
+// block also writes its *border*: the fragments' cells on its faces and edges (border.ts, in
+// fragment ids), from which the boxes task joins the fragments of neighbouring blocks into whole
+// regions by exact cell adjacency (boxes-merge.ts). Nothing here depends on how the block is
+// cut into chunks: with `stage1.block` set in voxels, neither does anything downstream.
 //
-// A fragment also lists the lattice tiles its cells need if its object turns out to be large
-// (re-cropped into tiles, boxes-merge.ts): the tiles that each cell's own box (cell → full
-// resolution, grown by the margin, clipped to the volume) meets. Computed cell by cell, the
-// union over an object's fragments is the same however chunks cut the object; the tiles that
-// meet each fragment's bounding box would not be (two chunkings bound different empty corners of
-// an L-shaped object). Pure.
-import { type Box, type Vec3, box, boxOfShape, growTo, intersect } from '../geometry/box.ts';
+// A fragment also lists the lattice tiles its cells need if its region is tiled (boxes-merge.ts):
+// the tiles that each cell's own box (cell → full resolution, grown by the margin, clipped to the
+// volume) meets, so a region's tiles are the same however block borders cut it. Pure.
+import { type Box, type Vec3, box, boxOfShape, intersect } from '../geometry/box.ts';
 import type { Array3 } from '../array/array3.ts';
 import { label } from '../array/components.ts';
-import { type ExtractOptions, cellShape, cellsToBox, poolCells, regionStats } from './boxes-extract.ts';
-import { type MatchMetric, matchScore } from './boxes.ts';
-import { compareBoxes } from './boxes-order.ts';
+import { type ExtractOptions, type PooledCells, cellShape, cellsToBox, poolCells, regionStats } from './boxes-extract.ts';
+import { borderSections } from './border.ts';
 
 export interface Fragment {
-  /** Absolute index of the chunk that owns the fragment's cells. */
-  readonly chunk: Vec3;
+  /**
+   * 1 + the raster index of the fragment's first cell in the volume's cell grid: unique, and the
+   * same whatever the chunking (the border names fragments by it).
+   */
+  readonly id: number;
+  /** The stage-one block that holds the fragment's cells. */
+  readonly block: Vec3;
   /** The fragment's cells, in global cell coordinates (cell i covers stage-one voxels [i·pd, (i+1)·pd)). */
   readonly cells: Box;
   /**
    * Full-resolution box: cells → full resolution, grown by the margin, clipped to the volume (as
-   * extractBoxes, but not yet grown to the crop shape: a whole object is, once its fragments
-   * are joined; a sliver of an object at a chunk border grown to a crop would cover too much).
+   * extractBoxes, but not yet grown to the crop shape: a whole region is, once its fragments are
+   * joined; a sliver of a region at a block border grown to a crop would cover too much).
    */
   readonly box: Box;
   /** Heatmap mass of the fragment's cells in full-resolution voxels (extractBoxes' score). */
   readonly score: number;
   /**
-   * The region the fragment is part of, as seen by the stage-one block that computed it
-   * (`block`, the block's index; `region`, the region's label there): two fragments of one
-   * region in neighbouring chunks of one block are one object, known exactly.
-   */
-  readonly block: Vec3;
-  readonly region: number;
-  /**
-   * Lattice tiles (`latticeOf`) its cells need when its object is tiled: tile indices as flat
+   * Lattice tiles (`latticeOf`) its cells need when its region is tiled: tile indices as flat
    * [z, y, x, z, y, x, …] triples in z, y, x order (tile t covers [t·lattice, (t+1)·lattice)).
    */
   readonly tiles: readonly number[];
@@ -99,124 +95,115 @@ export function tileRange(b: number, e: number, tile: number): [number, number] 
   return e <= b ? [0, 0] : [Math.floor(b / tile), Math.ceil(e / tile)];
 }
 
-/** One chunk of the block: its index and its write box at stage-one resolution. */
-export interface OwnerChunk {
-  readonly index: Vec3;
-  readonly low: Box;
-}
-
 export interface FragmentOptions extends ExtractOptions {
-  /** Non-maximum suppression among the fragments of one chunk (research key `nms`). */
-  nmsThreshold: number;
-  metric: MatchMetric;
   /** The stage-one volume (cells are clipped to it before mapping to full resolution). */
   lowVolume: Vec3;
   /** The re-crop lattice (`latticeOf`), for `Fragment.tiles`. */
   lattice: Vec3;
 }
 
+/** A block's fragments (sorted by id) and its border (18 sections, border.ts, over its own cells). */
+export interface BlockFragments {
+  fragments: Fragment[];
+  border: Uint8Array[];
+}
+
+/** The cells a block owns: those whose first stage-one voxel lies in its low write box, per axis [lo, hi). */
+export function ownedCells(lowWrite: Box, pd: Vec3): Box {
+  return box(
+    [0, 1, 2].map((a) => Math.ceil(lowWrite.begin[a] / pd[a])) as unknown as Vec3,
+    [0, 1, 2].map((a) => Math.ceil(lowWrite.end[a] / pd[a])) as unknown as Vec3,
+  );
+}
+
 /**
- * Fragments of every chunk in `owners` (the chunks of one stage-one block) from the heatmap of
- * the block and its halo (`heat`, whose first voxel is `heatOrigin` in stage-one voxels).
- * Returns, per owner in the given order, its fragments sorted by box (then score).
+ * The fragments of block `block` (its stage-one write box `lowWrite`) from the heatmap of the
+ * block and its halo (`heat`, whose first voxel is `heatOrigin` in stage-one voxels).
  */
-export function extractFragments(
-  heat: Array3, heatOrigin: Vec3, owners: readonly OwnerChunk[], block: Vec3, o: FragmentOptions,
-): Fragment[][] {
-  const out: Fragment[][] = owners.map(() => []);
-  const shape = heat.shape;
-  if (shape[0] === 0 || shape[1] === 0 || shape[2] === 0 || owners.length === 0) return out;
+export function extractFragments(heat: Array3, heatOrigin: Vec3, lowWrite: Box, block: Vec3, o: FragmentOptions): BlockFragments {
   const pd = cellShape(o.priorDownsample);
-  const { c0, nc, sum, mask } = poolCells(heat, heatOrigin, pd, o.pooling, o.roiThreshold);
-  const { labels, count } = label(mask, nc, 26);
-  if (count === 0) return out;
-  // The region filters look at whole regions (as far as the block and its halo see them).
-  const { keep } = regionStats(labels, count, nc, o.axisThr, o.areaThr);
-
-  // The owner of a cell, per axis: the position (in the sorted distinct owner coordinates) of
-  // the owner whose low write box holds the cell's first voxel, or -1 outside the block.
-  const axisOwners = [0, 1, 2].map((a) => {
-    const values = [...new Map(owners.map((w) => [w.index[a], w.low])).entries()].sort((p, q) => p[0] - q[0]);
-    const m = new Int32Array(nc[a]);
-    for (let i = 0; i < nc[a]; i++) {
-      const first = (c0[a] + i) * pd[a];
-      m[i] = values.findIndex(([, low]) => first >= low.begin[a] && first < low.end[a]);
+  const own = ownedCells(lowWrite, pd);
+  const oshape = [0, 1, 2].map((a) => Math.max(0, own.end[a] - own.begin[a])) as unknown as Vec3;
+  const n = oshape[0] * oshape[1] * oshape[2];
+  const mask = new Uint8Array(n);
+  if (n > 0 && heat.data.length > 0) {
+    const pooled = poolCells(heat, heatOrigin, pd, o.pooling, o.roiThreshold);
+    for (let a = 0; a < 3; a++) {
+      if (own.begin[a] < pooled.c0[a] || own.end[a] > pooled.c0[a] + pooled.nc[a]) throw new RangeError(`the heatmap does not cover block ${block.join(',')}'s cells along ${'zyx'[a]}`);
     }
-    return { coords: values.map((v) => v[0]), map: m };
-  });
-  const ownerPos = new Map(owners.map((w, i) => [w.index.join(','), i]));
-  // Per axis, the tile range a cell's box meets: cellsToBox's mapping, one axis at a time.
-  const lowVol = boxOfShape(o.lowVolume);
-  const cellTiles = [0, 1, 2].map((a) => {
-    const r: Array<[number, number]> = [];
-    for (let i = 0; i < nc[a]; i++) {
-      const lb = Math.max((c0[a] + i) * pd[a], lowVol.begin[a]);
-      const le = Math.min((c0[a] + i + 1) * pd[a], lowVol.end[a]);
-      const fb = Math.max(Math.floor(lb * o.factor[a]) - o.margin[a], o.bounds.begin[a]);
-      const fe = Math.min(Math.ceil(le * o.factor[a]) + o.margin[a], o.bounds.end[a]);
-      r.push(le <= lb ? [0, 0] : tileRange(fb, fe, o.lattice[a]));
-    }
-    return r;
-  });
-  const tileN = tileCount(o.bounds, o.lattice);
-  const n = axisOwners.map((x) => x.coords.length);
+    // The region filters look at whole regions as far as the block and its halo see them.
+    const all = label(pooled.mask, pooled.nc, 26);
+    const { keep } = regionStats(all.labels, all.count, pooled.nc, o.axisThr, o.areaThr);
+    ownMask(pooled, all.labels, keep, own, oshape, mask);
+    return fragmentsOf(pooled, own, oshape, mask, block, pd, o);
+  }
+  return { fragments: [], border: borderSections(new Uint32Array(n), new Float64Array(1), mask, oshape) };
+}
 
-  // One fragment per (region, owner): cell box and mass.
-  const frag = new Map<number, { lo: number[]; hi: number[]; mass: number; owner: number; region: number; tiles: TileSet }>();
-  for (let z = 0, c = 0; z < nc[0]; z++) {
-    const oz = axisOwners[0].map[z];
-    for (let y = 0; y < nc[1]; y++) {
-      const oy = axisOwners[1].map[y];
-      for (let x = 0; x < nc[2]; x++, c++) {
-        const l = labels[c];
-        if (l === 0 || !keep[l]) continue;
-        const ox = axisOwners[2].map[x];
-        if (oz < 0 || oy < 0 || ox < 0) continue;
-        const key = ((l * n[0] + oz) * n[1] + oy) * n[2] + ox;
-        let f = frag.get(key);
-        if (!f) {
-          const pos = ownerPos.get(`${axisOwners[0].coords[oz]},${axisOwners[1].coords[oy]},${axisOwners[2].coords[ox]}`);
-          if (pos === undefined) continue;
-          f = { lo: [z, y, x], hi: [z + 1, y + 1, x + 1], mass: 0, owner: pos, region: l, tiles: new TileSet(tileN) };
-          frag.set(key, f);
-        }
-        const p = [z, y, x];
-        for (let a = 0; a < 3; a++) {
-          if (p[a] < f.lo[a]) f.lo[a] = p[a];
-          if (p[a] + 1 > f.hi[a]) f.hi[a] = p[a] + 1;
-        }
-        f.mass += sum[c];
-        f.tiles.add(cellTiles[0][z], cellTiles[1][y], cellTiles[2][x]);
+/** The block's own foreground cells whose region (as the block sees it) passes the filters. */
+function ownMask(pooled: PooledCells, labels: Int32Array, keep: Uint8Array, own: Box, oshape: Vec3, out: Uint8Array): void {
+  const [, NY, NX] = pooled.nc;
+  for (let z = 0, i = 0; z < oshape[0]; z++) {
+    for (let y = 0; y < oshape[1]; y++) {
+      const row = ((own.begin[0] + z - pooled.c0[0]) * NY + (own.begin[1] + y - pooled.c0[1])) * NX + own.begin[2] - pooled.c0[2];
+      for (let x = 0; x < oshape[2]; x++, i++) {
+        const c = row + x;
+        if (pooled.mask[c] && keep[labels[c]]) out[i] = 1;
       }
     }
   }
+}
 
+function fragmentsOf(pooled: PooledCells, own: Box, oshape: Vec3, mask: Uint8Array, block: Vec3, pd: Vec3, o: FragmentOptions): BlockFragments {
+  const { labels, count } = label(mask, oshape, 26);
+  const cellGrid = [0, 1, 2].map((a) => Math.ceil(o.lowVolume[a] / pd[a])) as unknown as Vec3;
+  const lo = new Int32Array(3 * (count + 1)).fill(2 ** 30);
+  const hi = new Int32Array(3 * (count + 1)).fill(-(2 ** 30));
+  const mass = new Float64Array(count + 1);
+  const ids = new Float64Array(count + 1);
+  const tiles = Array.from({ length: count + 1 }, () => new TileSet(tileCount(o.bounds, o.lattice)));
+  const cellTiles = [0, 1, 2].map((a) => axisTiles(own.begin[a], oshape[a], a, pd, o));
+  const [, NY, NX] = pooled.nc;
+  for (let z = 0, i = 0; z < oshape[0]; z++) {
+    for (let y = 0; y < oshape[1]; y++) {
+      const row = ((own.begin[0] + z - pooled.c0[0]) * NY + (own.begin[1] + y - pooled.c0[1])) * NX + own.begin[2] - pooled.c0[2];
+      for (let x = 0; x < oshape[2]; x++, i++) {
+        const l = labels[i];
+        if (l === 0) continue;
+        const g = [own.begin[0] + z, own.begin[1] + y, own.begin[2] + x];
+        if (ids[l] === 0) ids[l] = (g[0] * cellGrid[1] + g[1]) * cellGrid[2] + g[2] + 1;
+        for (let a = 0; a < 3; a++) {
+          if (g[a] < lo[3 * l + a]) lo[3 * l + a] = g[a];
+          if (g[a] + 1 > hi[3 * l + a]) hi[3 * l + a] = g[a] + 1;
+        }
+        mass[l] += pooled.sum[row + x];
+        tiles[l].add(cellTiles[0][z], cellTiles[1][y], cellTiles[2][x]);
+      }
+    }
+  }
   const voxelVolume = o.factor[0] * o.factor[1] * o.factor[2];
-  for (const f of frag.values()) {
-    const cells = box(
-      [c0[0] + f.lo[0], c0[1] + f.lo[1], c0[2] + f.lo[2]],
-      [c0[0] + f.hi[0], c0[1] + f.hi[1], c0[2] + f.hi[2]],
-    );
+  const lowVol = boxOfShape(o.lowVolume);
+  const fragments: Fragment[] = [];
+  for (let l = 1; l <= count; l++) {
+    const cells = box([lo[3 * l], lo[3 * l + 1], lo[3 * l + 2]], [hi[3 * l], hi[3 * l + 1], hi[3 * l + 2]]);
     const b = cellsToBox(cells, pd, lowVol, { ...o, minShape: [0, 0, 0] });
-    if (b) out[f.owner].push({ chunk: owners[f.owner].index, cells, box: b, score: f.mass * voxelVolume, block, region: f.region, tiles: f.tiles.list() });
+    // Own cells lie in the volume, so their box is never empty.
+    if (!b) throw new RangeError(`fragment ${ids[l]} of block ${block.join(',')} has an empty box`);
+    fragments.push({ id: ids[l], block, cells, box: b, score: mass[l] * voxelVolume, tiles: tiles[l].list() });
   }
-  return out.map((list) => suppress(list.sort(byFragment), o));
+  const border = borderSections(new Uint32Array(labels.buffer, labels.byteOffset, labels.length), ids, mask, oshape);
+  return { fragments: fragments.sort((a, b) => a.id - b.id), border };
 }
 
-/** Box, then score descending: the fixed order fragments are stored and merged in. */
-export function byFragment(a: Fragment, b: Fragment): number {
-  return compareBoxes(a.box, b.box) || compareBoxes(a.cells, b.cells) || (b.score - a.score) || (a.region - b.region);
-}
-
-/** Greedy NMS among one chunk's fragments (boxes grown to the crop, as extractBoxes'), best score first; keeps `list`'s order. */
-function suppress(list: Fragment[], o: FragmentOptions): Fragment[] {
-  if (o.nmsThreshold >= 1 || list.length < 2) return list;
-  const grown = list.map((f) => growTo(f.box, o.minShape, o.bounds));
-  const order = list.map((_, i) => i).sort((i, j) => (list[j].score - list[i].score) || (i - j));
-  const kept: number[] = [];
-  for (const i of order) {
-    if (kept.every((k) => matchScore(grown[k], grown[i], o.metric) <= o.nmsThreshold)) kept.push(i);
+/** Per cell of one axis of the block's own cells, the tile range its box meets (cellsToBox's mapping, one axis). */
+function axisTiles(first: number, n: number, a: number, pd: Vec3, o: FragmentOptions): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (let i = 0; i < n; i++) {
+    const lb = (first + i) * pd[a];
+    const le = Math.min((first + i + 1) * pd[a], o.lowVolume[a]);
+    const fb = Math.max(Math.floor(lb * o.factor[a]) - o.margin[a], o.bounds.begin[a]);
+    const fe = Math.min(Math.ceil(le * o.factor[a]) + o.margin[a], o.bounds.end[a]);
+    out.push(le <= lb ? [0, 0] : tileRange(fb, fe, o.lattice[a]));
   }
-  kept.sort((i, j) => i - j);
-  return kept.map((i) => list[i]);
+  return out;
 }

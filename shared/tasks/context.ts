@@ -8,7 +8,7 @@ import type { TaskGraph } from './graph.ts';
 import type { WorkStore } from './work.ts';
 import { Lru } from '../cache.ts';
 import type { Array3 } from '../array/array3.ts';
-import type { Stage1Result } from './stage1.ts';
+import type { Stage1Block } from './boxes.ts';
 import type { Stage2Result } from './stage2.ts';
 
 export interface TaskContext extends RunContext {
@@ -19,7 +19,7 @@ export interface TaskContext extends RunContext {
   readonly low?: LowGrid;
   /** Benchmark oracle: fragments from this ground-truth label array instead of stage one. */
   readonly oracle?: VolumeArray;
-  readonly stage1Cache: Lru<Stage1Result>;
+  readonly stage1Cache: Lru<Stage1Block>;
   readonly stage2Cache: Lru<Stage2Result>;
   /**
    * Decoded full-resolution storage chunks, shared by the stage-two tasks of this process

@@ -55,12 +55,17 @@ function dilate(r: Range3, by: Vec3, clip: Range3): Range3 {
 }
 
 /**
- * Stage one runs on blocks of chunks, `round(resolution factor)` chunks per axis, so that the
- * low-resolution block is about as large as a chunk at full resolution and the sliding
- * window's halo is paid rarely.
+ * Stage one runs on blocks of chunks: `stage1.block` voxels when set (then the heatmap, the
+ * fragments and the boxes do not depend on `io.chunk`), else `round(resolution factor)` chunks
+ * per axis, so that the low-resolution block is about as large as a chunk at full resolution and
+ * the sliding window's halo is paid rarely. A block that is not a whole number of chunks is
+ * refused, as for `pack.block`.
  */
-export function stage1Block(factor: Vec3): Vec3 {
-  return factor.map((f) => Math.max(1, Math.round(f))) as unknown as Vec3;
+export function stage1Block(c: TesseraConfig, factor: Vec3): Vec3 {
+  // run.json configs written before stage1.block existed have none.
+  const b = c.stage1.block ?? [0, 0, 0];
+  if (b.every((v) => v === 0)) return factor.map((f) => Math.max(1, Math.round(f))) as unknown as Vec3;
+  return blockInChunks('stage1.block', b, c.io.chunk);
 }
 
 export function taskGraph(c: TesseraConfig, shape: Vec3, roi: Box, factor: Vec3): TaskGraph {
@@ -81,23 +86,27 @@ export function taskGraph(c: TesseraConfig, shape: Vec3, roi: Box, factor: Vec3)
     };
   }
   checkChunkForBoxes(c, factor);
-  const s = stage1Block(factor);
+  const s = stage1Block(c, factor);
   const paste = roiChunks;
   const p = stage2Chunks(c);
   // Whole stage-two blocks: a block packs all its chunks' boxes, whatever the ROI.
   const s2 = intersectRange(blocksMeeting(dilate(paste, ONE, all), p), blocksMeeting(all, p));
   const middle = intersectRange(range3([s2.lo[0] * p[0], s2.lo[1] * p[1], s2.lo[2] * p[2]], [s2.hi[0] * p[0], s2.hi[1] * p[1], s2.hi[2] * p[2]]), all);
-  const s1 = intersectRange(blocksMeeting(dilate(middle, ONE, all), s), blocksMeeting(all, s));
+  // Boxes are planned per stage-one block, from the blocks within its view.
+  const bx = intersectRange(blocksMeeting(middle, s), blocksMeeting(all, s));
+  const bxChunks = intersectRange(range3([bx.lo[0] * s[0], bx.lo[1] * s[1], bx.lo[2] * s[2]], [bx.hi[0] * s[0], bx.hi[1] * s[1], bx.hi[2] * s[2]]), all);
+  const view = boxesReach(c, factor);
+  const s1 = intersectRange(blocksMeeting(dilate(bxChunks, view, all), s), blocksMeeting(all, s));
   return {
     kinds: [
       { name: 'stage1', block: s, range: s1 },
-      { name: 'boxes', block: ONE, range: middle },
+      { name: 'boxes', block: s, range: bx },
       { name: 'stage2', block: p, range: s2 },
       { name: 'paste', block: ONE, range: paste },
       ...instanceKinds(paste, c.io.mergeFanIn),
     ],
     deps: [
-      { kind: 'boxes', needs: 'stage1', reach: ONE },
+      { kind: 'boxes', needs: 'stage1', reach: view },
       { kind: 'stage2', needs: 'boxes', reach: [0, 0, 0] },
       { kind: 'paste', needs: 'stage2', reach: ONE },
       ...instanceDeps('paste', paste, c.io.mergeFanIn),
@@ -144,6 +153,19 @@ export function mergeReach(c: TesseraConfig, factor: Vec3): Vec3 {
 }
 
 /**
+ * The boxes task's view, in chunks per axis: every stage-one block within this many chunks of
+ * its block. 4 × cropThreshold + a lattice tile + 2 × (margin + cell) voxels, enough for every
+ * box or tile it owns to be decided exactly (boxes-merge.ts says why).
+ */
+export function boxesReach(c: TesseraConfig, factor: Vec3): Vec3 {
+  const tile = c.boxes.mode === 'parents' ? c.boxes.cropThreshold : c.boxes.recrop;
+  return [0, 1, 2].map((a) => {
+    const cell = Math.ceil(Math.max(1, Math.round(c.boxes.priorDownsample[a])) * factor[a]);
+    return Math.ceil((4 * c.boxes.cropThreshold[a] + tile[a] + 2 * (c.boxes.margin[a] + cell)) / c.io.chunk[a]);
+  }) as unknown as Vec3;
+}
+
+/**
  * Chunks per stage-two block: `pack.block` (voxels) over `io.chunk` when the block is set, else
  * `pack.chunks`. A block that is not a whole number of chunks is refused: it could not keep the
  * canvases the same across chunk sizes, which is what it is for.
@@ -152,12 +174,17 @@ export function stage2Chunks(c: TesseraConfig): Vec3 {
   // run.json configs written before pack.block existed have none.
   const b = c.pack.block ?? [0, 0, 0];
   if (b.every((v) => v === 0)) return c.pack.chunks;
-  const bad = [0, 1, 2].filter((a) => b[a] <= 0 || b[a] % c.io.chunk[a] !== 0);
+  return blockInChunks('pack.block', b, c.io.chunk);
+}
+
+/** A block given in voxels, in chunks; a ConfigError naming `key` when it is not a whole number of chunks. */
+function blockInChunks(key: string, b: Vec3, chunk: Vec3): Vec3 {
+  const bad = [0, 1, 2].filter((a) => b[a] <= 0 || b[a] % chunk[a] !== 0);
   if (bad.length) {
-    const suggest = b.map((v, a) => Math.max(1, Math.round(v / c.io.chunk[a])) * c.io.chunk[a]);
-    throw new ConfigError('pack.block', `[${b}] is not a multiple of io.chunk [${c.io.chunk}] along ${bad.map((a) => 'zyx'[a]).join(', ')}: choose an io.chunk that divides it, or pack.block [${suggest}]`);
+    const suggest = b.map((v, a) => Math.max(1, Math.round(v / chunk[a])) * chunk[a]);
+    throw new ConfigError(key, `[${b}] is not a multiple of io.chunk [${chunk}] along ${bad.map((a) => 'zyx'[a]).join(', ')}: choose an io.chunk that divides it, or ${key} [${suggest}]`);
   }
-  return b.map((v, a) => v / c.io.chunk[a]) as unknown as Vec3;
+  return b.map((v, a) => v / chunk[a]) as unknown as Vec3;
 }
 
 /** The stage-two block in voxels (boxes files and annotation cells are per block). */

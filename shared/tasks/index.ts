@@ -48,7 +48,7 @@ export interface Freeing {
 // done needs it; paste and blend are never run again for that, since the border and label runs
 // they leave are recomputed from the written segmentation (see faces and relabel).
 const FREE: Partial<Record<string, Freeing>> = {
-  stage1: { free: (w, i) => w.remove('stage1', i, ['json', 'f32']), rerun: true },
+  stage1: { free: (w, i) => w.remove('stage1', i, ['json', 'bin', 'f32']), rerun: true },
   boxes: { free: (w, i) => w.remove('boxes', i, ['json']), rerun: true },
   stage2: { free: (w, i) => w.remove('stage2', i, ['bin']), rerun: true },
   paste: { free: freeLabelled, rerun: false },

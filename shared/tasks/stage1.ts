@@ -1,19 +1,20 @@
-// Task `stage1`: stage one on a block of chunks and its halo → the fragments of every chunk of
-// the block (boxes-fragments.ts), persisted as one result per block. With
-// `stage2.background = "stage1"` the block's heatmap is kept too (paste falls back to it).
-import { type Box, type Vec3, boxOfShape, isEmpty } from '../geometry/box.ts';
-import { chunkBox, forEachIndex, intersectRange, range3, chunkRange } from '../geometry/grid.ts';
+// Task `stage1`: stage one on a block of chunks and its halo → the block's fragments and border
+// (boxes-fragments.ts): `.work/stage1/<block>.json` (fragments) and `.bin` (the border's 18
+// sections). With `stage2.background = "stage1"` the block's heatmap is kept too (paste falls
+// back to it).
+import { type Box, type Vec3, boxOfShape } from '../geometry/box.ts';
+import { chunkBox } from '../geometry/grid.ts';
 import { crop } from '../array/array3.ts';
 import { stage1 } from '../pipeline/stage1.ts';
-import { type Fragment, type OwnerChunk, extractFragments, latticeOf } from '../pipeline/boxes-fragments.ts';
+import { type BlockFragments, type Fragment, extractFragments, latticeOf } from '../pipeline/boxes-fragments.ts';
 import { contextBox } from '../pipeline/context.ts';
 import { readLow, toLowBox } from '../volume/source.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { oracleFragments } from '../run/oracle.ts';
 
 export interface Stage1Result {
-  /** Per chunk of the block (raster order): its fragments. */
-  chunks: Array<{ index: Vec3; fragments: Fragment[] }>;
+  /** The block's fragments, sorted by id. */
+  fragments: Fragment[];
 }
 
 /** The full-resolution write box of stage-one block `b` (the union of its chunks' write boxes). */
@@ -26,27 +27,13 @@ export function blockBox(ctx: TaskContext, b: Vec3): Box {
   return { begin: lo.begin, end: hi.end };
 }
 
-/** The chunks of block `b` (clipped to the volume) with their write boxes at both resolutions. */
-function owners(ctx: TaskContext, b: Vec3): Array<OwnerChunk & { write: Box }> {
-  const s = ctx.graph.stage1Block;
-  const g = ctx.low!;
-  const chunks = intersectRange(range3([b[0] * s[0], b[1] * s[1], b[2] * s[2]], [(b[0] + 1) * s[0], (b[1] + 1) * s[1], (b[2] + 1) * s[2]]), chunkRange(ctx.graph.volume, ctx.graph.chunk));
-  const out: Array<OwnerChunk & { write: Box }> = [];
-  forEachIndex(chunks, (index) => {
-    const w = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
-    if (!isEmpty(w)) out.push({ index, low: toLowBox(g, w, ctx.src.shape), write: w });
-  });
-  return out;
-}
-
 export async function stage1Task(ctx: TaskContext, b: Vec3): Promise<TaskStats> {
   const c = ctx.config;
   const g = ctx.low!;
   const write = blockBox(ctx, b);
-  const own = owners(ctx, b);
   if (ctx.oracle) {
-    const fragments = await ctx.timings.time('read', () => oracleFragments(c, ctx.oracle!, write, own, b));
-    return persist(ctx, b, own, fragments);
+    const found = await ctx.timings.time('read', () => oracleFragments(c, ctx.oracle!, write, b));
+    return persist(ctx, b, found);
   }
   const lw = toLowBox(g, write, ctx.src.shape);
   const around = contextBox(lw, c.stage1.patch, g.shape);
@@ -55,18 +42,17 @@ export async function stage1Task(ctx: TaskContext, b: Vec3): Promise<TaskStats> 
     patch: c.stage1.patch, step: c.stage1.step, mirror: c.stage1.mirror,
     batch: c.inference.batch, inFlight: ctx.pool.size + 1, signal: ctx.signal,
   }));
-  const fragments = await ctx.timings.time('extract', () => extractFragments(heat, around.begin, own, b, {
+  const found = await ctx.timings.time('extract', () => extractFragments(heat, around.begin, lw, b, {
     priorDownsample: c.boxes.priorDownsample, pooling: c.boxes.pooling, roiThreshold: c.boxes.roiThreshold,
     axisThr: c.boxes.axisThr, areaThr: c.boxes.areaThr, factor: g.factor, margin: c.boxes.margin,
-    minShape: c.pack.crop, bounds: boxOfShape(ctx.src.shape), lowVolume: g.shape,
-    nmsThreshold: c.boxes.nmsThreshold, metric: c.boxes.metric, lattice: latticeOf(c.boxes),
+    minShape: c.pack.crop, bounds: boxOfShape(ctx.src.shape), lowVolume: g.shape, lattice: latticeOf(c.boxes),
   }));
   if (c.stage2.background === 'stage1') await ctx.work.writeFloats('stage1', b, crop(heat, around.begin, lw).data);
-  return persist(ctx, b, own, fragments);
+  return persist(ctx, b, found);
 }
 
-async function persist(ctx: TaskContext, b: Vec3, own: readonly OwnerChunk[], fragments: Fragment[][]): Promise<TaskStats> {
-  const result: Stage1Result = { chunks: own.map((o, i) => ({ index: o.index, fragments: fragments[i] })) };
-  await ctx.work.writeJson('stage1', b, result);
-  return { candidates: fragments.reduce((n, f) => n + f.length, 0) };
+async function persist(ctx: TaskContext, b: Vec3, found: BlockFragments): Promise<TaskStats> {
+  await ctx.work.writeSections('stage1', b, found.border);
+  await ctx.work.writeJson('stage1', b, { fragments: found.fragments } satisfies Stage1Result);
+  return { candidates: found.fragments.length };
 }

@@ -4,10 +4,10 @@
 // (|Δp| ≤ 7.7·10⁻⁶: far below anything that moves an arg-max; a quarter of float32 on disk
 // after the canvases' unused space is dropped). Canvases hold the boxes of one block only, so
 // their reads stay local; boxes.jsonl under the output lists the block's boxes and placements.
-import { type Box, type Vec3, boxOfShape, grow, intersect, volumeOf } from '../geometry/box.ts';
+import { type Box, type Vec3, boxOfShape, containsPoint, grow, intersect, volumeOf } from '../geometry/box.ts';
 import { type Array3, array3 } from '../array/array3.ts';
 import { normalize } from '../infer/model.ts';
-import { policyByName } from '../pipeline/select.ts';
+import { anchorOf, policyByName } from '../pipeline/select.ts';
 import { type Packing, growContext, pack, unpackCanvas } from '../pipeline/pack.ts';
 import { channelOf, occupied, stage2 } from '../pipeline/stage2.ts';
 import { contextFill } from '../pipeline/pack-fill.ts';
@@ -18,7 +18,7 @@ import { compareBoxes } from '../pipeline/boxes-order.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { readBoxes } from './boxes.ts';
 import { ONE, stage2Chunks } from './graph.ts';
-import { forEachIndex, relatedBlocks } from '../geometry/grid.ts';
+import { chunkBox, forEachIndex, relatedBlocks } from '../geometry/grid.ts';
 import { type OwnedBox, byBox } from '../pipeline/boxes-merge.ts';
 import { writeBoxesLines } from './boxes-output.ts';
 
@@ -43,14 +43,19 @@ export interface Stage2Result {
 export const QUANT = 65535;
 
 /**
- * The boxes of every chunk of stage-two block `b`, in one order that does not depend on how the
- * block is cut into chunks (so two chunk sizes with the same block pack the same canvases).
+ * The boxes whose anchor lies in stage-two block `b` (planned per stage-one block: those of the
+ * stage-one blocks meeting it), in one order that does not depend on how the block is cut into
+ * chunks (so two chunk sizes with the same block pack the same canvases).
  */
 async function blockBoxes(ctx: TaskContext, b: Vec3): Promise<OwnedBox[]> {
   const bx = ctx.graph.kinds.find((k) => k.name === 'boxes')!;
-  const chunks: Vec3[] = [];
-  forEachIndex(relatedBlocks(b, stage2Chunks(ctx.config), [0, 0, 0], ONE, bx.range), (i) => chunks.push(i));
-  const all = (await Promise.all(chunks.map((i) => readBoxes(ctx, i)))).flat();
+  const p = stage2Chunks(ctx.config);
+  const first = chunkBox([b[0] * p[0], b[1] * p[1], b[2] * p[2]], ctx.graph.chunk, ctx.graph.volume);
+  const last = chunkBox([(b[0] + 1) * p[0] - 1, (b[1] + 1) * p[1] - 1, (b[2] + 1) * p[2] - 1], ctx.graph.chunk, ctx.graph.volume);
+  const mine = { begin: first.begin, end: last.end };
+  const planned: Vec3[] = [];
+  forEachIndex(relatedBlocks(b, p, [0, 0, 0], bx.block, bx.range), (i) => planned.push(i));
+  const all = (await Promise.all(planned.map((i) => readBoxes(ctx, i)))).flat().filter((x) => containsPoint(mine, anchorOf(x.box)));
   return all.sort(byBox).map((x, id) => ({ ...x, id }));
 }
 

@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type Box, type Vec3, box, boxOfShape, contains, shapeOf } from '../../shared/geometry/box.ts';
-import { array3 } from '../../shared/array/array3.ts';
-import {
-  type Candidate, type ExtractOptions, extractBoxes, nmm, nms, proposeBoxes, recrop, tileStarts,
-} from '../../shared/pipeline/boxes.ts';
+import { type Box, type Vec3, box, boxOfShape, contains } from '../../shared/geometry/box.ts';
+import { type Array3, array3, crop } from '../../shared/array/array3.ts';
+import { tileStarts } from '../../shared/pipeline/boxes.ts';
+import { type FragmentOptions, extractFragments } from '../../shared/pipeline/boxes-fragments.ts';
+import { mergeFragments } from '../../shared/pipeline/boxes-merge.ts';
+import { Contacts, contactsAcross, touchOf } from '../../shared/pipeline/border.ts';
 
 function heatOf(shape: Vec3, regions: Array<[Box, number]>) {
   const h = array3(new Float32Array(shape[0] * shape[1] * shape[2]), shape);
@@ -28,7 +29,7 @@ const HEAT = heatOf(SHAPE, [
   [box([3, 4, 16], [4, 16, 20]), 0.5],
   [box([3, 15, 31], [4, 16, 32]), 1],
 ]);
-const BASE: ExtractOptions = {
+const BASE: FragmentOptions = {
   priorDownsample: [1, 4, 4],
   pooling: 'max',
   roiThreshold: 0.1,
@@ -38,111 +39,76 @@ const BASE: ExtractOptions = {
   margin: [0, 0, 0],
   minShape: [1, 1, 1],
   bounds: box([0, 0, 0], [4, 64, 128]),
+  lowVolume: SHAPE,
+  lattice: [1, 32, 32],
 };
 
-test('extractBoxes: regions, score = heat mass × full-res voxels per stage-one voxel, scale mapping', () => {
-  const c = extractBoxes(HEAT, [0, 0, 0], BASE);
-  assert.deepEqual(c.map((x) => x.id), [0, 1, 2]);
-  assert.deepEqual(c.map((x) => x.score), [64 * 16, 24 * 16, 16]);
-  assert.deepEqual(c[0].box, box([0, 0, 0], [2, 32, 16]));
+/** Stage one's extraction as one block holding the whole heatmap: its fragments are whole regions. */
+function regions(heat: Array3, o: FragmentOptions = BASE) {
+  return extractFragments(heat, [0, 0, 0], boxOfShape(heat.shape), [0, 0, 0], o).fragments;
+}
+
+test('extract: regions, score = heat mass × full-res voxels per stage-one voxel, scale mapping; ids from the first cell', () => {
+  const f = regions(HEAT);
+  // Cell grid 4×4×8: A starts at cell (0,0,0), B at (3,1,4), C at (3,3,7).
+  assert.deepEqual(f.map((x) => x.id), [1, (3 * 4 + 1) * 8 + 4 + 1, (3 * 4 + 3) * 8 + 7 + 1]);
+  assert.deepEqual(f.map((x) => x.score), [64 * 16, 24 * 16, 16]);
+  assert.deepEqual(f[0].box, box([0, 0, 0], [2, 32, 16]));
   // B covers cells y 1..4 (stage-one y 4..16) and x cell 4 (x 16..20) → ×[1,4,4].
-  assert.deepEqual(c[1].box, box([3, 16, 64], [4, 64, 80]));
-  assert.deepEqual(c[2].box, box([3, 48, 112], [4, 64, 128])); // a whole cell
-  assert.ok(c.every((x) => x.role === 'parent'));
+  assert.deepEqual(f[1].box, box([3, 16, 64], [4, 64, 80]));
+  assert.deepEqual(f[2].box, box([3, 48, 112], [4, 64, 128])); // a whole cell
 });
 
-test('extractBoxes: roi threshold, mean vs max pooling', () => {
-  assert.equal(extractBoxes(HEAT, [0, 0, 0], { ...BASE, roiThreshold: 0.6 }).length, 2); // B (0.5) gone
-  const mean = extractBoxes(HEAT, [0, 0, 0], { ...BASE, pooling: 'mean' });
+test('extract: roi threshold, mean vs max pooling', () => {
+  assert.equal(regions(HEAT, { ...BASE, roiThreshold: 0.6 }).length, 2); // B (0.5) gone
+  const mean = regions(HEAT, { ...BASE, pooling: 'mean' });
   assert.equal(mean.length, 2); // C's cell mean is 1/16
   assert.deepEqual(mean.map((x) => x.score), [64 * 16, 24 * 16]); // mass does not depend on pooling
 });
 
-test('extractBoxes: axis_thr (longest extent) and area_thr (largest cross-section) filters', () => {
-  const ax = extractBoxes(HEAT, [0, 0, 0], { ...BASE, axisThr: 3 });
-  assert.deepEqual(ax.map((x) => x.score), [24 * 16]); // only B reaches 3 cells
-  const ar = extractBoxes(HEAT, [0, 0, 0], { ...BASE, areaThr: 4 });
-  assert.deepEqual(ar.map((x) => x.score), [64 * 16]); // only A has a 4-cell section
-  assert.equal(extractBoxes(HEAT, [0, 0, 0], { ...BASE, axisThr: 2, areaThr: 2 }).length, 2);
-  assert.equal(extractBoxes(HEAT, [0, 0, 0], { ...BASE, axisThr: 1, areaThr: 1 }).length, 3);
+test('extract: axis_thr (longest extent) and area_thr (largest cross-section) filters', () => {
+  assert.deepEqual(regions(HEAT, { ...BASE, axisThr: 3 }).map((x) => x.score), [24 * 16]); // only B reaches 3 cells
+  assert.deepEqual(regions(HEAT, { ...BASE, areaThr: 4 }).map((x) => x.score), [64 * 16]); // only A has a 4-cell section
+  assert.equal(regions(HEAT, { ...BASE, axisThr: 2, areaThr: 2 }).length, 2);
+  assert.equal(regions(HEAT, { ...BASE, axisThr: 1, areaThr: 1 }).length, 3);
 });
 
-test('extractBoxes: margin, clipping and growTo at volume borders', () => {
-  const c = extractBoxes(HEAT, [0, 0, 0], { ...BASE, margin: [1, 2, 2], minShape: [2, 24, 24] });
-  // A: [0,0,0]-[2,32,16] → margin [-1,-2,-2]-[3,34,18] → clipped [0,0,0]-[3,34,18] → x grown to 24 inside bounds.
-  assert.deepEqual(c[0].box, box([0, 0, 0], [3, 34, 24]));
-  // C: [3,48,112]-[4,64,128] → [2,46,110]-[5,66,130] → clipped [2,46,110]-[4,64,128] → grown to 24 in y, x, shifted in.
-  assert.deepEqual(c[2].box, box([2, 40, 104], [4, 64, 128]));
-  for (const x of c) assert.ok(contains(BASE.bounds, x.box));
+test('extract: margin and clipping; a whole region grows to the crop inside the volume when planned', () => {
+  const f = regions(HEAT, { ...BASE, margin: [1, 2, 2] });
+  // A: [0,0,0]-[2,32,16] → margin [-1,-2,-2]-[3,34,18] → clipped [0,0,0]-[3,34,18].
+  assert.deepEqual(f[0].box, box([0, 0, 0], [3, 34, 18]));
+  // C: [3,48,112]-[4,64,128] → [2,46,110]-[5,66,130] → clipped [2,46,110]-[4,64,128].
+  assert.deepEqual(f[2].box, box([2, 46, 110], [4, 64, 128]));
+  for (const x of f) assert.ok(contains(BASE.bounds, x.box));
+  // Planned alone, C grows to 24 in y and x, shifted into the volume.
+  const planned = mergeFragments([f[2]], new Float64Array(0), BASE.bounds, {
+    nmsThreshold: 1, nmmThreshold: 1, metric: 'iou', mode: 'auto', recrop: [1, 32, 32], cropThreshold: [4, 64, 64], minShape: [2, 24, 24], bounds: BASE.bounds,
+  });
+  assert.deepEqual(planned.map((b) => b.box), [box([2, 40, 104], [4, 64, 128])]);
 });
 
-test('extractBoxes: cells align to the global stage-one grid, boxes clip to the heatmap', () => {
-  // Heat origin y = 2: heat rows 0,1 are global rows 2,3 → the partial cell [0,4) ∩ [2,18).
-  const h = heatOf([1, 16, 8], [[box([0, 0, 0], [1, 2, 4]), 1]]);
-  const c = extractBoxes(h, [5, 2, 0], { ...BASE, bounds: box([0, 0, 0], [100, 100, 100]) });
-  assert.equal(c.length, 1);
-  assert.deepEqual(c[0].box, box([5, 8, 0], [6, 16, 16]));
-  assert.equal(c[0].score, 8 * 16);
-  // Shifting the heatmap by one stage-one voxel moves the partial cell boundary.
-  const d = extractBoxes(h, [5, 1, 0], { ...BASE, bounds: box([0, 0, 0], [100, 100, 100]) });
-  assert.deepEqual(d[0].box, box([5, 4, 0], [6, 16, 16])); // global rows 1,2: cell [0,4) ∩ heat [1,17)
+test('extract: a block owns the cells whose first voxel it holds; a region cut by blocks joins back through their borders', () => {
+  // Two blocks split at stage-one y = 6 (not on the cell grid): cells y 0, 1 (first voxels 0, 4)
+  // are block 0's, y 2, 3 block 1's. B (cells y 1..3) is cut in two; A (y 0, 1) is block 0's alone.
+  const w0 = box([0, 0, 0], [4, 6, 32]), w1 = box([0, 6, 0], [4, 16, 32]);
+  const b0 = extractFragments(crop(HEAT, [0, 0, 0], box([0, 0, 0], [4, 10, 32])), [0, 0, 0], w0, [0, 0, 0], BASE);
+  const b1 = extractFragments(crop(HEAT, [0, 0, 0], box([0, 2, 0], [4, 16, 32])), [0, 2, 0], w1, [0, 1, 0], BASE);
+  assert.deepEqual(b0.fragments.map((f) => f.cells.end[1]), [2, 2]); // A, and B's cell row 1
+  assert.deepEqual(b1.fragments.map((f) => f.cells.begin[1]), [2, 3]); // B's rows 2..3, C
+  const t = touchOf([0, 1, 0]);
+  const out = new Contacts();
+  contactsAcross([0, 1, 0], b0.border[t.mine], b1.border[t.theirs], out, 'test');
+  // Exactly one contact: B's two fragments.
+  assert.deepEqual(Array.from(out.pairs()), [b0.fragments[1].id, b1.fragments[0].id]);
+  const o = { nmsThreshold: 1, nmmThreshold: 1, metric: 'iou' as const, mode: 'auto' as const, recrop: [1, 32, 32] as Vec3, cropThreshold: [4, 64, 64] as Vec3, minShape: [1, 1, 1] as Vec3, bounds: BASE.bounds };
+  const whole = mergeFragments(regions(HEAT), new Float64Array(0), BASE.bounds, o);
+  const split = mergeFragments([...b0.fragments, ...b1.fragments], out.pairs(), BASE.bounds, o);
+  assert.deepEqual(split, whole);
+  assert.equal(whole.length, 3);
 });
 
-test('extractBoxes: empty heatmap gives no candidates', () => {
-  assert.deepEqual(extractBoxes(heatOf([2, 4, 4], []), [0, 0, 0], BASE), []);
-});
-
-function cand(id: number, b: Box, score: number): Candidate {
-  return { id, box: b, score, role: 'parent' };
-}
-const flat = (x0: number, x1: number, y0 = 0, y1 = 10): Box => box([0, y0, x0], [1, y1, x1]);
-
-function permutations<T>(xs: T[]): T[][] {
-  if (xs.length <= 1) return [xs];
-  return xs.flatMap((x, i) => permutations([...xs.slice(0, i), ...xs.slice(i + 1)]).map((p) => [x, ...p]));
-}
-
-test('nms: iou vs ios, greedy by score, order-independent', () => {
-  const a = cand(0, box([0, 0, 0], [10, 10, 10]), 3);
-  const b = cand(1, box([0, 0, 1], [10, 10, 11]), 2); // iou 9/11 with a
-  const d = cand(2, box([0, 0, 0], [5, 5, 5]), 2.5); // inside a: iou 0.125, ios 1
-  const e = cand(3, box([0, 0, 20], [10, 10, 30]), 1);
-  const all = [a, b, d, e];
-  assert.deepEqual(nms(all, 0.75, 'iou').map((x) => x.id), [0, 2, 3]);
-  assert.deepEqual(nms(all, 0.5, 'ios').map((x) => x.id), [0, 3]);
-  assert.deepEqual(nms(all, 0.9, 'iou').map((x) => x.id), [0, 2, 1, 3]);
-  for (const p of permutations(all)) assert.deepEqual(nms(p, 0.75, 'iou'), nms(all, 0.75, 'iou'));
-});
-
-test('nmm: chains merge transitively through the growing union (ios), iou stops earlier', () => {
-  const chain = [cand(0, flat(0, 10), 4), cand(1, flat(5, 15), 3), cand(2, flat(10, 20), 2), cand(3, flat(15, 25), 1)];
-  const ios = nmm(chain, 0.3, 'ios');
-  assert.equal(ios.length, 1);
-  assert.deepEqual(ios[0].box, flat(0, 25));
-  assert.deepEqual(ios[0].members, [0, 1, 2, 3]);
-  assert.equal(ios[0].score, 10);
-  const iou = nmm(chain, 0.3, 'iou');
-  assert.deepEqual(iou.map((p) => [p.id, p.members, p.score]), [[0, [0, 1], 7], [1, [2, 3], 3]]);
-  assert.deepEqual(iou[1].box, flat(10, 25));
-  for (const p of permutations(chain)) {
-    assert.deepEqual(nmm(p, 0.3, 'ios'), ios);
-    assert.deepEqual(nmm(p, 0.3, 'iou'), iou);
-  }
-});
-
-test('nmm: merged boxes are merged again until stable', () => {
-  // A misses B and C alone (iou 0.176) but B∪C (merged first) matches A (iou 0.25).
-  const A = cand(0, box([0, 0, 0], [1, 10, 10]), 10);
-  const B = cand(1, box([0, 0, 6], [1, 6, 16]), 5);
-  const C = cand(2, box([0, 4, 6], [1, 10, 16]), 4);
-  for (const p of permutations([A, B, C])) {
-    const r = nmm(p, 0.19, 'iou');
-    assert.equal(r.length, 1);
-    assert.deepEqual(r[0].members, [0, 1, 2]);
-    assert.equal(r[0].score, 19);
-    assert.deepEqual(r[0].box, box([0, 0, 0], [1, 10, 16]));
-  }
-  assert.equal(nmm([A, B, C], 0.3, 'iou').length, 3);
+test('extract: empty heatmap gives no fragments', () => {
+  assert.deepEqual(regions(heatOf(SHAPE, [])), []);
 });
 
 test('tileStarts: fewest tiles, even spread, no gaps', () => {
@@ -159,56 +125,3 @@ test('tileStarts: fewest tiles, even spread, no gaps', () => {
   }
 });
 
-test('recrop: exact crop shape, minimal count, covers the parent, clipped only to small bounds', () => {
-  const bounds = box([0, 0, 0], [100, 1000, 1000]);
-  const p = { ...cand(7, box([0, 0, 0], [20, 300, 100]), 5), members: [1, 2] };
-  const kids = recrop(p, [12, 128, 128], bounds, 40);
-  assert.equal(kids.length, 2 * 3 * 1);
-  assert.deepEqual(kids.map((k) => k.id), [40, 41, 42, 43, 44, 45]);
-  assert.ok(kids.every((k) => k.role === 'child' && k.parent === 7 && k.score === 5));
-  assert.ok(kids.every((k) => shapeOf(k.box).join() === '12,128,128'));
-  assert.deepEqual(kids.map((k) => k.box.begin.join()), ['0,0,0', '0,86,0', '0,172,0', '8,0,0', '8,86,0', '8,172,0']);
-  // Bounds narrower than the crop along x: clipped to them.
-  const small = recrop(p, [12, 128, 128], box([0, 0, 0], [100, 1000, 100]), 0);
-  assert.ok(small.every((k) => k.box.begin[2] === 0 && k.box.end[2] === 100));
-  // Random parents: per-axis coverage (children form a product lattice).
-  let seed = 1;
-  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
-  for (let t = 0; t < 50; t++) {
-    const lo: Vec3 = [rnd(50), rnd(50), rnd(50)];
-    const par = cand(0, box(lo, [lo[0] + 1 + rnd(60), lo[1] + 1 + rnd(60), lo[2] + 1 + rnd(60)]), 1);
-    const crop: Vec3 = [1 + rnd(20), 1 + rnd(20), 1 + rnd(20)];
-    const ks = recrop(par, crop, boxOfShape([200, 200, 200]), 0);
-    const s = shapeOf(par.box);
-    assert.equal(ks.length, [0, 1, 2].reduce((n, a) => n * Math.max(1, Math.ceil(s[a] / crop[a])), 1));
-    for (let a = 0; a < 3; a++) {
-      const iv = [...new Set(ks.map((k) => `${k.box.begin[a]},${k.box.end[a]}`))].map((x) => x.split(',').map(Number)).sort((u, v) => u[0] - v[0]);
-      assert.ok(iv[0][0] <= par.box.begin[a] && iv[iv.length - 1][1] >= par.box.end[a]);
-      for (let i = 1; i < iv.length; i++) assert.ok(iv[i][0] <= iv[i - 1][1]);
-      assert.ok(iv.every(([u, v]) => v - u === crop[a]));
-    }
-  }
-});
-
-test('proposeBoxes: parents / children / auto modes', () => {
-  // One long region: 2 cells in z, 4 in y, 1 in x → full-res [0,0,0]-[2,64,16].
-  const h = heatOf([4, 16, 32], [[box([0, 0, 0], [2, 16, 4]), 1], [box([3, 8, 24], [4, 12, 28]), 1]]);
-  const o = {
-    ...BASE, nmsThreshold: 0.75, nmmThreshold: 0.35, metric: 'iou' as const,
-    recropShape: [1, 32, 32] as Vec3, cropThreshold: [2, 32, 32] as Vec3, minShape: [1, 32, 32] as Vec3,
-  };
-  const par = proposeBoxes(h, [0, 0, 0], { ...o, mode: 'parents' });
-  assert.equal(par.candidates.length, 2);
-  assert.equal(par.parents.length, 2);
-  assert.deepEqual(par.boxes, par.parents);
-  assert.deepEqual(par.children, []);
-  assert.deepEqual(par.parents[0].box, box([0, 0, 0], [2, 64, 32]));
-  const ch = proposeBoxes(h, [0, 0, 0], { ...o, mode: 'children' });
-  assert.equal(ch.children.length, 2 * 2 + 1);
-  assert.deepEqual(ch.boxes, ch.children);
-  assert.deepEqual(ch.children.map((c) => c.id), [2, 3, 4, 5, 6]);
-  const auto = proposeBoxes(h, [0, 0, 0], { ...o, mode: 'auto' });
-  // The first parent (2×64×32) exceeds cropThreshold in y → 4 children; the second stays whole.
-  assert.deepEqual(auto.boxes.map((c) => c.role), ['child', 'child', 'child', 'child', 'parent']);
-  assert.deepEqual(new Set(auto.boxes.map((c) => c.id)).size, 5);
-});

@@ -6,7 +6,7 @@ import { loadConfig } from '../../shared/config/load.ts';
 import { PRESET_NAMES, preset } from '../../shared/config/presets.ts';
 import type { TesseraConfig } from '../../shared/config/config.ts';
 import { ConfigError } from '../../shared/errors.ts';
-import { type TaskGraph, checkChunkForBoxes, rangeVoxels, stage1Block, stage2Block, stage2Chunks, taskGraph } from '../../shared/tasks/graph.ts';
+import { type TaskGraph, boxesReach, checkChunkForBoxes, rangeVoxels, stage1Block, stage2Block, stage2Chunks, taskGraph } from '../../shared/tasks/graph.ts';
 import { type KindSpec, Scheduler, taskId } from '../../shared/scheduler.ts';
 import { randInt, rng } from '../helpers/rng.ts';
 
@@ -60,11 +60,15 @@ const SEGMENTATION_KINDS = ['stage1', 'boxes', 'stage2', 'paste', 'predict', 'bl
 
 // ---------------------------------------------------------------- stage1Block
 
-test('stage1Block rounds the factor per axis, never below one chunk', () => {
-  assert.deepEqual(stage1Block([1, 4, 4]), [1, 4, 4]);
-  assert.deepEqual(stage1Block([0.3, 2.5, 1.49]), [1, 3, 1]);
-  assert.deepEqual(stage1Block([1.8067, 2.032, 2.032]), [2, 2, 2]);
-  assert.deepEqual(stage1Block([0, 5.2, 0.9]), [1, 5, 1]);
+test('stage1Block rounds the factor per axis, never below one chunk; stage1.block in voxels must be whole chunks', () => {
+  const c = emConfig();
+  assert.deepEqual(stage1Block(c, [1, 4, 4]), [1, 4, 4]);
+  assert.deepEqual(stage1Block(c, [0.3, 2.5, 1.49]), [1, 3, 1]);
+  assert.deepEqual(stage1Block(c, [1.8067, 2.032, 2.032]), [2, 2, 2]);
+  assert.deepEqual(stage1Block(c, [0, 5.2, 0.9]), [1, 5, 1]);
+  // io.chunk 32×256×256: a block of 64×512×256 voxels is 2×2×1 chunks, whatever the factor.
+  assert.deepEqual(stage1Block(emConfig({ stage1: { block: [64, 512, 256] } }), [1, 4, 4]), [2, 2, 1]);
+  assert.throws(() => stage1Block(emConfig({ stage1: { block: [64, 500, 256] } }), [1, 4, 4]), /stage1\.block.*not a multiple of io\.chunk.*along y.*stage1\.block \[64,512,256\]/);
 });
 
 // ---------------------------------------------------------------- one-stage
@@ -117,13 +121,16 @@ function checkTwoStage(c: TesseraConfig, shape: Vec3, roi: Box, factor: Vec3): T
   const s = [0, 1, 2].map((a) => Math.max(1, Math.round(factor[a]))) as unknown as Vec3;
   assert.deepEqual(s1.block, s);
   assert.deepEqual(g.stage1Block, s);
-  for (const k of [bx, paste]) assert.deepEqual(k.block, [1, 1, 1]);
+  // Boxes are planned per stage-one block.
+  assert.deepEqual(bx.block, s);
+  assert.deepEqual(paste.block, [1, 1, 1]);
+  const reach = boxesReach(c, factor);
   // Stage two may run on blocks of several chunks (pack.chunks); [1,1,1] is one chunk per task.
   const p = s2.block;
 
   // Dependencies among the segmentation kinds.
   const dep = (k: string, n: string) => g.deps.find((d) => d.kind === k && d.needs === n)?.reach;
-  assert.deepEqual(dep('boxes', 'stage1'), [1, 1, 1]);
+  assert.deepEqual(dep('boxes', 'stage1'), reach);
   assert.deepEqual(dep('stage2', 'boxes'), [0, 0, 0]);
   assert.deepEqual(dep('paste', 'stage2'), [1, 1, 1]);
   for (const d of g.deps) {
@@ -140,32 +147,32 @@ function checkTwoStage(c: TesseraConfig, shape: Vec3, roi: Box, factor: Vec3): T
   // stage2: exactly the blocks holding those chunks.
   const s2Want = new Set(grown.map((i) => key(blockOf(i, p))));
   assert.deepEqual([...setOf(s2.range)].sort(), [...s2Want].sort(), `stage2, ${what}`);
-  // boxes: every chunk of the volume in those blocks (a stage-two block packs all its chunks' boxes).
-  const boxesWant = vol.filter((i) => s2Want.has(key(blockOf(i, p)))).map(key).sort();
+  // boxes: the stage-one blocks holding every chunk of those stage-two blocks (a stage-two block packs all its chunks' boxes).
+  const inS2 = vol.filter((i) => s2Want.has(key(blockOf(i, p))));
+  const boxesWant = [...new Set(inS2.map((i) => key(blockOf(i, s))))].sort();
   assert.deepEqual([...setOf(bx.range)].sort(), boxesWant, `boxes, ${what}`);
   if (p.every((v) => v === 1)) {
-    const middleWant = grown.map(key).sort();
-    assert.deepEqual([...setOf(bx.range)].sort(), middleWant, `boxes = ROI chunks grown by one, ${what}`);
-    assert.deepEqual([...setOf(s2.range)].sort(), middleWant, `stage2 = ROI chunks grown by one, ${what}`);
+    assert.deepEqual([...setOf(s2.range)].sort(), grown.map(key).sort(), `stage2 = ROI chunks grown by one, ${what}`);
   }
 
-  // stage1: every chunk of the volume within one chunk of a boxes task lies in a block of the range...
+  // stage1: every chunk of the volume within the boxes reach of a boxes block's chunks lies in a block of the range...
   const s1Set = setOf(s1.range);
   const needed = new Set<string>();
-  for (const b of indicesOf(bx.range.lo, bx.range.hi)) {
-    for (const n of vol) {
-      if (cheb(n, b) > 1) continue;
-      const blk = [0, 1, 2].map((a) => Math.floor(n[a] / s[a])) as unknown as Vec3;
-      assert.ok(s1Set.has(key(blk)), `chunk ${n} (near boxes ${b}) is in stage1 block ${blk}, outside the range; ${what}`);
-      needed.add(key(blk));
-    }
+  const near = (n: Vec3, q: Vec3) => [0, 1, 2].every((a) => Math.abs(n[a] - q[a]) <= reach[a]);
+  const bxChunks = inS2.length ? vol.filter((i) => setOf(bx.range).has(key(blockOf(i, s)))) : [];
+  for (const n of vol) {
+    const b = bxChunks.find((q) => near(n, q));
+    if (!b) continue;
+    const blk = blockOf(n, s);
+    assert.ok(s1Set.has(key(blk)), `chunk ${n} (near boxes chunk ${b}) is in stage1 block ${blk}, outside the range; ${what}`);
+    needed.add(key(blk));
   }
   // ...and the range holds nothing else (no block that no boxes task needs, none outside the volume).
   assert.deepEqual([...s1Set].sort(), [...needed].sort(), `stage1 range is minimal; ${what}`);
   return g;
 }
 
-test('two-stage ranges: paste = ROI chunks, boxes/stage2 = grown by one chunk (clipped), stage1 blocks cover boxes grown by one', () => {
+test('two-stage ranges: paste = ROI chunks, stage2 = grown by one chunk (clipped), boxes = the stage-one blocks of those, stage1 blocks cover their view', () => {
   // One chunk per stage-two task: boxes and stage2 are the ROI's chunks grown by one, exactly.
   const c = emConfig({ pack: { chunks: [1, 1, 1] } });
   const r = rng(2);
@@ -209,8 +216,8 @@ test('two-stage, whole volume: every kind covers every chunk (stage1: every bloc
   const shape: Vec3 = [100, 1100, 700];
   const g = checkTwoStage(c, shape, boxOfShape(shape), [1, 4, 4]);
   const n = [4, 5, 3] as const; // ceil(100/32), ceil(1100/256), ceil(700/256)
-  for (const name of ['boxes', 'stage2', 'paste']) assert.deepEqual(kind(g, name).range, range3([0, 0, 0], [n[0], n[1], n[2]]));
-  assert.deepEqual(kind(g, 'stage1').range, range3([0, 0, 0], [4, 2, 1]));
+  for (const name of ['stage2', 'paste']) assert.deepEqual(kind(g, name).range, range3([0, 0, 0], [n[0], n[1], n[2]]));
+  for (const name of ['stage1', 'boxes']) assert.deepEqual(kind(g, name).range, range3([0, 0, 0], [4, 2, 1]));
 });
 
 test('two-stage: a larger ROI reuses every task of a smaller one (ranges nest)', () => {

@@ -4,7 +4,24 @@ import {
   type Box, type Vec3, box, boxAt, boxOfShape, contains, equals, grow, intersect, isEmpty, shapeOf, translate, volumeOf,
 } from '../../shared/geometry/box.ts';
 import { type Array3, array3, copyRegion, crop } from '../../shared/array/array3.ts';
-import { type Candidate, recrop } from '../../shared/pipeline/boxes.ts';
+import { type Candidate, tileStarts } from '../../shared/pipeline/boxes.ts';
+
+/** Test data: children of exactly `crop` covering `parent` (tileStarts per axis), ids firstId.., as a re-cropped parent's. */
+function recrop(parent: Candidate, cropShape: Vec3, bounds: Box, firstId: number): Candidate[] {
+  const axes = [0, 1, 2].map((a) => {
+    const lo = parent.box.begin[a], hi = parent.box.end[a], c = cropShape[a];
+    if (hi - lo <= c) {
+      const s = Math.max(bounds.begin[a], Math.min(lo - Math.floor((c - (hi - lo)) / 2), bounds.end[a] - c));
+      return [s];
+    }
+    return tileStarts(lo, hi, c);
+  });
+  const out: Candidate[] = [];
+  for (const z of axes[0]) for (const y of axes[1]) for (const x of axes[2]) {
+    out.push({ id: firstId + out.length, box: box([z, y, x], [z + cropShape[0], y + cropShape[1], x + cropShape[2]]), score: parent.score, role: 'child', parent: parent.id });
+  }
+  return out;
+}
 import {
   type PackHeuristic, type PackOptions, type Packing, type Postprocess, assembleCanvas, growContext, pack, unpackCanvas,
 } from '../../shared/pipeline/pack.ts';
