@@ -3,7 +3,7 @@
 // needs (daisy's BlockwiseDependencyGraph: a task needs the upstream tasks whose write regions
 // meet its read region, here a reach of whole chunks). Pure geometry.
 //
-//   two-stage:  stage1 (blocks of s chunks) ──reach 1──▶ boxes ──▶ stage2 (blocks of pack.chunks)
+//   two-stage:  stage1 (blocks of s chunks) ──boxesReach──▶ boxes (the same blocks) ──▶ stage2 (blocks of pack.chunks)
 //               ──reach 1──▶ paste ─────────────────────────────────────────────────────────┐
 //   one-stage:  predict (global tile grid) ──reach 1──▶ blend ────────────────────────────────┤
 //               ┌─────────────────────────────────────────────────────────────────────────────┘
@@ -12,9 +12,9 @@
 //
 // Ranges make results independent of the ROI: paste runs on the ROI's chunks; stage2 on the
 // blocks meeting those grown by one chunk (a box owned by a neighbour may reach into the ROI);
-// boxes on every chunk of those blocks; stage1 on the blocks meeting the boxes' chunks grown by
-// one more. So the output inside an ROI equals the
-// output of a whole-volume run there, and a later run over a larger ROI reuses every task.
+// boxes on the stage-one blocks holding every chunk of those blocks; stage1 on the blocks within
+// the boxes' view of those. So the output inside an ROI equals the output of a whole-volume run
+// there, and a later run over a larger ROI reuses every task.
 import { type Box, type Vec3, boxOfShape } from '../geometry/box.ts';
 import { type Range3, blocksMeeting, chunkRange, intersectRange, range3 } from '../geometry/grid.ts';
 import type { Dependency, KindSpec } from '../scheduler.ts';
