@@ -72,8 +72,8 @@ function fits(b: Box, limit: Vec3): boolean {
   return s[0] <= limit[0] && s[1] <= limit[1] && s[2] <= limit[2];
 }
 
-/** Union-find over indices, the smaller index the root. */
-function unionFind(n: number): { find: (i: number) => number; join: (a: number, b: number) => void } {
+/** Union-find over indices, the smaller index the root; `sets` groups items by their set, in first-member order. */
+function unionFind(n: number): { find: (i: number) => number; join: (a: number, b: number) => void; sets: <T>(items: readonly T[]) => T[][] } {
   const parent = new Int32Array(n);
   for (let i = 0; i < n; i++) parent[i] = i;
   const find = (i: number): number => {
@@ -85,6 +85,16 @@ function unionFind(n: number): { find: (i: number) => number; join: (a: number, 
     join: (a, b) => {
       const ra = find(a), rb = find(b);
       if (ra !== rb) parent[Math.max(ra, rb)] = Math.min(ra, rb);
+    },
+    sets: (items) => {
+      const groups = new Map<number, (typeof items)[number][]>();
+      items.forEach((x, i) => {
+        const r = find(i);
+        const g = groups.get(r);
+        if (g) g.push(x);
+        else groups.set(r, [x]);
+      });
+      return [...groups.values()];
     },
   };
 }
@@ -99,14 +109,7 @@ function regionsOf(fragments: readonly Fragment[], contacts: Float64Array, o: Me
     const a = at.get(contacts[k]), b = at.get(contacts[k + 1]);
     if (a >= 0 && b >= 0) uf.join(a, b);
   }
-  const groups = new Map<number, Fragment[]>();
-  f.forEach((x, i) => {
-    const r = uf.find(i);
-    const g = groups.get(r);
-    if (g) g.push(x);
-    else groups.set(r, [x]);
-  });
-  return [...groups.values()].map((members) => {
+  return uf.sets(f).map((members) => {
     let b = members[0].box;
     let score = 0;
     for (const m of members) { b = union(b, m.box); score += m.score; }
@@ -153,14 +156,7 @@ function nmmComponents(kept: readonly Region[], o: MergeOptions): Region[][] {
       if (matchScore(kept[i].grown, kept[j].grown, o.metric) > o.nmmThreshold) uf.join(i, j);
     });
   }
-  const groups = new Map<number, Region[]>();
-  kept.forEach((r, i) => {
-    const root = uf.find(i);
-    const g = groups.get(root);
-    if (g) g.push(r);
-    else groups.set(root, [r]);
-  });
-  return [...groups.values()];
+  return uf.sets(kept);
 }
 
 /** The boxes block `owner` (its write box) owns, from the fragments and contacts of its view; ids 0.. in box order. */
