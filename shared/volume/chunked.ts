@@ -117,6 +117,8 @@ export async function writeChunkedRegion(va: VolumeArray, region: Box, data: Arr
       await arr.store.set(key, await plain.encode(sliceChunk(data, cb, va.dtype, plain.fill)));
     }));
   }
-  await Promise.all(writes);
+  // Every write settles before this returns or throws: none reads `data` after the caller has it back.
+  const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
   return true;
 }
