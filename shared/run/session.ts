@@ -218,7 +218,6 @@ export async function freeAfter(s: Session, t: TaskRef): Promise<void> {
       await s.work.markFreed(u.kind, u.index);
       await FREE[u.kind as TaskKind]!.free(s.work, u.index);
       if (u.kind === 'stage1') s.tctx.stage1Cache.delete(indexId(u.index));
-      if (u.kind === 'stage2') s.tctx.stage2Cache.delete(indexId(u.index));
     }
   }
 }

@@ -7,9 +7,11 @@ import type { VolumeArray } from '../volume/zarr.ts';
 import type { TaskGraph } from './graph.ts';
 import type { WorkStore } from './work.ts';
 import { Lru } from '../cache.ts';
+import { BufferPool } from '../array/pool.ts';
+import { foregroundCount } from '../infer/sliding.ts';
+import type { Vec3 } from '../geometry/box.ts';
 import type { Array3 } from '../array/array3.ts';
 import type { Stage1Result } from './stage1.ts';
-import type { Stage2Result } from './stage2.ts';
 import type { Resolved } from './instances.ts';
 
 export interface TaskContext extends RunContext {
@@ -21,7 +23,6 @@ export interface TaskContext extends RunContext {
   /** Benchmark oracle: fragments from this ground-truth label array instead of stage one. */
   readonly oracle?: VolumeArray;
   readonly stage1Cache: Lru<Stage1Result>;
-  readonly stage2Cache: Lru<Stage2Result>;
   readonly resolveCache: Lru<Resolved>;
   /**
    * Decoded full-resolution storage chunks, shared by the stage-two tasks of this process
@@ -29,22 +30,25 @@ export interface TaskContext extends RunContext {
    * read the chunks on their common border.
    */
   readonly inputCache: Lru<Array3>;
+  /** Chunk-sized arrays the paste tasks in flight reuse (array/pool.ts). */
+  readonly pasteBuffers: BufferPool;
 }
 
 /** Counters a task reports; the runner adds them up (numbers only: nothing per chunk is kept). */
 export type TaskStats = Record<string, number>;
 
-/**
- * Stage-two results kept for the paste tasks that read them (each paste reads up to 27 blocks'
- * results, its neighbours mostly the same): capped in bytes, not results, so that memory does
- * not grow with the number of blocks a large volume holds at once.
- */
-const STAGE2_CACHE_BYTES = 64 * 2 ** 20;
-
-type Caches = 'stage1Cache' | 'stage2Cache' | 'resolveCache' | 'inputCache';
+type Caches = 'stage1Cache' | 'resolveCache' | 'inputCache' | 'pasteBuffers';
 
 export function taskContext(run: RunContext, rest: Omit<TaskContext, keyof RunContext | Caches>): TaskContext {
   return {
-    ...run, ...rest, stage1Cache: new Lru(16), stage2Cache: new Lru(STAGE2_CACHE_BYTES), resolveCache: new Lru(1), inputCache: new Lru(run.config.io.readCache * 2 ** 20),
+    ...run, ...rest, stage1Cache: new Lru(16), resolveCache: new Lru(1), inputCache: new Lru(run.config.io.readCache * 2 ** 20),
+    pasteBuffers: new BufferPool(pasteBytes(run, rest.graph.chunk)),
   };
+}
+
+/** What the paste tasks in flight hold: per chunk, a float32 sum per channel, the weights and the arg-max. */
+function pasteBytes(run: RunContext, chunk: Vec3): number {
+  const card = run.cards.fullres;
+  const channels = foregroundCount(card, card.classes.length);
+  return run.config.io.chunksInFlight * chunk[0] * chunk[1] * chunk[2] * (4 * (channels + 1) + 1);
 }

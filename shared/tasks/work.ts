@@ -16,6 +16,7 @@ import type { Vec3 } from '../geometry/box.ts';
 import { indexId, parseIndexId } from '../geometry/grid.ts';
 import { InputError, OutputError, isTesseraError } from '../errors.ts';
 import { writeFileAtomic } from '../volume/store.ts';
+import { type Section, type SectionRead, encodeSections, readSectionFile } from './work-sections.ts';
 
 const MAGIC = 0x31525354; // "TSR1" little-endian
 
@@ -178,6 +179,29 @@ export class WorkStore {
     const header = JSON.parse(b.subarray(8, 8 + n).toString('utf8')) as H;
     // Copy the body so its typed-array views are aligned.
     return { header, body: new Uint8Array(b.subarray(8 + n)) };
+  }
+
+  /** A result in sections (work-sections.ts), each read alone by readSection. */
+  async writeSections(kind: string, index: Vec3, sections: readonly Section[]): Promise<void> {
+    await this.atomic(this.path(kind, index, 'bin'), encodeSections(sections));
+  }
+
+  /**
+   * Section `key` of a result written by writeSections: 'none' when it has no such section;
+   * 'whole' for a result written by writeBinary (by an earlier version), read whole.
+   */
+  async readSection<H>(kind: string, index: Vec3, key: string): Promise<{ kind: 'section' | 'whole'; header: H; body: Uint8Array } | { kind: 'none' }> {
+    const file = this.path(kind, index, 'bin');
+    let r: SectionRead<H>;
+    try {
+      r = await readSectionFile<H>(file, key);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const what = code ? `is missing (${code})` : `is truncated or not a Tessera result (${(err as Error).message})`;
+      throw new InputError(file, `intermediate result of ${kind} ${indexId(index)} ${what}`, indexId(index), { cause: err });
+    }
+    if (r.kind === 'other') return { kind: 'whole', ...(await this.readBinary<H>(kind, index)) };
+    return r;
   }
 
   async writeFloats(kind: string, index: Vec3, data: Float32Array): Promise<void> {

@@ -1,0 +1,90 @@
+// A work result in sections, each read on its own by byte range: one file per task (one atomic
+// write, one file to free), each reader decoding only its part. Stage two uses it to store its
+// crops by the chunk they paste into, so a paste reads what lands in its chunk and nothing else.
+//
+//   u32 MAGIC ("TSR2")   u32 n   n bytes of JSON: [[key, offset, length], …]   sections…
+//   section: u32 h, h bytes of JSON header (space-padded so the body starts 8-aligned), body
+//
+// Offsets are from the start of the file. Little-endian throughout.
+import * as fs from 'node:fs';
+
+export const SECTIONS_MAGIC = 0x32525354; // "TSR2" little-endian
+
+export interface Section {
+  key: string;
+  header: unknown;
+  body: Uint8Array;
+}
+
+export type SectionRead<H> =
+  | { kind: 'section'; header: H; body: Uint8Array }
+  /** The file has no section under that key. */
+  | { kind: 'none' }
+  /** The file is not sectioned (its first word is `magic`): the caller reads it whole. */
+  | { kind: 'other'; magic: number };
+
+function sectionBytes(s: Section): Uint8Array {
+  let h = Buffer.from(JSON.stringify(s.header), 'utf8');
+  const pad = (8 - ((4 + h.length) % 8)) % 8;
+  if (pad) h = Buffer.concat([h, Buffer.alloc(pad, 0x20)]);
+  const out = new Uint8Array(4 + h.length + s.body.length);
+  new DataView(out.buffer).setUint32(0, h.length, true);
+  out.set(h, 4);
+  out.set(s.body, 4 + h.length);
+  return out;
+}
+
+/** The bytes of a sectioned file holding `sections` (keys unique) in the order given. */
+export function encodeSections(sections: readonly Section[]): Uint8Array {
+  const parts = sections.map(sectionBytes);
+  // The index's length depends on the offsets it holds: grow it until it fits (twice at most).
+  let indexLen = 0;
+  for (;;) {
+    let at = 8 + indexLen;
+    const entries = parts.map((p, i) => { const e = [sections[i].key, at, p.length]; at += p.length; return e; });
+    const json = Buffer.from(JSON.stringify(entries), 'utf8');
+    if (json.length <= indexLen) {
+      const index = Buffer.concat([json, Buffer.alloc(indexLen - json.length, 0x20)]);
+      const out = new Uint8Array(at);
+      const dv = new DataView(out.buffer);
+      dv.setUint32(0, SECTIONS_MAGIC, true);
+      dv.setUint32(4, indexLen, true);
+      out.set(index, 8);
+      parts.forEach((p, i) => out.set(p, entries[i][1] as number));
+      return out;
+    }
+    indexLen = json.length + 16;
+  }
+}
+
+/** Bytes [at, at + n) of an open file; a short read is an error the caller names (truncated). */
+async function readAt(fh: fs.promises.FileHandle, at: number, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  const { bytesRead } = await fh.read(out, 0, n, at);
+  if (bytesRead !== n) throw new RangeError(`truncated: ${bytesRead} of ${n} bytes at ${at}`);
+  return out;
+}
+
+/**
+ * Section `key` of `file`, read by range: the index, then the section. Throws the fs error of
+ * a missing file and a RangeError for one that is truncated or malformed.
+ */
+export async function readSectionFile<H>(file: string, key: string): Promise<SectionRead<H>> {
+  const fh = await fs.promises.open(file, 'r');
+  try {
+    const pre = await readAt(fh, 0, 8);
+    const dv = new DataView(pre.buffer);
+    const magic = dv.getUint32(0, true);
+    if (magic !== SECTIONS_MAGIC) return { kind: 'other', magic };
+    const index = JSON.parse(Buffer.from(await readAt(fh, 8, dv.getUint32(4, true))).toString('utf8')) as [string, number, number][];
+    const entry = index.find((e) => e[0] === key);
+    if (!entry) return { kind: 'none' };
+    const sec = await readAt(fh, entry[1], entry[2]);
+    const h = new DataView(sec.buffer).getUint32(0, true);
+    if (4 + h > sec.length) throw new RangeError(`section ${key}: header of ${h} bytes past its end`);
+    const header = JSON.parse(Buffer.from(sec.buffer, 4, h).toString('utf8')) as H;
+    return { kind: 'section', header, body: sec.subarray(4 + h) };
+  } finally {
+    await fh.close();
+  }
+}
