@@ -369,6 +369,32 @@ test('downsampleMode: the most frequent label per block, ties to the larger labe
   assert.deepEqual([...downsampleMode(array3(Uint8Array.from([0, 1, 0, 1]), [1, 2, 2]), [1, 2, 2]).data], [1]);
 });
 
+test('downsampleMode: sparse labels (uniform rows and blocks take the one-scan paths) agree with counting every block', () => {
+  const r = rng(8);
+  for (const [shape, f] of [[[5, 37, 41], [1, 2, 2]], [[6, 33, 40], [1, 4, 4]], [[7, 20, 23], [2, 3, 3]]] as Array<[Vec3, Vec3]>) {
+    // Background, a slab of label 2 filling whole rows, and a few blobs of mixed labels.
+    const a = array3(new Uint8Array(shape[0] * shape[1] * shape[2]), shape);
+    for (let y = 4; y < 8; y++) for (let x = 0; x < shape[2]; x++) a.data[idx(shape, 1, y, x)] = 2;
+    for (let k = 0; k < 12; k++) {
+      const [cz, cy, cx] = [randInt(r, 0, shape[0]), randInt(r, 0, shape[1]), randInt(r, 0, shape[2])];
+      for (let z = cz; z < Math.min(shape[0], cz + 2); z++) for (let y = cy; y < Math.min(shape[1], cy + 5); y++) for (let x = cx; x < Math.min(shape[2], cx + 5); x++) a.data[idx(shape, z, y, x)] = randInt(r, 0, 256);
+    }
+    const d = downsampleMode(a, f);
+    let mixed = 0;
+    for (let oz = 0; oz < d.shape[0]; oz++) for (let oy = 0; oy < d.shape[1]; oy++) for (let ox = 0; ox < d.shape[2]; ox++) {
+      const n = new Map<number, number>();
+      for (let z = oz * f[0]; z < Math.min(shape[0], (oz + 1) * f[0]); z++) for (let y = oy * f[1]; y < Math.min(shape[1], (oy + 1) * f[1]); y++) for (let x = ox * f[2]; x < Math.min(shape[2], (ox + 1) * f[2]); x++) {
+        const v = a.data[idx(shape, z, y, x)];
+        n.set(v, (n.get(v) ?? 0) + 1);
+      }
+      if (n.size > 1) mixed++;
+      const best = [...n.entries()].sort((p, q) => q[1] - p[1] || q[0] - p[0])[0][0];
+      assert.equal(d.data[idx(d.shape, oz, oy, ox)], best, `${shape} by ${f} at ${oz},${oy},${ox}`);
+    }
+    assert.ok(mixed > 5, `${shape} by ${f}: mixed blocks ${mixed}`);
+  }
+});
+
 test('pyramidFactors: anisotropic EM halves y and x first; levels stop where a chunk no longer maps to whole storage chunks or a level fits one', () => {
   // EM 40×4×4 nm, chunk 32×512×512, storage 16×128×128: (1,2,2), (1,4,4); (1,8,8) would cut a chunk into 64-wide pieces.
   assert.deepEqual(pyramidFactors([40, 4, 4], [32, 512, 512], [16, 128, 128], [64, 4096, 4096]), [[1, 2, 2], [1, 4, 4]]);
