@@ -2,40 +2,53 @@
 // kernel, each faulted in and zeroed on first touch: 90 ms for a 32 MiB array touched
 // everywhere on the bench VM, 15× what paste's arithmetic over a chunk costs. A task that
 // takes arrays here gives them back zeroed (it knows which voxels it wrote), so reuse costs
-// neither the faults nor a pass over the whole array.
+// neither the faults nor a pass over the whole array. Arrays are handed out as views of the
+// smallest kept buffer that holds them, so edge chunks (smaller) reuse the buffers of whole ones.
 
 type Pooled = Float32Array | Uint8Array;
+type Kind = 'f32' | 'u8';
 
 export class BufferPool {
-  private readonly free = new Map<string, Pooled[]>();
+  /** Free buffers per kind, whole (their views handed out are prefixes). */
+  private readonly free: Record<Kind, ArrayBuffer[]> = { f32: [], u8: [] };
   private held = 0;
 
-  /** Keeps at most `limitBytes` of arrays; what would exceed it is dropped to the GC. */
+  /** Keeps at most `limitBytes` of buffers; what would exceed it is dropped to the GC. */
   constructor(private readonly limitBytes: number) {}
 
   /** A zeroed Float32Array of `n` elements. */
   f32(n: number): Float32Array {
-    return (this.take(`f32:${n}`) as Float32Array | undefined) ?? new Float32Array(n);
+    const b = this.take('f32', 4 * n);
+    return b ? new Float32Array(b, 0, n) : new Float32Array(n);
   }
 
   /** A zeroed Uint8Array of `n` elements. */
   u8(n: number): Uint8Array {
-    return (this.take(`u8:${n}`) as Uint8Array | undefined) ?? new Uint8Array(n);
+    const b = this.take('u8', n);
+    return b ? new Uint8Array(b, 0, n) : new Uint8Array(n);
   }
 
-  /** Hand back an array taken here, every element 0 again (the caller's promise). */
+  /**
+   * Hand back an array from f32() or u8(), every element 0 again (the caller's promise; the
+   * rest of its buffer was never handed out, so it still is).
+   */
   give(a: Pooled): void {
-    if (this.held + a.byteLength > this.limitBytes) return;
-    const key = `${a instanceof Float32Array ? 'f32' : 'u8'}:${a.length}`;
-    let list = this.free.get(key);
-    if (!list) this.free.set(key, (list = []));
-    list.push(a);
-    this.held += a.byteLength;
+    const b = a.buffer as ArrayBuffer;
+    if (this.held + b.byteLength > this.limitBytes) return;
+    this.free[a instanceof Float32Array ? 'f32' : 'u8'].push(b);
+    this.held += b.byteLength;
   }
 
-  private take(key: string): Pooled | undefined {
-    const a = this.free.get(key)?.pop();
-    if (a) this.held -= a.byteLength;
-    return a;
+  /** The smallest free buffer of at least `bytes`, taken out of the pool. */
+  private take(kind: Kind, bytes: number): ArrayBuffer | undefined {
+    const list = this.free[kind];
+    let best = -1;
+    for (let i = 0; i < list.length; i++) {
+      if (list[i].byteLength >= bytes && (best < 0 || list[i].byteLength < list[best].byteLength)) best = i;
+    }
+    if (best < 0) return undefined;
+    const [b] = list.splice(best, 1);
+    this.held -= b.byteLength;
+    return b;
   }
 }

@@ -5,6 +5,7 @@ import { type Array3, array3, copyRegion, crop, zeros } from '../../shared/array
 import { downShape, downsampleMax, downsampleMean, downsampleMode, resizeLinear, resizeNearest } from '../../shared/array/resample.ts';
 import { pyramidFactors } from '../../shared/volume/ome.ts';
 import { type Connectivity, label } from '../../shared/array/components.ts';
+import { BufferPool } from '../../shared/array/pool.ts';
 import { randInt, rng } from '../helpers/rng.ts';
 
 const idx = (s: Vec3, z: number, y: number, x: number) => (z * s[1] + y) * s[2] + x;
@@ -404,4 +405,31 @@ test('pyramidFactors: anisotropic EM halves y and x first; levels stop where a c
   assert.deepEqual(pyramidFactors([1, 1, 1], [128, 128, 128], [32, 32, 32], [64, 64, 64]), [[2, 2, 2]]);
   // A chunk equal to the storage chunk: no level can be owned by one task.
   assert.deepEqual(pyramidFactors([40, 4, 4], [16, 128, 128], [16, 128, 128], [64, 1024, 1024]), []);
+});
+
+// ---------------------------------------------------------------- pool.ts
+
+test('BufferPool: a buffer given back is handed out again (smaller requests too, as a prefix view), kinds apart, within the byte limit', () => {
+  const pool = new BufferPool(3 * 4 * 1000);
+  const big = pool.f32(1000);
+  const small = pool.f32(10);
+  assert.notEqual(big.buffer, small.buffer);
+  pool.give(big);
+  // The smallest buffer that holds the request: `big` for 500 elements, a fresh one for 2000.
+  const half = pool.f32(500);
+  assert.equal(half.buffer, big.buffer);
+  assert.equal(half.length, 500);
+  assert.ok(half.every((v) => v === 0));
+  assert.notEqual(pool.f32(2000).buffer, big.buffer);
+  pool.give(half);
+  pool.give(small);
+  assert.equal(pool.f32(8).buffer, small.buffer, 'the smaller of two that fit');
+  assert.equal(pool.f32(8).buffer, big.buffer);
+  // A Uint8Array never gets a float buffer, and a pool at its limit drops what is given.
+  pool.give(big);
+  assert.notEqual(pool.u8(100).buffer, big.buffer);
+  const tiny = new BufferPool(100);
+  const a = tiny.u8(200);
+  tiny.give(a);
+  assert.notEqual(tiny.u8(200).buffer, a.buffer);
 });
