@@ -3,7 +3,8 @@
 // everywhere on the bench VM, 15× what paste's arithmetic over a chunk costs. A task that
 // takes arrays here gives them back zeroed (it knows which voxels it wrote), so reuse costs
 // neither the faults nor a pass over the whole array. Arrays are handed out as views of the
-// smallest kept buffer that holds them, so edge chunks (smaller) reuse the buffers of whole ones.
+// smallest kept buffer that holds them, and new buffers hold at least a whole chunk, so edge
+// chunks (smaller) and whole ones share buffers: the pastes in flight need one set each.
 
 type Pooled = Float32Array | Uint8Array;
 type Kind = 'f32' | 'u8';
@@ -13,19 +14,20 @@ export class BufferPool {
   private readonly free: Record<Kind, ArrayBuffer[]> = { f32: [], u8: [] };
   private held = 0;
 
-  /** Keeps at most `limitBytes` of buffers; what would exceed it is dropped to the GC. */
-  constructor(private readonly limitBytes: number) {}
+  /**
+   * Keeps at most `limitBytes` of buffers (what would exceed it is dropped to the GC); a new
+   * buffer holds at least `minElements` (a whole chunk).
+   */
+  constructor(private readonly limitBytes: number, private readonly minElements = 0) {}
 
   /** A zeroed Float32Array of `n` elements. */
   f32(n: number): Float32Array {
-    const b = this.take('f32', 4 * n);
-    return b ? new Float32Array(b, 0, n) : new Float32Array(n);
+    return new Float32Array(this.take('f32', 4 * n) ?? new ArrayBuffer(4 * Math.max(n, this.minElements)), 0, n);
   }
 
   /** A zeroed Uint8Array of `n` elements. */
   u8(n: number): Uint8Array {
-    const b = this.take('u8', n);
-    return b ? new Uint8Array(b, 0, n) : new Uint8Array(n);
+    return new Uint8Array(this.take('u8', n) ?? new ArrayBuffer(Math.max(n, this.minElements)), 0, n);
   }
 
   /**

@@ -42,7 +42,7 @@ type Caches = 'stage1Cache' | 'resolveCache' | 'inputCache' | 'pasteBuffers';
 export function taskContext(run: RunContext, rest: Omit<TaskContext, keyof RunContext | Caches>): TaskContext {
   return {
     ...run, ...rest, stage1Cache: new Lru(16), resolveCache: new Lru(1), inputCache: new Lru(run.config.io.readCache * 2 ** 20),
-    pasteBuffers: new BufferPool(pasteBytes(run, rest.graph.chunk)),
+    pasteBuffers: new BufferPool(pasteBytes(run, rest.graph.chunk), rest.graph.chunk[0] * rest.graph.chunk[1] * rest.graph.chunk[2]),
   };
 }
 

@@ -432,4 +432,11 @@ test('BufferPool: a buffer given back is handed out again (smaller requests too,
   const a = tiny.u8(200);
   tiny.give(a);
   assert.notEqual(tiny.u8(200).buffer, a.buffer);
+  // New buffers hold at least minElements: an edge chunk's buffer serves a whole chunk next.
+  const chunked = new BufferPool(1e6, 1000);
+  const edge = chunked.f32(300);
+  assert.equal(edge.length, 300);
+  assert.equal(edge.buffer.byteLength, 4000);
+  chunked.give(edge);
+  assert.equal(chunked.f32(1000).buffer, edge.buffer);
 });
