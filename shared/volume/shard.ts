@@ -312,7 +312,8 @@ async function shardedLayout(va: VolumeArray): Promise<Layout> {
 /**
  * Write one whole shard. `data` covers the shard's box clipped to the array (edge shards are
  * partial). The file is replaced atomically (temp + rename); a shard all fill value has no file
- * (a stale one is removed), which readers take as fill. Same data, same bytes.
+ * (a stale one is removed; with `writeFillChunks`, an index of empty inner chunks), which readers
+ * take as fill. Same data, same bytes.
  */
 export async function writeShard(va: VolumeArray, shardIndex: Vec3, data: Array3, o: IoOptions = {}): Promise<void> {
   const layout = await shardedLayout(va);
@@ -335,7 +336,9 @@ export async function writeShard(va: VolumeArray, shardIndex: Vec3, data: Array3
   const store = arr.store;
   const key = arr.resolve(w.shardKey(shardIndex)).path;
   try {
-    if (isAllFill(data.data, w.fill)) {
+    // With writeFillChunks (an input being written) the shard keeps a file: its index, every
+    // inner chunk marked empty; a missing shard would fail a run reading it by default.
+    if (!o.writeFillChunks && isAllFill(data.data, w.fill)) {
       await fs.promises.rm(path.join(store.root, key), { force: true });
       return;
     }
