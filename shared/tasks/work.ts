@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import type { Vec3 } from '../geometry/box.ts';
 import { indexId, parseIndexId } from '../geometry/grid.ts';
 import { InputError, OutputError, isTesseraError } from '../errors.ts';
-import { writeFileAtomic } from '../volume/store.ts';
+import { unlinkIfThere, writeFileAtomic } from '../volume/store.ts';
 import { type Section, type SectionRead, encodeSections, readSectionFile } from './work-sections.ts';
 
 const MAGIC = 0x31525354; // "TSR1" little-endian
@@ -60,18 +60,6 @@ function parseLog(kind: string, text: string, end: number): DoneEntry[] {
     i = j + 1;
   }
   return out;
-}
-
-/**
- * Delete a file that may not exist. One unlink (fs.rm with `force` first lstats every path): the
- * coordinator frees two results per chunk, 10⁷ over FAFB.
- */
-async function unlinkIfThere(file: string): Promise<void> {
-  try {
-    await fs.promises.unlink(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new OutputError(file, (err as Error).message, { cause: err });
-  }
 }
 
 /**

@@ -14,6 +14,7 @@ import type { Array3 } from '../array/array3.ts';
 import { type DType, type TypedArray, dtypeOf } from './dtype.ts';
 import { type ChunkEncoder, type CodecMeta, chunkEncoder, isFillRegion, keyEncoder, parseFill, sliceChunk } from './encode.ts';
 import { type IoOptions, type VolumeArray, fileArray } from './zarr.ts';
+import { unlinkIfThere } from './store.ts';
 
 /** How this module writes an array's chunks. */
 interface Plain {
@@ -78,13 +79,6 @@ async function readPlain(dir: string, dtype: DType, chunks: Vec3): Promise<Plain
 
 function aligned(region: Box, chunks: Vec3, shape: Vec3): boolean {
   return [0, 1, 2].every((a) => region.begin[a] % chunks[a] === 0 && (region.end[a] % chunks[a] === 0 || region.end[a] === shape[a]));
-}
-
-/** Delete a file that may not be there. */
-async function unlinkIfThere(file: string): Promise<void> {
-  await fs.promises.unlink(file).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err;
-  });
 }
 
 /**

@@ -350,6 +350,17 @@ test('label: accepts any numeric mask (non-zero = foreground)', () => {
   assert.deepEqual(Array.from(c.labels), [1, 0, 2, 2, 0]);
 });
 
+/** The most frequent label of block (oz, oy, ox) of `a` by factor `f`, ties to the larger, counted in a Map; and how many labels it holds. */
+function modeOf(a: Array3, f: Vec3, oz: number, oy: number, ox: number): { best: number; labels: number } {
+  const shape = a.shape;
+  const n = new Map<number, number>();
+  for (let z = oz * f[0]; z < Math.min(shape[0], (oz + 1) * f[0]); z++) for (let y = oy * f[1]; y < Math.min(shape[1], (oy + 1) * f[1]); y++) for (let x = ox * f[2]; x < Math.min(shape[2], (ox + 1) * f[2]); x++) {
+    const v = a.data[idx(shape, z, y, x)];
+    n.set(v, (n.get(v) ?? 0) + 1);
+  }
+  return { best: [...n.entries()].sort((p, q) => q[1] - p[1] || q[0] - p[0])[0][0], labels: n.size };
+}
+
 test('downsampleMode: the most frequent label per block, ties to the larger label, partial edge blocks count what they hold', () => {
   const r = rng(3);
   for (const [shape, f] of [[[3, 7, 9], [1, 2, 2]], [[4, 4, 5], [2, 2, 2]], [[1, 5, 5], [1, 3, 3]]] as Array<[Vec3, Vec3]>) {
@@ -357,13 +368,7 @@ test('downsampleMode: the most frequent label per block, ties to the larger labe
     const d = downsampleMode(a, f);
     assert.deepEqual(d.shape, downShape(shape, f));
     for (let oz = 0; oz < d.shape[0]; oz++) for (let oy = 0; oy < d.shape[1]; oy++) for (let ox = 0; ox < d.shape[2]; ox++) {
-      const n = new Map<number, number>();
-      for (let z = oz * f[0]; z < Math.min(shape[0], (oz + 1) * f[0]); z++) for (let y = oy * f[1]; y < Math.min(shape[1], (oy + 1) * f[1]); y++) for (let x = ox * f[2]; x < Math.min(shape[2], (ox + 1) * f[2]); x++) {
-        const v = a.data[idx(shape, z, y, x)];
-        n.set(v, (n.get(v) ?? 0) + 1);
-      }
-      const best = [...n.entries()].sort((p, q) => q[1] - p[1] || q[0] - p[0])[0][0];
-      assert.equal(d.data[idx(d.shape, oz, oy, ox)], best);
+      assert.equal(d.data[idx(d.shape, oz, oy, ox)], modeOf(a, f, oz, oy, ox).best);
     }
   }
   // Half a 2×2 block foreground: the cleft stays.
@@ -383,13 +388,8 @@ test('downsampleMode: sparse labels (uniform rows and blocks take the one-scan p
     const d = downsampleMode(a, f);
     let mixed = 0;
     for (let oz = 0; oz < d.shape[0]; oz++) for (let oy = 0; oy < d.shape[1]; oy++) for (let ox = 0; ox < d.shape[2]; ox++) {
-      const n = new Map<number, number>();
-      for (let z = oz * f[0]; z < Math.min(shape[0], (oz + 1) * f[0]); z++) for (let y = oy * f[1]; y < Math.min(shape[1], (oy + 1) * f[1]); y++) for (let x = ox * f[2]; x < Math.min(shape[2], (ox + 1) * f[2]); x++) {
-        const v = a.data[idx(shape, z, y, x)];
-        n.set(v, (n.get(v) ?? 0) + 1);
-      }
-      if (n.size > 1) mixed++;
-      const best = [...n.entries()].sort((p, q) => q[1] - p[1] || q[0] - p[0])[0][0];
+      const { best, labels } = modeOf(a, f, oz, oy, ox);
+      if (labels > 1) mixed++;
       assert.equal(d.data[idx(d.shape, oz, oy, ox)], best, `${shape} by ${f} at ${oz},${oy},${ox}`);
     }
     assert.ok(mixed > 5, `${shape} by ${f}: mixed blocks ${mixed}`);
