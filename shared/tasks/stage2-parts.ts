@@ -5,7 +5,7 @@
 // pastes (a block's whole result read by up to 27 pastes did not fit the 64 MiB one on FAFB).
 // Within a section crops keep the block's order, and paste adds blocks in raster order, so
 // every voxel gets the same float sums in the same order as from the whole result.
-import { type Box, type Vec3, equals, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
+import { type Box, type Vec3, equals, intersect, isEmpty, shapeOf, volumeOf } from '../geometry/box.ts';
 import { array3, crop } from '../array/array3.ts';
 import { chunkBox, indexId } from '../geometry/grid.ts';
 import type { Section } from './work-sections.ts';
@@ -29,19 +29,28 @@ export interface Stage2Result {
   values: Uint16Array;
 }
 
-interface Part {
+/** One crop's prediction as stage two makes it: its quantised values, one array per channel. */
+export interface QuantisedCrop {
+  crop: Stage2Crop;
+  values: readonly Uint16Array[];
+}
+
+/** The crops of one block that land in one chunk: crops cut to it, values in crop then channel order. */
+export interface ChunkPart {
   index: Vec3;
   crops: Stage2Crop[];
   values: Uint16Array[];
 }
 
-/** `r` cut by the chunks (of `chunk`, clipped to `bounds`) its crops reach, chunks in raster order. */
-export function splitByChunk(r: Stage2Result, chunk: Vec3, bounds: Box): Array<{ index: Vec3; part: Stage2Result }> {
-  const parts = new Map<string, Part>();
-  let at = 0;
-  for (const c of r.crops) {
+/**
+ * `crops` (in stored order) cut by the chunks (of `chunk`, clipped to `bounds`) they reach,
+ * chunks in raster order. A crop inside one chunk keeps its arrays; one crossing a border is
+ * copied once per chunk, its part only.
+ */
+export function splitByChunk(crops: readonly QuantisedCrop[], chunk: Vec3, bounds: Box): ChunkPart[] {
+  const parts = new Map<string, ChunkPart>();
+  for (const { crop: c, values } of crops) {
     const s = shapeOf(c.target);
-    const n = s[0] * s[1] * s[2];
     const lo = c.target.begin.map((v, a) => Math.floor(v / chunk[a]));
     const hi = c.target.end.map((v, a) => Math.ceil(v / chunk[a]));
     for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) {
@@ -52,30 +61,40 @@ export function splitByChunk(r: Stage2Result, chunk: Vec3, bounds: Box): Array<{
       let p = parts.get(key);
       if (!p) parts.set(key, (p = { index, crops: [], values: [] }));
       p.crops.push({ ...c, target });
-      for (let ch = 0; ch < r.channels; ch++) {
-        const v = r.values.subarray(at + ch * n, at + (ch + 1) * n);
-        p.values.push(equals(target, c.target) ? v : crop(array3(v, s), c.target.begin, target).data);
-      }
+      for (const v of values) p.values.push(equals(target, c.target) ? v : crop(array3(v, s), c.target.begin, target).data);
     }
-    at += r.channels * n;
   }
-  const byRaster = (a: Part, b: Part) => a.index[0] - b.index[0] || a.index[1] - b.index[1] || a.index[2] - b.index[2];
-  return [...parts.values()].sort(byRaster).map((p) => ({ index: p.index, part: { channels: r.channels, crops: p.crops, values: concat(p.values) } }));
+  const byRaster = (a: ChunkPart, b: ChunkPart) => a.index[0] - b.index[0] || a.index[1] - b.index[1] || a.index[2] - b.index[2];
+  return [...parts.values()].sort(byRaster);
 }
 
-function concat(parts: readonly Uint16Array[]): Uint16Array {
+/** The crops of a result, each with its values per channel (views, no copy). */
+export function cropsOf(r: Stage2Result): QuantisedCrop[] {
+  let at = 0;
+  return r.crops.map((c) => {
+    const n = volumeOf(c.target);
+    const values = Array.from({ length: r.channels }, (_, ch) => r.values.subarray(at + ch * n, at + (ch + 1) * n));
+    at += r.channels * n;
+    return { crop: c, values };
+  });
+}
+
+/** The arrays end to end in one. */
+export function concat(parts: readonly Uint16Array[]): Uint16Array {
   const out = new Uint16Array(parts.reduce((n, q) => n + q.length, 0));
   let at = 0;
   for (const q of parts) { out.set(q, at); at += q.length; }
   return out;
 }
 
-/** Persist stage-two block `index`'s result, one section per chunk it reaches. */
-export async function writeStage2(ctx: TaskContext, index: Vec3, r: Stage2Result): Promise<void> {
-  const sections: Section[] = splitByChunk(r, ctx.graph.chunk, ctx.graph.volume).map(({ index: c, part }) => ({
-    key: indexId(c),
-    header: { channels: part.channels, crops: part.crops } satisfies Stage2Header,
-    body: new Uint8Array(part.values.buffer, part.values.byteOffset, part.values.byteLength),
+const bytesOf = (q: Uint16Array) => new Uint8Array(q.buffer, q.byteOffset, q.byteLength);
+
+/** Persist stage-two block `index`'s crops (in paste order), one section per chunk they reach. */
+export async function writeStage2(ctx: TaskContext, index: Vec3, channels: number, crops: readonly QuantisedCrop[]): Promise<void> {
+  const sections: Section[] = splitByChunk(crops, ctx.graph.chunk, ctx.graph.volume).map((p) => ({
+    key: indexId(p.index),
+    header: { channels, crops: p.crops } satisfies Stage2Header,
+    body: p.values.map(bytesOf),
   }));
   await ctx.work.writeSections('stage2', index, sections);
 }
@@ -89,5 +108,6 @@ export async function readStage2Part(ctx: TaskContext, block: Vec3, chunk: Vec3)
   if (r.kind === 'section') return result;
   // A whole block's result, as versions before the split wrote it.
   const key = indexId(chunk);
-  return splitByChunk(result, ctx.graph.chunk, ctx.graph.volume).find((p) => indexId(p.index) === key)?.part;
+  const part = splitByChunk(cropsOf(result), ctx.graph.chunk, ctx.graph.volume).find((p) => indexId(p.index) === key);
+  return part && { channels: result.channels, crops: part.crops, values: concat(part.values) };
 }

@@ -21,7 +21,7 @@ import { ONE, stage2Chunks } from './graph.ts';
 import { forEachIndex, relatedBlocks } from '../geometry/grid.ts';
 import { type OwnedBox, byBox } from '../pipeline/boxes-merge.ts';
 import { writeBoxesLines } from './boxes-output.ts';
-import { type Stage2Crop, writeStage2 } from './stage2-parts.ts';
+import { type QuantisedCrop, writeStage2 } from './stage2-parts.ts';
 import { quantise } from '../pipeline/quant.ts';
 
 /**
@@ -89,7 +89,7 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
   const limit = pLimit(ctx.pool.size + 1);
   let channels = 0;
   const done = await ctx.timings.time('canvases', () => Promise.all(groups.map((g) => limit(async () => {
-    const out: Array<{ crop: Stage2Crop; values: Uint16Array[] }> = [];
+    const out: QuantisedCrop[] = [];
     for (const p of await stage2(packing, g, read, ctx.fullres, { batch, mirror: c.stage2.mirror, fill, context, signal: ctx.signal })) {
       channels = p.channels;
       const perChannel = Array.from({ length: p.channels }, (_, ch) => unpackCanvas(packing, p.canvas, channelOf(p, ch, packing.canvasShape)));
@@ -100,13 +100,7 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
     }
     return out;
   }))));
-  const crops = done.flat().map((d) => d.crop);
-  const parts = done.flat().flatMap((d) => d.values);
-  const total = parts.reduce((n, q) => n + q.length, 0);
-  const values = new Uint16Array(total);
-  let at = 0;
-  for (const q of parts) { values.set(q, at); at += q.length; }
-  await writeStage2(ctx, index, { channels, crops, values });
+  await writeStage2(ctx, index, channels, done.flat());
   await writeBoxesLines(ctx, index, chosen, packing);
   const canvasVoxels = volumeOf(boxOfShape(packing.canvasShape));
   return {

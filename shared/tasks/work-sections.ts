@@ -13,7 +13,8 @@ export const SECTIONS_MAGIC = 0x32525354; // "TSR2" little-endian
 export interface Section {
   key: string;
   header: unknown;
-  body: Uint8Array;
+  /** The body, in pieces laid end to end (copied once, into the file's bytes). */
+  body: readonly Uint8Array[];
 }
 
 export type SectionRead<H> =
@@ -23,34 +24,40 @@ export type SectionRead<H> =
   /** The file is not sectioned (its first word is `magic`): the caller reads it whole. */
   | { kind: 'other'; magic: number };
 
-function sectionBytes(s: Section): Uint8Array {
+/** A section's header bytes: u32 length, JSON space-padded so the body starts 8-aligned. */
+function headerBytes(s: Section): Uint8Array {
   let h = Buffer.from(JSON.stringify(s.header), 'utf8');
   const pad = (8 - ((4 + h.length) % 8)) % 8;
   if (pad) h = Buffer.concat([h, Buffer.alloc(pad, 0x20)]);
-  const out = new Uint8Array(4 + h.length + s.body.length);
+  const out = new Uint8Array(4 + h.length);
   new DataView(out.buffer).setUint32(0, h.length, true);
   out.set(h, 4);
-  out.set(s.body, 4 + h.length);
   return out;
 }
 
 /** The bytes of a sectioned file holding `sections` (keys unique) in the order given. */
 export function encodeSections(sections: readonly Section[]): Uint8Array {
-  const parts = sections.map(sectionBytes);
+  const heads = sections.map(headerBytes);
+  const lengths = sections.map((s, i) => s.body.reduce((n, b) => n + b.length, heads[i].length));
   // The index's length depends on the offsets it holds: grow it until it fits (twice at most).
   let indexLen = 0;
   for (;;) {
     let at = 8 + indexLen;
-    const entries = parts.map((p, i) => { const e = [sections[i].key, at, p.length]; at += p.length; return e; });
+    const entries = lengths.map((n, i): [string, number, number] => { const e: [string, number, number] = [sections[i].key, at, n]; at += n; return e; });
     const json = Buffer.from(JSON.stringify(entries), 'utf8');
     if (json.length <= indexLen) {
-      const index = Buffer.concat([json, Buffer.alloc(indexLen - json.length, 0x20)]);
       const out = new Uint8Array(at);
       const dv = new DataView(out.buffer);
       dv.setUint32(0, SECTIONS_MAGIC, true);
       dv.setUint32(4, indexLen, true);
-      out.set(index, 8);
-      parts.forEach((p, i) => out.set(p, entries[i][1] as number));
+      out.set(json, 8);
+      out.fill(0x20, 8 + json.length, 8 + indexLen);
+      sections.forEach((s, i) => {
+        let o = entries[i][1];
+        out.set(heads[i], o);
+        o += heads[i].length;
+        for (const b of s.body) { out.set(b, o); o += b.length; }
+      });
       return out;
     }
     indexLen = json.length + 16;

@@ -8,7 +8,7 @@ import { type Box, type Vec3, box, contains, volumeOf } from '../../shared/geome
 import { chunkBox } from '../../shared/geometry/grid.ts';
 import { PasteAccumulator } from '../../shared/pipeline/paste.ts';
 import { QUANT } from '../../shared/pipeline/quant.ts';
-import { type Stage2Result, readStage2Part, splitByChunk, writeStage2 } from '../../shared/tasks/stage2-parts.ts';
+import { type ChunkPart, type Stage2Result, concat, cropsOf, readStage2Part, splitByChunk, writeStage2 } from '../../shared/tasks/stage2-parts.ts';
 import type { TaskContext } from '../../shared/tasks/context.ts';
 import { WorkStore } from '../../shared/tasks/work.ts';
 import { InputError } from '../../shared/errors.ts';
@@ -50,6 +50,9 @@ function paste(write: Box, results: readonly (Stage2Result | undefined)[]): Floa
   return acc.finish('softmax').probs.map((p) => p.data);
 }
 
+/** A chunk's part as paste reads it: one array of values. */
+const asResult = (p: ChunkPart | undefined): Stage2Result | undefined => p && { channels: 2, crops: p.crops, values: concat(p.values) };
+
 const chunks = (): Vec3[] => {
   const out: Vec3[] = [];
   for (let z = 0; z * CHUNK[0] < VOLUME.end[0]; z++) for (let y = 0; y * CHUNK[1] < VOLUME.end[1]; y++) for (let x = 0; x * CHUNK[2] < VOLUME.end[2]; x++) out.push([z, y, x]);
@@ -58,27 +61,28 @@ const chunks = (): Vec3[] => {
 
 test('splitByChunk: each chunk pastes the same floats from its part as from the whole result; parts in raster order, inside their chunk', () => {
   const whole = [randomResult(1, 40), randomResult(2, 25)];
-  const split = whole.map((r) => splitByChunk(r, CHUNK, VOLUME));
+  const split = whole.map((r) => splitByChunk(cropsOf(r), CHUNK, VOLUME));
   for (const s of split) {
     const order = s.map((p) => p.index.join('_'));
     const sorted = [...s].sort((a, b) => a.index[0] - b.index[0] || a.index[1] - b.index[1] || a.index[2] - b.index[2]).map((p) => p.index.join('_'));
     assert.deepEqual(order, sorted);
-    for (const { index, part } of s) {
-      const cb = chunkBox(index, CHUNK, VOLUME);
+    for (const p of s) {
+      const cb = chunkBox(p.index, CHUNK, VOLUME);
+      const part = asResult(p)!;
       assert.ok(part.crops.length > 0);
       assert.equal(part.values.length, part.crops.reduce((n, c) => n + 2 * volumeOf(c.target), 0));
-      for (const c of part.crops) assert.ok(contains(cb, c.target), `${index}: crop ${c.boxId} inside`);
+      for (const c of part.crops) assert.ok(contains(cb, c.target), `${p.index}: crop ${c.boxId} inside`);
     }
   }
   // Every voxel of every crop lands in exactly one part.
   for (const [i, r] of whole.entries()) {
-    assert.equal(split[i].reduce((n, p) => n + p.part.values.length, 0), r.values.length);
+    assert.equal(split[i].reduce((n, p) => n + asResult(p)!.values.length, 0), r.values.length);
   }
   let pasted = 0;
   for (const index of chunks()) {
     const write = chunkBox(index, CHUNK, VOLUME);
     const want = paste(write, whole);
-    const got = paste(write, split.map((s) => s.find((p) => p.index.join() === index.join())?.part));
+    const got = paste(write, split.map((s) => asResult(s.find((p) => p.index.join() === index.join()))));
     for (const c of [0, 1]) assert.ok(Buffer.from(got[c].buffer).equals(Buffer.from(want[c].buffer)), `chunk ${index} channel ${c}`);
     if (want[0].some((v) => v > 0)) pasted++;
   }
@@ -90,13 +94,13 @@ test('writeStage2 + readStage2Part: each chunk reads back its own part; a chunk 
   const work = new WorkStore(path.join(dir, '.work'));
   const ctx = { work, graph: { chunk: CHUNK, volume: VOLUME } } as unknown as TaskContext;
   const r = randomResult(3, 6);
-  const parts = splitByChunk(r, CHUNK, VOLUME);
-  await writeStage2(ctx, [1, 0, 0], r);
+  const parts = splitByChunk(cropsOf(r), CHUNK, VOLUME);
+  await writeStage2(ctx, [1, 0, 0], r.channels, cropsOf(r));
   // The older layout: the block's crops whole, one header and body (writeBinary).
   await work.writeBinary('stage2', [2, 0, 0], { channels: r.channels, crops: r.crops }, new Uint8Array(r.values.buffer));
   let none = 0;
   for (const index of chunks()) {
-    const want = parts.find((p) => p.index.join() === index.join())?.part;
+    const want = asResult(parts.find((p) => p.index.join() === index.join()));
     for (const block of [[1, 0, 0], [2, 0, 0]] as Vec3[]) {
       const got = await readStage2Part(ctx, block, index);
       assert.deepEqual(got && { ...got, values: Array.from(got.values) }, want && { ...want, values: Array.from(want.values) }, `block ${block} chunk ${index}`);
