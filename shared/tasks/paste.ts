@@ -26,7 +26,6 @@ export function foregroundChannels(ctx: TaskContext): number {
 export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStats> {
   const c = ctx.config;
   const write = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
-  const acc = new PasteAccumulator(write, foregroundChannels(ctx), ctx.pasteBuffers);
   const s2 = ctx.graph.kinds.find((k) => k.name === 'stage2')!;
   const from: Vec3[] = [];
   forEachIndex(relatedBlocks(index, ONE, ONE, s2.block, s2.range), (i) => from.push(i));
@@ -44,6 +43,8 @@ export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
     const up = resizeLinear(crop(heat, bLow.begin, lw), shapeOf(write));
     background = () => up;
   }
+  // Its arrays come from the pool and go back zeroed whatever happens (release, below).
+  const acc = new PasteAccumulator(write, foregroundChannels(ctx), ctx.pasteBuffers);
   try {
     const { probs, seg, covered } = await ctx.timings.time('blend', () => {
       for (const r of parts) if (r) addCrops(acc, r);
