@@ -249,10 +249,10 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
     machine: { cpus: (await import('node:os')).cpus().length, node: process.version },
     volume: { kind, shape, seed, fg, voxels: syn.voxels, foreground: r3(syn.foreground / syn.voxels), gtObjects: recall.objects },
     thresholdBaseline: { dice: r3(threshold.dice), threshold: threshold.threshold, direction: threshold.direction },
-    oneStage: { seconds: one.run.seconds, busySeconds: one.run.busySeconds, peakRssMB: one.run.peakRssMB, ...metrics(one), ...one.run.oneStage },
+    oneStage: { seconds: one.run.seconds, busySeconds: one.run.busySeconds, voxelsPerBusySecond: one.run.voxelsPerBusySecond, peakRssMB: one.run.peakRssMB, ...metrics(one), ...one.run.oneStage },
     oneStageStep1: { seconds: oneStep1.run.seconds, busySeconds: oneStep1.run.busySeconds, peakRssMB: oneStep1.run.peakRssMB, ...metrics(oneStep1), ...oneStep1.run.oneStage },
     tta: tta(preset),
-    twoStage: { seconds: two.run.seconds, busySeconds: two.run.busySeconds, peakRssMB: two.run.peakRssMB, ...metrics(two), ...two.run.twoStage, boxRecall: r3(recall.recall) },
+    twoStage: { seconds: two.run.seconds, busySeconds: two.run.busySeconds, voxelsPerBusySecond: two.run.voxelsPerBusySecond, peakRssMB: two.run.peakRssMB, ...metrics(two), ...two.run.twoStage, boxRecall: r3(recall.recall) },
     oracle: { seconds: oracle.run.seconds, busySeconds: oracle.run.busySeconds, ...metrics(oracle), canvases: oracle.run.twoStage?.canvases },
     speedup: r3(one.run.seconds.total / two.run.seconds.total),
     speedupStep1: r3(oneStep1.run.seconds.total / two.run.seconds.total),
@@ -273,6 +273,12 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
   fs.writeFileSync(path.join(dir, 'bench.md'), md);
   process.stdout.write(md);
   return report;
+}
+
+/** "paste 12.3, relabel 4.5" from voxels per busy second per kind. */
+function rateText(rates: Record<string, number> | undefined): string {
+  const parts = Object.entries(rates ?? {}).map(([k, v]) => `${k} ${(v / 1e6).toFixed(1)}`);
+  return parts.length ? parts.join(', ') : '–';
 }
 
 function markdown(r: any): string {
@@ -301,6 +307,7 @@ function markdown(r: any): string {
     `- kill -9 after ${r.resume.pastedBeforeKill} of ${r.resume.pasteTasks} paste tasks, then the same command: ${r.resume.seconds} s (${r.resume.ratio} of the uninterrupted run), ${r.resume.reused} tasks reused; output bit-identical: ${r.resume.identical}`,
     `- read amplification of the same volume stored as Zarr v3 shards of ${r.sharded.shard.join('×')} with ${r.sharded.inner.join('×')} inner chunks: ${r.sharded.readAmplification} (two-stage ${r.sharded.seconds} s; segmentation identical to the v2 input's: ${r.sharded.identical})`,
     `- stage two vs oracle stage two (seconds ratio): ${r.stage2VsOracle}`,
+    `- per-chunk CPU tasks, Mvoxel per busy second: ${rateText(r.twoStage.voxelsPerBusySecond)} (two-stage); ${rateText(r.oneStage.voxelsPerBusySecond)} (one-stage)`,
     `- a crop's prediction with canvas neighbours vs in situ (the same canvas holding the volume around it instead) (${r.canvasEffect.crops} crops): mean |Δp| ${r.canvasEffect.meanAbsDiff}, max |Δp| ${r.canvasEffect.maxAbsDiff}, voxels whose class flips ${r.canvasEffect.flipFraction}`,
     ...(r.canvasEffect.oneStage ? [`- the same crops against one-stage (nnU-Net's sliding window) on ${r.canvasEffect.oneStage.voxels} pasted voxels: class differs packed ${r.canvasEffect.oneStage.packedFlipFraction}, in situ ${r.canvasEffect.oneStage.inSituFlipFraction} (one window vs Gaussian-blended overlapping tiles: the floor)`] : []),
     `- the same crops in situ vs in situ with the window moved by a quarter canvas (the network's own sensitivity to window position) on ${r.canvasEffect.shifted.voxels} voxels: class differs ${r.canvasEffect.shifted.flipFraction}`,

@@ -51,33 +51,64 @@ export function downsampleMax(src: Array3, factor: Vec3): Array3<Float32Array> {
  * The most frequent label in each factor-sized block (partial blocks at the far edge count what
  * they hold); a tie goes to the larger label, so a structure filling half a block — a thin cleft
  * — is kept rather than erased by background. For the segmentation's viewing pyramid (uint8).
+ * A block, or a row of blocks, of one label (most of a sparse segmentation) is decided by one
+ * scan, without counting.
  */
 export function downsampleMode(src: Array3, factor: Vec3): Array3<Uint8Array> {
   const [Z, Y, X] = src.shape;
   const [fz, fy, fx] = factor;
   const out = downShape(src.shape, factor);
   const dst = new Uint8Array(out[0] * out[1] * out[2]);
-  const counts = new Uint16Array(256);
-  const seen: number[] = [];
+  const counts = new Uint32Array(256);
+  const seen = new Uint8Array(256);
   const d = src.data;
   let o = 0;
-  for (let oz = 0; oz < out[0]; oz++) for (let oy = 0; oy < out[1]; oy++) for (let ox = 0; ox < out[2]; ox++) {
-    for (let z = oz * fz; z < Math.min(Z, (oz + 1) * fz); z++) for (let y = oy * fy; y < Math.min(Y, (oy + 1) * fy); y++) {
-      const row = (z * Y + y) * X;
-      for (let x = ox * fx; x < Math.min(X, (ox + 1) * fx); x++) {
-        const v = d[row + x];
-        if (counts[v]++ === 0) seen.push(v);
+  for (let oz = 0; oz < out[0]; oz++) {
+    const z0 = oz * fz, z1 = Math.min(Z, z0 + fz);
+    for (let oy = 0; oy < out[1]; oy++) {
+      const y0 = oy * fy, y1 = Math.min(Y, y0 + fy);
+      // A whole row of blocks of one label (most rows of a sparse segmentation): one scan.
+      const v0 = d[(z0 * Y + y0) * X];
+      if (uniform(d, Y, X, z0, z1, y0, y1, 0, X, v0)) {
+        dst.fill(v0, o, o + out[2]);
+        o += out[2];
+        continue;
+      }
+      for (let ox = 0; ox < out[2]; ox++, o++) {
+        const x0 = ox * fx, x1 = Math.min(X, x0 + fx);
+        const first = d[(z0 * Y + y0) * X + x0];
+        if (uniform(d, Y, X, z0, z1, y0, y1, x0, x1, first)) {
+          dst[o] = first;
+          continue;
+        }
+        let n = 0;
+        for (let z = z0; z < z1; z++) for (let y = y0; y < y1; y++) {
+          const row = (z * Y + y) * X;
+          for (let x = row + x0, end = row + x1; x < end; x++) {
+            const v = d[x];
+            if (counts[v]++ === 0) seen[n++] = v;
+          }
+        }
+        let best = 0, most = 0;
+        for (let k = 0; k < n; k++) {
+          const v = seen[k];
+          if (counts[v] > most || (counts[v] === most && v > best)) { best = v; most = counts[v]; }
+          counts[v] = 0;
+        }
+        dst[o] = best;
       }
     }
-    let best = 0, most = 0;
-    for (const v of seen) {
-      if (counts[v] > most || (counts[v] === most && v > best)) { best = v; most = counts[v]; }
-      counts[v] = 0;
-    }
-    seen.length = 0;
-    dst[o++] = best;
   }
   return array3(dst, out);
+}
+
+/** Whether block [z0,z1)×[y0,y1)×[x0,x1) of a Z×Y×X array (Y, X given) holds only `v`. */
+function uniform(d: ArrayLike<number>, Y: number, X: number, z0: number, z1: number, y0: number, y1: number, x0: number, x1: number, v: number): boolean {
+  for (let z = z0; z < z1; z++) for (let y = y0; y < y1; y++) {
+    const row = (z * Y + y) * X;
+    for (let x = row + x0, end = row + x1; x < end; x++) if (d[x] !== v) return false;
+  }
+  return true;
 }
 
 /**

@@ -117,8 +117,11 @@ export const MIRRORS: readonly (readonly boolean[])[] = [
   [true, true, false], [true, false, true], [false, true, true], [true, true, true],
 ];
 
-/** Gaussian importance of one axis (nnU-Net: σ = p/8 around p // 2), float64. */
-function gaussAxis(p: number): Float64Array {
+/**
+ * Gaussian importance of one axis (nnU-Net: σ = p/8 around p // 2), float64. gaussianMap is
+ * their product, gz·gy·gx in that order, stored as float32 (never 0: each factor ≥ e⁻⁸).
+ */
+export function gaussAxis(p: number): Float64Array {
   const sg = p / 8;
   const c = Math.floor(p / 2);
   return Float64Array.from({ length: p }, (_, i) => Math.exp(-((i - c) ** 2) / (2 * sg * sg)));

@@ -17,6 +17,8 @@ export interface DriveOptions {
   /** After the scheduler recorded a success (free intermediates, progress). */
   onDone?: (t: TaskRef) => Promise<void> | void;
   onFailure?: (t: TaskRef, err: unknown) => void;
+  /** Voxels task `t` covers, summed per kind over the tasks that ran (per-kind rates). */
+  voxelsOf?: (t: TaskRef) => number;
 }
 
 export interface DriveResult {
@@ -24,6 +26,8 @@ export interface DriveResult {
   stats: Record<string, number>;
   /** Tasks run (successfully) per kind. */
   ran: Record<string, number>;
+  /** voxelsOf summed per kind over the tasks that ran (empty without voxelsOf). */
+  voxels: Record<string, number>;
   interrupted: boolean;
 }
 
@@ -32,6 +36,7 @@ export async function drive(
 ): Promise<DriveResult> {
   const stats: Record<string, number> = {};
   const ran: Record<string, number> = {};
+  const voxels: Record<string, number> = {};
   const retries = o.retries ?? 2;
   let fatal: unknown;
 
@@ -43,6 +48,7 @@ export async function drive(
         for (const [k, v] of Object.entries(s)) stats[k] = (stats[k] ?? 0) + v;
         sched.done(t);
         ran[t.kind] = (ran[t.kind] ?? 0) + 1;
+        if (o.voxelsOf) voxels[t.kind] = (voxels[t.kind] ?? 0) + o.voxelsOf(t);
         await o.onDone?.(t);
         return;
       } catch (err) {
@@ -87,5 +93,5 @@ export async function drive(
     const c = sched.counts();
     throw new Error(`scheduler stalled with unfinished tasks: ${JSON.stringify(c)}`);
   }
-  return { stats, ran, interrupted };
+  return { stats, ran, voxels, interrupted };
 }

@@ -12,7 +12,7 @@ import { boxToString } from '../geometry/box.ts';
 import { taskId } from '../scheduler.ts';
 import { drive } from './drive.ts';
 import { runTask } from '../tasks/index.ts';
-import { type RunReport, type SessionOptions, finishSession, freeAfter, guard, openSession, reportProgress } from './session.ts';
+import { type RunReport, type SessionOptions, chunkVoxelsOf, finishSession, freeAfter, guard, openSession, reportProgress } from './session.ts';
 
 export type { RunReport, TaskCounts, TaskFailure, TwoStageStats } from './session.ts';
 
@@ -41,6 +41,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
         if (!o.keepWork) await freeAfter(s, t);
       },
       onFailure: (t, err) => o.log.error({ task: taskId(t), err }, 'task failed'),
+      voxelsOf: chunkVoxelsOf(s),
     }));
     return await finishSession(s, result, { input: o.input, output: o.output, peakRss: peak });
   } finally {

@@ -16,12 +16,12 @@ import { type RunContext, openRun } from './context.ts';
 import { type OpenedOutput, finishOutput, markFailed, openOutput, openOutputArrays, readRunJson, updateRunJson } from './output.ts';
 import { type RunIdentity, runIdentity } from './identity.ts';
 import type { DriveResult } from './drive.ts';
-import { ONE, isInstanceKind, rangeVoxels, taskGraph, type TaskGraph } from '../tasks/graph.ts';
+import { ONE, isInstanceKind, rangeVoxels, taskGraph, type TaskGraph, type TaskKind } from '../tasks/graph.ts';
 import { WorkStore } from '../tasks/work.ts';
 import { type TaskContext, taskContext } from '../tasks/context.ts';
 import { freeingOf } from '../tasks/index.ts';
 import { writeBoxesJson } from '../tasks/boxes-output.ts';
-import { indexId, linearOf, rangeSize } from '../geometry/grid.ts';
+import { chunkBox, indexId, linearOf, rangeSize } from '../geometry/grid.ts';
 import { pyramidFactors } from '../volume/ome.ts';
 import { type LowGrid, lowGrid } from '../volume/source.ts';
 import { openArray } from '../volume/zarr.ts';
@@ -77,6 +77,11 @@ export interface RunReport {
    */
   busySeconds: Record<string, number>;
   voxelsPerSecond: number;
+  /**
+   * The per-chunk CPU kinds (paste, blend, relabel): voxels of the chunks they ran over their
+   * busy seconds (`task:<kind>`), for the runners that count them (the embedded runner).
+   */
+  voxelsPerBusySecond: Record<string, number>;
   peakRssMB: number;
   provider: string;
   tasks: Record<string, TaskCounts>;
@@ -219,7 +224,6 @@ export async function freeAfter(s: Session, t: TaskRef): Promise<void> {
       await s.work.markFreed(u.kind, u.index);
       await freeing.free(s.work, u.index);
       if (u.kind === 'stage1') s.tctx.stage1Cache.delete(indexId(u.index));
-      if (u.kind === 'stage2') s.tctx.stage2Cache.delete(indexId(u.index));
     }
   }
 }
@@ -251,6 +255,20 @@ export interface FinishOptions {
   /** Extra busy seconds (a distributed run's inference time is spent in the workers). */
   busy?: Record<string, number>;
   provider?: string;
+}
+
+/** The kinds whose rate the report gives: per chunk, CPU only (the network's rate is elsewhere). */
+const RATED: readonly TaskKind[] = ['paste', 'blend', 'relabel'];
+
+/** drive()'s voxelsOf for a session: a rated task's chunk, clipped to the volume. */
+export function chunkVoxelsOf(s: Session): (t: TaskRef) => number {
+  return (t) => (RATED.includes(t.kind as TaskKind) ? volumeOf(chunkBox(t.index, s.graph.chunk, s.graph.volume)) : 0);
+}
+
+function rates(voxels: Record<string, number>, busy: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of RATED) if (voxels[k] && busy[`task:${k}`]) out[k] = Math.round(voxels[k] / busy[`task:${k}`]);
+  return out;
 }
 
 /** The report of a driven session, written into run.json with the final status. */
@@ -300,6 +318,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
     seconds: { ...ctx.timings.seconds(), total: Math.round(wall * 1000) / 1000 },
     busySeconds: busy,
     voxelsPerSecond: Math.round(voxels / wall),
+    voxelsPerBusySecond: rates(result.voxels, busy),
     peakRssMB: Math.round(Math.max(o.peakRss, process.memoryUsage().rss) / 2 ** 20),
     provider: o.provider ?? ctx.pool.provider,
     tasks,

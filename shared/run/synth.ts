@@ -85,14 +85,16 @@ export async function writeSynth(o: SynthWriteOptions): Promise<{ foreground: nu
     const image = renderImage(scene, region);
     const labels = renderLabels(scene, region);
     for (let i = 0; i < labels.data.length; i++) foreground += labels.data[i] ? 1 : 0;
-    await writeRegion(arrays[0], region, image);
+    // The image is a later run's input, which fails on a missing chunk by default: every
+    // chunk gets a file. Labels are read only as ground truth, where a missing chunk is 0.
+    await writeRegion(arrays[0], region, image, { writeFillChunks: true });
     await writeRegion(gt, region, labels);
     let level: Array3 = image;
     for (let k = 1; k < PYRAMID_LEVELS; k++) {
       level = nextLevel(level, scene.dtype);
       const lb = levelBox(region, k);
       if (shapeOf(lb).some((v, a) => v !== level.shape[a])) throw new Error(`synth: pyramid tile mismatch at level ${k}`);
-      await writeRegion(arrays[k], lb, level);
+      await writeRegion(arrays[k], lb, level, { writeFillChunks: true });
     }
     o.onTile?.(++done, tiles.length);
   })));

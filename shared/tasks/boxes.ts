@@ -19,7 +19,7 @@ export function readStage1(ctx: TaskContext, b: Vec3): Promise<Stage1Block> {
   return ctx.stage1Cache.get(indexId(b), async () => {
     const [r, border] = await Promise.all([
       ctx.work.readJson<Stage1Result>('stage1', b),
-      ctx.work.readSections('stage1', b, Array.from({ length: 18 }, (_, i) => i)),
+      ctx.work.readSections('stage1', b, Array.from({ length: 18 }, (_, i) => String(i))),
     ]);
     return { ...r, border };
   });

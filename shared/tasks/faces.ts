@@ -27,7 +27,7 @@ export async function facesTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
     await ctx.timings.time('faces', () => contactsAcross(d, mine[k], theirs, out, `border of chunks ${indexId(index)} and ${indexId(n)}`));
   }
   const edges = out.pairs();
-  await ctx.work.writeSections('faces', index, [packColumns([edges])]);
+  await ctx.work.writeSections('faces', index, [{ key: 'pairs', header: null, body: [packColumns([edges])] }]);
   return { borderPairs: edges.length / 2 };
 }
 
@@ -37,7 +37,7 @@ export async function facesTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
  * deterministic, so the border is the same.
  */
 async function borderOf(ctx: TaskContext, index: Vec3, which: readonly number[]): Promise<Uint8Array[]> {
-  if (ctx.work.exists('border', index, 'bin')) return ctx.work.readSections('border', index, which);
+  if (ctx.work.exists('border', index, 'bin')) return ctx.work.readSections('border', index, which.map(String));
   const write = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
   const seg = await ctx.timings.time('read', () => readRegion(ctx.out.segmentation, write, 'constant', 0, ctx.src.io));
   const s8 = array3(seg.data as Uint8Array, seg.shape);

@@ -15,7 +15,7 @@ import * as path from 'node:path';
 import { type Box, type Vec3, boxAt, shapeOf } from '../geometry/box.ts';
 import { downsampleMode } from '../array/resample.ts';
 import { chunkBox, indexId } from '../geometry/grid.ts';
-import { regionChildren, regionParent } from '../geometry/tree.ts';
+import { regionParent } from '../geometry/tree.ts';
 import { type Array3, array3 } from '../array/array3.ts';
 import { type ObjectRow, anchorIds, labelObjects, labelRuns, paintRuns } from '../pipeline/instances.ts';
 import { borderSections } from '../pipeline/border.ts';
@@ -25,7 +25,8 @@ import { readRegion, writeRegion } from '../volume/zarr.ts';
 import { InputError } from '../errors.ts';
 import { writeFileAtomic } from '../volume/store.ts';
 import type { TaskContext, TaskStats } from './context.ts';
-import { decodeDown, instanceRange } from './merge.ts';
+import { decodeDown } from './merge.ts';
+import { numbered } from './work-sections.ts';
 
 /** An object of a chunk's table: its local id, its part id (`anchor`) and its statistics. */
 export type LabelRow = ObjectRow & { anchor: number };
@@ -45,8 +46,8 @@ export async function labelChunk(ctx: TaskContext, index: Vec3, write: Box, seg:
   });
   const objects: LabelRow[] = local.objects.map((r) => ({ ...r, anchor: ids[r.id] }));
   await ctx.work.writeJson('label', index, { count: local.count, objects } satisfies LabelResult);
-  await ctx.work.writeSections('border', index, border);
-  await ctx.work.writeSections('runs', index, [packColumns([runs])]);
+  await ctx.work.writeSections('border', index, numbered(border));
+  await ctx.work.writeSections('runs', index, [{ key: 'runs', header: null, body: [packColumns([runs])] }]);
   await writePyramid(ctx, write, seg);
   return local.count;
 }
@@ -69,7 +70,7 @@ async function writePyramid(ctx: TaskContext, write: Box, seg: Array3<Uint8Array
  */
 async function chunkLabels(ctx: TaskContext, index: Vec3, write: Box, table: LabelResult): Promise<{ runs: Uint32Array } | { labels: Uint32Array }> {
   if (ctx.work.exists('runs', index, 'bin')) {
-    const [b] = await ctx.work.readSections('runs', index, [0]);
+    const [b] = await ctx.work.readSections('runs', index, ['runs']);
     const [runs] = unpackColumns(b, `label runs of chunk ${indexId(index)}`);
     if (!(runs instanceof Uint32Array)) throw new InputError(ctx.work.path('runs', index, 'bin'), 'is not a table of label runs', indexId(index));
     return { runs };
@@ -84,10 +85,8 @@ async function chunkLabels(ctx: TaskContext, index: Vec3, write: Box, table: Lab
 
 /** The final ids of a chunk's parts that reach its faces: its list in its level-1 region's resolve. */
 async function chunkDown(ctx: TaskContext, index: Vec3): Promise<Down> {
-  const { run, fanIn } = instanceRange(ctx);
-  const region = regionParent(index, fanIn);
-  const at = regionChildren(region, 1, fanIn, run).findIndex((c) => c[0] === index[0] && c[1] === index[1] && c[2] === index[2]);
-  const [b] = await ctx.work.readSections('resolve1', region, [at]);
+  const region = regionParent(index, ctx.config.io.mergeFanIn);
+  const [b] = await ctx.work.readSections('resolve1', region, [indexId(index)]);
   return decodeDown(b, `resolve1 ${indexId(region)}, chunk ${indexId(index)}`);
 }
 

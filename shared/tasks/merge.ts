@@ -38,7 +38,7 @@ function chunkOfId(id: number, volume: Vec3, chunk: Vec3): Vec3 {
 async function leafSummary(ctx: TaskContext, c: Vec3, run: Range3): Promise<Summary> {
   const [table, [edges]] = await Promise.all([
     ctx.work.readJson<LabelResult>('label', c),
-    ctx.work.readSections('faces', c, [0]).then(([b]) => unpackColumns(b, `faces of chunk ${indexId(c)}`)),
+    ctx.work.readSections('faces', c, ['pairs']).then(([b]) => unpackColumns(b, `faces of chunk ${indexId(c)}`)),
   ]);
   if (!(edges instanceof Float64Array)) throw new RangeError(`faces of chunk ${indexId(c)}: not a table of contacts`);
   return chunkSummary(table.objects, chunkBox(c, ctx.graph.chunk, ctx.graph.volume), openFaces({ lo: c, hi: [c[0] + 1, c[1] + 1, c[2] + 1] }, run), edges);
@@ -50,7 +50,7 @@ export async function mergeTask(ctx: TaskContext, level: number, b: Vec3): Promi
   const kids = regionChildren(b, level, fanIn, run);
   const children = await Promise.all(kids.map(async (k) => {
     if (level === 1) return leafSummary(ctx, k, run);
-    const [s] = await ctx.work.readSections(`merge${level - 1}`, k, [0]);
+    const [s] = await ctx.work.readSections(`merge${level - 1}`, k, ['summary']);
     return decodeSummary(s, `merge${level - 1} ${indexId(k)}`);
   }));
   const what = `merge${level} ${indexId(b)}`;
@@ -59,23 +59,27 @@ export async function mergeTask(ctx: TaskContext, level: number, b: Vec3): Promi
     inside: (id) => inRange(region, chunkOfId(id, ctx.graph.volume.end, ctx.graph.chunk)),
     what,
   }));
-  await ctx.work.writeSections(`merge${level}`, b, [encodeSummary(summary), encodeDecisions(decisions)]);
+  await ctx.work.writeSections(`merge${level}`, b, [
+    { key: 'summary', header: null, body: [encodeSummary(summary)] },
+    { key: 'decisions', header: null, body: [encodeDecisions(decisions)] },
+  ]);
   return { objectsOpen: summary.open.key.length, objectsClosed: decisions.closed.key.length };
 }
 
 export async function resolveTask(ctx: TaskContext, level: number, b: Vec3): Promise<TaskStats> {
   const { run, fanIn, levels } = instanceRange(ctx);
-  const [d] = await ctx.work.readSections(`merge${level}`, b, [1]);
+  const [d] = await ctx.work.readSections(`merge${level}`, b, ['decisions']);
   const decisions = decodeDecisions(d, `merge${level} ${indexId(b)}`);
   let fromParent: Down | undefined;
   if (level < levels) {
     const p = regionParent(b, fanIn);
-    const at = regionChildren(p, level + 1, fanIn, run).findIndex((c) => c[0] === b[0] && c[1] === b[1] && c[2] === b[2]);
-    const [s] = await ctx.work.readSections(`resolve${level + 1}`, p, [at]);
+    const [s] = await ctx.work.readSections(`resolve${level + 1}`, p, [indexId(b)]);
     fromParent = decodeDown(s, `resolve${level + 1} ${indexId(p)}, region ${indexId(b)}`);
   }
   const downs = await ctx.timings.time('merge', () => settleRegion(decisions, fromParent, `resolve${level} ${indexId(b)}`));
-  await ctx.work.writeSections(`resolve${level}`, b, downs.map(encodeDown));
+  // One section per child, named by its index: the child reads its own.
+  const kids = regionChildren(b, level, fanIn, run);
+  await ctx.work.writeSections(`resolve${level}`, b, downs.map((d, i) => ({ key: indexId(kids[i]), header: null, body: [encodeDown(d)] })));
   return {};
 }
 

@@ -4,17 +4,17 @@
 // order), so the float sums, and so the bytes, never depend on which task finished first.
 // The chunk's write box is the whole grid cell clipped to the volume, also where an ROI cuts it:
 // the output inside an ROI equals a whole-volume run's, and a larger ROI later reuses the task.
-import { type Vec3, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
+import { type Vec3, intersect, shapeOf } from '../geometry/box.ts';
 import { array3, crop } from '../array/array3.ts';
 import { resizeLinear } from '../array/resample.ts';
-import { argmax, foregroundCount } from '../infer/sliding.ts';
+import { foregroundCount } from '../infer/sliding.ts';
 import { PasteAccumulator } from '../pipeline/paste.ts';
-import { chunkBox, forEachIndex, indexId, relatedBlocks } from '../geometry/grid.ts';
+import { chunkBox, forEachIndex, relatedBlocks } from '../geometry/grid.ts';
 import { toLowBox } from '../volume/source.ts';
 import { writeRegion } from '../volume/zarr.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { ONE } from './graph.ts';
-import { QUANT, type Stage2Result, readStage2 } from './stage2.ts';
+import { type Stage2Result, readStage2Part } from './stage2-parts.ts';
 import { blockBox } from './stage1.ts';
 import { labelChunk } from './instances.ts';
 
@@ -26,14 +26,11 @@ export function foregroundChannels(ctx: TaskContext): number {
 export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStats> {
   const c = ctx.config;
   const write = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
-  const acc = new PasteAccumulator(write, foregroundChannels(ctx));
   const s2 = ctx.graph.kinds.find((k) => k.name === 'stage2')!;
   const from: Vec3[] = [];
   forEachIndex(relatedBlocks(index, ONE, ONE, s2.block, s2.range), (i) => from.push(i));
-  const results = await Promise.all(from.map((i) => ctx.stage2Cache.get(indexId(i), () => readStage2(ctx, i), (r) => r.values.byteLength)));
-  await ctx.timings.time('blend', () => {
-    for (const r of results) addCrops(acc, r, write);
-  });
+  // Each block's crops cut to this chunk (stage2-parts.ts), blocks in raster order.
+  const parts = await Promise.all(from.map((b) => readStage2Part(ctx, b, index)));
   let background: ((ch: number) => ReturnType<typeof resizeLinear>) | undefined;
   if (c.stage2.background === 'stage1') {
     // The stage-one block holding this chunk kept its heatmap (its own low-res write box).
@@ -46,31 +43,32 @@ export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
     const up = resizeLinear(crop(heat, bLow.begin, lw), shapeOf(write));
     background = () => up;
   }
-  const probs = acc.result(background);
-  const seg = argmax(probs, ctx.cards.fullres.activation);
-  await ctx.timings.time('write', async () => {
-    await writeRegion(ctx.out.segmentation, write, seg, ctx.src.io);
-    if (ctx.out.probabilities) await writeRegion(ctx.out.probabilities, write, probs[0], ctx.src.io);
-  });
-  const s = shapeOf(write);
-  const objects = await labelChunk(ctx, index, write, seg, probs);
-  return { covered: acc.covered(), pasted: s[0] * s[1] * s[2], objects };
+  // Its arrays come from the pool and go back zeroed whatever happens (release, below).
+  const acc = new PasteAccumulator(write, foregroundChannels(ctx), ctx.pasteBuffers);
+  try {
+    const { probs, seg, covered } = await ctx.timings.time('blend', () => {
+      for (const r of parts) if (r) addCrops(acc, r);
+      return acc.finish(ctx.cards.fullres.activation, background);
+    });
+    await ctx.timings.time('write', async () => {
+      await writeRegion(ctx.out.segmentation, write, seg, ctx.src.io);
+      if (ctx.out.probabilities) await writeRegion(ctx.out.probabilities, write, probs[0], ctx.src.io);
+    });
+    const s = shapeOf(write);
+    const objects = await labelChunk(ctx, index, write, seg, probs);
+    return { covered, pasted: s[0] * s[1] * s[2], objects };
+  } finally {
+    acc.release();
+  }
 }
 
-function addCrops(acc: PasteAccumulator, r: Stage2Result, write: ReturnType<typeof chunkBox>): void {
+/** The crops of `r`, in stored order. */
+function addCrops(acc: PasteAccumulator, r: Stage2Result): void {
   let at = 0;
   for (const crop of r.crops) {
     const s = shapeOf(crop.target);
-    const n = s[0] * s[1] * s[2];
-    if (!isEmpty(intersect(crop.target, write))) {
-      const values = Array.from({ length: r.channels }, (_, ch) => {
-        const q = r.values.subarray(at + ch * n, at + (ch + 1) * n);
-        const f = new Float32Array(n);
-        for (let i = 0; i < n; i++) f[i] = q[i] / QUANT;
-        return array3(f, s);
-      });
-      acc.add({ source: crop.source, target: crop.target, values });
-    }
-    at += r.channels * n;
+    const n = r.channels * s[0] * s[1] * s[2];
+    acc.addQuantised({ source: crop.source, target: crop.target, values: r.values.subarray(at, at + n) });
+    at += n;
   }
 }

@@ -11,6 +11,7 @@ import { contextBox } from '../pipeline/context.ts';
 import { readLow, toLowBox } from '../volume/source.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { oracleFragments } from '../run/oracle.ts';
+import { numbered } from './work-sections.ts';
 
 export interface Stage1Result {
   /** The block's fragments, sorted by id. */
@@ -52,7 +53,7 @@ export async function stage1Task(ctx: TaskContext, b: Vec3): Promise<TaskStats> 
 }
 
 async function persist(ctx: TaskContext, b: Vec3, found: BlockFragments): Promise<TaskStats> {
-  await ctx.work.writeSections('stage1', b, found.border);
+  await ctx.work.writeSections('stage1', b, numbered(found.border));
   await ctx.work.writeJson('stage1', b, { fragments: found.fragments } satisfies Stage1Result);
   return { candidates: found.fragments.length };
 }

@@ -2,7 +2,7 @@
 // `pack.context` read around each box but never pasted back), run the full-resolution network
 // on the canvases and persist each crop's prediction for its target only, quantised to 16 bits
 // (|Δp| ≤ 7.7·10⁻⁶: far below anything that moves an arg-max; a quarter of float32 on disk
-// after the canvases' unused space is dropped). Canvases hold the boxes of one block only, so
+// after the canvases' unused space is dropped), cut by the chunks it pastes into (stage2-parts.ts). Canvases hold the boxes of one block only, so
 // their reads stay local; boxes.jsonl under the output lists the block's boxes and placements.
 import { type Box, type Vec3, boxOfShape, containsPoint, grow, intersect, volumeOf } from '../geometry/box.ts';
 import { type Array3, array3 } from '../array/array3.ts';
@@ -21,26 +21,8 @@ import { ONE, stage2Chunks } from './graph.ts';
 import { chunkBox, forEachIndex, relatedBlocks } from '../geometry/grid.ts';
 import { type OwnedBox, byBox } from '../pipeline/boxes-merge.ts';
 import { writeBoxesLines } from './boxes-output.ts';
-
-export interface Stage2Crop {
-  boxId: number;
-  source: Box;
-  target: Box;
-}
-
-export interface Stage2Header {
-  channels: number;
-  crops: Stage2Crop[];
-}
-
-/** A stage-two result: crops in paste order and their quantised values, per channel. */
-export interface Stage2Result {
-  channels: number;
-  crops: Stage2Crop[];
-  values: Uint16Array;
-}
-
-export const QUANT = 65535;
+import { type QuantisedCrop, writeStage2 } from './stage2-parts.ts';
+import { quantise } from '../pipeline/quant.ts';
 
 /**
  * The boxes whose anchor lies in stage-two block `b` (planned per stage-one block: those of the
@@ -112,7 +94,7 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
   const limit = pLimit(ctx.pool.size + 1);
   let channels = 0;
   const done = await ctx.timings.time('canvases', () => Promise.all(groups.map((g) => limit(async () => {
-    const out: Array<{ crop: Stage2Crop; values: Uint16Array[] }> = [];
+    const out: QuantisedCrop[] = [];
     for (const p of await stage2(packing, g, read, ctx.fullres, { batch, mirror: c.stage2.mirror, fill, context, signal: ctx.signal })) {
       channels = p.channels;
       const perChannel = Array.from({ length: p.channels }, (_, ch) => unpackCanvas(packing, p.canvas, channelOf(p, ch, packing.canvasShape)));
@@ -123,14 +105,7 @@ export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskSta
     }
     return out;
   }))));
-  const crops = done.flat().map((d) => d.crop);
-  const parts = done.flat().flatMap((d) => d.values);
-  const total = parts.reduce((n, q) => n + q.length, 0);
-  const values = new Uint16Array(total);
-  let at = 0;
-  for (const q of parts) { values.set(q, at); at += q.length; }
-  const header: Stage2Header = { channels, crops };
-  await ctx.work.writeBinary('stage2', index, header, new Uint8Array(values.buffer));
+  await writeStage2(ctx, index, channels, done.flat());
   await writeBoxesLines(ctx, index, chosen, packing);
   const canvasVoxels = volumeOf(boxOfShape(packing.canvasShape));
   return {
@@ -188,18 +163,4 @@ async function readSources(reads: ReadonlyArray<{ canvas: number; box: Box }>, r
       return a;
     },
   };
-}
-
-function quantise(p: Float32Array): Uint16Array {
-  const q = new Uint16Array(p.length);
-  for (let i = 0; i < p.length; i++) {
-    const v = p[i];
-    q[i] = v <= 0 ? 0 : v >= 1 ? QUANT : Math.round(v * QUANT);
-  }
-  return q;
-}
-
-export async function readStage2(ctx: TaskContext, index: Vec3): Promise<Stage2Result> {
-  const { header, body } = await ctx.work.readBinary<Stage2Header>('stage2', index);
-  return { channels: header.channels, crops: header.crops, values: new Uint16Array(body.buffer, body.byteOffset, body.byteLength / 2) };
 }

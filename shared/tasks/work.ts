@@ -15,10 +15,10 @@ import * as path from 'node:path';
 import type { Vec3 } from '../geometry/box.ts';
 import { indexId, parseIndexId } from '../geometry/grid.ts';
 import { InputError, OutputError, isTesseraError } from '../errors.ts';
-import { writeFileAtomic } from '../volume/store.ts';
+import { unlinkIfThere, writeFileAtomic } from '../volume/store.ts';
+import { type Section, type SectionRead, encodeSections, readSectionFile } from './work-sections.ts';
 
 const MAGIC = 0x31525354; // "TSR1" little-endian
-const SECTIONS_MAGIC = 0x31535354; // "TSS1" little-endian
 
 export interface DoneEntry {
   kind: string;
@@ -60,18 +60,6 @@ function parseLog(kind: string, text: string, end: number): DoneEntry[] {
     i = j + 1;
   }
   return out;
-}
-
-/**
- * Delete a file that may not exist. One unlink (fs.rm with `force` first lstats every path): the
- * coordinator frees two results per chunk, 10⁷ over FAFB.
- */
-async function unlinkIfThere(file: string): Promise<void> {
-  try {
-    await fs.promises.unlink(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new OutputError(file, (err as Error).message, { cause: err });
-  }
 }
 
 /**
@@ -181,54 +169,40 @@ export class WorkStore {
     return { header, body: new Uint8Array(b.subarray(8 + n)) };
   }
 
-  /**
-   * A result in sections, each read on its own by byte range: a chunk's border (18 faces and
-   * edges, of which a neighbour reads one), a region's summary and decisions, a region's list per
-   * child. Layout: u32 magic "TSS1", u32 count, count × (f64 offset, f64 length), the sections.
-   */
-  async writeSections(kind: string, index: Vec3, sections: readonly Uint8Array[]): Promise<void> {
-    const head = 8 + 16 * sections.length;
-    const table = Buffer.alloc(head);
-    table.writeUInt32LE(SECTIONS_MAGIC, 0);
-    table.writeUInt32LE(sections.length, 4);
-    let at = head;
-    sections.forEach((b, i) => {
-      table.writeDoubleLE(at, 8 + 16 * i);
-      table.writeDoubleLE(b.byteLength, 16 + 16 * i);
-      at += b.byteLength;
-    });
-    await this.atomic(this.path(kind, index, 'bin'), Buffer.concat([table, ...sections]));
+  /** A result in sections (work-sections.ts), each read alone by readSection(s). */
+  async writeSections(kind: string, index: Vec3, sections: readonly Section[]): Promise<void> {
+    await this.atomic(this.path(kind, index, 'bin'), encodeSections(sections));
   }
 
-  /** Sections `which` of a sectioned result (reads the table and those sections only). */
-  async readSections(kind: string, index: Vec3, which: readonly number[]): Promise<Uint8Array[]> {
+  /**
+   * Section `key` of a result written by writeSections: 'none' when it has no such section;
+   * 'whole' for a result written by writeBinary (by an earlier version), read whole.
+   */
+  async readSection<H>(kind: string, index: Vec3, key: string): Promise<{ kind: 'section' | 'whole'; header: H; body: Uint8Array } | { kind: 'none' }> {
     const file = this.path(kind, index, 'bin');
-    const bad = (why: string) => new InputError(file, `intermediate result of ${kind} ${indexId(index)} ${why}`, indexId(index));
-    let fh: fs.promises.FileHandle;
+    const [r] = await this.sectionsOf<H>(kind, index, [key]);
+    if (r.kind === 'other') return { kind: 'whole', ...(await this.readBinary<H>(kind, index)) };
+    return r;
+  }
+
+  /** The bodies of sections `keys` (the index read once); every one must be there. */
+  async readSections(kind: string, index: Vec3, keys: readonly string[]): Promise<Uint8Array[]> {
+    const reads = await this.sectionsOf(kind, index, keys);
+    return reads.map((r, i) => {
+      if (r.kind === 'section') return r.body;
+      const why = r.kind === 'none' ? `has no section ${keys[i]}` : 'is not a sectioned result';
+      throw new InputError(this.path(kind, index, 'bin'), `intermediate result of ${kind} ${indexId(index)} ${why}`, indexId(index));
+    });
+  }
+
+  private async sectionsOf<H>(kind: string, index: Vec3, keys: readonly string[]): Promise<SectionRead<H>[]> {
+    const file = this.path(kind, index, 'bin');
     try {
-      fh = await fs.promises.open(file, 'r');
+      return await readSectionFile<H>(file, keys);
     } catch (err) {
-      throw new InputError(file, `intermediate result of ${kind} ${indexId(index)} is missing (${(err as NodeJS.ErrnoException).code})`, indexId(index), { cause: err });
-    }
-    try {
-      const size = (await fh.stat()).size;
-      const pre = Buffer.alloc(8);
-      await fh.read(pre, 0, 8, 0);
-      const count = pre.readUInt32LE(4);
-      if (size < 8 || pre.readUInt32LE(0) !== SECTIONS_MAGIC || 8 + 16 * count > size) throw bad('is truncated or not a sectioned result');
-      const table = Buffer.alloc(16 * count);
-      await fh.read(table, 0, table.length, 8);
-      return await Promise.all(which.map(async (i) => {
-        if (i < 0 || i >= count) throw bad(`has ${count} sections, not ${i + 1}`);
-        const off = table.readDoubleLE(16 * i), len = table.readDoubleLE(16 * i + 8);
-        if (off + len > size) throw bad(`is truncated (section ${i})`);
-        // A fresh buffer per section: 8-aligned, so its typed columns are views, not copies.
-        const out = new Uint8Array(len);
-        if (len > 0) await fh.read(out, 0, len, off);
-        return out;
-      }));
-    } finally {
-      await fh.close();
+      const code = (err as NodeJS.ErrnoException).code;
+      const what = code ? `is missing (${code})` : `is truncated or not a Tessera result (${(err as Error).message})`;
+      throw new InputError(file, `intermediate result of ${kind} ${indexId(index)} ${what}`, indexId(index), { cause: err });
     }
   }
 

@@ -10,8 +10,9 @@ import * as zarr from 'zarrita';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Box, type Vec3, box, boxOfShape, boxToString, equals, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
-import { type Array3, array3, copyRegion, crop } from '../array/array3.ts';
-import { type DType, type TypedArray, allocate, dtypeOf } from './dtype.ts';
+import { type Array3, crop } from '../array/array3.ts';
+import { type DType, type TypedArray, dtypeOf } from './dtype.ts';
+import { type ChunkEncoder, type CodecMeta, chunkEncoder, isAllFill, isFillRegion, isLittleBytes, keyEncoder, parseFill, sliceChunk } from './encode.ts';
 import { type AtomicFileStore, writeJsonAtomic } from './store.ts';
 import { OutputError } from '../errors.ts';
 import { type IoOptions, type VolumeArray, fileArray, openArray } from './zarr.ts';
@@ -90,8 +91,6 @@ class Crc32cCodec {
 (zarr.registry as unknown as Map<string, () => unknown>).set('crc32c', () => Crc32cCodec);
 
 // ---------------------------------------------------------------- metadata
-
-type CodecMeta = zarr.CodecMetadata;
 
 interface ShardingConfig {
   chunk_shape: number[];
@@ -221,55 +220,10 @@ interface Writer {
   dtype: DType;
   /** One element holding the fill value (its bits are what "all fill" compares). */
   fill: TypedArray;
-  encodeChunk(chunk: TypedArray): Promise<Uint8Array>;
+  encodeChunk: ChunkEncoder;
   /** index_codecs after bytes: with or without a trailing crc32c. */
   indexCrc: boolean;
   shardKey(index: Vec3): string;
-}
-
-type ByteCodec = { encode(x: unknown): Uint8Array | Promise<Uint8Array> };
-type CodecClass = { fromConfig(config: unknown, meta: unknown): ByteCodec };
-
-/** The codec of `meta` from zarrita's registry (encoders are zarrita's, wrapped or not). */
-async function registered(meta: CodecMeta, chunkMeta: unknown, fail: (m: string) => never): Promise<ByteCodec> {
-  if (meta.name === 'crc32c') return new Crc32cCodec();
-  const load = (zarr.registry as unknown as Map<string, () => Promise<CodecClass> | CodecClass>).get(meta.name);
-  if (!load || !['bytes', 'zstd', 'blosc'].includes(meta.name)) fail(`cannot write codec "${meta.name}"`);
-  let config = meta.configuration;
-  if (meta.name === 'blosc') {
-    // v3 names the shuffle; numcodecs.js takes the numeric mode of the v2 form.
-    const c = (config ?? {}) as { shuffle?: unknown };
-    const shuffle = ({ noshuffle: 0, shuffle: 1, bitshuffle: 2 } as Record<string, number>)[String(c.shuffle ?? 'noshuffle')] ?? c.shuffle;
-    config = { ...c, shuffle } as typeof config;
-  }
-  return (await load!()).fromConfig(config, chunkMeta);
-}
-
-function isLittleBytes(meta: CodecMeta | undefined, itemSize: number): boolean {
-  if (meta?.name !== 'bytes') return false;
-  const endian = (meta.configuration as { endian?: string } | undefined)?.endian;
-  return endian === 'little' || (endian === undefined && itemSize === 1);
-}
-
-function parseFill(dtype: DType, v: unknown, fail: (m: string) => never): TypedArray {
-  const f = allocate(dtype, 1);
-  if (v === null || v === undefined || v === 0) return f;
-  if (typeof v === 'number') f[0] = v;
-  else if (v === 'NaN' || v === 'Infinity' || v === '-Infinity') f[0] = Number(v);
-  else if (typeof v === 'string' && /^0x[0-9a-f]+$/i.test(v)) {
-    // A float's exact bits, little-endian like every buffer here.
-    let bits = BigInt(v);
-    const b = new Uint8Array(f.buffer);
-    for (let i = 0; i < b.length; i++, bits >>= 8n) b[i] = Number(bits & 0xffn);
-  } else fail(`unsupported fill_value ${JSON.stringify(v)}`);
-  if (typeof v === 'number' && !dtype.startsWith('float') && f[0] !== v) fail(`fill_value ${v} does not fit ${dtype}`);
-  return f;
-}
-
-function keyEncoder(e: zarr.ArrayMetadata['chunk_key_encoding']): (c: Vec3) => string {
-  if (e.name === 'v2') return (c) => c.join(e.configuration?.separator ?? '.');
-  const sep = e.configuration?.separator ?? '/';
-  return (c) => ['c', ...c].join(sep);
 }
 
 async function buildWriter(va: VolumeArray, layout: Layout): Promise<Writer> {
@@ -277,53 +231,19 @@ async function buildWriter(va: VolumeArray, layout: Layout): Promise<Writer> {
     throw new OutputError(va.path, `cannot write this sharded array: ${m}`);
   };
   const { config, meta } = layout;
-  const item = allocate(va.dtype, 0).BYTES_PER_ELEMENT;
   if ((config.index_location ?? 'end') !== 'end') fail(`index_location "${config.index_location}" (readers here only find an index at the end)`);
   const ic = config.index_codecs ?? [];
   const indexCrc = ic.length === 2 && ic[1].name === 'crc32c';
   if (!isLittleBytes(ic[0], 8) || !(ic.length === 1 || indexCrc)) {
     fail(`index_codecs ${ic.map((c) => c.name).join(', ')} (only bytes little-endian, optionally + crc32c)`);
   }
-  if (!isLittleBytes(config.codecs[0], item)) fail(`inner codecs must start with bytes (little-endian), got ${config.codecs[0]?.name}`);
-  const chunkMeta = { dataType: va.dtype, shape: [...layout.chunks], codecs: config.codecs, fillValue: meta.fill_value };
-  const codecs = await Promise.all(config.codecs.map((c) => registered(c, chunkMeta, fail)));
-  const stride = [layout.chunks[1] * layout.chunks[2], layout.chunks[2], 1];
   return {
     dtype: va.dtype,
     fill: parseFill(va.dtype, meta.fill_value, fail),
     indexCrc,
     shardKey: keyEncoder(meta.chunk_key_encoding),
-    async encodeChunk(chunk) {
-      // zarrita's bytes codec views chunk.buffer whole: chunks here always own their buffer.
-      let bytes = await codecs[0].encode({ data: chunk, shape: chunkMeta.shape, stride });
-      for (let i = 1; i < codecs.length; i++) bytes = await codecs[i].encode(bytes);
-      return bytes;
-    },
+    encodeChunk: await chunkEncoder(config.codecs, va.dtype, layout.chunks, meta.fill_value, fail, { crc32c: () => new Crc32cCodec() }),
   };
-}
-
-/** An unsigned-integer view of the same bits, so "is fill" compares bits (-0 ≠ 0, NaN = NaN). */
-function bitsOf(a: TypedArray): Uint8Array | Uint16Array | Uint32Array | BigUint64Array {
-  switch (a.BYTES_PER_ELEMENT) {
-    case 1: return new Uint8Array(a.buffer, a.byteOffset, a.length);
-    case 2: return new Uint16Array(a.buffer, a.byteOffset, a.length);
-    case 4: return new Uint32Array(a.buffer, a.byteOffset, a.length);
-    default: return new BigUint64Array(a.buffer, a.byteOffset, a.length);
-  }
-}
-
-function isAllFill(a: TypedArray, fill: TypedArray): boolean {
-  const v = bitsOf(a);
-  const f = bitsOf(fill)[0];
-  for (let i = 0; i < v.length; i++) if (v[i] !== f) return false;
-  return true;
-}
-
-function fillWith(a: TypedArray, fill: TypedArray): void {
-  const v = bitsOf(a);
-  const f = bitsOf(fill)[0];
-  if (v instanceof BigUint64Array) v.fill(f as bigint);
-  else v.fill(f as number);
 }
 
 const EMPTY = 0xffffffffffffffffn;
@@ -341,7 +261,6 @@ async function encodeShard(data: Array3, chunks: Vec3, shard: Vec3, w: Writer, s
   const index = new DataView(indexBytes.buffer);
   const parts: Uint8Array[] = [];
   const whole = boxOfShape(data.shape);
-  const size = chunks[0] * chunks[1] * chunks[2];
   let offset = 0;
   let i = 0;
   for (let z = 0; z < per[0]; z++) for (let y = 0; y < per[1]; y++) for (let x = 0; x < per[2]; x++, i++) {
@@ -349,12 +268,7 @@ async function encodeShard(data: Array3, chunks: Vec3, shard: Vec3, w: Writer, s
     const cb = box([z * chunks[0], y * chunks[1], x * chunks[2]], [(z + 1) * chunks[0], (y + 1) * chunks[1], (x + 1) * chunks[2]]);
     const inside = intersect(cb, whole);
     let bytes: Uint8Array | undefined;
-    if (!isEmpty(inside)) {
-      const chunk = allocate(w.dtype, size);
-      if (!equals(inside, cb)) fillWith(chunk, w.fill);
-      copyRegion(data, [0, 0, 0], array3(chunk, chunks), cb.begin, inside);
-      if (!isAllFill(chunk, w.fill)) bytes = await w.encodeChunk(chunk);
-    }
+    if (!isEmpty(inside) && !isFillRegion(data, inside, w.fill)) bytes = await w.encodeChunk(sliceChunk(data, cb, w.dtype, w.fill));
     if (bytes) {
       index.setBigUint64(16 * i, BigInt(offset), true);
       index.setBigUint64(16 * i + 8, BigInt(bytes.length), true);
@@ -398,7 +312,8 @@ async function shardedLayout(va: VolumeArray): Promise<Layout> {
 /**
  * Write one whole shard. `data` covers the shard's box clipped to the array (edge shards are
  * partial). The file is replaced atomically (temp + rename); a shard all fill value has no file
- * (a stale one is removed), which readers take as fill. Same data, same bytes.
+ * (a stale one is removed; with `writeFillChunks`, an index of empty inner chunks), which readers
+ * take as fill. Same data, same bytes.
  */
 export async function writeShard(va: VolumeArray, shardIndex: Vec3, data: Array3, o: IoOptions = {}): Promise<void> {
   const layout = await shardedLayout(va);
@@ -421,7 +336,9 @@ export async function writeShard(va: VolumeArray, shardIndex: Vec3, data: Array3
   const store = arr.store;
   const key = arr.resolve(w.shardKey(shardIndex)).path;
   try {
-    if (isAllFill(data.data, w.fill)) {
+    // With writeFillChunks (an input being written) the shard keeps a file: its index, every
+    // inner chunk marked empty; a missing shard would fail a run reading it by default.
+    if (!o.writeFillChunks && isAllFill(data.data, w.fill)) {
       await fs.promises.rm(path.join(store.root, key), { force: true });
       return;
     }

@@ -11,6 +11,7 @@ import { AtomicFileStore, writeJsonAtomic } from './store.ts';
 import { InputError, isTesseraError, OutputError } from '../errors.ts';
 import { installCheckedCodecs } from './codecs.ts';
 import { shardShapeOf, uncachedArray, writeShardedRegion } from './shard.ts';
+import { writeChunkedRegion } from './chunked.ts';
 
 installCheckedCodecs();
 
@@ -51,6 +52,13 @@ export interface IoOptions {
   /** Chunk requests in flight at once. @default 8 */
   concurrency?: number;
   signal?: AbortSignal;
+  /**
+   * Writes: also write storage chunks that are all fill value. By default they get no file (a
+   * reader takes a missing chunk as the fill value); an array that will be a run's input needs
+   * them, since an input's missing chunk fails the run unless io.missingChunks is "fill".
+   * @default false
+   */
+  writeFillChunks?: boolean;
 }
 
 interface ChunkQueue { add(fn: () => Promise<void>): void; onIdle(): Promise<void[]> }
@@ -317,7 +325,8 @@ async function failingChunks(va: VolumeArray, region: Box, o: IoOptions): Promis
 /**
  * Write `data` at `region` (must lie inside the array). Chunk-aligned regions write whole
  * storage chunks, each atomically, so concurrent writers of disjoint chunk-aligned regions
- * never race. A sharded array takes only shard-aligned regions (whole shards, clipped at the
+ * never race; a storage chunk all fill value gets no file (see IoOptions.writeFillChunks and
+ * chunked.ts). A sharded array takes only shard-aligned regions (whole shards, clipped at the
  * array's edge): a shard is one file, rewritten whole.
  */
 export async function writeRegion(va: VolumeArray, region: Box, data: Array3, o: IoOptions = {}): Promise<void> {
@@ -328,6 +337,7 @@ export async function writeRegion(va: VolumeArray, region: Box, data: Array3, o:
   const s = shapeOf(region);
   const arr = fileArray(va);
   try {
+    if (await writeChunkedRegion(va, region, data, o)) return;
     await zarr.set(
       arr,
       [0, 1, 2].map((a) => zarr.slice(region.begin[a], region.end[a])),

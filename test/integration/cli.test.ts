@@ -36,6 +36,12 @@ test('one-stage on an unseen EM volume reaches Dice ≥ 0.90 and writes a comple
   const { run, dice } = await runAndEval(em, out, ['--preset', 'synthetic-em', '--mode', 'one-stage']);
   assert.equal(run.mode, 'one-stage');
   assert.ok(run.voxelsPerSecond > 0);
+  // Per-kind rates: the chunks' voxels (the whole volume here) over each kind's busy seconds.
+  for (const k of ['blend', 'relabel']) {
+    const want = run.voxels / run.busySeconds[`task:${k}`];
+    assert.ok(Math.abs(run.voxelsPerBusySecond[k] - want) <= 1e-3 * want, `${k}: ${run.voxelsPerBusySecond[k]} vs ${want}`);
+  }
+  assert.deepEqual(Object.keys(run.voxelsPerBusySecond).sort(), ['blend', 'relabel']);
   assert.ok(dice >= 0.9, `Dice ${dice}`);
   const doc = JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8'));
   assert.equal(doc.status, 'complete');
@@ -49,6 +55,9 @@ test('two-stage on EM: Dice ≥ 0.90, boxes.json lists placed boxes, fill ratio 
   const { run, dice } = await runAndEval(em, out, ['--preset', 'synthetic-em']);
   assert.equal(run.mode, 'two-stage');
   assert.ok(dice >= 0.9, `Dice ${dice}`);
+  assert.deepEqual(Object.keys(run.voxelsPerBusySecond).sort(), ['paste', 'relabel']);
+  const pasteRate = run.voxels / run.busySeconds['task:paste'];
+  assert.ok(Math.abs(run.voxelsPerBusySecond.paste - pasteRate) <= 1e-3 * pasteRate, `paste: ${run.voxelsPerBusySecond.paste} vs ${pasteRate}`);
   assert.ok(run.twoStage.boxes > 0 && run.twoStage.canvases > 0);
   assert.ok(run.twoStage.fillRatio > 0 && run.twoStage.fillRatio <= 1);
   // Canvases run at their occupied extent, never more than whole canvases.

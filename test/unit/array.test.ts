@@ -5,6 +5,7 @@ import { type Array3, array3, copyRegion, crop, zeros } from '../../shared/array
 import { downShape, downsampleMax, downsampleMean, downsampleMode, resizeLinear, resizeNearest } from '../../shared/array/resample.ts';
 import { pyramidFactors } from '../../shared/volume/ome.ts';
 import { type Connectivity, label } from '../../shared/array/components.ts';
+import { BufferPool } from '../../shared/array/pool.ts';
 import { randInt, rng } from '../helpers/rng.ts';
 
 const idx = (s: Vec3, z: number, y: number, x: number) => (z * s[1] + y) * s[2] + x;
@@ -349,6 +350,17 @@ test('label: accepts any numeric mask (non-zero = foreground)', () => {
   assert.deepEqual(Array.from(c.labels), [1, 0, 2, 2, 0]);
 });
 
+/** The most frequent label of block (oz, oy, ox) of `a` by factor `f`, ties to the larger, counted in a Map; and how many labels it holds. */
+function modeOf(a: Array3, f: Vec3, oz: number, oy: number, ox: number): { best: number; labels: number } {
+  const shape = a.shape;
+  const n = new Map<number, number>();
+  for (let z = oz * f[0]; z < Math.min(shape[0], (oz + 1) * f[0]); z++) for (let y = oy * f[1]; y < Math.min(shape[1], (oy + 1) * f[1]); y++) for (let x = ox * f[2]; x < Math.min(shape[2], (ox + 1) * f[2]); x++) {
+    const v = a.data[idx(shape, z, y, x)];
+    n.set(v, (n.get(v) ?? 0) + 1);
+  }
+  return { best: [...n.entries()].sort((p, q) => q[1] - p[1] || q[0] - p[0])[0][0], labels: n.size };
+}
+
 test('downsampleMode: the most frequent label per block, ties to the larger label, partial edge blocks count what they hold', () => {
   const r = rng(3);
   for (const [shape, f] of [[[3, 7, 9], [1, 2, 2]], [[4, 4, 5], [2, 2, 2]], [[1, 5, 5], [1, 3, 3]]] as Array<[Vec3, Vec3]>) {
@@ -356,17 +368,32 @@ test('downsampleMode: the most frequent label per block, ties to the larger labe
     const d = downsampleMode(a, f);
     assert.deepEqual(d.shape, downShape(shape, f));
     for (let oz = 0; oz < d.shape[0]; oz++) for (let oy = 0; oy < d.shape[1]; oy++) for (let ox = 0; ox < d.shape[2]; ox++) {
-      const n = new Map<number, number>();
-      for (let z = oz * f[0]; z < Math.min(shape[0], (oz + 1) * f[0]); z++) for (let y = oy * f[1]; y < Math.min(shape[1], (oy + 1) * f[1]); y++) for (let x = ox * f[2]; x < Math.min(shape[2], (ox + 1) * f[2]); x++) {
-        const v = a.data[idx(shape, z, y, x)];
-        n.set(v, (n.get(v) ?? 0) + 1);
-      }
-      const best = [...n.entries()].sort((p, q) => q[1] - p[1] || q[0] - p[0])[0][0];
-      assert.equal(d.data[idx(d.shape, oz, oy, ox)], best);
+      assert.equal(d.data[idx(d.shape, oz, oy, ox)], modeOf(a, f, oz, oy, ox).best);
     }
   }
   // Half a 2×2 block foreground: the cleft stays.
   assert.deepEqual([...downsampleMode(array3(Uint8Array.from([0, 1, 0, 1]), [1, 2, 2]), [1, 2, 2]).data], [1]);
+});
+
+test('downsampleMode: sparse labels (uniform rows and blocks take the one-scan paths) agree with counting every block', () => {
+  const r = rng(8);
+  for (const [shape, f] of [[[5, 37, 41], [1, 2, 2]], [[6, 33, 40], [1, 4, 4]], [[7, 20, 23], [2, 3, 3]]] as Array<[Vec3, Vec3]>) {
+    // Background, a slab of label 2 filling whole rows, and a few blobs of mixed labels.
+    const a = array3(new Uint8Array(shape[0] * shape[1] * shape[2]), shape);
+    for (let y = 4; y < 8; y++) for (let x = 0; x < shape[2]; x++) a.data[idx(shape, 1, y, x)] = 2;
+    for (let k = 0; k < 12; k++) {
+      const [cz, cy, cx] = [randInt(r, 0, shape[0]), randInt(r, 0, shape[1]), randInt(r, 0, shape[2])];
+      for (let z = cz; z < Math.min(shape[0], cz + 2); z++) for (let y = cy; y < Math.min(shape[1], cy + 5); y++) for (let x = cx; x < Math.min(shape[2], cx + 5); x++) a.data[idx(shape, z, y, x)] = randInt(r, 0, 256);
+    }
+    const d = downsampleMode(a, f);
+    let mixed = 0;
+    for (let oz = 0; oz < d.shape[0]; oz++) for (let oy = 0; oy < d.shape[1]; oy++) for (let ox = 0; ox < d.shape[2]; ox++) {
+      const { best, labels } = modeOf(a, f, oz, oy, ox);
+      if (labels > 1) mixed++;
+      assert.equal(d.data[idx(d.shape, oz, oy, ox)], best, `${shape} by ${f} at ${oz},${oy},${ox}`);
+    }
+    assert.ok(mixed > 5, `${shape} by ${f}: mixed blocks ${mixed}`);
+  }
 });
 
 test('pyramidFactors: anisotropic EM halves y and x first; levels stop where a chunk no longer maps to whole storage chunks or a level fits one', () => {
@@ -378,4 +405,38 @@ test('pyramidFactors: anisotropic EM halves y and x first; levels stop where a c
   assert.deepEqual(pyramidFactors([1, 1, 1], [128, 128, 128], [32, 32, 32], [64, 64, 64]), [[2, 2, 2]]);
   // A chunk equal to the storage chunk: no level can be owned by one task.
   assert.deepEqual(pyramidFactors([40, 4, 4], [16, 128, 128], [16, 128, 128], [64, 1024, 1024]), []);
+});
+
+// ---------------------------------------------------------------- pool.ts
+
+test('BufferPool: a buffer given back is handed out again (smaller requests too, as a prefix view), kinds apart, within the byte limit', () => {
+  const pool = new BufferPool(3 * 4 * 1000);
+  const big = pool.f32(1000);
+  const small = pool.f32(10);
+  assert.notEqual(big.buffer, small.buffer);
+  pool.give(big);
+  // The smallest buffer that holds the request: `big` for 500 elements, a fresh one for 2000.
+  const half = pool.f32(500);
+  assert.equal(half.buffer, big.buffer);
+  assert.equal(half.length, 500);
+  assert.ok(half.every((v) => v === 0));
+  assert.notEqual(pool.f32(2000).buffer, big.buffer);
+  pool.give(half);
+  pool.give(small);
+  assert.equal(pool.f32(8).buffer, small.buffer, 'the smaller of two that fit');
+  assert.equal(pool.f32(8).buffer, big.buffer);
+  // A Uint8Array never gets a float buffer, and a pool at its limit drops what is given.
+  pool.give(big);
+  assert.notEqual(pool.u8(100).buffer, big.buffer);
+  const tiny = new BufferPool(100);
+  const a = tiny.u8(200);
+  tiny.give(a);
+  assert.notEqual(tiny.u8(200).buffer, a.buffer);
+  // New buffers hold at least minElements: an edge chunk's buffer serves a whole chunk next.
+  const chunked = new BufferPool(1e6, 1000);
+  const edge = chunked.f32(300);
+  assert.equal(edge.length, 300);
+  assert.equal(edge.buffer.byteLength, 4000);
+  chunked.give(edge);
+  assert.equal(chunked.f32(1000).buffer, edge.buffer);
 });

@@ -1,8 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type Box, type Vec3, box, boxOfShape, boxToString, contains, grow, intersect, shapeOf, volumeOf } from '../../shared/geometry/box.ts';
+import { type Box, type Vec3, box, boxOfShape, boxToString, contains, grow, intersect, isEmpty, shapeOf, volumeOf } from '../../shared/geometry/box.ts';
 import { type Array3, array3, zeros } from '../../shared/array/array3.ts';
-import { type CropPrediction, PasteAccumulator } from '../../shared/pipeline/paste.ts';
+import { type CropPrediction, type QuantisedCrop, PasteAccumulator } from '../../shared/pipeline/paste.ts';
+import { QUANT } from '../../shared/pipeline/quant.ts';
+import { BufferPool } from '../../shared/array/pool.ts';
+import { argmax, gaussianMap } from '../../shared/infer/sliding.ts';
 import { contextBox, halfPatch } from '../../shared/pipeline/context.ts';
 import { randInt, rng } from '../helpers/rng.ts';
 
@@ -241,4 +244,106 @@ test('contextBox: random write boxes — contains the write box and its clipped 
       }
     }
   }
+});
+
+// ---------------------------------------------------------------- the kernel against the old accumulator
+
+/**
+ * The accumulator as it was before the kernel was rewritten (and the arg-max it was followed
+ * by), kept here as the oracle: whole-chunk passes, a Float32Array copy of each dequantised
+ * crop, the weight map from gaussianMap.
+ */
+function oldPaste(write: Box, channels: number, crops: QuantisedCrop[], activation: 'softmax' | 'sigmoid', bg?: Array3<Float32Array>[]) {
+  const shape = shapeOf(write);
+  const n = volumeOf(write);
+  const acc = Array.from({ length: channels }, () => new Float32Array(n));
+  const weight = new Float32Array(n);
+  for (const p of crops) {
+    const ts = shapeOf(p.target);
+    const tn = volumeOf(p.target);
+    const values = Array.from({ length: channels }, (_, ch) => {
+      const f = new Float32Array(tn);
+      for (let i = 0; i < tn; i++) f[i] = p.values[ch * tn + i] / QUANT;
+      return f;
+    });
+    const r = intersect(p.target, write);
+    if (isEmpty(r)) continue;
+    const ss = shapeOf(p.source);
+    const g = gaussianMap(ss);
+    for (let z = r.begin[0]; z < r.end[0]; z++) for (let y = r.begin[1]; y < r.end[1]; y++) for (let x = r.begin[2]; x < r.end[2]; x++) {
+      const w = g[((z - p.source.begin[0]) * ss[1] + (y - p.source.begin[1])) * ss[2] + (x - p.source.begin[2])];
+      const o = ((z - write.begin[0]) * shape[1] + (y - write.begin[1])) * shape[2] + (x - write.begin[2]);
+      const t = ((z - p.target.begin[0]) * ts[1] + (y - p.target.begin[1])) * ts[2] + (x - p.target.begin[2]);
+      weight[o] += w;
+      for (let c = 0; c < channels; c++) acc[c][o] += w * values[c][t];
+    }
+  }
+  const probs = acc.map((a, c) => {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = weight[i] > 0 ? a[i] / weight[i] : bg ? bg[c].data[i] : 0;
+    return array3(out, shape);
+  });
+  let covered = 0;
+  for (let i = 0; i < n; i++) if (weight[i] > 0) covered++;
+  return { probs, seg: argmax(probs, activation), covered };
+}
+
+/** Random crops around `write`: sources larger than targets, some reaching past it or missing it, values of any 16 bits. */
+function randomCrops(r: () => number, write: Box, channels: number, count: number): QuantisedCrop[] {
+  const crops: QuantisedCrop[] = [];
+  for (let k = 0; k < count; k++) {
+    const begin = write.begin.map((b, a) => b - 3 + randInt(r, 0, shapeOf(write)[a] + 3)) as unknown as Vec3;
+    const source = box(begin, begin.map((b) => b + randInt(r, 1, 12)) as unknown as Vec3);
+    const tb = source.begin.map((b, a) => b + randInt(r, 0, Math.max(1, shapeOf(source)[a] - 1))) as unknown as Vec3;
+    const target = box(tb, tb.map((b, a) => Math.min(source.end[a], b + randInt(r, 1, 10))) as unknown as Vec3);
+    const values = Uint16Array.from({ length: channels * volumeOf(target) }, () => (r() < 0.1 ? [0, QUANT][randInt(r, 0, 2)] : randInt(r, 0, QUANT + 1)));
+    crops.push({ source, target, values });
+  }
+  return crops;
+}
+
+const bitsEqual = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+test('paste kernel: addQuantised + finish give the old accumulator\'s floats and arg-max bit for bit on random crops', () => {
+  const r = rng(2024);
+  const pool = new BufferPool(2 ** 26);
+  for (let t = 0; t < 60; t++) {
+    const channels = 1 + (t % 3);
+    const activation = t % 2 ? 'sigmoid' : 'softmax';
+    const write = box([randInt(r, 0, 5), randInt(r, 0, 5), randInt(r, 0, 5)], [randInt(r, 6, 12), randInt(r, 6, 14), randInt(r, 6, 16)]);
+    const s = shapeOf(write);
+    const crops = randomCrops(r, write, channels, randInt(r, 0, 12));
+    const bg = t % 4 === 3 ? Array.from({ length: channels }, () => array3(Float32Array.from({ length: volumeOf(write) }, () => Math.fround(r())), s)) : undefined;
+    const want = oldPaste(write, channels, crops, activation, bg);
+    // Through a pool shared by every case: what release() leaves behind must not leak into the next chunk.
+    const acc = new PasteAccumulator(write, channels, t % 5 ? pool : undefined);
+    for (const c of crops) acc.addQuantised(c);
+    const got = acc.finish(activation, bg && ((c) => bg[c]));
+    const what = `case ${t}: ${channels} channels, ${activation}, ${crops.length} crops${bg ? ', background' : ''}`;
+    assert.equal(got.covered, want.covered, what);
+    for (let c = 0; c < channels; c++) assert.ok(bitsEqual(got.probs[c].data, want.probs[c].data), `${what}: channel ${c}`);
+    assert.deepEqual(got.seg.data, want.seg.data, what);
+    acc.release();
+  }
+});
+
+test('paste kernel: add() of float crops equals addQuantised of the same values, and covered() and result() agree with finish()', () => {
+  const r = rng(99);
+  const write = box([2, 3, 4], [10, 19, 27]);
+  const crops = randomCrops(r, write, 2, 20);
+  const q = new PasteAccumulator(write, 2);
+  const f = new PasteAccumulator(write, 2);
+  for (const c of crops) {
+    q.addQuantised(c);
+    const n = volumeOf(c.target);
+    const values = [0, 1].map((ch) => array3(Float32Array.from(c.values.subarray(ch * n, (ch + 1) * n), (v) => v / QUANT), shapeOf(c.target)));
+    f.add({ source: c.source, target: c.target, values });
+  }
+  const viaResult = f.result();
+  const covered = f.covered();
+  const got = q.finish('softmax');
+  assert.ok(covered > 0);
+  assert.equal(got.covered, covered);
+  for (const c of [0, 1]) assert.ok(bitsEqual(got.probs[c].data, viaResult[c].data), `channel ${c}`);
+  assert.deepEqual(got.seg.data, argmax(viaResult, 'softmax').data);
 });

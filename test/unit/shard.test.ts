@@ -199,6 +199,10 @@ test('an all-fill shard writes no file and removes a stale one; it reads as 0', 
   assert.ok(!fs.existsSync(file), 'stale shard removed');
   assert.ok((await readRegion(va, sb)).data.every((v) => v === 0));
   assert.ok((await zarritaRead(p)).every((v) => v === 0));
+  // writeFillChunks (an input): the shard keeps a file, an index with every inner chunk empty.
+  await writeShard(va, [1, 0, 1], array3(new Uint8Array(5 * 16 * 16), shapeOf(sb)), { writeFillChunks: true });
+  assert.deepEqual(readIndex(file, 2 * 2 * 2), Array.from({ length: 8 }, () => [EMPTY, EMPTY]));
+  assert.ok((await zarritaRead(p)).every((v) => v === 0));
 });
 
 // ---------------------------------------------------------------- errors
