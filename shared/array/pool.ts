@@ -6,7 +6,8 @@
 // smallest kept buffer that holds them, and new buffers hold at least a whole chunk, so edge
 // chunks (smaller) and whole ones share buffers: the pastes in flight need one set each.
 
-type Pooled = Float32Array | Uint8Array;
+type Pooled = Float32Array | Uint32Array | Uint8Array;
+/** Buffers by element size: float32 sums and uint32 labels share the 4-byte ones. */
 type Kind = 'f32' | 'u8';
 
 export class BufferPool {
@@ -25,6 +26,11 @@ export class BufferPool {
     return new Float32Array(this.take('f32', 4 * n) ?? new ArrayBuffer(4 * Math.max(n, this.minElements)), 0, n);
   }
 
+  /** A zeroed Uint32Array of `n` elements (a chunk's labels), from the same buffers as f32(). */
+  u32(n: number): Uint32Array {
+    return new Uint32Array(this.take('f32', 4 * n) ?? new ArrayBuffer(4 * Math.max(n, this.minElements)), 0, n);
+  }
+
   /** A zeroed Uint8Array of `n` elements. */
   u8(n: number): Uint8Array {
     return new Uint8Array(this.take('u8', n) ?? new ArrayBuffer(Math.max(n, this.minElements)), 0, n);
@@ -37,7 +43,7 @@ export class BufferPool {
   give(a: Pooled): void {
     const b = a.buffer as ArrayBuffer;
     if (this.held + b.byteLength > this.limitBytes) return;
-    this.free[a instanceof Float32Array ? 'f32' : 'u8'].push(b);
+    this.free[a instanceof Uint8Array ? 'u8' : 'f32'].push(b);
     this.held += b.byteLength;
   }
 

@@ -67,8 +67,11 @@ function unite(parent: Uint32Array, a: number, b: number): number {
  * its own class) rather than shared/array/components.ts's `label` once per class: that would
  * read the whole chunk once per class present (up to 255 passes over 16M voxels), and the same
  * raster-order rule makes the result identical to the per-class labelling.
+ *
+ * `into`: a zeroed array of the chunk's size to write the labels into (a pooled one: a fresh
+ * chunk-sized array costs more in page faults than the labelling itself).
  */
-export function labelObjects(seg: Array3<Uint8Array>, origin: Vec3, probs?: readonly Array3<Float32Array>[]): LocalObjects {
+export function labelObjects(seg: Array3<Uint8Array>, origin: Vec3, probs?: readonly Array3<Float32Array>[], into?: Uint32Array): LocalObjects {
   const [Z, Y, X] = seg.shape;
   const n = Z * Y * X;
   const s = seg.data;
@@ -81,7 +84,8 @@ export function labelObjects(seg: Array3<Uint8Array>, origin: Vec3, probs?: read
       }
     }
   }
-  const labels = new Uint32Array(n);
+  if (into && into.length !== n) throw new RangeError(`a label array of ${into.length} voxels for a chunk of ${n}`);
+  const labels = into ?? new Uint32Array(n);
   const YX = Y * X;
   const delta = new Int32Array(13);
   for (let k = 0; k < 13; k++) delta[k] = BACK_DZ[k] * YX + BACK_DY[k] * X + BACK_DX[k];

@@ -46,9 +46,9 @@ export function taskContext(run: RunContext, rest: Omit<TaskContext, keyof RunCo
   };
 }
 
-/** What the paste tasks in flight hold: per chunk, a float32 sum per channel, the weights and the arg-max. */
+/** What the paste tasks in flight hold: per chunk, a float32 sum per channel, the weights, the arg-max and the labels. */
 function pasteBytes(run: RunContext, chunk: Vec3): number {
   const card = run.cards.fullres;
   const channels = foregroundCount(card, card.classes.length);
-  return run.config.io.chunksInFlight * chunk[0] * chunk[1] * chunk[2] * (4 * (channels + 1) + 1);
+  return run.config.io.chunksInFlight * chunk[0] * chunk[1] * chunk[2] * (4 * (channels + 2) + 1);
 }

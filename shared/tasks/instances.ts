@@ -40,9 +40,15 @@ export interface LabelResult {
 export async function labelChunk(ctx: TaskContext, index: Vec3, write: Box, seg: Array3<Uint8Array>, probs: readonly Array3<Float32Array>[]): Promise<number> {
   const shape = shapeOf(write);
   const { local, ids, runs, border } = await ctx.timings.time('label', () => {
-    const l = labelObjects(seg, write.begin, probs);
+    const into = ctx.pasteBuffers.u32(seg.data.length);
+    const l = labelObjects(seg, write.begin, probs, into);
     const i = anchorIds(l, write.begin, shape, ctx.graph.volume.end);
-    return { local: l, ids: i, runs: labelRuns(l.labels, shape), border: borderSections(l.labels, i, seg.data, shape) };
+    const r = labelRuns(l.labels, shape);
+    const b = borderSections(l.labels, i, seg.data, shape);
+    // Back to the pool zeroed: the runs say which voxels were written.
+    for (let k = 0; k < r.length; k += 3) into.fill(0, r[k], r[k] + r[k + 1]);
+    ctx.pasteBuffers.give(into);
+    return { local: l, ids: i, runs: r, border: b };
   });
   const objects: LabelRow[] = local.objects.map((r) => ({ ...r, anchor: ids[r.id] }));
   await ctx.work.writeJson('label', index, { count: local.count, objects } satisfies LabelResult);

@@ -428,6 +428,11 @@ test('BufferPool: a buffer given back is handed out again (smaller requests too,
   // A Uint8Array never gets a float buffer, and a pool at its limit drops what is given.
   pool.give(big);
   assert.notEqual(pool.u8(100).buffer, big.buffer);
+  // Labels (uint32) share the 4-byte buffers, both ways.
+  const labels = pool.u32(1000);
+  assert.equal(labels.buffer, big.buffer);
+  pool.give(labels);
+  assert.equal(pool.f32(1000).buffer, big.buffer);
   const tiny = new BufferPool(100);
   const a = tiny.u8(200);
   tiny.give(a);
