@@ -111,19 +111,23 @@ export async function relabelTask(ctx: TaskContext, index: Vec3): Promise<TaskSt
     lines.push(JSON.stringify(d === undefined ? objectLine(row) : summedLine(down, d)));
   }
   const labels = await chunkLabels(ctx, index, write, table);
-  const ids = await ctx.timings.time('relabel', () => idsOf(labels, final, shapeOf(write), ctx.out.instances.dtype));
-  await ctx.timings.time('write', () => writeRegion(ctx.out.instances, write, ids, ctx.src.io));
+  const shape = shapeOf(write);
+  const runs = 'runs' in labels ? labels.runs : labelRuns(labels.labels, shape);
+  const n = shape[0] * shape[1] * shape[2];
+  // uint32 ids are painted into a pooled array (a fresh chunk-sized one costs its page faults),
+  // handed back zeroed by the same runs once written.
+  const out = ctx.out.instances.dtype === 'uint64' ? new BigUint64Array(n) : ctx.pasteBuffers.u32(n);
+  try {
+    await ctx.timings.time('relabel', () => paintRuns(runs, final, out));
+    await ctx.timings.time('write', () => writeRegion(ctx.out.instances, write, array3(out as unknown as Uint32Array, shape), ctx.src.io));
+  } finally {
+    if (out instanceof Uint32Array) {
+      for (let k = 0; k < runs.length; k += 3) out.fill(0, runs[k], runs[k] + runs[k + 1]);
+      ctx.pasteBuffers.give(out);
+    }
+  }
   await writeFileAtomic(path.join(ctx.out.path, 'objects', `${indexId(index)}.jsonl`), lines.length ? lines.join('\n') + '\n' : '');
   return { instances: lines.length };
-}
-
-/** The chunk's global ids in the instances array's dtype (uint32, or uint64 past 2^32 voxels). */
-function idsOf(labels: { runs: Uint32Array } | { labels: Uint32Array }, final: Float64Array, shape: Vec3, dtype: string): Array3 {
-  const n = shape[0] * shape[1] * shape[2];
-  const out = dtype === 'uint64' ? new BigUint64Array(n) : new Uint32Array(n);
-  const runs = 'runs' in labels ? labels.runs : labelRuns(labels.labels, shape);
-  paintRuns(runs, final, out);
-  return array3(out as unknown as Uint32Array, shape);
 }
 
 function objectLine(row: LabelRow): ObjectRow {
