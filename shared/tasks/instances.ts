@@ -70,23 +70,23 @@ async function writePyramid(ctx: TaskContext, write: Box, seg: Array3<Uint8Array
 }
 
 /**
- * A chunk's local labels: the runs its writer kept, or, once freed (a resume over another ROI),
+ * A chunk's local labels as runs: those its writer kept, or, once freed (a resume over another ROI),
  * labelled again from the written segmentation — the labelling is deterministic, so they are the
  * same (the object count is checked).
  */
-async function chunkLabels(ctx: TaskContext, index: Vec3, write: Box, table: LabelResult): Promise<{ runs: Uint32Array } | { labels: Uint32Array }> {
+async function chunkRuns(ctx: TaskContext, index: Vec3, write: Box, table: LabelResult): Promise<Uint32Array> {
   if (ctx.work.exists('runs', index, 'bin')) {
     const [b] = await ctx.work.readSections('runs', index, ['runs']);
     const [runs] = unpackColumns(b, `label runs of chunk ${indexId(index)}`);
     if (!(runs instanceof Uint32Array)) throw new InputError(ctx.work.path('runs', index, 'bin'), 'is not a table of label runs', indexId(index));
-    return { runs };
+    return runs;
   }
   const seg = await ctx.timings.time('read', () => readRegion(ctx.out.segmentation, write, 'constant', 0, ctx.src.io));
   const local = await ctx.timings.time('label', () => labelObjects(array3(seg.data as Uint8Array, seg.shape), write.begin));
   if (table.count !== local.count) {
     throw new InputError(ctx.out.segmentation.path, `chunk ${indexId(index)} holds ${local.count} objects but ${table.count} were labelled when it was written (changed since?)`, indexId(index));
   }
-  return { labels: local.labels };
+  return labelRuns(local.labels, shapeOf(write));
 }
 
 /** The final ids of a chunk's parts that reach its faces: its list in its level-1 region's resolve. */
@@ -110,9 +110,8 @@ export async function relabelTask(ctx: TaskContext, index: Vec3): Promise<TaskSt
     if (final[row.id] !== row.anchor) continue; // a part of an object whose first voxel lies elsewhere
     lines.push(JSON.stringify(d === undefined ? objectLine(row) : summedLine(down, d)));
   }
-  const labels = await chunkLabels(ctx, index, write, table);
+  const runs = await chunkRuns(ctx, index, write, table);
   const shape = shapeOf(write);
-  const runs = 'runs' in labels ? labels.runs : labelRuns(labels.labels, shape);
   const n = shape[0] * shape[1] * shape[2];
   // uint32 ids are painted into a pooled array (a fresh chunk-sized one costs its page faults),
   // handed back zeroed by the same runs once written.
