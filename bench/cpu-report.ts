@@ -2,7 +2,10 @@
 // grid (bounding box, and a tissue mask's neuropil), CPU-hours per kind, the reduction's levels
 // from the surface model, cores per GPU, wall clock, merger replicas. Every assumption is listed
 // in the result (`assumptions`) and printed with the figures.
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Vec3 } from '../shared/geometry/box.ts';
 import { blocksMeeting, linearOf, range3 } from '../shared/geometry/grid.ts';
 import { levelBlock } from '../shared/geometry/tree.ts';
@@ -61,8 +64,12 @@ export interface CpuReport {
   assumptions: string[];
 }
 
-/** The fafb overlay's mergers (deploy/k8s/overlays/fafb/merger.yaml). */
-const OVERLAY = { replicas: 16, cpu: 2, memoryGiB: 2 };
+/** The fafb overlay's mergers, as deploy/k8s/overlays/fafb/merger.yaml sets them. */
+export function overlay(): { replicas: number; cpu: number; memoryGiB: number } {
+  const y = fs.readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../deploy/k8s/overlays/fafb/merger.yaml'), 'utf8');
+  const num = (re: RegExp) => Number(re.exec(y)?.[1] ?? NaN);
+  return { replicas: num(/parallelism:\s*(\d+)/), cpu: num(/limits:\s*\n\s*cpu:\s*"?(\d+)/), memoryGiB: num(/limits:[\s\S]*?memory:\s*(\d+)Gi/) };
+}
 
 function kindOf(m: CpuMeasured, kind: string): KindResult {
   const k = m.kinds.find((x) => x.kind === kind);
@@ -173,6 +180,7 @@ export function cpuReport(m: CpuMeasured, gpuHours: [number, number], pasteBusyM
   const worst = m.tops.find((t) => !t.spec.tissue);
   const largestTaskMiB = Math.max(faces.peakMiB, mergePeak);
   const target = wall.find((w) => w.coresPerGpu === 8)!;
+  const OVERLAY = overlay();
   const lm = model[m.block.level - 1];
   const real = kindOf(m, `merge${m.block.level}`);
   const built = m.tops.find((t) => t.spec.check);
@@ -200,7 +208,7 @@ function assumptions(m: CpuMeasured, g: CpuReport['grid'], t: ReturnType<typeof 
     `Tissue: an ellipsoid centred in the bounding box spanning all sections in z and ${(2 * t.semi[1] / FAFB_SHAPE[1]).toFixed(2)} × ${(2 * t.semi[2] / FAFB_SHAPE[2]).toFixed(2)} of y × x (the fly brain's 590 × 340 µm aspect), holding ${(NEUROPIL_VOXELS / 1e13).toFixed(0)} × 10¹³ voxels; objects only inside it. A tissue mask (not built: io.missingChunks only fills missing chunks) would run the ${int(g.tissueChunks)} chunks meeting it (${(g.tissueVoxels / 1e13).toFixed(2)} × 10¹³ voxels) instead of all ${int(g.chunks)} (${(g.voxels / 1e14).toFixed(2)} × 10¹⁴).`,
     'Bounding box column: every chunk runs; chunks outside the tissue cost what an empty chunk measured (paste: its per-voxel rate, an upper bound). Neuropil column: only the chunks meeting the tissue run, each at the full-density cost.',
     'Merge and resolve above level 1 cost their level\'s measured CPU ms per input object times the modelled input of each task (its children\'s open faces in the tissue × ρ), at least an empty task\'s cost; level 1 interpolates between a full and an empty region by the share of its chunks in the tissue.',
-    'CPU time is process.cpuUsage() around each task (every thread of the process), tasks one at a time, one kind per process; peak RSS is that process\'s (its RSS before the first task in brackets: Node and the modules). Bytes are the payloads read and written through the work store (for relabel: the files written).',
+    'CPU time is process.cpuUsage() around each task (every thread of the process), tasks one at a time, one kind per process, the first task run once before (warm JIT, as in a process that has run many); relabel and labelling take each task\'s least of two runs, paste of three: this machine\'s cores are shared hyperthreads, and a busy neighbour inflates CPU time too. Peak RSS is that process\'s (its RSS before the first task in brackets: Node and the modules). Bytes are the payloads read and written through the work store (for relabel: the files written).',
     'Not counted: the CPU parts of stage one and stage two on the GPU workers (reading and decoding the input, normalising, packing), the coordinator (bench/fafb-sim.md: ≈ 58 µs per task) and NATS. Paste\'s per-voxel rate comes from 32 × 512 × 512 chunks of the synthetic-em preset at 1 % foreground (FAFB chunks are 12× larger; its labelling is measured at FAFB\'s size apart, the "of which" row).',
   ];
 }
@@ -208,7 +216,7 @@ function assumptions(m: CpuMeasured, g: CpuReport['grid'], t: ReturnType<typeof 
 // ------------------------------------------------------------------------------- formatting
 
 const int = (x: number) => Math.round(x).toLocaleString('en-US');
-const h = (x: number) => (x >= 100 ? int(x) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+const h = (x: number) => (x >= 100 ? int(x) : x >= 10 ? x.toFixed(1) : x >= 0.01 ? x.toFixed(2) : x > 0 ? x.toPrecision(1) : '0');
 const kb = (b: number) => (b >= 1e6 ? `${(b / 1e6).toFixed(1)} MB` : `${(b / 1e3).toFixed(1)} KB`);
 /** A range low–high (one number when they round alike). */
 const span = (v: readonly number[], f: (x: number) => string) => {
@@ -235,9 +243,9 @@ export function formatCpuReport(c: CpuReport, command: string): string {
   for (const k of m.kinds) row(k, k.meanInput !== undefined ? `${k.kind} (input ${int(k.meanInput)} objects)` : k.kind);
   for (const k of m.empty) row(k, `${k.kind.replace(' (empty chunk)', '')}, empty`);
   for (const t of m.tops) {
-    L.push(`| ${t.spec.label} (${int(t.built.input)} objects in) | 1 | merge ${msu(t.merge.cpuMs)}, resolve ${msu(t.resolve.cpuMs)} | ${kb(t.merge.read)} | ${kb(t.merge.written + t.resolve.written)} | ${t.peakMiB} (${t.baseMiB}) |`);
+    L.push(`| ${t.spec.label} (${int(t.built.input)} objects in; merge + resolve) | 1 | merge ${msu(t.merge.cpuMs)}, resolve ${msu(t.resolve.cpuMs)} | ${kb(t.merge.read + t.resolve.read)} | ${kb(t.merge.written + t.resolve.written)} | ${t.peakMiB} (${t.baseMiB}) |`);
   }
-  L.push(`| paste (cost-model run, re-run alone) | ${m.paste.tasks} | ${ms(m.paste.cpuMs / m.paste.tasks)} / ${ms(m.paste.maxMs)} (${int(m.paste.voxels / m.paste.tasks)} voxels) | | | ${m.paste.peakMiB} (${m.paste.baseMiB}) |`);
+  L.push(`| paste (cost-model run, re-run alone: each task's least of ${m.paste.passes.length} passes, which took ${m.paste.passes.map(int).join(', ')} ms) | ${m.paste.tasks} | ${ms(m.paste.cpuMs / m.paste.tasks)} / ${ms(m.paste.maxMs)} (${int(m.paste.voxels / m.paste.tasks)} voxels) | | | ${m.paste.peakMiB} (${m.paste.baseMiB}) |`);
   L.push(`| boxes (mergeFragments, ${m.boxes.chunks} sampled chunks) | ${m.boxes.chunks} | ${ms(m.boxes.usPerChunk / 1000)} (${int(m.boxes.fragmentsPerChunk)} fragments seen) | | | |`, '');
   L.push('### The reduction on the FAFB grid', '');
   L.push('Input = open objects a task\'s children hand it (what crosses their open faces), from the surface model; the bounding box and a tissue mask have the same objects, the mask fewer tasks.', '');
