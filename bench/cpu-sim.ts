@@ -430,6 +430,14 @@ function duBytes(dir: string): number {
   return n;
 }
 
+/**
+ * Collect garbage between large tasks (steps run with --expose-gc), outside the measurement: the
+ * process's peak RSS is then one task's, not a task's and its predecessor's garbage.
+ */
+function collect(): void {
+  (globalThis as { gc?: () => void }).gc?.();
+}
+
 /** The sample with the least CPU time: this machine's cores are shared (see stepPaste). */
 function least(a: TaskSample | undefined, b: TaskSample): TaskSample {
   return a && a.cpuMs <= b.cpuMs ? a : b;
@@ -445,6 +453,7 @@ async function stepRelabel(plan: Plan, chunks: Vec3[]): Promise<KindResult> {
     for (const [i, c] of chunks.entries()) {
       // What it wrote: the files it left (the first pass: the second overwrites them alike).
       const before = written();
+      collect();
       const s = await measure(ctx.work, () => relabelTask(ctx, c));
       s.written += pass ? samples[i].written : written() - before;
       samples[i] = least(samples[i], s);
@@ -469,6 +478,7 @@ async function stepLabel(plan: Plan, chunks: Vec3[], density: number): Promise<K
   for (const c of chunks) {
     const w = f.chunkBox(c);
     const shape = shapeOf(w);
+    collect();
     const seg = new Uint8Array(shape[0] * shape[1] * shape[2]);
     const prob = new Float32Array(seg.length);
     const parts = f.partsOf(c);
@@ -480,7 +490,10 @@ async function stepLabel(plan: Plan, chunks: Vec3[], density: number): Promise<K
       }
     }
     let s: TaskSample | undefined;
-    for (let pass = 0; pass < 2; pass++) s = least(s, await measure(work, () => labelChunk(ctx, c, w, array3(seg, shape), [array3(prob, shape)])));
+    for (let pass = 0; pass < 2; pass++) {
+      collect();
+      s = least(s, await measure(work, () => labelChunk(ctx, c, w, array3(seg, shape), [array3(prob, shape)])));
+    }
     samples.push(s!);
     if (density) identical &&= await sameFiles(work, mine, c, parts, w);
   }
@@ -759,7 +772,7 @@ let stepCpuS = 0;
 /** One step in a fresh process (its peak RSS is the step's own). */
 async function step<T>(plan: Plan, name: string, arg?: unknown): Promise<T> {
   const planFile = path.join(plan.dir, 'plan.json');
-  const { stdout } = await exec(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--cpu-step', name, planFile, JSON.stringify(arg ?? null)], { maxBuffer: 1 << 26 });
+  const { stdout } = await exec(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url), '--cpu-step', name, planFile, JSON.stringify(arg ?? null)], { maxBuffer: 1 << 26 });
   const { result, cpuS } = JSON.parse(stdout) as { result: T; cpuS: number };
   stepCpuS += cpuS;
   return result;
