@@ -30,7 +30,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Box, type Vec3, box, boxOfShape, shapeOf } from '../shared/geometry/box.ts';
 import { type Range3, chunkBox, inRange, indexId, range3, rangeSize } from '../shared/geometry/grid.ts';
-import { carriedFaces, levelBlock, openFaces, regionChildren, regionChunks, regionParent, treeLevels } from '../shared/geometry/tree.ts';
+import { levelBlock, openFaces, regionChildren, regionChunks, regionParent, treeLevels } from '../shared/geometry/tree.ts';
 import { loadConfig } from '../shared/config/load.ts';
 import type { TesseraConfig } from '../shared/config/config.ts';
 import { taskGraph } from '../shared/tasks/graph.ts';
@@ -46,12 +46,12 @@ import { decodeDown, decodeSummary, encodeDown, encodeSummary, mergeTask, resolv
 import { type LabelResult, labelChunk, relabelTask } from '../shared/tasks/instances.ts';
 import { type Down, type Rows, type Summary, emptyRows, faceMask } from '../shared/pipeline/merge.ts';
 import { otherAxes } from '../shared/pipeline/border.ts';
+import { mulberry32 } from '../shared/synth/random.ts';
 import { type GenObject, ObjectField, borderOfParts, labelTable, runsOfParts } from './cpu-gen.ts';
-import { type LevelModel, type Tissue, chunkCounts, faceObjects, fafbTissue, reductionModel } from './cpu-model.ts';
+import { faceObjects, fafbTissue, reductionModel } from './cpu-model.ts';
 import { FAFB_SHAPE, boxRun } from './scale.ts';
 
 const exec = promisify(execFile);
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 const r2 = (x: number) => Math.round(x * 100) / 100;
 const MiB = 2 ** 20;
 
@@ -544,7 +544,7 @@ async function stepTopGen(plan: Plan, spec: TopSpec): Promise<{ input: number; p
   const work = new WorkStore(path.join(plan.dir, `top-${spec.label}`, '.work'));
   const kids = regionChildren(spec.region, spec.level, fanIn, run);
   const region = regionChunks(spec.region, spec.level, fanIn, run);
-  const rng = mulberry(spec.level * 7919 + 13);
+  const rng = mulberry32(spec.level * 7919 + 13);
   const used = new Set<number>();
   const builders = kids.map(() => new SummaryBuilder());
   const childOf = (c: Vec3) => kids.findIndex((k) => inRange(regionChunks(k, spec.level - 1, fanIn, run), c));
@@ -594,17 +594,6 @@ async function stepTopGen(plan: Plan, spec: TopSpec): Promise<{ input: number; p
     await work.writeSections(`merge${spec.level - 1}`, k, [encodeSummary(s)]);
   }
   return { input, parts, edges };
-}
-
-function mulberry(seed: number): () => number {
-  let h = seed >>> 0;
-  return () => {
-    h = (h + 0x6d2b79f5) >>> 0;
-    let t = h;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** A child's summary built object by object (see stepTopGen). */
