@@ -37,6 +37,8 @@ import { runCoordinator } from '../services/coordinator/loop.ts';
 import { type WorkerJob, runWorker } from '../services/worker/loop.ts';
 import { startNats } from '../test/helpers/nats.ts';
 import { FAFB_SHAPE, boxRun } from './scale.ts';
+import { runCpuSim } from './cpu-sim.ts';
+import { type CpuReport, cpuReport, formatCpuReport } from './cpu-report.ts';
 
 const exec = promisify(execFile);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -97,6 +99,9 @@ export interface FafbSim {
   scaling: { processes: number; lanes: number; seconds: number; tasks: number; workMsPerS: number; efficiency: number }[];
   merger: { fragments: number; objects: number; split: number; mergeS: number; fragmentsPerS: number; boxesPerS: number; grid: Vec3 };
   projection: Projection;
+  /** The CPU side (bench/cpu-sim.ts; per-task samples left out), and the command that made it. */
+  cpu?: CpuReport;
+  cpuCommand?: string;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -162,13 +167,17 @@ export async function simJob(costs: Costs | undefined, record: RunRecord, config
   };
 }
 
-/** Run the synthetic-em preset once for real on a small virtual volume: per-kind costs. */
+/**
+ * Run the synthetic-em preset once for real on a small virtual volume: per-kind costs. Its
+ * intermediate results are kept (the CPU part re-runs its paste tasks alone); the caller deletes
+ * `costs.zarr`.
+ */
 async function measureCosts(dir: string, quick: boolean, config: TesseraConfig, grid: ReturnType<typeof taskGraph>): Promise<Costs> {
   const shape: Vec3 = quick ? [32, 256, 384] : [64, 512, 512];
   // Seed 31: neither the bench volume (7) nor a tuning seed.
   const volume = `virtual:em?shape=${shape.join(',')}&seed=31&fg=0.01`;
   const out = path.join(dir, 'costs.zarr');
-  const { stdout } = await exec(process.execPath, [CLI, 'run', '--input', volume, '--output', out, '--preset', 'synthetic-em', '--json', '--overwrite'], { maxBuffer: 1 << 26, env: { ...process.env, TESSERA_LOG: 'error' } });
+  const { stdout } = await exec(process.execPath, [CLI, 'run', '--input', volume, '--output', out, '--preset', 'synthetic-em', '--json', '--overwrite', '--keep-work'], { maxBuffer: 1 << 26, env: { ...process.env, TESSERA_LOG: 'error' } });
   const r = JSON.parse(stdout.trim().split('\n').pop()!) as RunReport;
   const busy = (k: string) => (r.busySeconds[`task:${k}`] ?? 0) * 1000;
   const msPerVoxel: Record<string, number> = {};
@@ -202,8 +211,14 @@ async function measureCosts(dir: string, quick: boolean, config: TesseraConfig, 
     n += size;
   }
   costs.scale = SIM_MEAN_MS / (sum / n);
-  fs.rmSync(out, { recursive: true, force: true });
   return costs;
+}
+
+/** The CPU side: the instance tasks on generated FAFB-density data, paste re-run alone on the cost-model run's output. */
+async function cpuPart(dir: string, quick: boolean, costs: Costs): Promise<CpuReport> {
+  const measured = await runCpuSim({ dir, quick, costsOutput: path.join(dir, 'costs.zarr'), costsInput: costs.volume, log: say });
+  for (const k of [...measured.kinds, ...measured.empty]) delete k.samples;
+  return cpuReport(measured, project(costs).twoStageGpuH, costs.msPerVoxel.paste);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -369,7 +384,7 @@ function project(costs: Costs): Projection {
       `Both networks nnU-Net 3d_fullres size (≈ 30 M parameters), 95–145 Mvoxel/s per forward pass on an H100 with PyTorch CUDA (measured on the lent H100, stack.md); onnxruntime-node's CUDA provider assumed as fast (not measurable here: it cannot be fetched); stage one's network assumed as costly per voxel as stage two's (the research ran nnU-Net at both resolutions).`,
       `fafb preset: one-stage patch ${fafb.baseline.patch.join('×')} at step ${fafb.baseline.step} (nnU-Net's tile grid over the bounding box: ${oneStage.toFixed(2)} patch voxels per voxel); stage one at ${fafb.stage1.spacing.join('×')} nm, patch ${fafb.stage1.patch.join('×')}, step ${fafb.stage1.step} (${stage1.toFixed(3)} per full-res voxel); mirroring TTA (${tta}×) in every stage, as the preset sets it.`,
       `Stage two computes ${canvas.toFixed(3)} canvas voxels per input voxel: the synthetic EM data's measured density (${(costs.canvasesPerVoxel * 1e6).toFixed(2)} canvases of ${costs.canvasVoxels.toLocaleString('en-US')} voxels per 10⁶ voxels, 1 % foreground, synthetic-em preset on ${costs.volume}). FAFB's clefts are sparser than that within neuropil; this is the figure that decides the result and the one to replace with a stage-one sample of the real volume.`,
-      'Input I/O, queueing and the CPU tasks (boxes, paste, relabel, merging) overlap the GPU work and are left out.',
+      'Input I/O and queueing overlap the GPU work and are left out here; the CPU tasks (boxes, paste, labelling, the instance ids) are measured and extrapolated in "CPU side" below (the CPU-hours column).',
     ],
     voxels: V,
     oneStageTileVoxelsPerVoxel: r2(oneStage),
@@ -470,7 +485,12 @@ export async function runFafbSim(o: FafbSimOptions): Promise<FafbSim> {
       say(`scaling ${n}: ${JSON.stringify(scaling.at(-1))}`);
     }
 
-    // Part 4: the merger's box planning on fragments cut by chunk borders.
+    // Part 4: the CPU side (the cost-model run's output is still there).
+    say('CPU side: the instance tasks on generated data at FAFB density');
+    const cpu = await cpuPart(dir, quick, costs);
+    fs.rmSync(path.join(dir, 'costs.zarr'), { recursive: true, force: true });
+
+    // Part 5: the merger's box planning on fragments cut by chunk borders.
     say('merger: box planning');
     const grid: Vec3 = quick ? [4, 16, 16] : [10, 32, 32];
     const b = boxRun({ label: 'merger', volume: [grid[0] * 96, grid[1] * 1024, grid[2] * 1024], seed: 11, perChunk: 10 });
@@ -480,7 +500,8 @@ export async function runFafbSim(o: FafbSimOptions): Promise<FafbSim> {
       when: new Date().toISOString(),
       commit: (await exec('git', ['rev-parse', '--short', 'HEAD'], { cwd: HERE }).catch(() => ({ stdout: '?' }))).stdout.trim(),
       machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`,
-      quick, grid: { shape: FAFB_SHAPE, chunk: config.io.chunk, tasks, total }, costs, control, resume, scaling, merger, projection: project(costs),
+      quick, grid: { shape: FAFB_SHAPE, chunk: config.io.chunk, tasks, total }, costs, control, resume, scaling, merger, projection: project(costs), cpu,
+      cpuCommand: `npm run bench -- --fafb-sim${quick ? ' --quick' : ''}`,
     };
     if (o.json) fs.writeFileSync(o.json, JSON.stringify(result, null, 2) + '\n');
     return result;
@@ -509,7 +530,7 @@ export function formatFafbSim(r: FafbSim): string {
   L.push('', 'Target: publishing again ≤ 60 s after a restart with half the tasks done.', '');
   const k = r.costs;
   L.push('## Work rate with 1…N simulated GPU workers', '');
-  L.push(`Cost model, measured in one real run of the synthetic-em preset on \`${k.volume}\` (${int(k.voxels)} voxels, this machine's CPU): ms per voxel ${Object.entries(k.msPerVoxel).map(([n, v]) => `${n} ${(v * 1e6).toFixed(2)} × 10⁻⁶`).join(', ')}; stage two ${r2(k.msPerCanvas)} ms per canvas at ${(k.canvasesPerVoxel * 1e6).toFixed(2)} canvases per 10⁶ voxels (Poisson per block); merge ${r2(k.mergeMs)} ms and resolve ${r2(k.resolveMs)} ms per task. Modelled mean per FAFB task: ${Object.entries(k.fafbMeanMs).map(([n, v]) => `${n} ${v >= 1000 ? `${r2(v / 1000)} s` : `${r2(v)} ms`}`).join(', ')}; the simulation sleeps ${k.scale.toExponential(2)} × that (mean ${SIM_MEAN_MS} ms).`, '');
+  L.push(`Cost model, measured in one real run of the synthetic-em preset on \`${k.volume}\` (${int(k.voxels)} voxels, this machine's CPU): ms per voxel ${Object.entries(k.msPerVoxel).map(([n, v]) => `${n} ${(v * 1e6).toFixed(2)} × 10⁻⁶`).join(', ')}; stage two ${r2(k.msPerCanvas)} ms per canvas at ${(k.canvasesPerVoxel * 1e6).toFixed(2)} canvases per 10⁶ voxels (Poisson per block); ${k.mergeMs !== undefined ? `merge ${r2(k.mergeMs)} ms and ` : ''}resolve ${r2(k.resolveMs)} ms per task. Modelled mean per FAFB task: ${Object.entries(k.fafbMeanMs).map(([n, v]) => `${n} ${v >= 1000 ? `${r2(v / 1000)} s` : `${r2(v)} ms`}`).join(', ')}; the simulation sleeps ${k.scale.toExponential(2)} × that (mean ${SIM_MEAN_MS} ms).`, '');
   L.push('Each process is one simulated GPU worker (one task message at a time) plus one merger loop; work rate = simulated task milliseconds finished per wall second; efficiency = rate / (N × the 1-process rate).', '');
   L.push('| processes | lanes | seconds | tasks | work ms/s | efficiency |', '|--:|--:|--:|--:|--:|--:|');
   for (const x of r.scaling) L.push(`| ${x.processes} | ${x.lanes} | ${x.seconds} | ${int(x.tasks)} | ${int(x.workMsPerS)} | ${x.efficiency.toFixed(2)} |`);
@@ -518,16 +539,53 @@ export function formatFafbSim(r: FafbSim): string {
   L.push('## Merger', '');
   L.push(`Box planning (mergeFragments, the boxes task's work) on a ${m.grid.join(' × ')} grid of FAFB chunks, ~10 objects per chunk: ${int(m.objects)} objects cut into ${int(m.fragments)} fragments by chunk borders (${int(m.split)} extra pieces), merged in ${m.mergeS} s (each chunk's boxes task merges the fragments of its 27-chunk neighbourhood): **${int(m.fragmentsPerS)} fragments/s**, ${int(m.boxesPerS)} boxes/s, on one core (bench/scale.ts's measurement). The whole grid's ≈ ${int(Math.round((m.fragments / (m.grid[0] * m.grid[1] * m.grid[2])) * r.grid.tasks.boxes))} fragments at this density would take ≈ ${Math.round((m.fragments / (m.grid[0] * m.grid[1] * m.grid[2])) * r.grid.tasks.boxes / m.fragmentsPerS / 60)} min of one merger core.`, '');
   const p = r.projection;
+  const cpuH = r.cpu ? ` ${int(Math.round(r.cpu.totals.all[1]))} (${int(Math.round(r.cpu.totals.all[0]))} over the bounding box) |` : ' not measured |';
   L.push('## Projection: whole-FAFB GPU-hours on H100-class GPUs', '');
-  L.push('| | patch voxels per voxel (× TTA) | GPU-hours |', '|---|--:|--:|');
-  L.push(`| one-stage (nnU-Net sliding window) | ${p.oneStageTileVoxelsPerVoxel} × ${p.tta} | ${int(p.oneStageGpuH[0])}–${int(p.oneStageGpuH[1])} |`);
-  L.push(`| two-stage (stage one + canvases) | ${p.stage1TileVoxelsPerVoxel} + ${p.canvasVoxelsPerVoxel} × ${p.tta} | ${int(p.twoStageGpuH[0])}–${int(p.twoStageGpuH[1])} |`);
+  L.push('| | patch voxels per voxel (× TTA) | GPU-hours | CPU-hours (CPU side, neuropil) |', '|---|--:|--:|--:|');
+  L.push(`| one-stage (nnU-Net sliding window) | ${p.oneStageTileVoxelsPerVoxel} × ${p.tta} | ${int(p.oneStageGpuH[0])}–${int(p.oneStageGpuH[1])} | not measured (blend instead of paste) |`);
+  L.push(`| two-stage (stage one + canvases) | ${p.stage1TileVoxelsPerVoxel} + ${p.canvasVoxelsPerVoxel} × ${p.tta} | ${int(p.twoStageGpuH[0])}–${int(p.twoStageGpuH[1])} |${cpuH}`);
   L.push('', `Projected speed-up ${p.speedup}×; the research measured ${p.research.oneStageH} h → ${r2(p.research.twoStageH)} h (${p.research.speedup}×) for FAFB part 1 on one GPU. Assumptions:`, '');
   for (const a of p.assumptions) L.push(`- ${a}`);
   L.push('');
+  if (r.cpu) L.push(formatCpuReport(r.cpu, r.cpuCommand ?? 'npm run bench -- --fafb-sim'));
   return L.join('\n');
 }
 
+/**
+ * The CPU side alone (`node --import tsx bench/fafb-sim.ts --only cpu [--quick] [--json FILE]`):
+ * the cost-model run, then the CPU part; with --json, its figures replace the `cpu` field of that
+ * file's earlier full run, and the whole report is printed again from it.
+ */
+async function onlyCpu(argv: string[]): Promise<void> {
+  const quick = argv.includes('--quick');
+  const json = argv.includes('--json') ? argv[argv.indexOf('--json') + 1] : undefined;
+  const dir = path.resolve('bench-results', 'fafb-sim');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const config = simConfig();
+  const f = config.stage1.spacing.map((s, a) => s / config.spacing[a]) as unknown as Vec3;
+  const graph = taskGraph(config, FAFB_SHAPE, boxOfShape(FAFB_SHAPE), f);
+  say('measuring task costs (one real run of synthetic-em)');
+  const costs = await measureCosts(dir, quick, config, graph);
+  const cpu = await cpuPart(dir, quick, costs);
+  fs.rmSync(dir, { recursive: true, force: true });
+  const cpuCommand = `node --import tsx bench/fafb-sim.ts --only cpu${quick ? ' --quick' : ''}`;
+  const prev = json && fs.existsSync(json) ? (JSON.parse(fs.readFileSync(json, 'utf8')) as FafbSim) : undefined;
+  if (json && prev) {
+    const commit = (await exec('git', ['rev-parse', '--short', 'HEAD'], { cwd: HERE }).catch(() => ({ stdout: '?' }))).stdout.trim();
+    const next: FafbSim = { ...prev, cpu, cpuCommand: `${cpuCommand} (commit ${commit}, ${new Date().toISOString()})` };
+    fs.writeFileSync(json, JSON.stringify(next, null, 2) + '\n');
+    process.stdout.write(formatFafbSim(next));
+  } else {
+    if (json) fs.writeFileSync(json, JSON.stringify({ cpu, cpuCommand }, null, 2) + '\n');
+    process.stdout.write(formatCpuReport(cpu, cpuCommand));
+  }
+}
+
+if (process.argv[2] === '--only' && process.argv[3] === 'cpu') {
+  await onlyCpu(process.argv.slice(4));
+  process.exit(0);
+}
 // Entry point of a simulated worker process (see startSims).
 if (process.argv[2] === '--sim-worker') {
   await simProcess(process.argv[3], process.argv[4], process.argv[5], Number(process.argv[6]));

@@ -104,7 +104,8 @@ function faceRuns(labels: Uint32Array, ids: Float64Array, seg: Uint8Array, base:
   return { rows, cols, rowStart, start: Uint32Array.from(start), length: Uint32Array.from(length), id: Float64Array.from(id), cls: Uint8Array.from(cls) };
 }
 
-function encodeFace(f: FaceRuns): Uint8Array {
+/** One face as its border section (what borderSections writes for it). */
+export function encodeFace(f: FaceRuns): Uint8Array {
   return packColumns([Uint32Array.of(f.rows, f.cols), f.rowStart, f.start, f.length, f.id, f.cls]);
 }
 
