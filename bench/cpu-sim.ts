@@ -36,6 +36,7 @@ import type { TesseraConfig } from '../shared/config/config.ts';
 import { taskGraph } from '../shared/tasks/graph.ts';
 import type { TaskContext } from '../shared/tasks/context.ts';
 import { WorkStore } from '../shared/tasks/work.ts';
+import { type Section, numbered } from '../shared/tasks/work-sections.ts';
 import { Timings } from '../shared/run/timings.ts';
 import { createOutput, openOutputArrays } from '../shared/run/output.ts';
 import { silentLogger } from '../shared/log.ts';
@@ -111,14 +112,14 @@ class CountingWorkStore extends WorkStore {
   read = 0;
   written = 0;
 
-  override async readSections(kind: string, index: Vec3, which: readonly number[]): Promise<Uint8Array[]> {
-    const s = await super.readSections(kind, index, which);
+  override async readSections(kind: string, index: Vec3, keys: readonly string[]): Promise<Uint8Array[]> {
+    const s = await super.readSections(kind, index, keys);
     for (const b of s) this.read += b.byteLength;
     return s;
   }
 
-  override async writeSections(kind: string, index: Vec3, sections: readonly Uint8Array[]): Promise<void> {
-    for (const b of sections) this.written += b.byteLength;
+  override async writeSections(kind: string, index: Vec3, sections: readonly Section[]): Promise<void> {
+    for (const x of sections) for (const b of x.body) this.written += b.byteLength;
     await super.writeSections(kind, index, sections);
   }
 
@@ -253,7 +254,7 @@ async function generate(
     const w = f.chunkBox(c);
     const parts = f.partsOf(c);
     const border = borderOfParts(parts, w);
-    await work.writeSections('border', c, border);
+    await work.writeSections('border', c, numbered(border));
     st.borders++;
     st.border += border.reduce((s, b) => s + b.byteLength, 0) + 8 + 16 * border.length;
     if (!inRange(block, c)) continue;
@@ -268,7 +269,7 @@ async function generate(
     for (const p of parts) for (let a = 0; a < 3; a++) st.touch[a] += (p.box.begin[a] === w.begin[a] ? 1 : 0) + (p.box.end[a] === w.end[a] ? 1 : 0);
     if (runs.has(indexId(c))) {
       const r = packColumns([runsOfParts(parts, w)]);
-      await work.writeSections('runs', c, [r]);
+      await work.writeSections('runs', c, [{ key: 'runs', header: null, body: [r] }]);
       st.runs += r.byteLength;
     }
   }
@@ -293,7 +294,7 @@ async function leafInputs(ctx: TaskContext, region: Range3, run: Range3): Promis
 async function childInputs(ctx: TaskContext, level: number, b: Vec3, run: Range3): Promise<number> {
   let n = 0;
   for (const k of regionChildren(b, level, ctx.config.io.mergeFanIn, run)) {
-    const [s] = await ctx.work.readSections(`merge${level - 1}`, k, [0]);
+    const [s] = await ctx.work.readSections(`merge${level - 1}`, k, ['summary']);
     n += decodeSummary(s, 'input').open.key.length;
   }
   return n;
@@ -331,7 +332,7 @@ async function stepKind(plan: Plan, kind: string, region = plan.region, level = 
     for (const b of bs) {
       const s = await measure(ctx.work, () => mergeTask(ctx, l, b));
       s.input = l === 1 ? await leafInputs(ctx, regionChunks(b, 1, fanIn, run), run) : await childInputs(ctx, l, b, run);
-      const [out] = await ctx.work.readSections(kind, b, [0]);
+      const [out] = await ctx.work.readSections(kind, b, ['summary']);
       const sum = decodeSummary(out, kind);
       Object.assign(s, { open: sum.open.key.length, parts: sum.part.length, edges: sum.edgeA.length });
       samples.push(s);
@@ -354,7 +355,7 @@ async function stepKind(plan: Plan, kind: string, region = plan.region, level = 
 async function writeParentDown(ctx: TaskContext, level: number, b: Vec3, run: Range3, f: ObjectField): Promise<void> {
   const fanIn = ctx.config.io.mergeFanIn;
   if (level >= treeLevels(run, fanIn)) return;
-  const [s] = await ctx.work.readSections(`merge${level}`, b, [0]);
+  const [s] = await ctx.work.readSections(`merge${level}`, b, ['summary']);
   const open = decodeSummary(s, 'block summary').open;
   const n = open.key.length;
   const down: Down = { key: open.key.slice(), final: new Float64Array(n), row: emptyRows(n) };
@@ -368,7 +369,7 @@ async function writeParentDown(ctx: TaskContext, level: number, b: Vec3, run: Ra
   const p = regionParent(b, fanIn);
   const kids = regionChildren(p, level + 1, fanIn, run);
   const none = encodeDown({ key: new Float64Array(0), final: new Float64Array(0), row: emptyRows(0) });
-  await ctx.work.writeSections(`resolve${level + 1}`, p, kids.map((k) => (k.every((v, a) => v === b[a]) ? encodeDown(down) : none)));
+  await ctx.work.writeSections(`resolve${level + 1}`, p, kids.map((k) => ({ key: indexId(k), header: null, body: [k.every((v, a) => v === b[a]) ? encodeDown(down) : none] })));
 }
 
 /** The generated object a part id (1 + raster index of the part's first voxel) belongs to, from its chunk's parts. */
@@ -408,8 +409,7 @@ async function stepVerify(plan: Plan): Promise<{ checked: number; spanning: numb
   forRange(regionChunks(plan.region, plan.level, fanIn, run), (c) => cs.push(c));
   for (const c of cs) {
     const r = regionParent(c, fanIn);
-    const at = regionChildren(r, 1, fanIn, run).findIndex((k) => k.every((v, a) => v === c[a]));
-    const [b] = await ctx.work.readSections('resolve1', r, [at]);
+    const [b] = await ctx.work.readSections('resolve1', r, [indexId(c)]);
     const down = decodeDown(b, `resolve1 ${indexId(r)}`);
     for (let i = 0; i < down.key.length; i++) {
       const o = objectOf(down.key[i]);
@@ -503,7 +503,7 @@ async function stepLabel(plan: Plan, chunks: Vec3[], density: number): Promise<K
 async function sameFiles(real: WorkStore, gen: WorkStore, c: Vec3, parts: ReturnType<ObjectField['partsOf']>, w: Box): Promise<boolean> {
   const table = fs.readFileSync(real.path('label', c, 'json'), 'utf8') === JSON.stringify(labelTable(parts));
   const border = Buffer.compare(fs.readFileSync(real.path('border', c, 'bin')), fs.readFileSync(gen.path('border', c, 'bin'))) === 0;
-  const [runs] = await real.readSections('runs', c, [0]);
+  const [runs] = await real.readSections('runs', c, ['runs']);
   return table && border && Buffer.compare(Buffer.from(runs), Buffer.from(packColumns([runsOfParts(parts, w)]))) === 0;
 }
 
@@ -591,7 +591,7 @@ async function stepTopGen(plan: Plan, spec: TopSpec): Promise<{ input: number; p
   for (const [ki, k] of kids.entries()) {
     const s = builders[ki].summary(spec.edgesPerOpen, rng);
     input += s.open.key.length; parts += s.part.length; edges += s.edgeA.length;
-    await work.writeSections(`merge${spec.level - 1}`, k, [encodeSummary(s)]);
+    await work.writeSections(`merge${spec.level - 1}`, k, [{ key: 'summary', header: null, body: [encodeSummary(s)] }]);
   }
   return { input, parts, edges };
 }
@@ -652,7 +652,7 @@ async function stepTop(plan: Plan, spec: TopSpec): Promise<{ merge: TaskSample; 
   if (spec.warm) await mergeTask(ctx, spec.level, spec.region);
   const merge = await measure(work, () => mergeTask(ctx, spec.level, spec.region));
   const mergePeakMiB = Math.round(process.resourceUsage().maxRSS / 1024);
-  const [s] = await work.readSections(`merge${spec.level}`, spec.region, [0]);
+  const [s] = await work.readSections(`merge${spec.level}`, spec.region, ['summary']);
   const open = decodeSummary(s, 'top').open;
   if (spec.level < treeLevels(run, ctx.config.io.mergeFanIn)) {
     // Every open object final as it is: what the parent says does not change the work here.
@@ -660,7 +660,7 @@ async function stepTop(plan: Plan, spec: TopSpec): Promise<{ merge: TaskSample; 
     const kids = regionChildren(p, spec.level + 1, ctx.config.io.mergeFanIn, run);
     const down: Down = { key: open.key, final: open.key, row: open };
     const none = encodeDown({ key: new Float64Array(0), final: new Float64Array(0), row: emptyRows(0) });
-    await work.writeSections(`resolve${spec.level + 1}`, p, kids.map((k) => (k.every((v, a) => v === spec.region[a]) ? encodeDown(down) : none)));
+    await work.writeSections(`resolve${spec.level + 1}`, p, kids.map((k) => ({ key: indexId(k), header: null, body: [k.every((v, a) => v === spec.region[a]) ? encodeDown(down) : none] })));
   }
   if (spec.warm) await resolveTask(ctx, spec.level, spec.region);
   const resolve = await measure(work, () => resolveTask(ctx, spec.level, spec.region));

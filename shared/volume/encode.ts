@@ -94,11 +94,31 @@ function bitsOf(a: TypedArray): Uint8Array | Uint16Array | Uint32Array | BigUint
   }
 }
 
-export function isAllFill(a: TypedArray, fill: TypedArray): boolean {
-  const v = bitsOf(a);
-  const f = bitsOf(fill)[0];
-  for (let i = 0; i < v.length; i++) if (v[i] !== f) return false;
+/**
+ * The bits of `a` as unsigned words of at most 4 bytes, `per` words an element: 8-byte elements
+ * (uint64 ids) are compared as two uint32 words, since reading a BigUint64Array makes a BigInt
+ * per element (2.4 s to scan one FAFB chunk of uint64 ids).
+ */
+function wordsOf(a: TypedArray): { w: Uint8Array | Uint16Array | Uint32Array; per: number } {
+  if (a.BYTES_PER_ELEMENT === 8) return { w: new Uint32Array(a.buffer, a.byteOffset, 2 * a.length), per: 2 };
+  return { w: bitsOf(a) as Uint8Array | Uint16Array | Uint32Array, per: 1 };
+}
+
+/** Words [from, to) of `w` all equal the fill's words (`f`, `per` of them, repeating). */
+function wordsAreFill(w: Uint8Array | Uint16Array | Uint32Array, from: number, to: number, f: ArrayLike<number>, per: number): boolean {
+  if (per === 1) {
+    const f0 = f[0];
+    for (let i = from; i < to; i++) if (w[i] !== f0) return false;
+    return true;
+  }
+  const f0 = f[0], f1 = f[1];
+  for (let i = from; i < to; i += 2) if (w[i] !== f0 || w[i + 1] !== f1) return false;
   return true;
+}
+
+export function isAllFill(a: TypedArray, fill: TypedArray): boolean {
+  const { w, per } = wordsOf(a);
+  return wordsAreFill(w, 0, w.length, wordsOf(fill).w, per);
 }
 
 /**
@@ -106,13 +126,13 @@ export function isAllFill(a: TypedArray, fill: TypedArray): boolean {
  * row in place, so a chunk of fill costs a scan and no copy (most of a sparse segmentation).
  */
 export function isFillRegion(src: Array3, region: Box, fill: TypedArray): boolean {
-  const v = bitsOf(src.data);
-  const f = bitsOf(fill)[0];
+  const { w, per } = wordsOf(src.data);
+  const f = wordsOf(fill).w;
   const [, H, W] = src.shape;
   for (let z = region.begin[0]; z < region.end[0]; z++) {
     for (let y = region.begin[1]; y < region.end[1]; y++) {
       const row = (z * H + y) * W;
-      for (let i = row + region.begin[2], end = row + region.end[2]; i < end; i++) if (v[i] !== f) return false;
+      if (!wordsAreFill(w, (row + region.begin[2]) * per, (row + region.end[2]) * per, f, per)) return false;
     }
   }
   return true;

@@ -520,3 +520,22 @@ test('writeSynth --shard: a Zarr v3 (NGFF 0.5) input with small inner chunks hol
   assert.equal(reader.decoded(), 4 * 32);
   await assert.rejects(writeSynth({ kind: 'em', shape, seed: 3, out: path.join(dir, 'bad.zarr'), chunks: [4, 16, 16], shard: [4, 32, 32] }), /must be a multiple of the inner chunk/);
 });
+
+test('uint64 ids: a chunk-aligned write keeps every id bit for bit, leaves all-zero storage chunks without a file, and tells 2^32 from 0', async () => {
+  const dir = tmpDir();
+  try {
+    const a = await createArray(path.join(dir, 'ids.zarr', 'a'), { shape: [2, 8, 8], chunks: [1, 4, 4], dtype: 'uint64' });
+    const ids = new BigUint64Array(2 * 8 * 8);
+    // Only the high word set (2^32), only the low word set, and a FAFB-sized id, each in its own storage chunk.
+    ids[0] = 2n ** 32n;
+    ids[1 * 64 + 5] = 7n;
+    ids[1 * 64 + 4 * 8 + 6] = 8_000_000_000_000_123n;
+    await writeRegion(a, boxOfShape([2, 8, 8]), array3(ids as unknown as Uint32Array, [2, 8, 8]));
+    const back = (await readRegion(a, boxOfShape([2, 8, 8]))).data as unknown as BigUint64Array;
+    assert.deepEqual(Array.from(back), Array.from(ids));
+    // Three of the eight storage chunks hold an id; the rest are all fill and get no file.
+    assert.equal(listFiles(path.join(dir, 'ids.zarr', 'a')).filter((f) => !f.startsWith('.')).length, 3);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
