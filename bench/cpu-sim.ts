@@ -38,6 +38,7 @@ import type { TaskContext } from '../shared/tasks/context.ts';
 import { WorkStore } from '../shared/tasks/work.ts';
 import { type Section, numbered } from '../shared/tasks/work-sections.ts';
 import { Timings } from '../shared/run/timings.ts';
+import { BufferPool } from '../shared/array/pool.ts';
 import { createOutput, openOutputArrays } from '../shared/run/output.ts';
 import { silentLogger } from '../shared/log.ts';
 import { array3 } from '../shared/array/array3.ts';
@@ -139,7 +140,11 @@ class CountingWorkStore extends WorkStore {
 async function simContext(plan: Plan, work = new CountingWorkStore(path.join(plan.dir, 'out', '.work'))): Promise<TaskContext & { work: CountingWorkStore }> {
   const config = fafbConfig();
   const out = await openOutputArrays(path.join(plan.dir, 'out'), false);
-  const ctx = { config, graph: fafbGraph(config), work, timings: new Timings(), out, src: { io: { concurrency: config.io.concurrency } }, log: silentLogger() };
+  const graph = fafbGraph(config);
+  const chunkVoxels = graph.chunk[0] * graph.chunk[1] * graph.chunk[2];
+  // As taskContext's: the label and id arrays of a chunk come from (and go back to) the pool.
+  const pasteBuffers = new BufferPool(2 * 4 * chunkVoxels, chunkVoxels);
+  const ctx = { config, graph, work, timings: new Timings(), out, src: { io: { concurrency: config.io.concurrency } }, log: silentLogger(), pasteBuffers };
   return ctx as unknown as TaskContext & { work: CountingWorkStore };
 }
 

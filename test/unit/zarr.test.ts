@@ -522,7 +522,7 @@ test('writeSynth --shard: a Zarr v3 (NGFF 0.5) input with small inner chunks hol
 });
 
 test('uint64 ids: a chunk-aligned write keeps every id bit for bit, leaves all-zero storage chunks without a file, and tells 2^32 from 0', async () => {
-  const dir = tmpDir();
+  const dir = tmpDir(undefined, "tessera-uint64-");
   try {
     const a = await createArray(path.join(dir, 'ids.zarr', 'a'), { shape: [2, 8, 8], chunks: [1, 4, 4], dtype: 'uint64' });
     const ids = new BigUint64Array(2 * 8 * 8);
