@@ -394,8 +394,10 @@ export function neighbourhoodFragments(
         const cells = intersect(o, chunkBox(n, chunk, volume));
         if (isEmpty(cells)) continue;
         const b = intersect(grow(cells, margin), volume);
-        // Unique per (object, chunk): the object's number, then which of the 27 chunks around its anchor.
-        const id = ((anchor * 64 + i) * 27 + (z - az + 1) * 9 + (y - ay + 1) * 3 + (x - ax + 1)) + 1;
+        // Unique per (object, chunk): the anchor chunk, the object's number there (< 2^16: a few
+        // hundred at FAFB density), then which of the 27 chunks around its anchor.
+        if (i >= 65536) throw new RangeError(`${objs.length} objects anchored in one chunk: more than the ids here can number`);
+        const id = ((anchor * 65536 + i) * 27 + (z - az + 1) * 9 + (y - ay + 1) * 3 + (x - ax + 1)) + 1;
         fragments.push({ id, block: n, cells, box: b, score: volumeOf(cells), tiles: tilesMeeting(b, lattice) });
         if (z === c[0] && y === c[1] && x === c[2]) own++;
       }
