@@ -151,8 +151,17 @@ program.command('bench')
   .option('--quick', 'a small volume, for a smoke test')
   .option('--scale', 'instead: the scale benchmark (scheduler over the full FAFB grid, box planning on 10⁶ boxes; no models)')
   .option('--distributed', 'instead: embedded vs NATS with 1 and 2 workers, and the coordinator\'s control plane over the FAFB grid (starts its own nats-server)')
+  .option('--chaos', 'instead: the chaos benchmark (distributed runs under ≥ --kills random faults of every role over its own nats-server; outputs compared bit for bit with the embedded runs; writes bench/chaos figures)')
+  .option('--kills <n>', 'faults in all for --chaos (default 100; --quick: 12)', positiveIntArg('--kills'))
   .option('--fafb-sim', 'instead: the FAFB scale simulation (the real coordinator, workers and merger at full FAFB size over its own nats-server, cost-model workers; writes bench/fafb-sim figures)')
   .action(async (o) => {
+    if (o.chaos) {
+      const { formatChaosReport, runChaosBench } = await import('../../bench/chaos.ts');
+      const r = await runChaosBench({ dir: o.dir === 'bench-results' ? undefined : o.dir, quick: o.quick, kills: o.kills, seed: o.seed === 7 ? undefined : o.seed, json: o.json });
+      process.stdout.write(formatChaosReport(r));
+      if (!r.passed) process.exitCode = 1;
+      return;
+    }
     if (o.fafbSim) {
       process.stdout.write(formatFafbSim(await runFafbSim({ dir: o.dir, quick: o.quick, json: o.json })));
       return;

@@ -37,6 +37,8 @@ export interface NatsServer {
   start(): Promise<void>;
   /** Stop for good and remove the store. */
   close(): Promise<void>;
+  /** Send `signal` (SIGKILL: the store is left as a crash leaves it) and wait for the exit. */
+  kill(signal: NodeJS.Signals): Promise<void>;
 }
 
 export async function startNats(o: { user?: string; password?: string; token?: string; tls?: { cert: string; key: string } } = {}): Promise<NatsServer> {
@@ -67,6 +69,12 @@ export async function startNats(o: { user?: string; password?: string; token?: s
       const p = proc;
       if (!p || p.exitCode !== null) return;
       await new Promise<void>((r) => { p.once('exit', () => r()); p.kill('SIGTERM'); });
+      proc = undefined;
+    },
+    async kill(signal) {
+      const p = proc;
+      if (!p || p.exitCode !== null) return;
+      await new Promise<void>((r) => { p.once('exit', () => r()); p.kill(signal); });
       proc = undefined;
     },
     async close() {
