@@ -21,9 +21,10 @@ import type { Array3 } from '../shared/array/array3.ts';
 import { linePlot } from './png.ts';
 import { loadConfig } from '../shared/config/load.ts';
 import { measureCanvasEffect, type CanvasEffect } from './canvas-effect.ts';
+import { PACKAGE_ROOT } from '../shared/config/load.ts';
 
 const exec = promisify(execFile);
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/tessera.mjs');
+const CLI = path.join(PACKAGE_ROOT, 'bin', 'tessera.mjs');
 
 export interface BenchOptions {
   kind?: 'em' | 'ct';

@@ -14,15 +14,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { connect } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { mulberry32 } from '../shared/synth/random.ts';
 import { writeSynth } from '../shared/run/synth.ts';
 import { type NatsServer, startNats } from '../test/helpers/nats.ts';
+import { PACKAGE_ROOT } from '../shared/config/load.ts';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CLI = path.resolve(HERE, '../bin/tessera.mjs');
+const CLI = path.join(PACKAGE_ROOT, 'bin', 'tessera.mjs');
 const say = (s: string) => process.stderr.write(s + '\n');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -137,6 +136,16 @@ function spawnService(role: Service, n: number, args: string[], logDir: string, 
   return { role, n, p, stdout, exit, final };
 }
 
+interface ClusterOptions {
+  nats: NatsServer;
+  run: string;
+  input: string;
+  output: string;
+  config: string;
+  logDir: string;
+  rng: () => number;
+}
+
 /**
  * The run's processes under a supervisor: whatever exits is started again after a short delay
  * while the run is on (a coordinator only when no other is running), until a coordinator with
@@ -152,10 +161,10 @@ class Cluster {
   coordinatorArgs: string[];
   final: boolean;
 
-  constructor(
-    private readonly o: { nats: NatsServer; run: string; input: string; output: string; config: string; logDir: string; rng: () => number },
-    roi: string | undefined, final: boolean,
-  ) {
+  private readonly o: ClusterOptions;
+
+  constructor(o: ClusterOptions, roi: string | undefined, final: boolean) {
+    this.o = o;
     this.coordinatorArgs = this.coordinatorFlags(roi);
     this.final = final;
   }

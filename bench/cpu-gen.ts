@@ -97,7 +97,9 @@ export class ObjectField {
   private readonly kept = new Map<number, GenObject[]>();
   private readonly cap: number;
 
-  constructor(readonly o: FieldOptions) {
+  readonly o: FieldOptions;
+  constructor(o: FieldOptions) {
+    this.o = o;
     this.grid = o.volume.map((v, a) => Math.ceil(v / o.chunk[a])) as unknown as Vec3;
     this.bounds = box([0, 0, 0], o.volume);
     if (o.hi.some((h, a) => h >= o.chunk[a] || o.lo[a] < 1 || o.lo[a] > h)) throw new RangeError('object extents must lie in [1, chunk)');

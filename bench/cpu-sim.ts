@@ -52,6 +52,7 @@ import { mulberry32 } from '../shared/synth/random.ts';
 import { type GenObject, ObjectField, borderOfParts, labelTable, runsOfParts } from './cpu-gen.ts';
 import { faceObjects, fafbTissue, reductionModel } from './cpu-model.ts';
 import { FAFB_SHAPE, boxRun } from './scale.ts';
+import { loaderArgs } from '../shared/runtime.ts';
 
 const exec = promisify(execFile);
 const r2 = (x: number) => Math.round(x * 100) / 100;
@@ -766,7 +767,7 @@ let stepCpuS = 0;
 /** One step in a fresh process (its peak RSS is the step's own). */
 async function step<T>(plan: Plan, name: string, arg?: unknown): Promise<T> {
   const planFile = path.join(plan.dir, 'plan.json');
-  const { stdout } = await exec(process.execPath, ['--expose-gc', '--import', 'tsx', fileURLToPath(import.meta.url), '--cpu-step', name, planFile, JSON.stringify(arg ?? null)], { maxBuffer: 1 << 26 });
+  const { stdout } = await exec(process.execPath, ['--expose-gc', ...loaderArgs(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url), '--cpu-step', name, planFile, JSON.stringify(arg ?? null)], { maxBuffer: 1 << 26 });
   const { result, cpuS } = JSON.parse(stdout) as { result: T; cpuS: number };
   stepCpuS += cpuS;
   return result;

@@ -22,10 +22,11 @@ import type { RunReport } from '../shared/run/embedded.ts';
 import { busExecutor } from '../services/coordinator/executor.ts';
 import { startNats } from '../test/helpers/nats.ts';
 import { FAFB_FACTOR, FAFB_SHAPE } from './scale.ts';
+import { loaderArgs } from '../shared/runtime.ts';
+import { PACKAGE_ROOT } from '../shared/config/load.ts';
 
 const exec = promisify(execFile);
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CLI = path.resolve(HERE, '../bin/tessera.mjs');
+const CLI = path.join(PACKAGE_ROOT, 'bin', 'tessera.mjs');
 const say = (s: string) => process.stderr.write(s + '\n');
 
 export interface DistributedBenchOptions {
@@ -96,7 +97,7 @@ export async function controlPlane(url: string, prefix: number, nats: Partial<Te
   await ensureRunStreams(jsm, names, n);
   await jsm.streams.purge(names.tasksStream);
   await freshResultsConsumer(jsm, names, n);
-  const children: ChildProcess[] = (['worker', 'worker', 'merger'] as const).map((role) => spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--noop-worker', url, run, role], { stdio: 'inherit' }));
+  const children: ChildProcess[] = (['worker', 'worker', 'merger'] as const).map((role) => spawn(process.execPath, [...loaderArgs(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url), '--noop-worker', url, run, role], { stdio: 'inherit' }));
 
   const ac = new AbortController();
   const bus = await busExecutor({ nc, names, expect: { run, kinds: graph.kinds.map((k) => k.name) }, nats: n, epoch: 1, log: silentLogger(), signal: ac.signal });

@@ -39,10 +39,12 @@ import { startNats } from '../test/helpers/nats.ts';
 import { FAFB_SHAPE, boxRun } from './scale.ts';
 import { runCpuSim } from './cpu-sim.ts';
 import { type CpuReport, cpuReport, formatCpuReport } from './cpu-report.ts';
+import { loaderArgs } from '../shared/runtime.ts';
+import { PACKAGE_ROOT } from '../shared/config/load.ts';
 
 const exec = promisify(execFile);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CLI = path.resolve(HERE, '../bin/tessera.mjs');
+const CLI = path.join(PACKAGE_ROOT, 'bin', 'tessera.mjs');
 const say = (s: string) => process.stderr.write(`[fafb-sim ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
 const r2 = (x: number) => Math.round(x * 100) / 100;
 
@@ -228,7 +230,7 @@ async function cpuPart(dir: string, quick: boolean, costs: Costs): Promise<CpuRe
 function startSims(url: string, run: string, costsFile: string, n: number, concurrency: number): ChildProcess[] {
   // TESSERA_SIM_PROFILE=<dir>: the simulated workers write CPU profiles there (they exit on SIGTERM).
   const prof = process.env.TESSERA_SIM_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.TESSERA_SIM_PROFILE}`] : [];
-  return Array.from({ length: n }, () => spawn(process.execPath, [...prof, '--import', 'tsx', fileURLToPath(import.meta.url), '--sim-worker', url, run, costsFile, String(concurrency)], { stdio: ['ignore', 'ignore', 'inherit'] }));
+  return Array.from({ length: n }, () => spawn(process.execPath, [...prof, ...loaderArgs(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url), '--sim-worker', url, run, costsFile, String(concurrency)], { stdio: ['ignore', 'ignore', 'inherit'] }));
 }
 
 async function simProcess(url: string, run: string, costsFile: string, concurrency: number): Promise<void> {
@@ -443,7 +445,7 @@ export async function runFafbSim(o: FafbSimOptions): Promise<FafbSim> {
     const resume: FafbSim['resume'] = [];
     // Each restart is a fresh coordinator process (its memory is its own, not this process's).
     const restart = async (label: string, doneTasks: number) => {
-      const { stdout } = await exec(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--restart', nats.url, 'sim-control', out], { maxBuffer: 1 << 24 });
+      const { stdout } = await exec(process.execPath, [...loaderArgs(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url), '--restart', nats.url, 'sim-control', out], { maxBuffer: 1 << 24 });
       const r = JSON.parse(stdout) as { openS: number; firstResultS: number; peakRssMB: number };
       resume.push({ label, doneTasks, openS: r2(r.openS), publishingS: r2(r.firstResultS), peakRssMB: r.peakRssMB });
       say(`restart (${label}): ${JSON.stringify(resume.at(-1))}`);

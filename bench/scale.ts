@@ -158,7 +158,9 @@ class MemWatch {
   private last = 0;
   private timer?: NodeJS.Timeout;
   readonly peak: MemPeak;
-  constructor(private readonly extra?: () => void) {
+  private readonly extra?: () => void;
+  constructor(extra?: () => void) {
+    this.extra = extra;
     gc();
     const m = process.memoryUsage();
     this.peak = {
@@ -341,10 +343,21 @@ export function anchoredObjects(c: Vec3, chunk: Vec3, volume: Box, seed: number,
  */
 export class ObjectCache {
   private readonly map = new Map<number, Box[]>();
-  constructor(
-    private readonly grid: Vec3, private readonly chunk: Vec3, private readonly volume: Box,
-    private readonly seed: number, private readonly perChunk: number, private readonly cap: number,
-  ) {}
+  private readonly grid: Vec3;
+  private readonly chunk: Vec3;
+  private readonly volume: Box;
+  private readonly seed: number;
+  private readonly perChunk: number;
+  private readonly cap: number;
+
+  constructor(grid: Vec3, chunk: Vec3, volume: Box, seed: number, perChunk: number, cap: number) {
+    this.grid = grid;
+    this.chunk = chunk;
+    this.volume = volume;
+    this.seed = seed;
+    this.perChunk = perChunk;
+    this.cap = cap;
+  }
 
   get(c: Vec3): Box[] {
     const key = (c[0] * this.grid[1] + c[1]) * this.grid[2] + c[2];

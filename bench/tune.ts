@@ -22,9 +22,10 @@ import { evaluateOutput } from '../shared/run/eval.ts';
 import { writeSynth } from '../shared/run/synth.ts';
 import { DEFAULT_SHAPE } from './bench.ts';
 import { loadConfig } from '../shared/config/load.ts';
+import { PACKAGE_ROOT } from '../shared/config/load.ts';
 
 const exec = promisify(execFile);
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../bin/tessera.mjs');
+const CLI = path.join(PACKAGE_ROOT, 'bin', 'tessera.mjs');
 
 type Kind = 'em' | 'ct';
 type Override = Record<string, Record<string, unknown>>;

@@ -6,7 +6,10 @@
 export class Lru<T> {
   private readonly map = new Map<string, { p: Promise<T>; cost: number }>();
   private total = 0;
-  constructor(private readonly max: number) {}
+  private readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
 
   /**
    * `cost` may be a function of the loaded value (a result's size is known only once read): the

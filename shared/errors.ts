@@ -14,8 +14,10 @@ export abstract class TesseraError extends Error {
 export class ConfigError extends TesseraError {
   readonly _tag = 'ConfigError' as const;
   readonly permanent = true;
-  constructor(readonly key: string, message: string, options?: { cause?: unknown }) {
+  readonly key: string;
+  constructor(key: string, message: string, options?: { cause?: unknown }) {
     super(`config ${key}: ${message}`, options);
+    this.key = key;
     this.name = 'ConfigError';
   }
 }
@@ -24,8 +26,12 @@ export class ConfigError extends TesseraError {
 export class InputError extends TesseraError {
   readonly _tag = 'InputError' as const;
   readonly permanent = true;
-  constructor(readonly path: string, message: string, readonly chunk?: string, options?: { cause?: unknown }) {
+  readonly path: string;
+  readonly chunk?: string;
+  constructor(path: string, message: string, chunk?: string, options?: { cause?: unknown }) {
     super(`${path}${chunk ? ` (chunk ${chunk})` : ''}: ${message}`, options);
+    this.path = path;
+    this.chunk = chunk;
     this.name = 'InputError';
   }
 }
@@ -34,8 +40,10 @@ export class InputError extends TesseraError {
 export class ModelError extends TesseraError {
   readonly _tag = 'ModelError' as const;
   readonly permanent = true;
-  constructor(readonly path: string, message: string, options?: { cause?: unknown }) {
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
     super(`model ${path}: ${message}`, options);
+    this.path = path;
     this.name = 'ModelError';
   }
 }
@@ -44,8 +52,10 @@ export class ModelError extends TesseraError {
 export class MessageError extends TesseraError {
   readonly _tag = 'MessageError' as const;
   readonly permanent = true;
-  constructor(readonly subject: string, message: string, options?: { cause?: unknown }) {
+  readonly subject: string;
+  constructor(subject: string, message: string, options?: { cause?: unknown }) {
     super(`message on ${subject}: ${message}`, options);
+    this.subject = subject;
     this.name = 'MessageError';
   }
 }
@@ -54,8 +64,10 @@ export class MessageError extends TesseraError {
 export class OutputError extends TesseraError {
   readonly _tag = 'OutputError' as const;
   readonly permanent = false;
-  constructor(readonly path: string, message: string, options?: { cause?: unknown }) {
+  readonly path: string;
+  constructor(path: string, message: string, options?: { cause?: unknown }) {
     super(`output ${path}: ${message}`, options);
+    this.path = path;
     this.name = 'OutputError';
   }
 }
@@ -67,8 +79,10 @@ export class OutputError extends TesseraError {
 export class TaskError extends TesseraError {
   readonly _tag = 'TaskError' as const;
   readonly permanent = true;
-  constructor(readonly task: string, message: string, options?: { cause?: unknown }) {
+  readonly task: string;
+  constructor(task: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
+    this.task = task;
     this.name = 'TaskError';
   }
 }

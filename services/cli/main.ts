@@ -1,7 +1,7 @@
 // The `tessera` command: thin wiring of flags onto the library (shared/). Every command is
 // one library call; errors print one line naming the cause and exit non-zero.
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { createLogger, evaluateOutput, isTesseraError, oneLine, runEmbedded, writeSynth } from '../../shared/index.ts';
+import { createLogger, evaluateOutput, isTesseraError, oneLine, parseBox, runEmbedded, writeSynth } from '../../shared/index.ts';
 import { configFromFlags, intArg, positiveIntArg, progressBar, runFlags, spacingArg, stopSignals, vec3Arg } from './flags.ts';
 import { writeModelCard } from '../../shared/infer/card.ts';
 import { printReport } from './report.ts';
@@ -11,10 +11,6 @@ import { statusCommand } from './status.ts';
 import { viewCommand } from './view.ts';
 import { writeReport } from '../../shared/report/report.ts';
 import { runDistributed } from './distributed.ts';
-import { runBench } from '../../bench/bench.ts';
-import { formatScaleReport, runScaleBench } from '../../bench/scale.ts';
-import { formatDistributedReport, runDistributedBench } from '../../bench/distributed.ts';
-import { formatFafbSim, runFafbSim } from '../../bench/fafb-sim.ts';
 import { runDemo } from './demo.ts';
 
 // Usage errors exit 2 like every other bad input (commander's default is 1, which means
@@ -86,7 +82,7 @@ program.command('report <output>')
 
 program.command('eval')
   .description('score a segmentation against ground truth (Dice, IoU, surface Dice, HD95, AP)')
-  .requiredOption('--pred <out.zarr>', 'output group of tessera run')
+  .requiredOption('--pred <out.zarr>', 'a tessera output, or anyone\'s prediction: an NGFF label image or a bare Zarr array of class ids (uint8 or any integer type; a bare one takes the truth\'s voxel size)')
   .requiredOption('--gt <vol.zarr>', 'input volume with labels/gt, or a label image')
   .option('--tolerance <t>', 'surface Dice tolerance in the spacing unit (default: the finest voxel side)', parseFloat)
   .option('--spacing <Z,Y,X>', 'voxel size of a bare --gt label array that has no NGFF scale', (v: string) => {
@@ -94,9 +90,15 @@ program.command('eval')
     if (p.length !== 3 || !p.every((x) => x > 0)) throw new InvalidArgumentError('--spacing must be Z,Y,X positive numbers');
     return p;
   })
+  .option('--roi <Z0:Z1,Y0:Y1,X0:X1>', 'score this region of both (default: the tessera run\'s ROI, else the whole volume)', (v: string) => {
+    const roi = parseBox(v);
+    if (!roi) throw new InvalidArgumentError('--roi must be Z0:Z1,Y0:Y1,X0:X1');
+    return roi;
+  })
+  .option('--foreground', 'score every nonzero voxel as foreground (class 1): for arrays of instance ids rather than class ids')
   .option('--json', 'print one JSON object on stdout')
   .action(async (o) => {
-    const r = await evaluateOutput({ pred: o.pred, gt: o.gt, tolerance: o.tolerance, spacing: o.spacing });
+    const r = await evaluateOutput({ pred: o.pred, gt: o.gt, tolerance: o.tolerance, spacing: o.spacing, roi: o.roi, foreground: o.foreground });
     if (o.json) {
       process.stdout.write(JSON.stringify(r) + '\n');
       return;
@@ -155,26 +157,35 @@ program.command('bench')
   .option('--kills <n>', 'faults in all for --chaos (default 100; --quick: 12)', positiveIntArg('--kills'))
   .option('--fafb-sim', 'instead: the FAFB scale simulation (the real coordinator, workers and merger at full FAFB size over its own nats-server, cost-model workers; writes bench/fafb-sim figures)')
   .action(async (o) => {
+    // Benchmarks load only here (a worker never imports them); a packed install leaves them out.
+    const bench = <T>(load: () => Promise<T>): Promise<T> => load().catch((err) => {
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+      throw new InvalidArgumentError('the benchmarks run from a clone of the repository (bench/ is not in the installed package)');
+    });
     if (o.chaos) {
-      const { formatChaosReport, runChaosBench } = await import('../../bench/chaos.ts');
+      const { formatChaosReport, runChaosBench } = await bench(() => import('../../bench/chaos.ts'));
       const r = await runChaosBench({ dir: o.dir === 'bench-results' ? undefined : o.dir, quick: o.quick, kills: o.kills, seed: o.seed === 7 ? undefined : o.seed, json: o.json });
       process.stdout.write(formatChaosReport(r));
       if (!r.passed) process.exitCode = 1;
       return;
     }
     if (o.fafbSim) {
+      const { formatFafbSim, runFafbSim } = await bench(() => import('../../bench/fafb-sim.ts'));
       process.stdout.write(formatFafbSim(await runFafbSim({ dir: o.dir, quick: o.quick, json: o.json })));
       return;
     }
     if (o.distributed) {
+      const { formatDistributedReport, runDistributedBench } = await bench(() => import('../../bench/distributed.ts'));
       process.stdout.write(formatDistributedReport(await runDistributedBench({ dir: o.dir, quick: o.quick, json: o.json })));
       return;
     }
     if (o.scale) {
+      const { formatScaleReport, runScaleBench } = await bench(() => import('../../bench/scale.ts'));
       const r = await runScaleBench({ quick: o.quick, json: o.json });
       process.stdout.write(formatScaleReport(r));
       return;
     }
+    const { runBench } = await bench(() => import('../../bench/bench.ts'));
     await runBench(o);
   });
 

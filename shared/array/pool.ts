@@ -19,7 +19,13 @@ export class BufferPool {
    * Keeps at most `limitBytes` of buffers (what would exceed it is dropped to the GC); a new
    * buffer holds at least `minElements` (a whole chunk).
    */
-  constructor(private readonly limitBytes: number, private readonly minElements = 0) {}
+  private readonly limitBytes: number;
+  private readonly minElements: number;
+
+  constructor(limitBytes: number, minElements = 0) {
+    this.limitBytes = limitBytes;
+    this.minElements = minElements;
+  }
 
   /** A zeroed Float32Array of `n` elements. */
   f32(n: number): Float32Array {

@@ -10,8 +10,18 @@ import { deepMerge, validate } from './schema.ts';
 import { ConfigError, ModelError } from '../errors.ts';
 import { type ModelCard, loadModelCard } from '../infer/model.ts';
 
-/** The Tessera package root (presets' model paths are relative to it). */
-export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/**
+ * The Tessera package root (presets' model paths are relative to it): the nearest folder above
+ * this module holding package.json — shared/config/ in a clone, dist/shared/config/ when packed.
+ */
+export const PACKAGE_ROOT = packageRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+function packageRoot(from: string): string {
+  for (let d = from; ; d = path.dirname(d)) {
+    if (fs.existsSync(path.join(d, 'package.json'))) return d;
+    if (path.dirname(d) === d) return path.resolve(from, '../..');
+  }
+}
 
 export interface ConfigSource {
   preset?: string;

@@ -2,6 +2,8 @@
 // load once per thread). Requests go to the least-busy thread; input buffers are transferred,
 // not copied. Callers bound how much they submit (sliding window, stage two).
 import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { loaderArgs } from '../runtime.ts';
 import type { Model, ModelCard } from './model.ts';
 import { ModelError } from '../errors.ts';
 
@@ -56,7 +58,15 @@ export class InferencePool {
   provider: string = 'cpu';
   warning: string | undefined;
 
-  private constructor(private readonly models: Record<string, PoolModel>, private readonly o: PoolOptions, private readonly onWarning?: (w: string) => void) {}
+  private readonly models: Record<string, PoolModel>;
+  private readonly o: PoolOptions;
+  private readonly onWarning?: (w: string) => void;
+
+  private constructor(models: Record<string, PoolModel>, o: PoolOptions, onWarning?: (w: string) => void) {
+    this.models = models;
+    this.o = o;
+    this.onWarning = onWarning;
+  }
 
   /** Threads started and every model loaded before it returns (load errors surface here). */
   static async open(models: Record<string, PoolModel>, o: PoolOptions): Promise<InferencePool> {
@@ -81,8 +91,11 @@ export class InferencePool {
 
   private async spawn(): Promise<void> {
     const models = this.models;
-    const entry = new URL('./thread-worker.ts', import.meta.url).href;
-    const boot = new URL('./boot.mjs', import.meta.url);
+    // The thread's module has this module's extension (.ts from a clone, .js compiled); only a
+    // Node that cannot strip types needs tsx registered in the thread first (boot.mjs).
+    const self = import.meta.url;
+    const entry = (self.endsWith('.ts') ? new URL('./thread-worker.ts', import.meta.url) : new URL('./thread-worker.js', import.meta.url)).href;
+    const boot = loaderArgs(fileURLToPath(self)).length ? new URL('./boot.mjs', self) : new URL(entry);
     const slots: Slot[] = [];
     const readies: Promise<WorkerReply>[] = [];
     for (let i = 0; i < this.size; i++) {

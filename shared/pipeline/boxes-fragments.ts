@@ -68,7 +68,10 @@ export function tilesMeeting(b: Box, lattice: Vec3): number[] {
 /** The tiles of one fragment, gathered cell by cell: `add` takes a cell's tile range [lo, hi) per axis. */
 export class TileSet {
   private readonly keys = new Set<number>();
-  constructor(private readonly count: Vec3) {}
+  private readonly count: Vec3;
+  constructor(count: Vec3) {
+    this.count = count;
+  }
 
   add(z: readonly [number, number], y: readonly [number, number], x: readonly [number, number]): void {
     const [, ny, nx] = this.count;

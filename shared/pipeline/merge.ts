@@ -165,7 +165,9 @@ export class IdIndex {
 /** Union-find over slots whose root is the slot of the smallest key (the order-free rule). */
 class MinKeyUnion {
   readonly parent: Int32Array;
-  constructor(private readonly key: Float64Array) {
+  private readonly key: Float64Array;
+  constructor(key: Float64Array) {
+    this.key = key;
     this.parent = new Int32Array(key.length);
     for (let i = 0; i < key.length; i++) this.parent[i] = i;
   }

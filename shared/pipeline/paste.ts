@@ -54,7 +54,10 @@ export class PasteAccumulator {
   private whole = false;
 
   /** `pool`: where the chunk-sized arrays come from and go back to (release()). */
-  constructor(write: Box, channels: number, private readonly pool?: BufferPool) {
+  private readonly pool?: BufferPool;
+
+  constructor(write: Box, channels: number, pool?: BufferPool) {
+    this.pool = pool;
     this.write = write;
     this.shape = shapeOf(write);
     const [D, H, W] = this.shape;

@@ -40,7 +40,11 @@ for (const [ch, rows] of Object.entries({
 
 export class Canvas {
   readonly px: Uint8Array;
-  constructor(readonly w: number, readonly h: number) {
+  readonly w: number;
+  readonly h: number;
+  constructor(w: number, h: number) {
+    this.w = w;
+    this.h = h;
     this.px = new Uint8Array(w * h * 3).fill(255);
   }
   set(x: number, y: number, c: readonly number[]): void {

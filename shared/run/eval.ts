@@ -1,5 +1,6 @@
-// `tessera eval`: score an output group against an input volume's ground truth over the run's
-// region of interest. Refuses incomplete outputs.
+// `tessera eval`: score a prediction — a Tessera output or anyone's label array — against ground
+// truth, over the run's region of interest or a given one. Refuses incomplete Tessera outputs and
+// only what it cannot compare (shape, voxel size, values that are not labels).
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { type Box, type Vec3, boxOfShape, boxToString, shapeOf } from '../geometry/box.ts';
@@ -7,12 +8,13 @@ import type { Array3 } from '../array/array3.ts';
 import { isArrayNode, openImage, scaleInParent } from '../volume/ome.ts';
 import { type VolumeArray, openArray, readGroupAttributes, readRegion } from '../volume/zarr.ts';
 import { type Evaluation, evaluate } from '../metrics/index.ts';
-import { requireComplete } from './output.ts';
+import { type RunDocument, requireComplete, runJsonPath } from './output.ts';
 import { InputError } from '../errors.ts';
 
 export interface EvalOptions {
+  /** A Tessera output group, or any label image / bare Zarr array of class ids (another tool's prediction). */
   pred: string;
-  /** The input volume group (its labels/gt/0 is the truth), or a label array/image itself. */
+  /** The input volume group (its labels/gt/0 is the truth), or a label image / bare array itself. */
   gt: string;
   /**
    * Surface Dice tolerance in the spacing's unit. @default the finest voxel side: the coarsest
@@ -20,8 +22,12 @@ export interface EvalOptions {
    * near one would score 1.
    */
   tolerance?: number;
-  /** Voxel size of a bare label array given as `gt` that has no NGFF scale. */
+  /** Voxel size of a bare ground-truth array that has no NGFF scale (a bare prediction takes the truth's). */
   spacing?: Vec3;
+  /** Region scored, on both. @default the Tessera run's ROI, else the whole volume */
+  roi?: Box;
+  /** Score every nonzero voxel as the foreground class: for arrays of instance ids rather than class ids. */
+  foreground?: boolean;
 }
 
 export interface EvalReport extends Evaluation {
@@ -34,53 +40,108 @@ export interface EvalReport extends Evaluation {
   voxels: number;
 }
 
+interface Labels {
+  array: VolumeArray;
+  /** Undefined: a bare array with no scale (the other side's, or --spacing, applies). */
+  spacing?: Vec3;
+  unit?: string;
+  /** A Tessera output's run.json (its ROI, its probabilities). */
+  run?: RunDocument;
+}
+
 /**
- * The ground-truth label image and its voxel size: `gt/labels/gt` of an input volume, a label
- * image group, or a bare label array (spacing from its parent's multiscales, else `--spacing`).
- * An intensity image without labels/gt is refused: scoring against intensities means nothing.
+ * A label array and its voxel size: a Tessera output's segmentation, `labels/gt` of an input
+ * volume (truth), an NGFF label image, an NGFF image group of class ids (a prediction), or a bare
+ * array (scale from its parent's multiscales when it is one of their datasets).
+ * An intensity image given as truth is refused: scoring against intensities means nothing.
  */
-async function openGroundTruth(gt: string, spacing?: Vec3): Promise<{ array: VolumeArray; spacing: Vec3; unit?: string }> {
-  if (!fs.existsSync(gt)) throw new InputError(gt, 'no such file or directory');
-  const labels = path.join(gt, 'labels', 'gt');
-  if (fs.existsSync(labels)) {
-    const img = await openImage(labels);
-    return { array: img.levels[0].array, spacing: img.levels[0].spacing, unit: img.unit };
+async function openLabels(p: string, role: 'pred' | 'gt'): Promise<Labels> {
+  if (!fs.existsSync(p)) throw new InputError(p, 'no such file or directory');
+  if (fs.existsSync(runJsonPath(p))) {
+    const run = requireComplete(p);
+    const img = await openImage(path.join(p, 'segmentation'));
+    return { array: img.levels[0].array, spacing: img.levels[0].spacing, unit: img.unit, run };
   }
-  const attrs = isArrayNode(gt) ? undefined : readGroupAttributes(gt);
-  if (attrs !== undefined) {
-    if (!('image-label' in attrs)) {
-      throw new InputError(gt, 'has no labels/gt and is not a label image (no "image-label" attributes): give the input volume with its labels/gt, or a label image');
+  const labels = path.join(p, 'labels', 'gt');
+  if (role === 'gt' && fs.existsSync(labels)) return fromImage(await openImage(labels));
+  if (isArrayNode(p)) {
+    const own = await scaleInParent(p);
+    return { array: await openArray(p), spacing: own?.spacing, unit: own?.unit };
+  }
+  const attrs = readGroupAttributes(p) ?? {};
+  const ngff = (attrs.ome ?? attrs) as Record<string, unknown>;
+  if (!('image-label' in ngff)) {
+    // An intensity image is not labels; a plain group holding a "0" array (as many tools write) is.
+    if (role === 'gt') throw new InputError(p, 'has no labels/gt and is not a label image (no "image-label" attributes): give the input volume with its labels/gt, or a label image');
+    if ('multiscales' in ngff) throw new InputError(p, 'has no run.json (not a Tessera output) and is an NGFF intensity image, not a label image (no "image-label" attributes): give a Tessera output, a label image or a bare label array');
+  }
+  const img = await openImage(p);
+  // A group without multiscales has no scale of its own (openImage gave it the [1, 1, 1] fallback).
+  return 'multiscales' in ngff ? fromImage(img) : { array: img.levels[0].array };
+}
+
+function fromImage(img: Awaited<ReturnType<typeof openImage>>): Labels {
+  return { array: img.levels[0].array, spacing: img.levels[0].spacing, unit: img.unit };
+}
+
+/** The voxel size both sides agree on; refused when they disagree or neither (nor --spacing) says. */
+function commonSpacing(pred: Labels, gt: Labels, o: EvalOptions): Vec3 {
+  // The truth states the voxel size (the surface metrics are in its unit); a bare prediction
+  // takes it.
+  const b = gt.spacing ?? o.spacing;
+  if (!b) throw new InputError(o.gt, 'is a bare label array with no voxel size (not a dataset of an NGFF multiscales group): pass --spacing Z,Y,X');
+  const a = pred.spacing ?? b;
+  if (a.some((v, i) => Math.abs(v - b[i]) > 1e-6 * Math.max(v, b[i]))) {
+    throw new InputError(o.pred, `voxel size ${a.join('x')} differs from the ground truth's ${b.join('x')} (${o.gt}): resample one of them first`);
+  }
+  return b;
+}
+
+/**
+ * Class ids as uint8: uint8 as it is; other integer or boolean arrays when every value is a class
+ * id (0–255), or nonzero → 1 with `foreground`; floats are refused (probabilities or intensities).
+ */
+function classIds(a: Array3, where: string, foreground: boolean): Array3<Uint8Array> {
+  const d = a.data as ArrayLike<number | bigint>;
+  if (a.data instanceof Float32Array || a.data instanceof Float64Array) {
+    throw new InputError(where, `holds ${a.data instanceof Float32Array ? 'float32' : 'float64'} values: probabilities or intensities, not labels; threshold them into class ids first`);
+  }
+  if (a.data instanceof Uint8Array && !foreground) return a as Array3<Uint8Array>;
+  const out = new Uint8Array(d.length);
+  const big = typeof d[0] === 'bigint';
+  for (let i = 0; i < d.length; i++) {
+    const v = big ? Number(d[i] as bigint) : (d[i] as number);
+    if (foreground) {
+      out[i] = v !== 0 ? 1 : 0;
+    } else if (v >= 0 && v <= 255) {
+      out[i] = v;
+    } else {
+      throw new InputError(where, `value ${v} is not a class id (0–255): instance ids? pass --foreground to score every nonzero voxel as foreground`);
     }
-    const img = await openImage(gt);
-    return { array: img.levels[0].array, spacing: img.levels[0].spacing, unit: img.unit };
   }
-  // A bare array: its group's multiscales give its scale, when it is one of their datasets.
-  const array = await openArray(gt);
-  const own = await scaleInParent(gt);
-  if (own) return { array, ...own };
-  if (spacing) return { array, spacing };
-  throw new InputError(gt, 'is a bare label array with no voxel size (not a dataset of an NGFF multiscales group): pass --spacing Z,Y,X');
+  return { ...a, data: out } as Array3<Uint8Array>;
 }
 
 export async function evaluateOutput(o: EvalOptions): Promise<EvalReport> {
-  const run = requireComplete(o.pred);
-  const predArr = await openArray(path.join(o.pred, 'segmentation', '0'));
-  const gtImage = await openGroundTruth(o.gt, o.spacing);
-  const gtArr = gtImage.array;
-  if (shapeOf(boxOfShape(predArr.shape)).some((v, a) => v !== gtArr.shape[a])) {
-    throw new InputError(o.pred, `segmentation shape ${predArr.shape.join('x')} differs from ground truth ${gtArr.shape.join('x')} (${gtArr.path})`);
+  const pred = await openLabels(o.pred, 'pred');
+  const truth = await openLabels(o.gt, 'gt');
+  const shape = pred.array.shape;
+  if (shapeOf(boxOfShape(shape)).some((v, a) => v !== truth.array.shape[a])) {
+    throw new InputError(o.pred, `shape ${shape.join('x')} differs from the ground truth's ${truth.array.shape.join('x')} (${truth.array.path})`);
   }
-  const roiDoc = run.roi as { begin: Vec3; end: Vec3 } | undefined;
-  const roi: Box = roiDoc ? { begin: roiDoc.begin, end: roiDoc.end } : boxOfShape(predArr.shape);
-  const pred = (await readRegion(predArr, roi)) as Array3<Uint8Array>;
-  const gt = (await readRegion(gtArr, roi)) as Array3<Uint8Array>;
-  if (!(gt.data instanceof Uint8Array)) throw new InputError(gtArr.path, `ground truth must be uint8 class ids, got ${gtArr.dtype}`);
-  const spacing = gtImage.spacing;
+  const spacing = commonSpacing(pred, truth, o);
+  const runRoi = pred.run?.roi as { begin: Vec3; end: Vec3 } | undefined;
+  const roi: Box = o.roi ?? (runRoi ? { begin: runRoi.begin, end: runRoi.end } : boxOfShape(shape));
+  if (roi.begin.some((v, a) => v < 0 || roi.end[a] > shape[a] || v >= roi.end[a])) {
+    throw new InputError(o.pred, `ROI ${boxToString(roi)} is not inside the volume ${shape.join('x')}`);
+  }
+  const p = classIds(await readRegion(pred.array, roi), pred.array.path, !!o.foreground);
+  const g = classIds(await readRegion(truth.array, roi), truth.array.path, !!o.foreground);
   const tolerance = o.tolerance ?? Math.min(...spacing);
   let probabilities: Array3<Float32Array> | undefined;
   const probPath = path.join(o.pred, 'probabilities', '0');
-  if (fs.existsSync(probPath)) probabilities = (await readRegion(await openArray(probPath), roi)) as Array3<Float32Array>;
-  const ev = evaluate(pred, gt, { spacing, tolerance, classes: [1], probabilities });
+  if (pred.run && fs.existsSync(probPath)) probabilities = (await readRegion(await openArray(probPath), roi)) as Array3<Float32Array>;
+  const ev = evaluate(p, g, { spacing, tolerance, classes: [1], probabilities });
   const s = shapeOf(roi);
-  return { pred: o.pred, gt: o.gt, roi: boxToString(roi), spacing, unit: gtImage.unit, tolerance, voxels: s[0] * s[1] * s[2], ...ev };
+  return { pred: o.pred, gt: o.gt, roi: boxToString(roi), spacing, unit: truth.unit ?? pred.unit, tolerance, voxels: s[0] * s[1] * s[2], ...ev };
 }

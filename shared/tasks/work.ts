@@ -72,7 +72,11 @@ class LogAppender {
   private waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
   private writing = false;
 
-  constructor(private readonly file: string) {}
+  private readonly file: string;
+
+  constructor(file: string) {
+    this.file = file;
+  }
 
   add(line: string): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -109,7 +113,11 @@ class LogAppender {
 export class WorkStore {
   private readonly logs = new Map<string, LogAppender>();
 
-  constructor(readonly root: string) {}
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+  }
 
   path(kind: string, index: Vec3, ext: 'json' | 'bin' | 'f32'): string {
     return path.join(this.root, kind, `${indexId(index)}.${ext}`);

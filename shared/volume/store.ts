@@ -13,8 +13,11 @@ const METADATA = new Set(['.zarray', '.zattrs', '.zgroup', '.zmetadata', 'zarr.j
 
 export class AtomicFileStore extends FileSystemStore {
   /** `onMissing`: called for a chunk key with no file (a reader would otherwise see the fill value). */
-  constructor(root: string, private readonly onMissing?: (key: string) => void) {
+  private readonly onMissing?: (key: string) => void;
+
+  constructor(root: string, onMissing?: (key: string) => void) {
     super(root);
+    this.onMissing = onMissing;
   }
 
   override async get(key: Key, opts?: Parameters<FileSystemStore['get']>[1]): Promise<Uint8Array | undefined> {
