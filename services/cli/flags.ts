@@ -1,10 +1,16 @@
 // Flags shared by the commands that start a run (`run`, `coordinator`): parsing helpers, the
 // config built from flags, signals, and the progress bar.
 import { type Command, InvalidArgumentError } from 'commander';
-import cliProgress from 'cli-progress';
+import type cliProgressTypes from 'cli-progress';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { type Box, type Vec3, PRESET_NAMES, type TesseraConfig, loadConfig, parseBox } from '../../shared/index.ts';
+// Direct, light modules only (not the library's index): every command's flags are declared at
+// start-up, and `tessera --help` must not load ONNX Runtime, NATS or Zarr.
+import { type Box, type Vec3, parseBox } from '../../shared/geometry/box.ts';
+import type { TesseraConfig } from '../../shared/config/config.ts';
+import { PRESET_NAMES } from '../../shared/config/presets.ts';
+import { loadConfig } from '../../shared/config/load.ts';
 
 export function vec3Arg(name: string) {
   return (v: string): Vec3 => {
@@ -39,7 +45,9 @@ export function positiveIntArg(name: string) {
 
 export function progressBar(enabled: boolean) {
   if (!enabled || !process.stderr.isTTY) return undefined;
-  const bars = new Map<string, cliProgress.SingleBar>();
+  // Required here: only a run on a terminal draws bars (twenty modules `--help` need not load).
+  const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof cliProgressTypes;
+  const bars = new Map<string, cliProgressTypes.SingleBar>();
   const multi = new cliProgress.MultiBar({ format: ' {phase} [{bar}] {value}/{total}', hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic);
   return {
     update: (phase: string, done: number, total: number) => {

@@ -1,17 +1,19 @@
 // The `tessera` command: thin wiring of flags onto the library (shared/). Every command is
 // one library call; errors print one line naming the cause and exit non-zero.
+//
+// Start-up loads only commander and the flag declarations; each command loads the library (ONNX
+// Runtime, NATS, Zarr) when it runs, so `tessera --help`, a status call or a restarted worker's
+// first line come at once.
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { createLogger, evaluateOutput, isTesseraError, oneLine, parseBox, runEmbedded, writeSynth } from '../../shared/index.ts';
+import { isTesseraError, oneLine } from '../../shared/errors.ts';
+import { parseBox } from '../../shared/geometry/box.ts';
 import { configFromFlags, intArg, positiveIntArg, progressBar, runFlags, spacingArg, stopSignals, vec3Arg } from './flags.ts';
-import { writeModelCard } from '../../shared/infer/card.ts';
 import { printReport } from './report.ts';
 import { coordinatorCommand, natsFlags } from '../coordinator/main.ts';
 import { workerCommand } from '../worker/main.ts';
-import { statusCommand } from './status.ts';
 import { viewCommand } from './view.ts';
-import { writeReport } from '../../shared/report/report.ts';
-import { runDistributed } from './distributed.ts';
-import { runDemo } from './demo.ts';
+
+const library = () => import('../../shared/index.ts');
 
 // Usage errors exit 2 like every other bad input (commander's default is 1, which means
 // "finished with failed tasks" here).
@@ -35,6 +37,7 @@ program.command('synth')
   .action(async (o) => {
     if (o.kind !== 'em' && o.kind !== 'ct') throw new InvalidArgumentError('--kind must be em or ct');
     const bar = progressBar(true);
+    const { writeSynth } = await library();
     const r = await writeSynth({ kind: o.kind, shape: o.shape, seed: o.seed, fg: o.fg, out: o.out, overwrite: o.overwrite, chunks: o.chunks, shard: o.shard, onTile: (d, t) => bar?.update('synth', d, t) });
     bar?.stop();
     process.stderr.write(`wrote ${o.out}: ${r.voxels} voxels, foreground ${(100 * r.foreground / r.voxels).toFixed(3)} %\n`);
@@ -49,10 +52,11 @@ runFlags(natsFlags(program.command('run')))
   .action(async (o) => {
     if (o.nats) {
       if (o.oracleBoxes) throw new InvalidArgumentError('--oracle-boxes is a benchmark aid of the embedded runner; drop --nats');
-      process.exitCode = await runDistributed(o);
+      process.exitCode = await (await import('./distributed.ts')).runDistributed(o);
       return;
     }
     const { config, roi } = configFromFlags(o);
+    const { createLogger, runEmbedded } = await library();
     const log = createLogger();
     const bar = progressBar(!o.json);
     // Ctrl-C or a scheduler's SIGTERM: stop handing out tasks, let those in hand end, record
@@ -66,7 +70,12 @@ runFlags(natsFlags(program.command('run')))
 coordinatorCommand(program);
 workerCommand(program, 'worker');
 workerCommand(program, 'merger');
-statusCommand(program);
+program.command('status')
+  .description('show where a run stands: give its output path, or its run id (read from NATS)')
+  .argument('<output-or-run>', 'an output group (out.zarr) or a run id')
+  .option('--nats <url>', 'NATS server(s) for a run id (default: $TESSERA_NATS_URL)')
+  .option('--json', 'print one JSON object on stdout')
+  .action(async (target: string, o: { nats?: string; json?: boolean }) => (await import('./status.ts')).printStatus(target, o));
 viewCommand(program);
 
 program.command('report <output>')
@@ -76,6 +85,7 @@ program.command('report <output>')
   .option('--out <file.html>', 'where to write the page (default: OUTPUT/report.html)')
   .option('--window <n>', 'side of the slice windows in voxels', positiveIntArg('--window'), 512)
   .action(async (output: string, o: { input?: string; gt?: string; out?: string; window: number }) => {
+    const { writeReport } = await import('../../shared/report/report.ts');
     const r = await writeReport({ output, input: o.input, gt: o.gt, file: o.out, window: o.window });
     process.stdout.write(`wrote ${r.file}: ${r.figures.length} figures (${r.figures.join(', ')}), slices through ${r.center.join(',')}\n`);
   });
@@ -98,6 +108,7 @@ program.command('eval')
   .option('--foreground', 'score every nonzero voxel as foreground (class 1): for arrays of instance ids rather than class ids')
   .option('--json', 'print one JSON object on stdout')
   .action(async (o) => {
+    const { evaluateOutput } = await library();
     const r = await evaluateOutput({ pred: o.pred, gt: o.gt, tolerance: o.tolerance, spacing: o.spacing, roi: o.roi, foreground: o.foreground });
     if (o.json) {
       process.stdout.write(JSON.stringify(r) + '\n');
@@ -131,6 +142,7 @@ model.command('card <model.onnx>')
     if (o.output !== 'logits' && o.output !== 'probabilities') throw new InvalidArgumentError('--output must be logits or probabilities');
     if (o.activation !== 'softmax' && o.activation !== 'sigmoid') throw new InvalidArgumentError('--activation must be softmax or sigmoid');
     if (o.stage !== undefined && o.stage !== 'fullres' && o.stage !== 'lowres') throw new InvalidArgumentError('--stage must be fullres or lowres');
+    const { writeModelCard } = await import('../../shared/infer/card.ts');
     const r = await writeModelCard(onnx, {
       spacing: o.spacing, patch: o.patch, classes: String(o.classes).split(','), output: o.output, activation: o.activation,
       normalization: { kind: 'zscore', mean: nums[0], std: nums[1], ...(nums.length === 4 ? { clip: [nums[2], nums[3]] as [number, number] } : {}) },
@@ -193,7 +205,7 @@ program.command('demo')
   .description('synthesize a small EM volume, segment it with the embedded runner, score it')
   .option('--dir <dir>', 'working directory', 'work/demo')
   .action(async (o) => {
-    await runDemo(o.dir);
+    await (await import('./demo.ts')).runDemo(o.dir);
   });
 
 // --debug anywhere on the line: errors with their stack (and causes); without it, one line.

@@ -3,7 +3,6 @@
 // coordinator refreshes its progress every 2 s).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Command } from 'commander';
 import { busOptions, connectBus, readRun, readRunJson, runsBucket, silentLogger, InputError } from '../../shared/index.ts';
 
 interface KindProgress {
@@ -53,23 +52,17 @@ export async function natsStatus(run: string, url: string | undefined): Promise<
   }
 }
 
-export function statusCommand(program: Command): void {
-  program.command('status')
-    .description('show where a run stands: give its output path, or its run id (read from NATS)')
-    .argument('<output-or-run>', 'an output group (out.zarr) or a run id')
-    .option('--nats <url>', 'NATS server(s) for a run id (default: $TESSERA_NATS_URL)')
-    .option('--json', 'print one JSON object on stdout')
-    .action(async (target: string, o: { nats?: string; json?: boolean }) => {
-      const v = fs.existsSync(target) ? await outputStatus(target) : await natsStatus(target, o.nats);
-      if (o.json) {
-        process.stdout.write(JSON.stringify(v) + '\n');
-        return;
-      }
-      process.stdout.write(`${v.run ?? v.output}: ${v.status}${v.updatedAt ? ` (updated ${v.updatedAt})` : ''}\n`);
-      for (const [k, p] of Object.entries(v.tasks)) {
-        const pct = p.total ? ((100 * p.done) / p.total).toFixed(1) : '0.0';
-        process.stdout.write(`  ${k.padEnd(8)} ${String(p.done).padStart(9)} / ${String(p.total).padEnd(9)} ${pct.padStart(5)} %${p.failed ? `  ${p.failed} failed or skipped` : ''}\n`);
-      }
-      for (const f of v.failures ?? []) process.stdout.write(`  failed ${f.task}: ${f.error}\n`);
-    });
+/** `tessera status` (its flags are declared in main.ts, which loads this module only to run it). */
+export async function printStatus(target: string, o: { nats?: string; json?: boolean }): Promise<void> {
+  const v = fs.existsSync(target) ? await outputStatus(target) : await natsStatus(target, o.nats);
+  if (o.json) {
+    process.stdout.write(JSON.stringify(v) + '\n');
+    return;
+  }
+  process.stdout.write(`${v.run ?? v.output}: ${v.status}${v.updatedAt ? ` (updated ${v.updatedAt})` : ''}\n`);
+  for (const [k, p] of Object.entries(v.tasks)) {
+    const pct = p.total ? ((100 * p.done) / p.total).toFixed(1) : '0.0';
+    process.stdout.write(`  ${k.padEnd(8)} ${String(p.done).padStart(9)} / ${String(p.total).padEnd(9)} ${pct.padStart(5)} %${p.failed ? `  ${p.failed} failed or skipped` : ''}\n`);
+  }
+  for (const f of v.failures ?? []) process.stdout.write(`  failed ${f.task}: ${f.error}\n`);
 }

@@ -1,7 +1,6 @@
 // `tessera view OUTPUT`: serve an output over HTTP (CORS, byte ranges) and print a neuroglancer
 // link with the image, segmentation, instances and boxes layers. Runs until interrupted.
 import type { Command } from 'commander';
-import { openView } from '../../shared/view/serve.ts';
 import { intArg } from './flags.ts';
 
 export function viewCommand(program: Command): void {
@@ -11,6 +10,7 @@ export function viewCommand(program: Command): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', intArg, 8080)
     .action(async (output: string, o: { input?: string; host: string; port: number }) => {
+      const { openView } = await import('../../shared/view/serve.ts');
       const v = await openView({ output, input: o.input, host: o.host, port: o.port });
       process.stdout.write(`serving ${output} at ${v.url}/output${o.input ? ` and ${o.input} at ${v.url}/input` : ''}${v.boxes !== undefined ? ` (${v.boxes} boxes as annotations)` : ''}\n`);
       process.stdout.write(`neuroglancer: ${v.link}\n`);

@@ -1,9 +1,7 @@
 // `tessera coordinator`: wiring only — flags, the NATS connection, signals, metrics → runCoordinator.
 import type { Command } from 'commander';
-import { busOptions, connectBus, createLogger, checkRunId } from '../../shared/index.ts';
 import { type RunFlags, configFromFlags, defaultRunId, positiveIntArg, progressBar, runFlags, stopSignals, intArg } from '../cli/flags.ts';
-import { type CoordinatorReport, runCoordinator } from './loop.ts';
-import { createMetrics, serveMetrics } from '../metrics.ts';
+import type { CoordinatorReport } from './loop.ts';
 import { printReport } from '../cli/report.ts';
 
 export interface CoordinatorFlags extends RunFlags {
@@ -32,6 +30,10 @@ export function coordinatorCommand(program: Command): void {
 
 /** Run a coordinator to the end; returns the report and the exit code it calls for. */
 export async function coordinate(o: CoordinatorFlags, run: string, stopping = stopSignals()): Promise<{ report: CoordinatorReport; code: number }> {
+  // Loaded here, not at start-up: `tessera --help` and the other commands never pay for them.
+  const [{ busOptions, connectBus, createLogger, checkRunId }, { runCoordinator }, { createMetrics, serveMetrics }] = await Promise.all([
+    import('../../shared/index.ts'), import('./loop.ts'), import('../metrics.ts'),
+  ]);
   checkRunId(run);
   const { config, roi } = configFromFlags(o, o.inFlight ? { nats: { inFlight: o.inFlight } } : {});
   const log = createLogger(undefined, { run });

@@ -3,10 +3,8 @@
 // 143 / 130: only a worker whose run ended exits 0, so a Kubernetes Job replaces a preempted
 // worker instead of counting its exit as the index's success.
 import type { Command } from 'commander';
-import { type Role, busOptions, connectBus, createLogger, checkRunId } from '../../shared/index.ts';
+import type { Role } from '../../shared/index.ts';
 import { intArg, positiveIntArg, stopSignals } from '../cli/flags.ts';
-import { runWorker } from './loop.ts';
-import { createMetrics, serveMetrics } from '../metrics.ts';
 
 interface WorkerFlags {
   nats?: string;
@@ -27,6 +25,10 @@ export function workerCommand(program: Command, role: Role): void {
     .option('--root <dir...>', 'refuse runs whose input or output lies outside these directories')
     .option('--metrics-port <port>', 'serve Prometheus metrics on this port (0: any free port)', intArg)
     .action(async (o: WorkerFlags) => {
+      // Loaded here, not at start-up: `tessera --help` and the other commands never pay for them.
+      const [{ busOptions, connectBus, createLogger, checkRunId }, { runWorker }, { createMetrics, serveMetrics }] = await Promise.all([
+        import('../../shared/index.ts'), import('./loop.ts'), import('../metrics.ts'),
+      ]);
       checkRunId(o.run);
       const log = createLogger(undefined, { run: o.run, service: role });
       const { signal, code } = stopSignals();
