@@ -1,8 +1,6 @@
 // Flags shared by the commands that start a run (`run`, `coordinator`): parsing helpers, the
-// config built from flags, signals, and the progress bar.
+// config built from flags, and signals (progress: progress.ts).
 import { type Command, InvalidArgumentError } from 'commander';
-import type cliProgressTypes from 'cli-progress';
-import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 // Direct, light modules only (not the library's index): every command's flags are declared at
@@ -43,23 +41,6 @@ export function positiveIntArg(name: string) {
   };
 }
 
-export function progressBar(enabled: boolean) {
-  if (!enabled || !process.stderr.isTTY) return undefined;
-  // Required here: only a run on a terminal draws bars (twenty modules `--help` need not load).
-  const cliProgress = createRequire(import.meta.url)('cli-progress') as typeof cliProgressTypes;
-  const bars = new Map<string, cliProgressTypes.SingleBar>();
-  const multi = new cliProgress.MultiBar({ format: ' {phase} [{bar}] {value}/{total}', hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic);
-  return {
-    update: (phase: string, done: number, total: number) => {
-      let b = bars.get(phase);
-      if (!b) { b = multi.create(total, 0, { phase: phase.padEnd(10) }); bars.set(phase, b); }
-      b.setTotal(total);
-      b.update(done, { phase: phase.padEnd(10) });
-    },
-    stop: () => multi.stop(),
-  };
-}
-
 /** The flags that say what to run: input, output, config and its overrides, ROI. */
 export function runFlags(cmd: Command): Command {
   return cmd
@@ -75,7 +56,16 @@ export function runFlags(cmd: Command): Command {
     .option('--overwrite', 'replace an existing output (without it, the same command on the same output resumes)')
     .option('--keep-work', 'keep every intermediate result under OUTPUT/.work (a later run over a larger --roi then recomputes nothing already done)')
     .option('--allow-missing', 'read missing input chunks as the fill value (counted in the report) instead of failing the tasks that need them')
+    .option('--progress-interval <s>', 'off a terminal (batch logs): seconds between progress lines — tasks per kind, voxels, rate, ETA (0: none)', nonNegativeNumberArg('--progress-interval'), 10)
     .option('--json', 'print one JSON report on stdout');
+}
+
+function nonNegativeNumberArg(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a number ≥ 0`);
+    return n;
+  };
 }
 
 export interface RunFlags {
@@ -91,6 +81,7 @@ export interface RunFlags {
   overwrite?: boolean;
   keepWork?: boolean;
   allowMissing?: boolean;
+  progressInterval?: number;
   json?: boolean;
 }
 

@@ -7,7 +7,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { isTesseraError, oneLine } from '../../shared/errors.ts';
 import { parseBox } from '../../shared/geometry/box.ts';
-import { configFromFlags, intArg, positiveIntArg, progressBar, runFlags, spacingArg, stopSignals, vec3Arg } from './flags.ts';
+import { configFromFlags, intArg, positiveIntArg, runFlags, spacingArg, stopSignals, vec3Arg } from './flags.ts';
 import { printReport } from './report.ts';
 import { coordinatorCommand, natsFlags } from '../coordinator/main.ts';
 import { workerCommand } from '../worker/main.ts';
@@ -36,10 +36,10 @@ program.command('synth')
   .option('--shard <Z,Y,X>', 'write Zarr v3 (NGFF 0.5) with shards of this shape holding --chunks inner chunks', vec3Arg('--shard'))
   .action(async (o) => {
     if (o.kind !== 'em' && o.kind !== 'ct') throw new InvalidArgumentError('--kind must be em or ct');
-    const bar = progressBar(true);
-    const { writeSynth } = await library();
-    const r = await writeSynth({ kind: o.kind, shape: o.shape, seed: o.seed, fg: o.fg, out: o.out, overwrite: o.overwrite, chunks: o.chunks, shard: o.shard, onTile: (d, t) => bar?.update('synth', d, t) });
-    bar?.stop();
+    const [{ writeSynth }, { runProgress }] = await Promise.all([library(), import('./progress.ts')]);
+    const bar = runProgress();
+    const r = await writeSynth({ kind: o.kind, shape: o.shape, seed: o.seed, fg: o.fg, out: o.out, overwrite: o.overwrite, chunks: o.chunks, shard: o.shard, onTile: (d, t) => bar.update('synth', d, t) });
+    bar.stop();
     process.stderr.write(`wrote ${o.out}: ${r.voxels} voxels, foreground ${(100 * r.foreground / r.voxels).toFixed(3)} %\n`);
   });
 
@@ -56,14 +56,14 @@ runFlags(natsFlags(program.command('run')))
       return;
     }
     const { config, roi } = configFromFlags(o);
-    const { createLogger, runEmbedded } = await library();
-    const log = createLogger();
-    const bar = progressBar(!o.json);
+    const [{ runEmbedded }, { runProgress }] = await Promise.all([library(), import('./progress.ts')]);
+    const bar = runProgress({ json: o.json, intervalS: o.progressInterval });
+    const log = bar.log;
     // Ctrl-C or a scheduler's SIGTERM: stop handing out tasks, let those in hand end, record
     // "interrupted" (the same command resumes), exit 128 + the signal's number.
     const stopping = stopSignals();
-    const report = await runEmbedded({ config, input: o.input, output: o.output, roi, overwrite: o.overwrite, keepWork: o.keepWork, oracle: o.oracleBoxes, log, signal: stopping.signal, progress: bar?.update });
-    bar?.stop();
+    const report = await runEmbedded({ config, input: o.input, output: o.output, roi, overwrite: o.overwrite, keepWork: o.keepWork, oracle: o.oracleBoxes, log, signal: stopping.signal, progress: bar.update });
+    bar.stop();
     process.exitCode = printReport(report, o.output, !!o.json, stopping.code());
   });
 

@@ -1,6 +1,6 @@
 // `tessera coordinator`: wiring only — flags, the NATS connection, signals, metrics → runCoordinator.
 import type { Command } from 'commander';
-import { type RunFlags, configFromFlags, defaultRunId, positiveIntArg, progressBar, runFlags, stopSignals, intArg } from '../cli/flags.ts';
+import { type RunFlags, configFromFlags, defaultRunId, positiveIntArg, runFlags, stopSignals, intArg } from '../cli/flags.ts';
 import type { CoordinatorReport } from './loop.ts';
 import { printReport } from '../cli/report.ts';
 
@@ -31,26 +31,26 @@ export function coordinatorCommand(program: Command): void {
 /** Run a coordinator to the end; returns the report and the exit code it calls for. */
 export async function coordinate(o: CoordinatorFlags, run: string, stopping = stopSignals()): Promise<{ report: CoordinatorReport; code: number }> {
   // Loaded here, not at start-up: `tessera --help` and the other commands never pay for them.
-  const [{ busOptions, connectBus, createLogger, checkRunId }, { runCoordinator }, { createMetrics, serveMetrics }] = await Promise.all([
-    import('../../shared/index.ts'), import('./loop.ts'), import('../metrics.ts'),
+  const [{ busOptions, connectBus, checkRunId }, { runCoordinator }, { createMetrics, serveMetrics }, { runProgress }] = await Promise.all([
+    import('../../shared/index.ts'), import('./loop.ts'), import('../metrics.ts'), import('../cli/progress.ts'),
   ]);
   checkRunId(run);
   const { config, roi } = configFromFlags(o, o.inFlight ? { nats: { inFlight: o.inFlight } } : {});
-  const log = createLogger(undefined, { run });
+  const bar = runProgress({ json: o.json, intervalS: o.progressInterval, bindings: { run } });
+  const log = bar.log;
   const nc = await connectBus(busOptions(o.nats, `tessera coordinator ${run}`), log);
   const metrics = o.metricsPort !== undefined ? createMetrics('coordinator') : undefined;
   const served = metrics ? await serveMetrics(metrics, o.metricsPort!) : undefined;
   if (served) log.info({ port: served.port }, 'metrics on /metrics');
-  const bar = progressBar(!o.json);
   try {
     const report = await runCoordinator({
       nc, run, config, input: o.input, output: o.output, roi, overwrite: o.overwrite, keepWork: o.keepWork,
-      log, signal: stopping.signal, progress: bar?.update, metrics: metrics?.coordinator,
+      log, signal: stopping.signal, progress: bar.update, metrics: metrics?.coordinator,
     });
-    bar?.stop();
+    bar.stop();
     return { report, code: printReport(report, o.output, !!o.json, stopping.code()) };
   } finally {
-    bar?.stop();
+    bar.stop();
     await served?.close();
     // Flush what is pending, but never hang on a broker that is gone.
     await Promise.race([nc.drain().catch(() => undefined), new Promise((r) => setTimeout(r, 5000).unref())]);

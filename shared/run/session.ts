@@ -233,9 +233,11 @@ export async function freeAfter(s: Session, t: TaskRef): Promise<void> {
  * one of its tasks finished. (Counts include tasks restored or drained, so bars start where the
  * run stands.)
  */
-export function reportProgress(s: Session, progress: ((kind: string, done: number, total: number) => void) | undefined, kind?: string): void {
+export function reportProgress(s: Session, progress: ((kind: string, done: number, total: number, voxels?: number) => void) | undefined, kind?: string): void {
   if (!progress) return;
-  for (const [k, v] of Object.entries(s.sched.counts())) if (kind === undefined || k === kind) progress(k, v.done, v.total);
+  // The run's voxels (its ROI): the kind that writes the output turns them into voxels done.
+  const voxels = volumeOf(s.roiDoc);
+  for (const [k, v] of Object.entries(s.sched.counts())) if (kind === undefined || k === kind) progress(k, v.done, v.total, voxels);
 }
 
 /** Run `f`; if it throws, record the run as failed with the error before passing it on. */
