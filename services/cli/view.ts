@@ -9,9 +9,10 @@ export function viewCommand(program: Command): void {
     .option('--input <vol.zarr>', 'the input image (NGFF group) to show beneath the segmentation')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', intArg, 8080)
-    .action(async (output: string, o: { input?: string; host: string; port: number }) => {
+    .option('--neuroglancer <url>', 'the neuroglancer client the link opens: a self-hosted one on a cluster with no way out (default: $TESSERA_NEUROGLANCER, else the public demo client)')
+    .action(async (output: string, o: { input?: string; host: string; port: number; neuroglancer?: string }) => {
       const { openView } = await import('../../shared/view/serve.ts');
-      const v = await openView({ output, input: o.input, host: o.host, port: o.port });
+      const v = await openView({ output, input: o.input, host: o.host, port: o.port, neuroglancer: o.neuroglancer ?? process.env.TESSERA_NEUROGLANCER });
       process.stdout.write(`serving ${output} at ${v.url}/output${o.input ? ` and ${o.input} at ${v.url}/input` : ''}${v.boxes !== undefined ? ` (${v.boxes} boxes as annotations)` : ''}\n`);
       process.stdout.write(`neuroglancer: ${v.link}\n`);
       process.stdout.write(`napari: napari --plugin napari-ome-zarr ${output}/segmentation\n`);

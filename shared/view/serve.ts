@@ -11,7 +11,7 @@ import type { Vec3 } from '../geometry/box.ts';
 import { metresPerUnit, writeBoxAnnotations } from './annotations.ts';
 import { InputError, OutputError } from '../errors.ts';
 import { readRunJson, runJsonPath } from '../run/output.ts';
-import { openArray } from '../volume/zarr.ts';
+import { openArray, readGroupAttributes } from '../volume/zarr.ts';
 import { isVirtual } from '../volume/virtual.ts';
 import type { TesseraConfig } from '../config/config.ts';
 import { stage2Block } from '../tasks/graph.ts';
@@ -103,29 +103,50 @@ export interface ViewerLayers {
   unit: string;
   /** The boxes annotation layer exists. */
   boxes: boolean;
-  /** Centre of the view (voxels). */
+  /** Centre of the view (voxels, z y x). */
   position?: Vec3;
+  /** Class colours of the segmentation (label value → #rrggbb), from its image-label metadata. */
+  colors?: Record<string, string>;
 }
 
-/** A neuroglancer state: the image, segmentation (classes), instances and boxes as layers. */
+/**
+ * A neuroglancer state: the image, segmentation (classes, in their label colours), instances and
+ * boxes as layers. Display order x, y, z (the arrays are z, y, x): neuroglancer's main panel shows
+ * the first two dimensions, and an EM volume is read in its x–y sections, not z–y.
+ */
 export function neuroglancerState(l: ViewerLayers): Record<string, unknown> {
   const s = metresPerUnit(l.unit);
   const layers: Array<Record<string, unknown>> = [];
   if (l.image) layers.push({ type: 'image', source: `zarr://${l.image}`, name: 'image' });
-  layers.push({ type: 'segmentation', source: `zarr://${l.output}/segmentation`, name: 'segmentation' });
+  layers.push({
+    type: 'segmentation', source: `zarr://${l.output}/segmentation`, name: 'segmentation',
+    ...(l.colors ? { segments: Object.keys(l.colors).filter((k) => k !== '0'), segmentColors: l.colors } : {}),
+  });
   layers.push({ type: 'segmentation', source: `zarr://${l.output}/instances`, name: 'instances', visible: false });
   if (l.boxes) layers.push({ type: 'annotation', source: `precomputed://${l.output}/annotations/boxes`, name: 'boxes' });
   return {
-    dimensions: { z: [l.spacing[0] * s, 'm'], y: [l.spacing[1] * s, 'm'], x: [l.spacing[2] * s, 'm'] },
-    ...(l.position ? { position: l.position } : {}),
+    dimensions: { x: [l.spacing[2] * s, 'm'], y: [l.spacing[1] * s, 'm'], z: [l.spacing[0] * s, 'm'] },
+    ...(l.position ? { position: [l.position[2], l.position[1], l.position[0]] } : {}),
     layers,
     layout: '4panel',
   };
 }
 
-/** A link that opens `state` in neuroglancer's public client (the data stays on this machine: the browser fetches it from localhost). */
-export function neuroglancerLink(state: Record<string, unknown>, client = 'https://neuroglancer-demo.appspot.com'): string {
-  return `${client}/#!${encodeURIComponent(JSON.stringify(state))}`;
+/** The public neuroglancer client; a cluster with no way out serves its own (`--neuroglancer URL`, docs/cluster.md). */
+export const PUBLIC_NEUROGLANCER = 'https://neuroglancer-demo.appspot.com';
+
+/** A link that opens `state` in a neuroglancer client (the data stays where it is served: the browser fetches it). */
+export function neuroglancerLink(state: Record<string, unknown>, client = PUBLIC_NEUROGLANCER): string {
+  return `${client.replace(/\/+$/, '')}/#!${encodeURIComponent(JSON.stringify(state))}`;
+}
+
+/** The segmentation's class colours from its NGFF image-label metadata (label value → #rrggbb). */
+function labelColors(output: string): Record<string, string> | undefined {
+  const attrs = readGroupAttributes(path.join(output, 'segmentation')) as Record<string, unknown> | undefined;
+  const label = ((attrs?.ome as Record<string, unknown> | undefined) ?? attrs)?.['image-label'] as { colors?: { 'label-value': number; rgba: number[] }[] } | undefined;
+  if (!label?.colors?.length) return undefined;
+  const hex = (v: number) => v.toString(16).padStart(2, '0');
+  return Object.fromEntries(label.colors.map((c) => [String(c['label-value']), `#${hex(c.rgba[0])}${hex(c.rgba[1])}${hex(c.rgba[2])}`]));
 }
 
 export interface ViewOptions {
@@ -134,6 +155,8 @@ export interface ViewOptions {
   input?: string;
   host?: string;
   port?: number;
+  /** The neuroglancer client the link opens. @default PUBLIC_NEUROGLANCER */
+  neuroglancer?: string;
 }
 
 export interface View extends Served {
@@ -169,7 +192,7 @@ export async function openView(o: ViewOptions): Promise<View> {
   const served = await serve({ roots: { output: o.output, ...(o.input ? { input: o.input } : {}) }, host: o.host, port: o.port });
   const state = neuroglancerState({
     image: o.input ? `${served.url}/input` : undefined, output: `${served.url}/output`, spacing, unit: config.unit,
-    boxes: boxes !== undefined, position: seg.shape.map((s) => s / 2) as unknown as Vec3,
+    boxes: boxes !== undefined, position: seg.shape.map((s) => s / 2) as unknown as Vec3, colors: labelColors(o.output),
   });
-  return { ...served, state, link: neuroglancerLink(state), boxes };
+  return { ...served, state, link: neuroglancerLink(state, o.neuroglancer), boxes };
 }

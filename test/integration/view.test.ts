@@ -174,13 +174,20 @@ test('served for neuroglancer: CORS, byte ranges, 404 for unwritten chunks and a
     const sources = state.layers.map((l) => l.source);
     assert.deepEqual(sources, [`zarr://${v.url}/input`, `zarr://${v.url}/output/segmentation`, `zarr://${v.url}/output/instances`, `precomputed://${v.url}/output/annotations/boxes`]);
     assert.deepEqual(state.dimensions.z, [4e-8, 'm']);
+    // Display order x, y, z: the main panel shows the EM's x–y sections; the centre in that order.
+    assert.deepEqual(Object.keys(state.dimensions), ['x', 'y', 'z']);
+    assert.deepEqual((state as unknown as { position: number[] }).position, [128, 128, 16]);
+    // Class colours from the segmentation's image-label metadata.
+    const segLayer = state.layers[1] as unknown as { segmentColors?: Record<string, string>; segments?: string[] };
+    assert.match(segLayer.segmentColors?.['1'] ?? '', /^#[0-9a-f]{6}$/);
+    assert.deepEqual(segLayer.segments, ['1']);
   } finally {
     await v.close();
   }
 });
 
-test('tessera view prints the URL and the link, serves until SIGTERM, exits 0', async () => {
-  const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'tessera.mjs'), 'view', out, '--port', '0'], { env: { ...process.env, TESSERA_LOG: 'warn' } });
+test('tessera view prints the URL and the link (to the client --neuroglancer names), serves until SIGTERM, exits 0', async () => {
+  const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'tessera.mjs'), 'view', out, '--port', '0', '--neuroglancer', 'http://ng.cluster.local:8000/'], { env: { ...process.env, TESSERA_LOG: 'warn' } });
   let stdout = '';
   let stderr = '';
   p.stderr.on('data', (d) => (stderr += d));
@@ -192,7 +199,7 @@ test('tessera view prints the URL and the link, serves until SIGTERM, exits 0', 
     });
     p.on('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
   });
-  assert.match(stdout, /neuroglancer: https:\/\/neuroglancer-demo\.appspot\.com\/#!/);
+  assert.match(stdout, /neuroglancer: http:\/\/ng\.cluster\.local:8000\/#!/, 'the self-hosted client named by --neuroglancer');
   assert.match(stdout, /\(\d+ boxes as annotations\)/);
   assert.equal((await get(`${url}/output/annotations/boxes/info`)).status, 200);
   const code = await new Promise<number | null>((resolve) => { p.removeAllListeners('exit'); p.on('exit', resolve); p.kill('SIGTERM'); });
