@@ -2,6 +2,7 @@
 // synthesize an EM volume, segment it two-stage, score it against its ground truth.
 import * as path from 'node:path';
 import { createLogger, evaluateOutput, loadConfig, runEmbedded, writeSynth } from '../../shared/index.ts';
+import { unitSymbol } from '../../shared/units.ts';
 
 export async function runDemo(dir: string, mode: 'one-stage' | 'two-stage' = 'two-stage'): Promise<void> {
   const vol = path.join(dir, 'vol.zarr');
@@ -16,6 +17,6 @@ export async function runDemo(dir: string, mode: 'one-stage' | 'two-stage' = 'tw
   say(`3/3 tessera eval --pred ${out} --gt ${vol}`);
   const ev = await evaluateOutput({ pred: out, gt: vol });
   const s = ev.perClass['1'];
-  say(`    Dice ${s.dice.toFixed(4)}  IoU ${s.iou.toFixed(4)}  surface Dice ${s.surfaceDice.toFixed(4)}  HD95 ${s.hd95.toFixed(1)} nm  AP@0.5 ${s.ap50.toFixed(3)}`);
+  say(`    Dice ${s.dice.toFixed(4)}  IoU ${s.iou.toFixed(4)}  surface Dice@${ev.tolerance} ${unitSymbol(ev.unit)} ${s.surfaceDice.toFixed(4)}  HD95 ${s.hd95.toFixed(2)} ${unitSymbol(ev.unit)}  AP@0.5 ${s.ap50.toFixed(3)}`);
   say(`see it: npx tessera report ${out} --gt ${path.join(vol, 'labels', 'gt', '0')}   or   npx tessera view ${out} --input ${vol}`);
 }

@@ -114,8 +114,10 @@ program.command('eval')
       process.stdout.write(JSON.stringify(r) + '\n');
       return;
     }
+    const { unitSymbol } = await import('../../shared/units.ts');
+    const u = unitSymbol(r.unit) || 'voxels';
     for (const [cls, s] of Object.entries(r.perClass)) {
-      process.stdout.write(`class ${cls}: Dice ${s.dice.toFixed(4)}  IoU ${s.iou.toFixed(4)}  surface Dice@${r.tolerance} ${s.surfaceDice.toFixed(4)}  HD95 ${s.hd95.toFixed(2)} ${r.unit ?? ''}  AP@0.1 ${s.ap10.toFixed(3)}  AP@0.5 ${s.ap50.toFixed(3)}  objects gt ${s.gtObjects} / pred ${s.predObjects}\n`);
+      process.stdout.write(`class ${cls}: Dice ${s.dice.toFixed(4)}  IoU ${s.iou.toFixed(4)}  surface Dice@${r.tolerance} ${u} ${s.surfaceDice.toFixed(4)}  HD95 ${s.hd95.toFixed(2)} ${u}  AP@0.1 ${s.ap10.toFixed(3)}  AP@0.5 ${s.ap50.toFixed(3)}  objects gt ${s.gtObjects} / pred ${s.predObjects}\n`);
     }
   });
 

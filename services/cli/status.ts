@@ -54,6 +54,11 @@ export async function natsStatus(run: string, url: string | undefined): Promise<
 
 /** `tessera status` (its flags are declared in main.ts, which loads this module only to run it). */
 export async function printStatus(target: string, o: { nats?: string; json?: boolean }): Promise<void> {
+  // A path (or a name no run id can have) that is not there is a missing output, not a run to
+  // look up; a run id needs a broker to be looked up in.
+  if (!fs.existsSync(target) && (/[/\\.]/.test(target) || !o.nats && !process.env.TESSERA_NATS_URL)) {
+    throw new InputError(target, /[/\\.]/.test(target) ? 'no such output' : 'no such output here, and no NATS server to look it up as a run id (pass --nats URL or set TESSERA_NATS_URL)');
+  }
   const v = fs.existsSync(target) ? await outputStatus(target) : await natsStatus(target, o.nats);
   if (o.json) {
     process.stdout.write(JSON.stringify(v) + '\n');

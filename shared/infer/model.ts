@@ -78,7 +78,7 @@ const CARD_KEYS = new Set([
 
 /** Load and validate the card of `onnxPath`; checks that the file's sha256 matches the card. */
 export function loadModelCard(onnxPath: string, opts: { verifyHash?: boolean } = {}): ModelCard {
-  if (!fs.existsSync(onnxPath)) throw new ModelError(onnxPath, 'file not found');
+  if (!fs.existsSync(onnxPath)) throw new ModelError(onnxPath, 'file not found (docs/models.md: which networks ship with Tessera, and how to get, train or card the others)');
   const side = sidecarPath(onnxPath);
   if (!fs.existsSync(side)) throw new ModelError(onnxPath, `sidecar ${side} not found`);
   let c: Record<string, unknown>;

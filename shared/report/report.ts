@@ -19,6 +19,7 @@ import { isVirtual } from '../volume/virtual.ts';
 import { type BoxLine, boxesFileBlock, readBoxLines } from '../tasks/boxes-output.ts';
 import { writeFileAtomic } from '../volume/store.ts';
 import { Canvas } from './png.ts';
+import { unitSymbol } from '../units.ts';
 
 export interface ReportOptions {
   output: string;
@@ -236,7 +237,7 @@ export async function writeReport(o: ReportOptions): Promise<ReportResult> {
   const rows = (r: Array<[string, string]>) => r.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');
   const summary: Array<[string, string]> = [
     ['status', String(doc.status)], ['mode', config.mode], ['output', o.output], ['input', inputPath ?? '–'],
-    ['volume', `${shape.join(' × ')} voxels, spacing ${spacing.join(' × ')} ${config.unit}`],
+    ['volume', `${shape.join(' × ')} voxels, spacing ${spacing.join(' × ')} ${unitSymbol(config.unit)}`],
     ...(report ? [['time', `${report.seconds.total} s, ${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s, peak RSS ${report.peakRssMB} MB`] as [string, string]] : []),
     ...(report?.twoStage ? [['boxes', `${report.twoStage.boxes} in ${report.twoStage.canvases} canvases, fill ${report.twoStage.fillRatio.toFixed(3)}${report.twoStage.runFillRatio === undefined ? '' : ` (${report.twoStage.runFillRatio.toFixed(3)} of what ran)`}, coverage ${report.twoStage.coverage.toFixed(3)}, read amplification ${report.twoStage.readAmplification.toFixed(2)}`] as [string, string]] : []),
     ...(report ? [['tasks', Object.entries(report.tasks).map(([k, t]) => `${k} ${t.ran} ran, ${t.reused} reused${t.failed ? `, ${t.failed} failed` : ''}${t.skipped ? `, ${t.skipped} skipped` : ''}`).join('; ')] as [string, string]] : []),

@@ -8,7 +8,7 @@ import type { Vec3 } from '../geometry/box.ts';
 import { type VolumeArray, createArray, createGroup, openArray, readGroupAttributes } from '../volume/zarr.ts';
 import { type RunIdentity, identityDiff } from './identity.ts';
 import { createGroupV3, multiscalesAttrs, ngff05 } from '../volume/ome.ts';
-import { writeJsonAtomic } from '../volume/store.ts';
+import { removeEmptyTemp, writeJsonAtomic } from '../volume/store.ts';
 import { createShardedArray } from '../volume/shard.ts';
 import { downShape } from '../array/resample.ts';
 import { InputError, OutputError } from '../errors.ts';
@@ -241,6 +241,8 @@ export async function updateRunJson(out: string, fields: Record<string, unknown>
 
 export async function finishOutput(out: string, doc: Omit<RunDocument, 'status'>, status: RunStatus = 'complete'): Promise<void> {
   await writeJsonAtomic(runJsonPath(out), { status, ...doc, finishedAt: new Date().toISOString() });
+  // The temp folder of atomic writes (empty once every writer is done) is not part of the output.
+  if (status === 'complete') removeEmptyTemp(out);
 }
 
 /** Refuse outputs of runs that did not complete (eval, merger, resume all call this). */

@@ -53,6 +53,15 @@ export function clearTemp(root: string): void {
   fs.rmSync(path.join(root, TEMP_DIR), { recursive: true, force: true });
 }
 
+/** Remove the store's temp folder if nothing is in it (a finished output keeps no empty .tmp/). */
+export function removeEmptyTemp(root: string): void {
+  try {
+    fs.rmdirSync(path.join(root, TEMP_DIR));
+  } catch {
+    // Absent, or a writer still has a file there: left for clearTemp.
+  }
+}
+
 /** Write a file atomically (temp file + rename); no temp file is left behind by a failed write. */
 export async function writeFileAtomic(file: string, data: Uint8Array | string): Promise<void> {
   await fs.promises.mkdir(path.dirname(file), { recursive: true });
