@@ -78,6 +78,17 @@ program.command('status')
   .action(async (target: string, o: { nats?: string; json?: boolean }) => (await import('./status.ts')).printStatus(target, o));
 viewCommand(program);
 
+program.command('convert <input> <output>')
+  .description('NIfTI (.nii, .nii.gz) → an OME-Zarr image with the pyramid a run reads (voxel size, unit and header kept); or labels (a tessera output, a label image, a uint8 array) → NIfTI on the header of the image they segment')
+  .option('--like <image.nii.gz>', 'labels → NIfTI: the image whose header (dims, voxel size, orientation) the labels take (default: the header the converted input kept)')
+  .option('--chunks <Z,Y,X>', 'storage chunk of the Zarr image (default 32,128,128)', vec3Arg('--chunks'))
+  .option('--overwrite', 'replace an existing output')
+  .action(async (input: string, output: string, o: { like?: string; chunks?: [number, number, number]; overwrite?: boolean }) => {
+    const { convert } = await import('../../shared/run/convert.ts');
+    const r = await convert({ input, output, like: o.like, chunks: o.chunks, overwrite: o.overwrite });
+    process.stderr.write(`wrote ${r.output}: ${r.shape.join('x')} voxels of ${r.spacing.map((s) => +s.toPrecision(6)).join('x')} ${r.unit}${r.levels > 1 ? `, ${r.levels} levels` : ''}\n`);
+  });
+
 program.command('report <output>')
   .description('write a self-contained HTML page of what a run did: slices with segmentation, boxes and ground truth; time per phase and task kind; boxes and canvases per block; failures')
   .option('--input <vol.zarr>', 'input image for the slices (default: the run\'s input when it still exists)')
