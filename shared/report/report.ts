@@ -1,4 +1,4 @@
-// `tessera report OUTPUT`: one self-contained HTML page (PNG figures inlined) that shows what a
+// `tessera report OUTPUT`: one self-contained HTML page (slices as inlined PNG, charts as inline SVG) that shows what a
 // run did: orthogonal slices of the raw data with the segmentation, the boxes and (when given)
 // the ground truth overlaid; busy time per phase and per task kind; boxes and canvases per
 // stage-two block as a map; failures and warnings. Everything is read in bounded pieces — one
@@ -19,6 +19,7 @@ import { isVirtual } from '../volume/virtual.ts';
 import { type BoxLine, boxesFileBlock, readBoxLines } from '../tasks/boxes-output.ts';
 import { writeFileAtomic } from '../volume/store.ts';
 import { Canvas } from './png.ts';
+import { evaluateOutput } from '../run/eval.ts';
 import { unitSymbol } from '../units.ts';
 
 export interface ReportOptions {
@@ -149,34 +150,58 @@ function drawPlane(p: Plane, raw: Array3 | undefined, seg: Array3, gt: Array3 | 
   return c;
 }
 
-/** Horizontal bars with labels: busy seconds of each phase or task kind. */
-function barChart(title: string, entries: Array<[string, number]>): Canvas {
-  const W = 640, row = 22, H = 40 + row * Math.max(1, entries.length);
-  const c = new Canvas(W, H);
-  c.text(10, 8, title, [0, 0, 0], 2);
+/** Horizontal bars with labels (SVG: the page's own font, sharp at any zoom): seconds per phase or task kind. */
+function barChart(entries: Array<[string, number]>): string {
+  const W = 640, row = 22, left = 150, H = 8 + row * Math.max(1, entries.length);
   const max = Math.max(1e-9, ...entries.map(([, v]) => v));
-  entries.forEach(([name, v], i) => {
-    const y = 34 + i * row;
-    c.text(10, y + 3, name.slice(0, 14), [40, 40, 40], 2);
-    const len = Math.round((v / max) * (W - 300));
-    for (let x = 0; x < len; x++) for (let d = 0; d < row - 6; d++) c.set(190 + x, y + d, [70, 110, 200]);
-    c.text(200 + len, y + 3, v.toFixed(1), [40, 40, 40], 2);
+  const bars = entries.map(([name, v], i) => {
+    const y = 4 + i * row;
+    const len = Math.max(1, Math.round((v / max) * (W - left - 80)));
+    return `<text x="${left - 8}" y="${y + 15}" text-anchor="end">${esc(name)}</text><rect x="${left}" y="${y + 2}" width="${len}" height="${row - 6}" fill="#4670c8"/><text x="${left + len + 6}" y="${y + 15}">${v.toFixed(1)}</text>`;
   });
-  return c;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-size="13" font-family="system-ui,sans-serif">${bars.join('')}</svg>`;
 }
 
-/** A y-x map of per-block counts, white (0) to dark blue (the maximum), cells at least 6 px. */
-function heatMap(title: string, grid: [number, number], v: Float64Array): Canvas {
-  const cell = Math.max(6, Math.min(48, Math.floor(600 / Math.max(grid[0], grid[1]))));
-  const c = new Canvas(grid[1] * cell + 20, grid[0] * cell + 44);
-  c.text(10, 8, title, [0, 0, 0], 2);
+/** A y-x map of per-block counts, white (0) to dark blue (the maximum), with a legend; cells 12–48 px. */
+function heatMap(grid: [number, number], v: Float64Array): string {
+  const cell = Math.max(12, Math.min(48, Math.floor(600 / Math.max(grid[0], grid[1]))));
   const max = Math.max(1, ...v);
+  const colour = (t: number) => `rgb(${Math.round(255 - 225 * t)},${Math.round(255 - 185 * t)},${Math.round(255 - 95 * t)})`;
+  const cells: string[] = [];
   for (let y = 0; y < grid[0]; y++) for (let x = 0; x < grid[1]; x++) {
-    const t = v[y * grid[1] + x] / max;
-    const px = [Math.round(255 - 225 * t), Math.round(255 - 185 * t), Math.round(255 - 95 * t)];
-    for (let a = 0; a < cell - 1; a++) for (let b = 0; b < cell - 1; b++) c.set(10 + x * cell + b, 34 + y * cell + a, px);
+    const n = v[y * grid[1] + x];
+    cells.push(`<rect x="${x * cell}" y="${y * cell}" width="${cell - 1}" height="${cell - 1}" fill="${colour(n / max)}"><title>block y ${y}, x ${x}: ${n}</title></rect>`);
   }
-  return c;
+  const W = Math.max(grid[1] * cell, 160), H = grid[0] * cell + 24;
+  const legend = `<text x="0" y="${grid[0] * cell + 17}">0</text><rect x="14" y="${grid[0] * cell + 6}" width="100" height="12" fill="url(#ramp)"/><text x="120" y="${grid[0] * cell + 17}">${max}</text>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-size="12" font-family="system-ui,sans-serif"><defs><linearGradient id="ramp"><stop offset="0" stop-color="${colour(0)}"/><stop offset="1" stop-color="${colour(1)}"/></linearGradient></defs>${cells.join('')}${legend}</svg>`;
+}
+
+/** A scale bar for a slice shown `zoom` × its voxels: a round length (1, 2 or 5 × 10^k) near a fifth of its width. */
+function scaleBar(widthPx: number, perPx: number, unit: string | undefined): string {
+  const target = (widthPx / 5) * perPx;
+  const k = 10 ** Math.floor(Math.log10(target));
+  const len = [1, 2, 5, 10].map((m) => m * k).filter((l) => l <= target).pop() ?? k;
+  const px = Math.max(1, Math.round(len / perPx));
+  return `<svg class="scalebar" xmlns="http://www.w3.org/2000/svg" width="${px + 90}" height="22" font-size="12" font-family="system-ui,sans-serif"><rect x="0" y="4" width="${px}" height="5" fill="#222"/><text x="${px + 6}" y="12">${+len.toPrecision(3)} ${esc(unitSymbol(unit) || 'voxels')}</text></svg>`;
+}
+
+interface Figure {
+  id: string;
+  title: string;
+  /** A slice (PNG, shown `width` px wide with its scale bar) … */
+  png?: Buffer;
+  width?: number;
+  bar?: string;
+  /** … or a chart (inline SVG). */
+  svg?: string;
+}
+
+function figureHtml(f: Figure): string {
+  const body = f.png
+    ? `<img alt="${esc(f.title)}" width="${f.width}" src="data:image/png;base64,${f.png.toString('base64')}">${f.bar ? `<br>${f.bar}` : ''}`
+    : f.svg;
+  return `<figure id="${f.id}">${body}<figcaption>${esc(f.title)}</figcaption></figure>`;
 }
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[ch]!);
@@ -202,7 +227,7 @@ export async function writeReport(o: ReportOptions): Promise<ReportResult> {
   const stretch = Math.max(1, Math.min(10, Math.round(spacing[0] / Math.min(spacing[1], spacing[2]))));
 
   const warnings: string[] = [];
-  const figures: Array<{ id: string; title: string; png: Buffer }> = [];
+  const figures: Figure[] = [];
   const views = planes(shape, center, o.window ?? 512);
   // The three planes cross at the centre: one read of the blocks around their union serves all.
   const boxes = stats ? await boxesNear(o.output, views.map((p) => p.region).reduce(union), block) : [];
@@ -216,19 +241,26 @@ export async function writeReport(o: ReportOptions): Promise<ReportResult> {
     const seg = await readRegion(segArr, p.region);
     const gt = gtArr ? await readRegion(gtArr, p.region) : undefined;
     const id = `slice-${'zyx'[p.axis]}`;
-    figures.push({ id, title: `${p.name} through voxel ${center.join(', ')}: ${p.region.begin.join(',')} to ${p.region.end.join(',')}`, png: drawPlane(p, raw, seg, gt, boxes, stretch).png() });
+    const canvas = drawPlane(p, raw, seg, gt, boxes, stretch);
+    // Small windows are shown enlarged (pixelated), with a scale bar in the data's unit.
+    const zoom = Math.max(1, Math.floor(512 / canvas.w));
+    figures.push({
+      id, title: `${p.name} through voxel ${center.join(', ')}: ${p.region.begin.join(',')} to ${p.region.end.join(',')}`, png: canvas.png(), width: canvas.w * zoom,
+      bar: scaleBar(canvas.w * zoom, spacing[p.cols] / zoom, config.unit),
+    });
   }
   if (report) {
     const phases = Object.entries(report.busySeconds).filter(([k]) => !k.startsWith('task:')).sort((a, b) => b[1] - a[1]);
     const kinds = Object.entries(report.busySeconds).filter(([k]) => k.startsWith('task:')).map(([k, v]): [string, number] => [k.slice(5), v]);
-    figures.push({ id: 'time-phases', title: 'Busy seconds per phase (summed over tasks in flight and inference threads)', png: barChart('busy s per phase', phases).png() });
-    figures.push({ id: 'time-tasks', title: 'Busy seconds per task kind', png: barChart('busy s per task kind', kinds).png() });
+    figures.push({ id: 'time-phases', title: 'Busy seconds per phase (summed over tasks in flight and inference threads)', svg: barChart(phases) });
+    figures.push({ id: 'time-tasks', title: 'Busy seconds per task kind', svg: barChart(kinds) });
   }
   if (stats) {
-    figures.push({ id: 'map-boxes', title: `Boxes per stage-two block (${block.join('×')} voxels), summed over z`, png: heatMap('boxes per block', stats.grid, stats.boxes).png() });
-    figures.push({ id: 'map-canvases', title: 'Canvases per stage-two block, summed over z', png: heatMap('canvases per block', stats.grid, stats.canvases).png() });
+    figures.push({ id: 'map-boxes', title: `Boxes per stage-two block (${block.join('×')} voxels), summed over z (y down, x across)`, svg: heatMap(stats.grid, stats.boxes) });
+    figures.push({ id: 'map-canvases', title: 'Canvases per stage-two block, summed over z (y down, x across)', svg: heatMap(stats.grid, stats.canvases) });
   }
 
+  const scores = o.gt ? await scoreAgainst(o.output, o.gt, shape, warnings) : undefined;
   if (doc.status !== 'complete') warnings.push(`run status is ${doc.status}: the output is not complete`);
   if (!image) warnings.push('no input image (pass --input): slices show the segmentation on black');
   if (report?.inputMissingChunks) warnings.push(`${report.inputMissingChunks} input chunks had no file and were read as the fill value`);
@@ -240,6 +272,7 @@ export async function writeReport(o: ReportOptions): Promise<ReportResult> {
     ['volume', `${shape.join(' × ')} voxels, spacing ${spacing.join(' × ')} ${unitSymbol(config.unit)}`],
     ...(report ? [['time', `${report.seconds.total} s, ${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s, peak RSS ${report.peakRssMB} MB`] as [string, string]] : []),
     ...(report?.twoStage ? [['boxes', `${report.twoStage.boxes} in ${report.twoStage.canvases} canvases, fill ${report.twoStage.fillRatio.toFixed(3)}${report.twoStage.runFillRatio === undefined ? '' : ` (${report.twoStage.runFillRatio.toFixed(3)} of what ran)`}, coverage ${report.twoStage.coverage.toFixed(3)}, read amplification ${report.twoStage.readAmplification.toFixed(2)}`] as [string, string]] : []),
+    ...(scores ? [['scores (--gt)', scores] as [string, string]] : []),
     ...(report ? [['tasks', Object.entries(report.tasks).map(([k, t]) => `${k} ${t.ran} ran, ${t.reused} reused${t.failed ? `, ${t.failed} failed` : ''}${t.skipped ? `, ${t.skipped} skipped` : ''}`).join('; ')] as [string, string]] : []),
   ];
   const html = `<!doctype html>
@@ -253,14 +286,30 @@ ${failures.length ? `<table>${rows(failures.map((f) => [f.task, f.error]))}</tab
 <h2>Warnings</h2>
 ${warnings.length ? `<ul>${warnings.map((w) => `<li class="warn">${esc(w)}</li>`).join('')}</ul>` : '<p>none</p>'}
 <h2>Figures</h2>
-<p>Slices: raw data in grey, classes tinted (red: class 1), boxes in yellow${gtArr ? ', ground truth contours in green' : ''}; z is drawn ${stretch}× taller (voxel spacing).</p>
-${figures.map((f) => `<figure id="${f.id}"><img alt="${esc(f.title)}" src="data:image/png;base64,${f.png.toString('base64')}"><figcaption>${esc(f.title)}</figcaption></figure>`).join('\n')}
-<script>addEventListener('load', () => { const im = [...document.images]; document.body.dataset.figures = im.filter((i) => i.complete && i.naturalWidth > 0).length + '/' + im.length; });</script>
+<p>Slices: raw data in grey, classes tinted (red: class 1), boxes in yellow${gtArr ? ', ground truth contours in green' : ''}; z is drawn ${stretch}× taller (voxel spacing); the bar under each slice is to its scale.</p>
+${figures.map(figureHtml).join('\n')}
+<script>addEventListener('load', () => { const f = [...document.querySelectorAll('figure')]; const ok = f.filter((x) => { const i = x.querySelector('img'); return i ? i.complete && i.naturalWidth > 0 : x.querySelector('svg')?.getBBox().width > 0; }); document.body.dataset.figures = ok.length + '/' + f.length; });</script>
 </body></html>
 `;
   const file = o.file ?? path.join(o.output, 'report.html');
   await writeFileAtomic(file, html);
   return { file, figures: figures.map((f) => f.id), center, boxes: stats?.total ?? 0 };
+}
+
+/** Dice and the rest against --gt over the run's ROI, as tessera eval gives them; skipped (a warning) past 2^27 voxels or when eval refuses. */
+async function scoreAgainst(output: string, gt: string, shape: readonly number[], warnings: string[]): Promise<string | undefined> {
+  if (shape[0] * shape[1] * shape[2] > 2 ** 27) {
+    warnings.push('no scores on the page: the volume is past 2^27 voxels; run tessera eval for them');
+    return undefined;
+  }
+  try {
+    const e = await evaluateOutput({ pred: output, gt });
+    const u = unitSymbol(e.unit);
+    return Object.entries(e.perClass).map(([k, s]) => `class ${k}: Dice ${s.dice.toFixed(4)}, IoU ${s.iou.toFixed(4)}, surface Dice@${e.tolerance} ${u} ${s.surfaceDice.toFixed(4)}, HD95 ${s.hd95.toFixed(2)} ${u}, AP@0.5 ${s.ap50.toFixed(3)} (${s.gtObjects} objects in the truth, ${s.predObjects} found)`).join('; ');
+  } catch (err) {
+    warnings.push(`no scores on the page: ${oneLine(err)}`);
+    return undefined;
+  }
 }
 
 /** The boxes of the blocks around `region` that meet it (a slice window spans a few blocks). */

@@ -240,8 +240,14 @@ test('tessera report: an HTML page whose figures show the boxes, the segmentatio
   assert.match(r.stdout, /7 figures/);
   const html = fs.readFileSync(file, 'utf8');
   assert.doesNotMatch(html, /src="(?!data:)/, 'self-contained: no external sources');
-  const figures = new Map([...html.matchAll(/<figure id="([^"]+)"><img alt="[^"]*" src="data:image\/png;base64,([^"]+)"/g)].map((m) => [m[1], decodeOurPng(Buffer.from(m[2], 'base64'))]));
-  assert.deepEqual([...figures.keys()], ['slice-z', 'slice-y', 'slice-x', 'time-phases', 'time-tasks', 'map-boxes', 'map-canvases']);
+  const figures = new Map([...html.matchAll(/<figure id="([^"]+)"><img alt="[^"]*" width="\d+" src="data:image\/png;base64,([^"]+)"/g)].map((m) => [m[1], decodeOurPng(Buffer.from(m[2], 'base64'))]));
+  assert.deepEqual([...figures.keys()], ['slice-z', 'slice-y', 'slice-x']);
+  // Charts are SVG (the page's font, not pixels); each slice has a scale bar in the data's unit.
+  const charts = new Map([...html.matchAll(/<figure id="([^"]+)"><svg[^>]*>([\s\S]*?)<\/svg><figcaption>/g)].map((m) => [m[1], m[2]]));
+  assert.deepEqual([...charts.keys()], ['time-phases', 'time-tasks', 'map-boxes', 'map-canvases']);
+  assert.equal([...html.matchAll(/class="scalebar"[^>]*>.*?<text[^>]*>[\d.]+ nm<\/text>/g)].length, 3, 'a scale bar in nm under each slice');
+  // With --gt the page carries the scores tessera eval gives.
+  assert.match(html, /<th>scores \(--gt\)<\/th><td>class 1: Dice 0\.\d{4}/);
   // The slices go through the best-scoring box: its outline (yellow), segmentation (tinted red)
   // and ground-truth contours (green) are all on the xy slice.
   const xy = figures.get('slice-z')!;
@@ -253,8 +259,9 @@ test('tessera report: an HTML page whose figures show the boxes, the segmentatio
   assert.ok(tinted > 20, `segmentation tint (${tinted} px)`);
   // The xz slice is drawn 10× taller in z (40 nm vs 4 nm voxels).
   assert.equal(figures.get('slice-y')!.h, 32 * 10);
-  // The block map has one cell per (y, x) block with boxes coloured (not all white).
-  assert.ok(count(figures.get('map-boxes')!, [255, 255, 255]) < figures.get('map-boxes')!.w * figures.get('map-boxes')!.h);
+  // The block map has one cell per (y, x) block, boxes coloured (not all white), and a legend.
+  const cells = [...charts.get('map-boxes')!.matchAll(/<rect [^>]*fill="(rgb\([^)]*\))"><title>block y \d+, x \d+: (\d+)<\/title>/g)];
+  assert.ok(cells.length >= 1 && cells.some((c) => c[1] !== 'rgb(255,255,255)' && Number(c[2]) > 0), 'coloured cells with their counts');
   assert.match(html, /<h2>Failures<\/h2>\s*<p>none<\/p>/);
   // What a browser makes of it.
   const dom = execFileSync('chromium', ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--virtual-time-budget=10000', '--dump-dom', `file://${file}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 120_000 });
