@@ -79,13 +79,15 @@ program.command('status')
 viewCommand(program);
 
 program.command('convert <input> <output>')
-  .description('NIfTI (.nii, .nii.gz) → an OME-Zarr image with the pyramid a run reads (voxel size, unit and header kept); or labels (a tessera output, a label image, a uint8 array) → NIfTI on the header of the image they segment')
+  .description('NIfTI (.nii, .nii.gz) or a TIFF stack (multi-page .tif, or a folder of sections) → an OME-Zarr image with the pyramid a run reads (voxel size, unit and NIfTI header kept); or labels (a tessera output, a label image, a uint8 array) → NIfTI on the header of the image they segment')
   .option('--like <image.nii.gz>', 'labels → NIfTI: the image whose header (dims, voxel size, orientation) the labels take (default: the header the converted input kept)')
   .option('--chunks <Z,Y,X>', 'storage chunk of the Zarr image (default 32,128,128)', vec3Arg('--chunks'))
+  .option('--spacing <Z,Y,X>', 'voxel size (a TIFF stack that does not say its own; overrides a NIfTI header\'s)', spacingArg('--spacing'))
+  .option('--unit <unit>', 'unit of --spacing: nanometer, micrometer, millimeter (default: the file\'s; micrometer for TIFF)')
   .option('--overwrite', 'replace an existing output')
-  .action(async (input: string, output: string, o: { like?: string; chunks?: [number, number, number]; overwrite?: boolean }) => {
+  .action(async (input: string, output: string, o: { like?: string; chunks?: [number, number, number]; spacing?: [number, number, number]; unit?: string; overwrite?: boolean }) => {
     const { convert } = await import('../../shared/run/convert.ts');
-    const r = await convert({ input, output, like: o.like, chunks: o.chunks, overwrite: o.overwrite });
+    const r = await convert({ input, output, like: o.like, chunks: o.chunks, spacing: o.spacing, unit: o.unit, overwrite: o.overwrite });
     process.stderr.write(`wrote ${r.output}: ${r.shape.join('x')} voxels of ${r.spacing.map((s) => +s.toPrecision(6)).join('x')} ${r.unit}${r.levels > 1 ? `, ${r.levels} levels` : ''}\n`);
   });
 

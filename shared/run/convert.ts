@@ -3,6 +3,8 @@
 // - NIfTI (.nii, .nii.gz) → an OME-Zarr image (NGFF 0.4, Zarr v2) with the pyramid a run reads
 //   (levels at [1, 2, 2] steps), the voxel size and unit from the header, and the header itself
 //   kept in the group's attributes (tessera.nifti) so labels can go back in the image's space.
+// - A TIFF stack (multi-page .tif, or a folder of sections) → the same, its voxel size from
+//   ImageJ's metadata or --spacing.
 // - Labels (a Tessera output, a label image or a bare uint8 array) → NIfTI-1 on the header of
 //   the image they segment: `--like IMAGE.nii.gz`, else the header the converted input kept.
 import * as fs from 'node:fs';
@@ -14,6 +16,7 @@ import { createArray, createGroup, openArray, readGroupAttributes, readRegion, w
 import { isArrayNode, multiscalesAttrs } from '../volume/ome.ts';
 import { type NiftiVolume, isNiftiPath, niftiUnit, readNifti, writeNiftiLabels } from '../volume/nifti.ts';
 import { dtypeOf } from '../volume/dtype.ts';
+import { isTiffPath, readTiffStack } from '../volume/tiff.ts';
 import { InputError, OutputError } from '../errors.ts';
 import { readRunJson } from './output.ts';
 
@@ -26,6 +29,10 @@ export interface ConvertOptions {
   chunks?: Vec3;
   /** Labels → NIfTI: the image whose header the labels take. */
   like?: string;
+  /** Voxel size [z, y, x] (TIFF stacks that do not say theirs; overrides a NIfTI header's). */
+  spacing?: Vec3;
+  /** Unit of `spacing` (an NGFF unit name). @default the file's, else micrometer for TIFF */
+  unit?: string;
 }
 
 export interface ConvertResult {
@@ -40,13 +47,30 @@ const STEP: Vec3 = [1, 2, 2];
 const LEVELS = 3;
 
 export async function convert(o: ConvertOptions): Promise<ConvertResult> {
-  if (isNiftiPath(o.input)) return niftiToZarr(o);
+  if (isNiftiPath(o.input)) {
+    const v = readNifti(o.input);
+    const nifti = { source: path.resolve(o.input), header: Buffer.from(v.header).toString('base64'), littleEndian: v.littleEndian };
+    return toZarr(o, { ...v, spacing: o.spacing ?? v.spacing }, { nifti });
+  }
+  if (isTiffPath(o.input)) {
+    const t = readTiffStack(o.input);
+    const spacing = o.spacing ?? t.spacing;
+    if (!spacing) throw new InputError(o.input, 'the TIFF files do not say their voxel size (no ImageJ spacing and resolution): pass --spacing Z,Y,X (and --unit)');
+    return toZarr(o, { ...t, spacing, unit: o.unit ?? t.unit }, { tiff: { source: path.resolve(o.input) } });
+  }
   if (isNiftiPath(o.output)) return labelsToNifti(o);
-  throw new InputError(o.input, `convert reads NIfTI (.nii, .nii.gz) into a Zarr image, or writes labels to NIfTI: one side must be .nii or .nii.gz (got ${o.input} → ${o.output})`);
+  throw new InputError(o.input, `convert reads NIfTI (.nii, .nii.gz) or a TIFF stack (a multi-page .tif, or a folder of .tif sections) into a Zarr image, or writes labels to NIfTI (got ${o.input} → ${o.output})`);
 }
 
-async function niftiToZarr(o: ConvertOptions): Promise<ConvertResult> {
-  const v = readNifti(o.input);
+interface Volume {
+  shape: Vec3;
+  spacing: Vec3;
+  unit: string;
+  data: Uint8Array | Uint16Array | Float32Array;
+}
+
+/** The image as an NGFF group with the run's pyramid; `source` (what it came from) kept under `tessera`. */
+async function toZarr(o: ConvertOptions, v: Volume, source: Record<string, unknown>): Promise<ConvertResult> {
   prepareOutput(o);
   let level: Array3 = array3(v.data, v.shape);
   const spacings: Vec3[] = [];
@@ -63,7 +87,7 @@ async function niftiToZarr(o: ConvertOptions): Promise<ConvertResult> {
   }
   await createGroup(o.output, {
     ...multiscalesAttrs(path.basename(o.input).replace(/\.nii(\.gz)?$/i, ''), v.unit, spacings),
-    tessera: { nifti: { source: path.resolve(o.input), header: Buffer.from(v.header).toString('base64'), littleEndian: v.littleEndian } },
+    tessera: source,
   });
   return { output: o.output, shape: v.shape, spacing: v.spacing, unit: v.unit, levels: LEVELS };
 }

@@ -110,3 +110,51 @@ test('convert: labels → NIfTI on the header --like names (dims, pixdim, qform 
   assert.equal(h.n, 40 * 30 * 12);
   assert.equal(h.ones, ones, 'every label voxel back in place');
 });
+
+// TIFF stacks written by tifffile: an ImageJ hyperstack (uint16, spacing 2 × 0.5 × 0.25 µm) and a
+// folder of Deflate-compressed 8-bit sections with no voxel size.
+const TIFFS = `
+import os, sys, json, numpy as np, tifffile
+out = sys.argv[1]
+rng = np.random.default_rng(3)
+a = rng.integers(0, 60000, size=(9, 20, 24), dtype=np.uint16)
+tifffile.imwrite(out + '/stack.tif', a, imagej=True, resolution=(1 / 0.25, 1 / 0.5), metadata={'spacing': 2.0, 'unit': 'um', 'axes': 'ZYX'})
+os.makedirs(out + '/sections', exist_ok=True)
+b = rng.integers(0, 255, size=(5, 16, 12), dtype=np.uint8)
+for z in range(5): tifffile.imwrite(out + '/sections/s%03d.tif' % z, b[z], compression='zlib')
+print(json.dumps({'a0': int(a[0, 0, 0]), 'alast': int(a[-1, -1, -1]), 'asum': int(a.astype(np.int64).sum()), 'bsum': int(b.astype(np.int64).sum()), 'b3': int(b[3, 7, 5])}))
+`;
+
+function hasTifffile(): boolean {
+  try {
+    execFileSync('/usr/bin/python3', ['-c', 'import tifffile, numpy'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('convert: TIFF stacks from tifffile — an ImageJ hyperstack with its voxel size, a folder of compressed sections with --spacing (refused without)', { skip: !hasTifffile() && 'python3-tifffile missing (.ci/run installs it)' }, async () => {
+  const want = JSON.parse(execFileSync('/usr/bin/python3', ['-c', TIFFS, dir], { encoding: 'utf8' }));
+  const stack = path.join(dir, 'stack.zarr');
+  const r = await tesseraOk(['convert', path.join(dir, 'stack.tif'), stack]);
+  assert.match(r.stderr, /9x20x24 voxels of 2x0\.5x0\.25 micrometer/);
+  const a = await openArray(path.join(stack, '0'));
+  assert.equal(a.dtype, 'uint16');
+  const av = (await readRegion(a, boxOfShape(a.shape))).data as Uint16Array;
+  assert.equal(av[0], want.a0);
+  assert.equal(av[av.length - 1], want.alast);
+  assert.equal(av.reduce((s, v) => s + v, 0), want.asum);
+  const refused = await tessera(['convert', path.join(dir, 'sections'), path.join(dir, 'sections.zarr')]);
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /do not say their voxel size.*--spacing/);
+  const sec = path.join(dir, 'sections.zarr');
+  await tesseraOk(['convert', path.join(dir, 'sections'), sec, '--spacing', '30,8,8', '--unit', 'nanometer']);
+  const b = await openArray(path.join(sec, '0'));
+  assert.deepEqual(b.shape, [5, 16, 12]);
+  const bv = (await readRegion(b, boxOfShape(b.shape))).data as Uint8Array;
+  assert.equal(bv.reduce((s, v) => s + v, 0), want.bsum);
+  assert.equal(bv[3 * 16 * 12 + 7 * 12 + 5], want.b3);
+  const ms = (readGroupAttributes(sec) as { multiscales: { axes: { unit?: string }[] }[] }).multiscales[0];
+  assert.equal(ms.axes.find((x) => x.unit)?.unit, 'nanometer');
+});
