@@ -242,6 +242,23 @@ export function labelRuns(labels: Uint32Array, shape: Vec3): Uint32Array {
  * Writes the runs into `out` (zeroed, chunk-sized) with each local label mapped through `ids`
  * (uint64 output for volumes past 2^32 voxels: one BigInt per run, never per voxel).
  */
+/**
+ * Paint the runs that fall in voxels [lo, lo + out.length) of the chunk into `out` (a slab of
+ * whole rows: runs never cross a row), starting at run triple `from`; returns the first run
+ * past the slab, where the next slab starts. Runs are in raster order.
+ */
+export function paintRunsSlab(runs: Uint32Array, ids: ArrayLike<number>, out: Uint32Array | BigUint64Array, lo: number, from = 0): number {
+  const hi = lo + out.length;
+  let k = from;
+  for (; k < runs.length && runs[k] < hi; k += 3) {
+    const s = runs[k] - lo, e = s + runs[k + 1], l = runs[k + 2];
+    if (s < 0 || e > out.length || l >= ids.length) throw new RangeError(`label run ${k / 3} (${runs[k]}+${runs[k + 1]}, label ${l}) lies outside its slab or the table`);
+    if (out instanceof BigUint64Array) out.fill(BigInt(ids[l]), s, e);
+    else out.fill(ids[l], s, e);
+  }
+  return k;
+}
+
 export function paintRuns(runs: Uint32Array, ids: ArrayLike<number>, out: Uint32Array | Float64Array | BigUint64Array): void {
   if (runs.length % 3 !== 0) throw new RangeError(`label runs of ${runs.length} numbers are not triples`);
   for (let k = 0; k < runs.length; k += 3) {

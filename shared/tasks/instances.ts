@@ -17,7 +17,7 @@ import { downsampleMode } from '../array/resample.ts';
 import { chunkBox, indexId } from '../geometry/grid.ts';
 import { regionParent } from '../geometry/tree.ts';
 import { type Array3, array3 } from '../array/array3.ts';
-import { type ObjectRow, anchorIds, labelObjects, labelRuns, paintRuns } from '../pipeline/instances.ts';
+import { type ObjectRow, anchorIds, labelObjects, labelRuns, paintRuns, paintRunsSlab } from '../pipeline/instances.ts';
 import { borderSections } from '../pipeline/border.ts';
 import type { Down } from '../pipeline/merge.ts';
 import { packColumns, unpackColumns } from '../array/columns.ts';
@@ -111,22 +111,49 @@ export async function relabelTask(ctx: TaskContext, index: Vec3): Promise<TaskSt
     lines.push(JSON.stringify(d === undefined ? objectLine(row) : summedLine(down, d)));
   }
   const runs = await chunkRuns(ctx, index, write, table);
-  const shape = shapeOf(write);
-  const n = shape[0] * shape[1] * shape[2];
-  // uint32 ids are painted into a pooled array (a fresh chunk-sized one costs its page faults),
-  // handed back zeroed by the same runs once written.
-  const out = ctx.out.instances.dtype === 'uint64' ? new BigUint64Array(n) : ctx.pasteBuffers.u32(n);
-  try {
-    await ctx.timings.time('relabel', () => paintRuns(runs, final, out));
-    await ctx.timings.time('write', () => writeRegion(ctx.out.instances, write, array3(out as unknown as Uint32Array, shape), ctx.src.io));
-  } finally {
-    if (out instanceof Uint32Array) {
-      for (let k = 0; k < runs.length; k += 3) out.fill(0, runs[k], runs[k] + runs[k + 1]);
-      ctx.pasteBuffers.give(out);
-    }
-  }
+  if (ctx.out.instances.dtype === 'uint64') await paintUint64(ctx, write, runs, final);
+  else await paintUint32(ctx, write, runs, final);
   await writeFileAtomic(path.join(ctx.out.path, 'objects', `${indexId(index)}.jsonl`), lines.length ? lines.join('\n') + '\n' : '');
   return { instances: lines.length };
+}
+
+/**
+ * uint32 ids: painted into a pooled chunk-sized array (a fresh one costs its page faults), handed
+ * back zeroed by the same runs once written.
+ */
+async function paintUint32(ctx: TaskContext, write: Box, runs: Uint32Array, final: Float64Array): Promise<void> {
+  const shape = shapeOf(write);
+  const out = ctx.pasteBuffers.u32(shape[0] * shape[1] * shape[2]);
+  try {
+    await ctx.timings.time('relabel', () => paintRuns(runs, final, out));
+    await ctx.timings.time('write', () => writeRegion(ctx.out.instances, write, array3(out, shape), ctx.src.io));
+  } finally {
+    for (let k = 0; k < runs.length; k += 3) out.fill(0, runs[k], runs[k] + runs[k + 1]);
+    ctx.pasteBuffers.give(out);
+  }
+}
+
+/**
+ * uint64 ids (volumes past 2^32 voxels: FAFB): 8 bytes a voxel would hold 805 MB for one FAFB
+ * chunk, so the chunk is painted and written a slab of whole storage chunks at a time (the
+ * storage chunk's depth in z; a sharded array's shard is written whole, so there the slab is
+ * the chunk).
+ */
+async function paintUint64(ctx: TaskContext, write: Box, runs: Uint32Array, final: Float64Array): Promise<void> {
+  const shape = shapeOf(write);
+  const va = ctx.out.instances;
+  const depth = va.shard ? shape[0] : Math.min(shape[0], va.chunks[0]);
+  const plane = shape[1] * shape[2];
+  const slab = new BigUint64Array(depth * plane);
+  let from = 0;
+  for (let z = 0; z < shape[0]; z += depth) {
+    const d = Math.min(depth, shape[0] - z);
+    const out = d === depth ? slab : slab.subarray(0, d * plane);
+    if (z > 0) out.fill(0n);
+    from = await ctx.timings.time('relabel', () => paintRunsSlab(runs, final, out, z * plane, from));
+    const box: Box = { begin: [write.begin[0] + z, write.begin[1], write.begin[2]], end: [write.begin[0] + z + d, write.end[1], write.end[2]] };
+    await ctx.timings.time('write', () => writeRegion(va, box, array3(out as unknown as Uint32Array, [d, shape[1], shape[2]]), ctx.src.io));
+  }
 }
 
 function objectLine(row: LabelRow): ObjectRow {

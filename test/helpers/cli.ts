@@ -1,5 +1,5 @@
 // Run the real `tessera` CLI as a child process (what a user runs), capturing its output.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -62,4 +62,14 @@ export function brokenCopy(vol: string, dir: string, name: string): { vol: strin
   const config = path.join(dir, `${name}.json`);
   fs.writeFileSync(config, JSON.stringify({ extends: 'synthetic-em', mode: 'one-stage', io: { chunk: [16, 128, 128] } }));
   return { vol: broken, config };
+}
+
+/** Debian's python3 can import `modules` (e.g. "zarr, numpy"): the other tools some tests compare with. */
+export function hasPython(modules: string): boolean {
+  try {
+    execFileSync('/usr/bin/python3', ['-c', `import ${modules}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }

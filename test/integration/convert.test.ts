@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { tessera, tesseraOk, tmpDir } from '../helpers/cli.ts';
+import { hasPython, tessera, tesseraOk, tmpDir } from '../helpers/cli.ts';
 import { openArray, readRegion, boxOfShape } from '../../shared/index.ts';
 import { readGroupAttributes } from '../../shared/volume/zarr.ts';
 
@@ -58,14 +58,6 @@ q = struct.unpack_from('<3f', d, 268)
 print(json.dumps({'dims': dims[:4], 'pix': [round(p, 5) for p in pix[1:4]], 'datatype': dt, 'qoffset': q, 'ones': sum(d[off:]), 'n': len(d) - off}))
 `;
 
-function python(ok: boolean): boolean {
-  try {
-    execFileSync('/usr/bin/python3', ['-c', ok ? 'import zarr, numpy' : 'import gzip'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 before(() => {
   dir = tmpDir();
@@ -91,7 +83,7 @@ test('convert: NIfTI (gzip, int16, scaled) → OME-Zarr with the values, voxel s
   }
 });
 
-test('convert: labels → NIfTI on the header --like names (dims, pixdim, qform kept; uint8); refused without a header to take', { skip: !python(true) && 'python3-zarr missing (.ci/run installs it)' }, async () => {
+test('convert: labels → NIfTI on the header --like names (dims, pixdim, qform kept; uint8); refused without a header to take', { skip: !hasPython('zarr, numpy') && 'python3-zarr missing (.ci/run installs it)' }, async () => {
   const img = path.join(dir, 'ct.nii.gz.zarr');
   if (!fs.existsSync(img)) await tesseraOk(['convert', path.join(dir, 'ct.nii.gz'), img]);
   const labels = path.join(dir, 'labels.zarr');
@@ -125,16 +117,8 @@ for z in range(5): tifffile.imwrite(out + '/sections/s%03d.tif' % z, b[z], compr
 print(json.dumps({'a0': int(a[0, 0, 0]), 'alast': int(a[-1, -1, -1]), 'asum': int(a.astype(np.int64).sum()), 'bsum': int(b.astype(np.int64).sum()), 'b3': int(b[3, 7, 5])}))
 `;
 
-function hasTifffile(): boolean {
-  try {
-    execFileSync('/usr/bin/python3', ['-c', 'import tifffile, numpy'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
-test('convert: TIFF stacks from tifffile — an ImageJ hyperstack with its voxel size, a folder of compressed sections with --spacing (refused without)', { skip: !hasTifffile() && 'python3-tifffile missing (.ci/run installs it)' }, async () => {
+test('convert: TIFF stacks from tifffile — an ImageJ hyperstack with its voxel size, a folder of compressed sections with --spacing (refused without)', { skip: !hasPython('tifffile, numpy') && 'python3-tifffile missing (.ci/run installs it)' }, async () => {
   const want = JSON.parse(execFileSync('/usr/bin/python3', ['-c', TIFFS, dir], { encoding: 'utf8' }));
   const stack = path.join(dir, 'stack.zarr');
   const r = await tesseraOk(['convert', path.join(dir, 'stack.tif'), stack]);

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { tessera, tesseraOk, tmpDir } from '../helpers/cli.ts';
+import { hasPython, tessera, tesseraOk, tmpDir } from '../helpers/cli.ts';
 
 let dir: string;
 let vol: string;
@@ -30,27 +30,19 @@ for name, data in [('classes', pred), ('instances', (gt.astype('u4') * 70001)), 
 print(json.dumps({'whole': dice(pred, gt), 'roi': dice(pred[0:8], gt[0:8])}))
 `;
 
-function hasPythonZarr(): boolean {
-  try {
-    execFileSync('/usr/bin/python3', ['-c', 'import zarr, numpy'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 before(async () => {
   dir = tmpDir();
   vol = path.join(dir, 'vol.zarr');
   await tesseraOk(['synth', '--kind', 'em', '--shape', '16,128,128', '--seed', '4', '--fg', '0.05', '--out', vol]);
-  if (hasPythonZarr()) expected = JSON.parse(execFileSync('/usr/bin/python3', ['-c', PY, vol, dir], { encoding: 'utf8' }));
+  if (hasPython('zarr, numpy')) expected = JSON.parse(execFileSync('/usr/bin/python3', ['-c', PY, vol, dir], { encoding: 'utf8' }));
 });
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const diceOf = (stdout: string) => JSON.parse(stdout).perClass['1'].dice as number;
 
-test('eval scores a bare uint16 class-id array another tool wrote, taking the truth\'s voxel size; --roi scores that region of both', { skip: !hasPythonZarr() && 'python3-zarr missing (.ci/run installs it)' }, async () => {
+test('eval scores a bare uint16 class-id array another tool wrote, taking the truth\'s voxel size; --roi scores that region of both', { skip: !hasPython('zarr, numpy') && 'python3-zarr missing (.ci/run installs it)' }, async () => {
   assert.ok(expected.whole > 0.3 && expected.whole < 0.99, `the prediction differs from the truth: Dice ${expected.whole}`);
   const whole = JSON.parse((await tesseraOk(['eval', '--pred', path.join(dir, 'classes.zarr'), '--gt', vol, '--json'])).stdout);
   assert.ok(Math.abs(whole.perClass['1'].dice - expected.whole) < 1e-9, `${whole.perClass['1'].dice} vs numpy ${expected.whole}`);
@@ -60,7 +52,7 @@ test('eval scores a bare uint16 class-id array another tool wrote, taking the tr
   assert.equal(JSON.parse(roi.stdout).roi, '0:8,0:128,0:128');
 });
 
-test('eval: instance ids need --foreground (then every nonzero voxel is foreground); floats, other shapes and a bad ROI are refused naming why', { skip: !hasPythonZarr() && 'python3-zarr missing (.ci/run installs it)' }, async () => {
+test('eval: instance ids need --foreground (then every nonzero voxel is foreground); floats, other shapes and a bad ROI are refused naming why', { skip: !hasPython('zarr, numpy') && 'python3-zarr missing (.ci/run installs it)' }, async () => {
   const inst = path.join(dir, 'instances.zarr');
   const refused = await tessera(['eval', '--pred', inst, '--gt', vol]);
   assert.equal(refused.code, 2);

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { type Box, type Vec3, box, shapeOf } from '../../shared/geometry/box.ts';
 import { type Array3, array3, copyRegion, crop, zerosU8 } from '../../shared/array/array3.ts';
 import { label } from '../../shared/array/components.ts';
-import { type LocalObjects, anchorIds, labelObjects, labelRuns, paintRuns } from '../../shared/pipeline/instances.ts';
+import { type LocalObjects, anchorIds, labelObjects, labelRuns, paintRuns, paintRunsSlab } from '../../shared/pipeline/instances.ts';
+import { mulberry32 } from '../../shared/synth/random.ts';
 import { Contacts, FORWARD, borderSections, contactsAcross, decodeFace, edgeSection, faceSection, touchOf } from '../../shared/pipeline/border.ts';
 import { type Decisions, type Down, type PartRow, type Rows, type Summary, chunkSummary, joinRegion, settleRegion } from '../../shared/pipeline/merge.ts';
 import { decodeDecisions, decodeDown, decodeSummary, encodeDecisions, encodeDown, encodeSummary } from '../../shared/tasks/merge.ts';
@@ -502,4 +503,34 @@ test('Lru with a cost known only once loaded (stage-two results in bytes) evicts
   assert.equal(big.length, 500);
   await get('huge', 500);
   assert.equal(loads, 5);
+});
+
+test('paintRunsSlab: slab after slab (any depth) paints what paintRuns paints on the whole chunk, uint32 and uint64', () => {
+  const r = mulberry32(17);
+  const shape: [number, number, number] = [7, 5, 9];
+  const labels = new Uint32Array(shape[0] * shape[1] * shape[2]);
+  for (let i = 0; i < labels.length; i++) labels[i] = r() < 0.3 ? 0 : 1 + Math.floor(r() * 6);
+  const runs = labelRuns(labels, shape);
+  const ids = [0, 11, 2 ** 33 + 5, 7, 2 ** 40, 3, 9];
+  const whole = new BigUint64Array(labels.length);
+  paintRuns(runs, ids, whole);
+  const plane = shape[1] * shape[2];
+  for (const depth of [1, 2, 3, 7]) {
+    const got = new BigUint64Array(labels.length);
+    let from = 0;
+    for (let z = 0; z < shape[0]; z += depth) {
+      const slab = new BigUint64Array(Math.min(depth, shape[0] - z) * plane);
+      from = paintRunsSlab(runs, ids, slab, z * plane, from);
+      got.set(slab, z * plane);
+    }
+    assert.equal(from, runs.length, `depth ${depth}: every run painted`);
+    assert.deepEqual(got, whole, `depth ${depth}`);
+  }
+  const small = ids.map((v) => v % 2 ** 32);
+  const w32 = new Uint32Array(labels.length);
+  paintRuns(runs, small, w32);
+  const s32 = new Uint32Array(3 * plane);
+  const next = paintRunsSlab(runs, small, s32, 0, 0);
+  assert.deepEqual(s32, w32.subarray(0, 3 * plane));
+  assert.ok(next < runs.length && runs[next] >= 3 * plane, 'stops at the first run past the slab');
 });
