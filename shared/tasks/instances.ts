@@ -22,6 +22,7 @@ import { borderSections } from '../pipeline/border.ts';
 import type { Down } from '../pipeline/merge.ts';
 import { packColumns, unpackColumns } from '../array/columns.ts';
 import { readRegion, writeRegion } from '../volume/zarr.ts';
+import { writeShardBySlabs } from '../volume/shard.ts';
 import { InputError } from '../errors.ts';
 import { writeFileAtomic } from '../volume/store.ts';
 import type { TaskContext, TaskStats } from './context.ts';
@@ -136,14 +137,22 @@ async function paintUint32(ctx: TaskContext, write: Box, runs: Uint32Array, fina
 /**
  * uint64 ids (volumes past 2^32 voxels: FAFB): 8 bytes a voxel would hold 805 MB for one FAFB
  * chunk, so the chunk is painted and written a slab of whole storage chunks at a time (the
- * storage chunk's depth in z; a sharded array's shard is written whole, so there the slab is
- * the chunk).
+ * storage chunk's depth in z: 201 MB there). A sharded output's shard is this chunk: its slabs
+ * are encoded one after the other into the one shard file.
  */
 async function paintUint64(ctx: TaskContext, write: Box, runs: Uint32Array, final: Float64Array): Promise<void> {
   const shape = shapeOf(write);
   const va = ctx.out.instances;
-  const depth = va.shard ? shape[0] : Math.min(shape[0], va.chunks[0]);
   const plane = shape[1] * shape[2];
+  if (va.shard) {
+    let next = 0;
+    const shardIndex = write.begin.map((v, a) => v / va.shard![a]) as unknown as Vec3;
+    await ctx.timings.time('write', () => writeShardBySlabs(va, shardIndex, (slab, z0) => {
+      next = paintRunsSlab(runs, final, slab.data as unknown as BigUint64Array, z0 * plane, next);
+    }, ctx.src.io));
+    return;
+  }
+  const depth = Math.min(shape[0], va.chunks[0]);
   const slab = new BigUint64Array(depth * plane);
   let from = 0;
   for (let z = 0; z < shape[0]; z += depth) {

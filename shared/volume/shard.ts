@@ -10,9 +10,9 @@ import * as zarr from 'zarrita';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type Box, type Vec3, box, boxOfShape, boxToString, equals, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
-import { type Array3, crop } from '../array/array3.ts';
-import { type DType, type TypedArray, dtypeOf } from './dtype.ts';
-import { type ChunkEncoder, type CodecMeta, chunkEncoder, isAllFill, isFillRegion, isLittleBytes, keyEncoder, parseFill, sliceChunk } from './encode.ts';
+import { type Array3, array3, crop } from '../array/array3.ts';
+import { type DType, type TypedArray, allocate, dtypeOf } from './dtype.ts';
+import { type ChunkEncoder, type CodecMeta, chunkEncoder, fillWith, isAllFill, isFillRegion, isLittleBytes, keyEncoder, parseFill, sliceChunk } from './encode.ts';
 import { type AtomicFileStore, writeJsonAtomic } from './store.ts';
 import { OutputError } from '../errors.ts';
 import { type IoOptions, type VolumeArray, fileArray, openArray } from './zarr.ts';
@@ -249,36 +249,59 @@ async function buildWriter(va: VolumeArray, layout: Layout): Promise<Writer> {
 const EMPTY = 0xffffffffffffffffn;
 
 /**
- * The bytes of one shard file for `data` (the shard's box clipped to the array). Inner chunks
- * past the array's edge are encoded full-size, padded with fill, as the spec has it; chunks all
- * fill value are left out. Sequential on purpose: zarrita's compressors are synchronous wasm,
- * so concurrency would only hold more encoded chunks in memory at once.
+ * The slabs of a shard, one row of inner chunks deep in z each (`depth` = the inner chunk's;
+ * the last one shorter at the array's edge): `slab(z)` gives inner-chunk row z as a z, y, x array
+ * of the shard's clipped y, x extent, or undefined past the array.
  */
-async function encodeShard(data: Array3, chunks: Vec3, shard: Vec3, w: Writer, signal?: AbortSignal): Promise<Uint8Array> {
+type SlabSource = (z: number) => Promise<Array3 | undefined>;
+
+/** The slabs of data already whole in memory: zero-copy views (a z range of a C-order array is contiguous). */
+function slabsOf(data: Array3, depth: number): SlabSource {
+  const plane = data.shape[1] * data.shape[2];
+  return async (z) => {
+    const z0 = z * depth;
+    if (z0 >= data.shape[0]) return undefined;
+    const d = Math.min(depth, data.shape[0] - z0);
+    return array3(data.data.subarray(z0 * plane, (z0 + d) * plane) as typeof data.data, [d, data.shape[1], data.shape[2]]);
+  };
+}
+
+/**
+ * The bytes of one shard file, slab by slab (only one slab need be in memory: see
+ * writeShardBySlabs). Inner chunks past the array's edge are encoded full-size, padded with fill,
+ * as the spec has it; chunks all fill value are left out. Sequential on purpose: zarrita's
+ * compressors are synchronous wasm, so concurrency would only hold more encoded chunks in memory.
+ * Undefined when every inner chunk is fill (and `keepEmpty` is off).
+ */
+async function encodeShard(slab: SlabSource, chunks: Vec3, shard: Vec3, w: Writer, signal?: AbortSignal, keepEmpty = true): Promise<Uint8Array | undefined> {
   const per = [shard[0] / chunks[0], shard[1] / chunks[1], shard[2] / chunks[2]];
   const n = per[0] * per[1] * per[2];
   const indexBytes = new Uint8Array(16 * n);
   const index = new DataView(indexBytes.buffer);
   const parts: Uint8Array[] = [];
-  const whole = boxOfShape(data.shape);
   let offset = 0;
   let i = 0;
-  for (let z = 0; z < per[0]; z++) for (let y = 0; y < per[1]; y++) for (let x = 0; x < per[2]; x++, i++) {
-    signal?.throwIfAborted();
-    const cb = box([z * chunks[0], y * chunks[1], x * chunks[2]], [(z + 1) * chunks[0], (y + 1) * chunks[1], (x + 1) * chunks[2]]);
-    const inside = intersect(cb, whole);
-    let bytes: Uint8Array | undefined;
-    if (!isEmpty(inside) && !isFillRegion(data, inside, w.fill)) bytes = await w.encodeChunk(sliceChunk(data, cb, w.dtype, w.fill));
-    if (bytes) {
-      index.setBigUint64(16 * i, BigInt(offset), true);
-      index.setBigUint64(16 * i + 8, BigInt(bytes.length), true);
-      parts.push(bytes);
-      offset += bytes.length;
-    } else {
-      index.setBigUint64(16 * i, EMPTY, true);
-      index.setBigUint64(16 * i + 8, EMPTY, true);
+  for (let z = 0; z < per[0]; z++) {
+    const data = await slab(z);
+    const whole = data ? boxOfShape(data.shape) : undefined;
+    for (let y = 0; y < per[1]; y++) for (let x = 0; x < per[2]; x++, i++) {
+      signal?.throwIfAborted();
+      const cb = box([0, y * chunks[1], x * chunks[2]], [chunks[0], (y + 1) * chunks[1], (x + 1) * chunks[2]]);
+      const inside = whole ? intersect(cb, whole) : undefined;
+      let bytes: Uint8Array | undefined;
+      if (data && inside && !isEmpty(inside) && !isFillRegion(data, inside, w.fill)) bytes = await w.encodeChunk(sliceChunk(data, cb, w.dtype, w.fill));
+      if (bytes) {
+        index.setBigUint64(16 * i, BigInt(offset), true);
+        index.setBigUint64(16 * i + 8, BigInt(bytes.length), true);
+        parts.push(bytes);
+        offset += bytes.length;
+      } else {
+        index.setBigUint64(16 * i, EMPTY, true);
+        index.setBigUint64(16 * i + 8, EMPTY, true);
+      }
     }
   }
+  if (!parts.length && !keepEmpty) return undefined;
   parts.push(w.indexCrc ? withCrc32c(indexBytes) : indexBytes);
   const out = new Uint8Array(offset + parts[parts.length - 1].length);
   let o = 0;
@@ -342,7 +365,46 @@ export async function writeShard(va: VolumeArray, shardIndex: Vec3, data: Array3
       await fs.promises.rm(path.join(store.root, key), { force: true });
       return;
     }
-    await store.set(key, await encodeShard(data, layout.chunks, layout.shard, w, o.signal));
+    await store.set(key, (await encodeShard(slabsOf(data, layout.chunks[0]), layout.chunks, layout.shard, w, o.signal))!);
+  } catch (cause) {
+    if (o.signal?.aborted) throw cause;
+    throw new OutputError(va.path, `cannot write ${where}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+/**
+ * Write one whole shard without holding it: `paint(slab, z0)` fills each slab (one row of inner
+ * chunks deep, zeroed, shard sections z0 …) and it is encoded before the next — the memory of a
+ * slab, not of the shard (relabel's uint64 ids: 201 MB instead of 805 MB for a FAFB chunk). The
+ * same bytes as writeShard of the whole data; no file when every voxel is fill.
+ */
+export async function writeShardBySlabs(va: VolumeArray, shardIndex: Vec3, paint: (slab: Array3, z0: number) => void | Promise<void>, o: IoOptions = {}): Promise<void> {
+  const layout = await shardedLayout(va);
+  const sb = shardBox(va, layout.shard, shardIndex);
+  const where = `${shardIndexText(shardIndex)} (${boxToString(sb)})`;
+  layout.writer ??= buildWriter(va, layout);
+  const w = await layout.writer.catch((err: unknown) => {
+    layout.writer = undefined;
+    throw err;
+  });
+  const [D, H, W] = shapeOf(sb);
+  const depth = layout.chunks[0];
+  const buffer = array3(allocate(va.dtype, depth * H * W), [depth, H, W]);
+  const source: SlabSource = async (z) => {
+    const z0 = z * depth;
+    if (z0 >= D) return undefined;
+    const d = Math.min(depth, D - z0);
+    const slab = d === depth ? buffer : array3(buffer.data.subarray(0, d * H * W) as typeof buffer.data, [d, H, W]);
+    fillWith(slab.data, w.fill);
+    await paint(slab, z0);
+    return slab;
+  };
+  const arr = fileArray(va);
+  const key = arr.resolve(w.shardKey(shardIndex)).path;
+  try {
+    const bytes = await encodeShard(source, layout.chunks, layout.shard, w, o.signal, !!o.writeFillChunks);
+    if (bytes) await arr.store.set(key, bytes);
+    else await fs.promises.rm(path.join(arr.store.root, key), { force: true });
   } catch (cause) {
     if (o.signal?.aborted) throw cause;
     throw new OutputError(va.path, `cannot write ${where}: ${(cause as Error).message}`, { cause });

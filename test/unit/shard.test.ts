@@ -8,7 +8,7 @@ import { type Box, type Vec3, box, boxOfShape, boxToString, intersect, shapeOf }
 import { type Array3, array3, crop } from '../../shared/array/array3.ts';
 import { InputError, OutputError } from '../../shared/errors.ts';
 import { type DType, type TypedArray, allocate } from '../../shared/volume/dtype.ts';
-import { type ShardCompression, crc32c, createShardedArray, writeShard } from '../../shared/volume/shard.ts';
+import { type ShardCompression, crc32c, createShardedArray, writeShard, writeShardBySlabs } from '../../shared/volume/shard.ts';
 import { type VolumeArray, createArray, openArray, readRegion, writeRegion } from '../../shared/volume/zarr.ts';
 import { listFiles, tmpDir } from '../helpers/tmpdir.ts';
 
@@ -287,4 +287,32 @@ test('encoding is deterministic: the same data gives identical shard files', asy
     await writeRegion(arrays[0], boxOfShape(SHAPE), data);
     files.forEach((f, i) => assert.ok(fs.readFileSync(path.join(arrays[0].path, f)).equals(snapshot[i]), `${compression} rewrite ${f}`));
   }
+});
+
+test('writeShardBySlabs: slab after slab (edge shards too) gives the very bytes writeShard gives for the whole; all fill → no file', async (t) => {
+  const dir = tmpDir(t);
+  for (const dtype of ['uint32', 'uint64'] as const) {
+    const a = await makeSharded(dir, `whole-${dtype}.zarr`, dtype, 'zstd');
+    const b = await makeSharded(dir, `slabs-${dtype}.zarr`, dtype, 'zstd');
+    const data = pattern(dtype === 'uint64' ? 'uint32' : dtype, SHAPE, 3);
+    const full = dtype === 'uint64' ? array3(BigUint64Array.from(data.data as Uint32Array, (v) => BigInt(v) * 2n ** 32n + 7n) as unknown as TypedArray, SHAPE) : data;
+    for (let z = 0; z < 2; z++) for (let y = 0; y < 2; y++) for (let x = 0; x < 3; x++) {
+      const sb = intersect(box([z * 8, y * 16, x * 16], [(z + 1) * 8, (y + 1) * 16, (x + 1) * 16]), boxOfShape(SHAPE));
+      const part = crop(full, [0, 0, 0], sb);
+      await writeShard(a.va, [z, y, x], part);
+      const plane = part.shape[1] * part.shape[2];
+      const seen: number[] = [];
+      await writeShardBySlabs(b.va, [z, y, x], (slab, z0) => {
+        seen.push(z0);
+        slab.data.set(part.data.subarray(z0 * plane, z0 * plane + slab.data.length) as never);
+      });
+      assert.deepEqual(seen, Array.from({ length: Math.ceil(part.shape[0] / CHUNKS[0]) }, (_, k) => k * CHUNKS[0]), 'one call per inner-chunk row');
+    }
+    const fa = listFiles(a.p).filter((f) => f.startsWith(`c${path.sep}`));
+    assert.equal(fa.length, 12, 'every shard has a file');
+    for (const f of fa) assert.ok(fs.readFileSync(path.join(a.p, f)).equals(fs.readFileSync(path.join(b.p, f))), `${dtype} ${f}`);
+  }
+  const e = await makeSharded(dir, 'empty.zarr', 'uint64', 'zstd');
+  await writeShardBySlabs(e.va, [0, 0, 0], () => undefined);
+  assert.ok(!fs.existsSync(path.join(e.p, 'c', '0', '0', '0')), 'no file for an all-fill shard');
 });
