@@ -14,7 +14,7 @@ import type { Logger } from '../log.ts';
 import { type TaskRef, type KindCounts, Scheduler } from '../scheduler.ts';
 import { type RunContext, openRun } from './context.ts';
 import { type OpenedOutput, finishOutput, markFailed, openOutput, openOutputArrays, readRunJson, updateRunJson } from './output.ts';
-import { type RunIdentity, runIdentity } from './identity.ts';
+import { type RunIdentity, inputIdentity, runIdentity } from './identity.ts';
 import type { DriveResult } from './drive.ts';
 import { ONE, isInstanceKind, rangeVoxels, taskGraph, type TaskGraph, type TaskKind } from '../tasks/graph.ts';
 import { WorkStore } from '../tasks/work.ts';
@@ -147,6 +147,11 @@ function lowOf(ctx: RunContext): LowGrid | undefined {
   return ctx.config.mode === 'two-stage' ? lowGrid(ctx.src, ctx.config.stage1.spacing) : undefined;
 }
 
+/** The input levels the run reads: the full resolution, and stage one's level in two-stage. */
+function inputOf(ctx: RunContext, input: string, low: LowGrid | undefined, oracle?: string) {
+  return inputIdentity(input, low ? [ctx.src.full, low.level] : [ctx.src.full], oracle);
+}
+
 /**
  * Open the input and models, create or resume the output (refusing another run's), and build
  * the scheduler with every task an earlier run of the same identity finished marked done.
@@ -170,7 +175,7 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     const c = ctx.config;
     const low = lowOf(ctx);
     const graph = taskGraph(c, ctx.src.shape, ctx.roi, low?.factor ?? ONE);
-    const identity = runIdentity(c, ctx.cards);
+    const identity = runIdentity(c, ctx.cards, inputOf(ctx, o.input, low, o.oracle));
     const opened = await openOutput(o.output, {
       shape: ctx.src.shape, spacing: ctx.src.spacing, unit: c.unit, chunks: c.io.outputChunk,
       classes: ctx.cards.fullres.classes, probabilities: c.output.probabilities, overwrite: o.overwrite ?? false, identity,
@@ -396,7 +401,7 @@ export interface AttachOptions {
 export async function attachRun(o: AttachOptions): Promise<TaskContext> {
   const ctx = await openRun({ config: o.config, input: o.input, roi: o.roi, log: o.log, signal: o.signal, models: 'lazy' });
   try {
-    const mine = runIdentity(ctx.config, ctx.cards);
+    const mine = runIdentity(ctx.config, ctx.cards, inputOf(ctx, o.input, lowOf(ctx)));
     if (mine.hash !== o.identity) {
       throw new OutputError(o.output, `this worker's config or models give run identity ${mine.hash.slice(0, 12)}, the run was registered as ${o.identity.slice(0, 12)} (models: ${Object.entries(mine.models).map(([k, v]) => `${k} ${v.slice(0, 12)}`).join(', ')})`);
     }
