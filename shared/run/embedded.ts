@@ -34,7 +34,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
     // Whatever ends the run from here on, run.json must not keep saying "running".
     const result = await guard(o.output, () => drive(sched, (t) => ctx.timings.time(`task:${t.kind}`, () => runTask(s.tctx, t)), {
       concurrency: ctx.config.io.chunksInFlight,
-      signal: o.signal,
+      signal: s.signal,
       onSuccess: (t) => work.markDone(t.kind, t.index),
       onDone: async (t) => {
         reportProgress(s, o.progress, t.kind);

@@ -32,7 +32,7 @@ export interface RunIdentity {
   input?: InputIdentity;
 }
 
-const RUNTIME_ONLY = ['name', 'models', 'io.concurrency', 'io.chunksInFlight', 'io.readCache', 'inference.threads', 'inference.intraOpThreads', 'nats'];
+const RUNTIME_ONLY = ['name', 'models', 'io.concurrency', 'io.chunksInFlight', 'io.readCache', 'io.lockStale', 'inference.threads', 'inference.intraOpThreads', 'nats'];
 
 function flatten(v: unknown, prefix: string, out: Record<string, unknown>): void {
   if (v && typeof v === 'object' && !Array.isArray(v)) {

@@ -27,7 +27,7 @@ import { type LowGrid, lowGrid } from '../volume/source.ts';
 import { openArray } from '../volume/zarr.ts';
 import { clearTemp } from '../volume/store.ts';
 import { isVirtual } from '../volume/virtual.ts';
-import { InputError, OutputError } from '../errors.ts';
+import { InputError, OutputError, isTesseraError } from '../errors.ts';
 import { checkOutputPath } from './paths.ts';
 import { lockOutput } from './lock.ts';
 
@@ -109,6 +109,11 @@ export interface SessionOptions {
   oracle?: string;
   /** See OpenOptions.models. @default 'eager' */
   models?: 'eager' | 'lazy';
+  /**
+   * An extra ownership check (a coordinator's lease), called with the output lock's own before
+   * every done-log and run.json write; it throws (FencedError) once this process must stop.
+   */
+  fence?: () => void;
 }
 
 export interface Session {
@@ -127,6 +132,10 @@ export interface Session {
   readonly t0: number;
   /** Per kind, one bit per task: its result was freed in this session (freed once, see freeAfter). */
   readonly freed: Map<string, Uint8Array>;
+  /** Aborted by the caller's signal, or when the output's lock was taken over (reason: the FencedError). */
+  readonly signal: AbortSignal;
+  /** Throws FencedError when this process no longer owns the output (lock taken over, lease lost). */
+  fence(): void;
   /** Close the inference pool and release the output's lock. */
   close(): Promise<void>;
 }
@@ -161,14 +170,21 @@ export async function openSession(o: SessionOptions): Promise<Session> {
   const t0 = performance.now();
   if (!isVirtual(o.input) && !fs.existsSync(o.input)) throw new InputError(o.input, 'no such file or directory');
   checkOutputPath(o.input, o.output);
-  const release = lockOutput(o.output);
-  const ctx = await openRun({ config: o.config, input: o.input, roi: o.roi, log: o.log, signal: o.signal, models: o.models }).catch((err) => {
-    release();
+  // Fenced (the lock taken over): stop handing out work and stop the tasks in hand at once.
+  const fenceAc = new AbortController();
+  const lock = lockOutput(o.output, { staleMs: o.config.io.lockStale * 1000, onFenced: (e) => fenceAc.abort(e) });
+  const signal = o.signal ? AbortSignal.any([o.signal, fenceAc.signal]) : fenceAc.signal;
+  const fence = () => {
+    lock.check();
+    o.fence?.();
+  };
+  const ctx = await openRun({ config: o.config, input: o.input, roi: o.roi, log: o.log, signal, models: o.models }).catch((err) => {
+    lock.release();
     throw err;
   });
   const close = async () => {
     await ctx.pool.close();
-    release();
+    lock.release();
   };
   let created = false;
   try {
@@ -183,7 +199,7 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     });
     created = true;
     clearTemp(o.output);
-    const work = new WorkStore(path.join(o.output, '.work'));
+    const work = new WorkStore(path.join(o.output, '.work'), fence);
     const tctx = taskContext(ctx, {
       out: opened.arrays, work, graph, low, oracle: o.oracle ? await openArray(o.oracle) : undefined,
     });
@@ -196,11 +212,12 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     const reused = opened.resumed ? await restore(sched, work, graph.kinds.map((k) => k.name)) : {};
     const counts0 = sched.counts();
     // The task totals let `tessera status` show progress from the done logs alone.
+    fence();
     await updateRunJson(o.output, { roi: roiDoc, totals: Object.fromEntries(Object.entries(counts0).map(([k, v]) => [k, v.total])) });
-    return { ctx, graph, identity, opened, work, tctx, sched, reused, counts0, roiDoc, t0, close, freed: new Map() };
+    return { ctx, graph, identity, opened, work, tctx, sched, reused, counts0, roiDoc, t0, close, freed: new Map(), signal, fence };
   } catch (err) {
-    // This run's own output must not say "running" after it gave up.
-    if (created) await markFailed(o.output, err);
+    // This run's own output must not say "running" after it gave up (unless it is no longer its own).
+    if (created && !isTesseraError(err, 'FencedError')) await markFailed(o.output, err);
     await close();
     throw err;
   }
@@ -243,12 +260,15 @@ export function reportProgress(s: Session, progress: ((kind: string, done: numbe
   for (const [k, v] of Object.entries(s.sched.counts())) if (kind === undefined || k === kind) progress(k, v.done, v.total);
 }
 
-/** Run `f`; if it throws, record the run as failed with the error before passing it on. */
+/**
+ * Run `f`; if it throws, record the run as failed with the error before passing it on — but
+ * a fenced run writes nothing more: the output is another process's now.
+ */
 export async function guard<T>(output: string, f: () => Promise<T>): Promise<T> {
   try {
     return await f();
   } catch (err) {
-    await markFailed(output, err);
+    if (!isTesseraError(err, 'FencedError')) await markFailed(output, err);
     throw err;
   }
 }
@@ -280,6 +300,8 @@ function rates(voxels: Record<string, number>, busy: Record<string, number>): Re
 export async function finishSession(s: Session, result: DriveResult, o: FinishOptions): Promise<RunReport> {
   const { ctx, graph, sched } = s;
   const c = ctx.config;
+  // Fenced while the last tasks ended (the drive stopped for it): nothing more is written.
+  s.fence();
   const counts = sched.counts();
   const failures = sched.failures().map((f) => ({ task: f.task, error: f.reason }));
   const status: RunReport['status'] = result.interrupted ? 'interrupted' : failures.length ? 'failed' : 'complete';
@@ -332,6 +354,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
     twoStage,
     oneStage,
   };
+  s.fence();
   try {
     await finishOutput(o.output, {
       identity: s.identity,

@@ -109,7 +109,8 @@ class LogAppender {
 export class WorkStore {
   private readonly logs = new Map<string, LogAppender>();
 
-  constructor(readonly root: string) {}
+  /** `fence` is called before every done or freed log line: it throws once this process no longer owns the output. */
+  constructor(readonly root: string, private readonly fence?: () => void) {}
 
   path(kind: string, index: Vec3, ext: 'json' | 'bin' | 'f32'): string {
     return path.join(this.root, kind, `${indexId(index)}.${ext}`);
@@ -236,6 +237,7 @@ export class WorkStore {
 
   /** Record a task as done (after its results landed). */
   async markDone(kind: string, index: Vec3): Promise<void> {
+    this.fence?.();
     await this.append(this.logPath(kind), index);
   }
 
@@ -247,6 +249,7 @@ export class WorkStore {
 
   /** Record that a done task's result was deleted because nothing in this run needs it. */
   async markFreed(kind: string, index: Vec3): Promise<void> {
+    this.fence?.();
     await this.append(this.logPath(kind, 'freed'), index);
   }
 
