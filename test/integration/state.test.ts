@@ -6,10 +6,49 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { tessera, tesseraOk, tmpDir } from '../helpers/cli.ts';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { tessera, tesseraOk, tmpDir, filesUnder, ROOT } from '../helpers/cli.ts';
 
 let dir: string;
 let vol: string;
+/** 32×256×256: a one-stage run of 8 chunks of 16×128×128 takes a few seconds. */
+let big: string;
+
+interface Running {
+  p: ChildProcess;
+  stderr: () => string;
+  exit: Promise<number>;
+}
+
+/** Start `tessera args` in the background. */
+function start(args: string[]): Running {
+  const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'tessera.mjs'), ...args], { env: { ...process.env, TESSERA_LOG: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  p.stderr!.on('data', (d) => (stderr += d));
+  const exit = new Promise<number>((r) => p.on('close', (code, sig) => r(code ?? (sig ? -1 : -2))));
+  return { p, stderr: () => stderr, exit };
+}
+
+/** Wait until `f` holds (polling), failing after `ms`. */
+async function until(f: () => boolean, what: string, ms = 60_000): Promise<void> {
+  for (const t0 = Date.now(); !f();) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Lines of a done log (0 when it does not exist yet). */
+function doneLines(out: string, kind: string): string[] {
+  const f = path.join(out, '.work', 'done', `${kind}.log`);
+  return fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean) : [];
+}
+
+function sameFiles(a: string, b: string, sub: string): void {
+  const fa = filesUnder(path.join(a, sub));
+  const fb = filesUnder(path.join(b, sub));
+  assert.deepEqual([...fa.keys()].sort(), [...fb.keys()].sort(), `${sub}: same chunk files`);
+  for (const [k, v] of fa) assert.ok(v.equals(fb.get(k)!), `${sub}/${k} differs`);
+}
 
 const runJson = (out: string) => JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8'));
 
@@ -23,6 +62,8 @@ before(async () => {
   dir = tmpDir();
   vol = path.join(dir, 'vol.zarr');
   await tesseraOk(['synth', '--kind', 'em', '--shape', '16,128,128', '--seed', '21', '--out', vol]);
+  big = path.join(dir, 'big.zarr');
+  await tesseraOk(['synth', '--kind', 'em', '--shape', '32,256,256', '--seed', '5', '--out', big]);
 });
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -66,4 +107,35 @@ test('the run identity includes the input: a resume with another --input is refu
   fs.symlinkSync(vol, link);
   await tesseraOk(['run', '--input', link, '--output', out, '--preset', 'synthetic-em', '--mode', 'one-stage']);
   assert.equal(runJson(out).status, 'complete');
+});
+
+test('a stopped run whose lock was taken over is fenced when it continues: it stops, writes nothing more, and the new holder completes bit for bit', async () => {
+  const cfg = config('fence', { mode: 'one-stage', io: { chunk: [16, 128, 128], lockStale: 2 }, inference: { threads: 1 } });
+  const clean = path.join(dir, 'fence-clean.zarr');
+  await tesseraOk(['run', '--input', big, '--output', clean, '--config', cfg]);
+  const out = path.join(dir, 'fence.zarr');
+  const args = ['run', '--input', big, '--output', out, '--config', cfg];
+  const a = start(args);
+  await until(() => doneLines(out, 'predict').length >= 1, 'run A to finish a task');
+  a.p.kill('SIGSTOP');
+  // Longer than io.lockStale: A's beat is stale, B takes the lock over.
+  await new Promise((r) => setTimeout(r, 3_000));
+  const b = start(args);
+  await until(() => fs.existsSync(`${out}.lock`) && JSON.parse(fs.readFileSync(`${out}.lock`, 'utf8')).pid === b.p.pid, 'run B to take the lock over');
+  a.p.kill('SIGCONT');
+  const codeA = await a.exit;
+  assert.notEqual(codeA, 0, a.stderr());
+  const linesA = a.stderr().split('\n').filter((l) => l.trim() && !l.startsWith('{'));
+  assert.equal(linesA.length, 1, a.stderr());
+  assert.match(linesA[0], new RegExp(`fence\\.zarr: fenced — its lock \\S+ was taken over by tessera pid ${b.p.pid}`));
+  assert.doesNotMatch(a.stderr(), /terminate called|Napi/);
+  assert.equal(await b.exit, 0, b.stderr());
+  assert.equal(runJson(out).status, 'complete');
+  assert.ok(!fs.existsSync(`${out}.lock`));
+  // A wrote no done line after it was fenced: no task is logged twice (B reran what A had in hand).
+  for (const kind of ['predict', 'blend', 'faces', 'relabel']) {
+    const lines = doneLines(out, kind);
+    assert.equal(new Set(lines).size, lines.length, `${kind}: a task logged twice`);
+  }
+  for (const sub of ['segmentation', 'instances']) sameFiles(out, clean, sub);
 });
