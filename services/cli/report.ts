@@ -3,6 +3,14 @@
 import type { RunReport } from '../../shared/index.ts';
 
 export function printReport(report: RunReport, output: string, json: boolean, signalled: number): number {
+  if (report.status === 'interrupted' && !report.failures.length) {
+    // One line: where it stopped and how to go on.
+    if (json) process.stdout.write(JSON.stringify(report) + '\n');
+    const done = Object.values(report.tasks).reduce((n, t) => n + t.ran + t.reused, 0);
+    const total = Object.values(report.tasks).reduce((n, t) => n + t.total, 0);
+    process.stderr.write(`${report.mode} interrupted after ${report.seconds.total} s (${done} / ${total} tasks done) → ${output}; re-run the same command to resume\n`);
+    return signalled || 130;
+  }
   if (json) process.stdout.write(JSON.stringify(report) + '\n');
   else process.stderr.write(`${report.mode} ${report.status}: ${report.voxels} voxels in ${report.seconds.total} s (${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s) → ${output}\n`);
   if (report.failures.length) {

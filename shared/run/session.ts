@@ -156,6 +156,10 @@ function lowOf(ctx: RunContext): LowGrid | undefined {
   return ctx.config.mode === 'two-stage' ? lowGrid(ctx.src, ctx.config.stage1.spacing) : undefined;
 }
 
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason ?? 'aborted'));
+}
+
 /** The input levels the run reads: the full resolution, and stage one's level in two-stage. */
 function inputOf(ctx: RunContext, input: string, low: LowGrid | undefined, oracle?: string) {
   return inputIdentity(input, low ? [ctx.src.full, low.level] : [ctx.src.full], oracle);
@@ -183,8 +187,11 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     throw err;
   });
   const close = async () => {
-    await ctx.pool.close();
-    lock.release();
+    try {
+      await ctx.pool.close(o.signal?.aborted ? abortReason(o.signal) : undefined);
+    } finally {
+      lock.release();
+    }
   };
   let created = false;
   try {

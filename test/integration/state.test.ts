@@ -139,3 +139,37 @@ test('a stopped run whose lock was taken over is fenced when it continues: it st
   }
   for (const sub of ['segmentation', 'instances']) sameFiles(out, clean, sub);
 });
+
+test('Ctrl-C or SIGTERM at any point (opening, stage one, stage two, paste, one-stage): exit 130/143, one line, run.json interrupted, no lock; the same command resumes', async () => {
+  const one = config('sig-one', { mode: 'one-stage', io: { chunk: [16, 128, 128] }, inference: { threads: 1 } });
+  const two = config('sig-two', { io: { chunk: [32, 128, 128] }, boxes: { cropThreshold: [16, 64, 64], recrop: [16, 32, 32] }, inference: { threads: 1 } });
+  // [name, config, when to send the signal, signal]
+  const points: [string, string, (out: string, stderr: string) => boolean, NodeJS.Signals][] = [
+    ['opening', two, (out) => fs.existsSync(`${out}.lock`), 'SIGINT'],
+    ['stage one', two, (_, e) => /run started/.test(e), 'SIGINT'],
+    ['stage two', two, (out) => doneLines(out, 'boxes').length > 0, 'SIGINT'],
+    ['paste', two, (out) => doneLines(out, 'stage2').length > 0, 'SIGINT'],
+    ['one-stage predict', one, (out) => doneLines(out, 'predict').length > 0, 'SIGINT'],
+    ['one-stage, SIGTERM', one, (out) => doneLines(out, 'predict').length > 1, 'SIGTERM'],
+  ];
+  for (const [name, cfg, when, sig] of points) {
+    const out = path.join(dir, `sig-${name.replace(/\W+/g, '-')}.zarr`);
+    const args = ['run', '--input', big, '--output', out, '--config', cfg];
+    const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'tessera.mjs'), ...args], { env: { ...process.env, TESSERA_LOG: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr!.on('data', (d) => (stderr += d));
+    const exit = new Promise<number>((r) => p.on('close', (code, s) => r(code ?? (s === 'SIGABRT' ? 134 : -1))));
+    await until(() => when(out, stderr), `${name}: its point`);
+    p.kill(sig);
+    const code = await exit;
+    const lines = stderr.split('\n').filter((l) => l.trim() && !l.startsWith('{'));
+    assert.equal(code, sig === 'SIGINT' ? 130 : 143, `${name}: exit code\n${stderr}`);
+    assert.doesNotMatch(stderr, /terminate called|Napi|inference pool closed|\n\s+at /, `${name}: a clean stop\n${stderr}`);
+    assert.equal(lines.length, 1, `${name}: one line\n${stderr}`);
+    assert.match(lines[0], /interrupted.*re-run the same command to resume/, name);
+    assert.equal(runJson(out).status, 'interrupted', name);
+    assert.ok(!fs.existsSync(`${out}.lock`), `${name}: the lock is released`);
+    await tesseraOk(args);
+    assert.equal(runJson(out).status, 'complete', name);
+  }
+});
