@@ -143,18 +143,23 @@ test('a stopped run whose lock was taken over is fenced when it continues: it st
 test('Ctrl-C or SIGTERM at any point (opening, stage one, stage two, paste, one-stage): exit 130/143, one line, run.json interrupted, no lock; the same command resumes', async () => {
   const one = config('sig-one', { mode: 'one-stage', io: { chunk: [16, 128, 128] }, inference: { threads: 1 } });
   const two = config('sig-two', { io: { chunk: [32, 128, 128] }, boxes: { cropThreshold: [16, 64, 64], recrop: [16, 32, 32] }, inference: { threads: 1 } });
-  // [name, config, when to send the signal, signal]
-  const points: [string, string, (out: string, stderr: string) => boolean, NodeJS.Signals][] = [
-    ['opening', two, (out) => fs.existsSync(`${out}.lock`), 'SIGINT'],
-    ['stage one', two, (_, e) => /run started/.test(e), 'SIGINT'],
-    ['stage two', two, (out) => doneLines(out, 'boxes').length > 0, 'SIGINT'],
-    ['paste', two, (out) => doneLines(out, 'stage2').length > 0, 'SIGINT'],
-    ['one-stage predict', one, (out) => doneLines(out, 'predict').length > 0, 'SIGINT'],
-    ['one-stage, SIGTERM', one, (out) => doneLines(out, 'predict').length > 1, 'SIGTERM'],
+  // 32×1024×1024 with the preset: stage one and two keep several batches in flight, which is
+  // where a stop used to abort natively (exit 134, "terminate called … Napi::Error").
+  const large = path.join(dir, 'large.zarr');
+  await tesseraOk(['synth', '--kind', 'em', '--shape', '32,1024,1024', '--seed', '5', '--out', large]);
+  const preset = config('sig-preset', {});
+  // [name, input, config, when to send the signal, signal]
+  const points: [string, string, string, (out: string, stderr: string) => boolean, NodeJS.Signals][] = [
+    ['opening', big, two, (out) => fs.existsSync(`${out}.lock`), 'SIGINT'],
+    ['stage one', large, preset, (_, e) => /run started/.test(e), 'SIGINT'],
+    ['stage two', large, preset, (out) => doneLines(out, 'boxes').length > 0, 'SIGINT'],
+    ['paste', big, two, (out) => doneLines(out, 'stage2').length > 0, 'SIGINT'],
+    ['one-stage predict', big, one, (out) => doneLines(out, 'predict').length > 0, 'SIGINT'],
+    ['one-stage, SIGTERM', big, one, (out) => doneLines(out, 'predict').length > 1, 'SIGTERM'],
   ];
-  for (const [name, cfg, when, sig] of points) {
+  for (const [name, input, cfg, when, sig] of points) {
     const out = path.join(dir, `sig-${name.replace(/\W+/g, '-')}.zarr`);
-    const args = ['run', '--input', big, '--output', out, '--config', cfg];
+    const args = ['run', '--input', input, '--output', out, '--config', cfg];
     const p = spawn(process.execPath, [path.join(ROOT, 'bin', 'tessera.mjs'), ...args], { env: { ...process.env, TESSERA_LOG: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     p.stderr!.on('data', (d) => (stderr += d));
