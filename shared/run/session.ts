@@ -8,12 +8,12 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { nnunetTiles } from '../tasks/predict.ts';
 import { PACKAGE_ROOT } from '../config/load.ts';
-import { type Box, boxToString, volumeOf } from '../geometry/box.ts';
+import { type Box, boxToString, contains, volumeOf } from '../geometry/box.ts';
 import type { TesseraConfig } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import { type TaskRef, type KindCounts, Scheduler } from '../scheduler.ts';
 import { type RunContext, openRun } from './context.ts';
-import { type OpenedOutput, finishOutput, markFailed, openOutput, openOutputArrays, readRunJson, updateRunJson } from './output.ts';
+import { type OpenedOutput, type RunDocument, finishOutput, markFailed, openOutput, openOutputArrays, readRunJson, updateRunJson } from './output.ts';
 import { type RunIdentity, inputIdentity, runIdentity } from './identity.ts';
 import type { DriveResult } from './drive.ts';
 import { ONE, isInstanceKind, rangeVoxels, taskGraph, type TaskGraph, type TaskKind } from '../tasks/graph.ts';
@@ -27,7 +27,7 @@ import { type LowGrid, lowGrid } from '../volume/source.ts';
 import { openArray } from '../volume/zarr.ts';
 import { clearTemp } from '../volume/store.ts';
 import { isVirtual } from '../volume/virtual.ts';
-import { InputError, OutputError, isTesseraError } from '../errors.ts';
+import { ConfigError, InputError, OutputError, isTesseraError } from '../errors.ts';
 import { checkOutputPath } from './paths.ts';
 import { lockOutput } from './lock.ts';
 
@@ -51,6 +51,37 @@ export interface TwoStageStats {
   coverage: number;
   /** Decoded storage-chunk voxels / voxels stage two asked for (read amplification). */
   readAmplification: number;
+  /**
+   * true: the counts cover every task of the run, those reused from earlier sessions included
+   * (their counters are carried in run.json). false: some reused task's counters were never
+   * recorded (a session that crashed, a run.json of an older Tessera) or a task ran twice, so
+   * the counts cover this session's tasks only.
+   */
+  measured: boolean;
+}
+
+/** Task counters summed over every session of a run, and the tasks they cover, per kind (run.json `taskStats`). */
+interface StoredStats {
+  sums: Record<string, number>;
+  ran: Record<string, number>;
+}
+
+/** The kinds whose counters make the report's twoStage and oneStage figures. */
+const COUNTED = ['stage1', 'boxes', 'stage2', 'paste', 'predict'];
+
+/**
+ * This session's counters added to those the earlier sessions recorded; `complete` when they
+ * cover exactly the tasks that are done (no reused task unrecorded, none counted twice).
+ */
+function carriedStats(s: Session, result: DriveResult): StoredStats & { complete: boolean } {
+  const prev = s.opened.resumed?.taskStats as StoredStats | undefined;
+  const sums = { ...prev?.sums };
+  for (const [k, v] of Object.entries(result.stats)) sums[k] = (sums[k] ?? 0) + v;
+  const ran = { ...prev?.ran };
+  for (const [k, v] of Object.entries(result.ran)) ran[k] = (ran[k] ?? 0) + v;
+  const counts = s.sched.counts();
+  const complete = COUNTED.every((k) => !counts[k] || (ran[k] ?? 0) === counts[k].done);
+  return { sums, ran, complete };
 }
 
 export interface TaskCounts {
@@ -94,7 +125,7 @@ export interface RunReport {
    * One-stage: tiles this run computed (each once, on the whole volume's grid) and nnU-Net's
    * tile count for the whole volume (equal when a fresh run covers the volume).
    */
-  oneStage?: { tiles: number; nnunetTiles: number };
+  oneStage?: { tiles: number; nnunetTiles: number; measured: boolean };
 }
 
 export interface SessionOptions {
@@ -166,6 +197,25 @@ function inputOf(ctx: RunContext, input: string, low: LowGrid | undefined, oracl
 }
 
 /**
+ * A resume may extend the ROI, never drop part of it: the instance ids are numbered over the
+ * whole ROI and computed anew with another one, so ids of the earlier run would stay in what
+ * the new ROI leaves out (and its segmentation, described by no run). Refused before anything
+ * is written; only for an output this identity would resume (another one is refused anyway).
+ */
+function checkResumedRoi(out: string, identity: RunIdentity, roi: Box): void {
+  let prev: RunDocument | undefined;
+  try {
+    prev = readRunJson(out);
+  } catch {
+    return; // unreadable: openOutput decides
+  }
+  const before = prev?.roi as Box | undefined;
+  if (!prev || !before || (prev.identity as RunIdentity | undefined)?.hash !== identity.hash) return;
+  if (contains(roi, before)) return;
+  throw new ConfigError('roi', `${boxToString(roi)} does not contain the ROI ${boxToString(before)} of the run in ${out}: resuming may only extend the ROI (ids of the earlier run would stay outside the new one); give an ROI containing ${boxToString(before)}, or --overwrite to start over`);
+}
+
+/**
  * Open the input and models, create or resume the output (refusing another run's), and build
  * the scheduler with every task an earlier run of the same identity finished marked done.
  * On error the inference pool is closed.
@@ -199,6 +249,7 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     const low = lowOf(ctx);
     const graph = taskGraph(c, ctx.src.shape, ctx.roi, low?.factor ?? ONE);
     const identity = runIdentity(c, ctx.cards, inputOf(ctx, o.input, low, o.oracle));
+    if (!o.overwrite) checkResumedRoi(o.output, identity, ctx.roi);
     const opened = await openOutput(o.output, {
       shape: ctx.src.shape, spacing: ctx.src.spacing, unit: c.unit, chunks: c.io.outputChunk,
       classes: ctx.cards.fullres.classes, probabilities: c.output.probabilities, overwrite: o.overwrite ?? false, identity,
@@ -206,6 +257,9 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     });
     created = true;
     clearTemp(o.output);
+    // The merged boxes view is written again when this run completes: until then it would
+    // describe the earlier run (another ROI), and it never may.
+    if (opened.resumed) fs.rmSync(path.join(o.output, 'boxes.json'), { force: true });
     const work = new WorkStore(path.join(o.output, '.work'), fence);
     const tctx = taskContext(ctx, {
       out: opened.arrays, work, graph, low, oracle: o.oracle ? await openArray(o.oracle) : undefined,
@@ -317,8 +371,9 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
     tasks[k] = { total: v.total, ran: result.ran[k] ?? 0, reused: s.reused[k] ?? 0, failed: v.failed, skipped: v.skipped };
   }
   let twoStage: TwoStageStats | undefined;
+  const carried = carriedStats(s, result);
+  const st = carried.complete ? carried.sums : result.stats;
   if (c.mode === 'two-stage') {
-    const st = result.stats;
     const paste = graph.kinds.find((k) => k.name === 'paste')!;
     if (status === 'complete') await writeBoxesJson(o.output, graph.kinds.find((k) => k.name === 'stage2')!.range, c.pack.canvas, BOXES_JSON_LIMIT);
     twoStage = {
@@ -331,10 +386,11 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
       runFillRatio: st.ranVoxels ? (st.filled ?? 0) / st.ranVoxels : 0,
       coverage: (st.covered ?? 0) / Math.max(1, rangeVoxels(paste.range, graph.chunk, graph.volume)),
       readAmplification: st.needed ? (st.decoded ?? 0) / st.needed : 0,
+      measured: carried.complete,
     };
   }
   const oneStage = c.mode === 'one-stage'
-    ? { tiles: result.stats.tiles ?? 0, nnunetTiles: nnunetTiles(graph.volume.end, c.baseline.patch, c.baseline.step) }
+    ? { tiles: st.tiles ?? 0, nnunetTiles: nnunetTiles(graph.volume.end, c.baseline.patch, c.baseline.step), measured: carried.complete }
     : undefined;
   const replaces = readRunJson(o.output)?.replaces as string | undefined;
   const wall = (performance.now() - s.t0) / 1000;
@@ -370,6 +426,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
       config: c,
       roi: s.roiDoc,
       totals: Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v.total])),
+      taskStats: { sums: carried.sums, ran: carried.ran } satisfies StoredStats,
       models: {
         fullres: { path: c.models.fullres, sha256: ctx.cards.fullres.sha256 },
         ...(ctx.cards.lowres && c.mode === 'two-stage' ? { lowres: { path: c.models.lowres, sha256: ctx.cards.lowres.sha256 } } : {}),

@@ -178,3 +178,65 @@ test('Ctrl-C or SIGTERM at any point (opening, stage one, stage two, paste, one-
     assert.equal(runJson(out).status, 'complete', name);
   }
 });
+
+test('a resume that reuses every task reports the run\'s two-stage counts, not zeros; unrecorded counts are marked not measured', async () => {
+  const out = path.join(dir, 'counts.zarr');
+  const args = ['run', '--input', vol, '--output', out, '--preset', 'synthetic-em', '--json'];
+  const first = JSON.parse((await tesseraOk(args)).stdout);
+  assert.ok(first.twoStage.boxes > 0, 'the run has boxes');
+  assert.equal(first.twoStage.measured, true);
+  const again = JSON.parse((await tesseraOk(args)).stdout);
+  assert.equal(again.tasks.stage2.ran, 0, 'every task reused');
+  assert.deepEqual(again.twoStage, first.twoStage);
+  // A run.json of an older Tessera carries no counters: this session's (none) are marked so.
+  const doc = runJson(out);
+  delete doc.taskStats;
+  fs.writeFileSync(path.join(out, 'run.json'), JSON.stringify(doc));
+  const old = JSON.parse((await tesseraOk(args)).stdout);
+  assert.equal(old.twoStage.measured, false);
+  // boxes.json: a run with more boxes than the merged view takes leaves none behind.
+  assert.ok(fs.existsSync(path.join(out, 'boxes.json')));
+  const { writeBoxesJson } = await import('../../shared/tasks/boxes-output.ts');
+  const { range3 } = await import('../../shared/geometry/grid.ts');
+  assert.equal(await writeBoxesJson(out, range3([0, 0, 0], [1, 1, 1]), [16, 128, 128], 0), false);
+  assert.ok(!fs.existsSync(path.join(out, 'boxes.json')), 'no stale boxes.json');
+});
+
+test('a resume may extend the ROI but not shrink or move it: refused naming both ROIs, the output untouched', async () => {
+  const out = path.join(dir, 'roi.zarr');
+  const run = (roi: string) => tessera(['run', '--input', vol, '--output', out, '--preset', 'synthetic-em', '--mode', 'one-stage', '--roi', roi]);
+  assert.equal((await run('0:16,0:64,0:128')).code, 0);
+  assert.equal((await run('0:16,0:128,0:128')).code, 0, 'extended');
+  const before = fs.readFileSync(path.join(out, 'run.json'));
+  for (const roi of ['0:16,0:64,0:128', '0:16,64:128,0:128']) {
+    const r = await run(roi);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`config roi: ${roi} does not contain the ROI 0:16,0:128,0:128 of the run in \\S*roi\\.zarr: resuming may only extend the ROI.*--overwrite`));
+    assert.ok(fs.readFileSync(path.join(out, 'run.json')).equals(before), 'run.json untouched');
+    assert.ok(!fs.existsSync(`${out}.lock`));
+  }
+  const over = await tessera(['run', '--input', vol, '--output', out, '--preset', 'synthetic-em', '--mode', 'one-stage', '--roi', '0:16,64:128,0:128', '--overwrite']);
+  assert.equal(over.code, 0, `--overwrite starts over\n${over.stderr}`);
+});
+
+test('tessera status counts distinct done tasks, and ends quietly when its reader stops early', async () => {
+  const cfg = config('status', { mode: 'one-stage', io: { chunk: [16, 128, 128] } });
+  const out = path.join(dir, 'status.zarr');
+  await tesseraOk(['run', '--input', big, '--output', out, '--config', cfg]);
+  // A log holding a task several times (ran again after a resume) and a line cut short by a crash.
+  const log = path.join(out, '.work', 'done', 'blend.log');
+  const lines = fs.readFileSync(log, 'utf8').split('\n').filter(Boolean);
+  fs.writeFileSync(log, [lines[0], lines[1], lines[0], lines[0], lines[1], lines[2].slice(0, -1)].join('\n') + '\n');
+  const v = JSON.parse((await tesseraOk(['status', out, '--json'])).stdout);
+  assert.equal(v.tasks.blend.done, 2);
+  assert.equal(v.tasks.blend.total, 8);
+  // `tessera status OUT | true`: the pipe is closed before status writes.
+  const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    const p = spawn('bash', ['-c', `"${process.execPath}" "${path.join(ROOT, 'bin', 'tessera.mjs')}" status "${out}" | true; exit \${PIPESTATUS[0]}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr!.on('data', (d) => (stderr += d));
+    p.on('close', (code) => resolve({ code: code ?? -1, stderr }));
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+});
