@@ -194,7 +194,10 @@ export function lockOutput(out: string, o: LockOptions = {}): OutputLock {
       got = acquire();
     } catch (err) {
       if (err instanceof OutputError) throw err;
-      throw new OutputError(out, `cannot create its lock file: ${oneLine(err)}`, { cause: err });
+      // Named by the lock's path, not the temp file beside it the error met.
+      const e = err as NodeJS.ErrnoException;
+      const named = e.code ? Object.assign(new Error(e.message), { code: e.code, syscall: e.syscall, path: file }) : err;
+      throw new OutputError(out, `cannot create its lock file: ${oneLine(named)}`, { cause: err });
     }
   }
   if (!got) throw new OutputError(out, `cannot take the lock ${file}`);
