@@ -42,7 +42,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
       },
       onFailure: (t, err) => o.log.error({ task: taskId(t), err }, 'task failed'),
       voxelsOf: chunkVoxelsOf(s),
-    }));
+    }), s.fence);
     return await finishSession(s, result, { input: o.input, output: o.output, peakRss: peak });
   } finally {
     clearInterval(sampler);

@@ -321,15 +321,25 @@ export function reportProgress(s: Session, progress: ((kind: string, done: numbe
   for (const [k, v] of Object.entries(s.sched.counts())) if (kind === undefined || k === kind) progress(k, v.done, v.total);
 }
 
+/** Does this process still own the output (no fence given: assumed)? */
+function owned(fence: (() => void) | undefined): boolean {
+  try {
+    fence?.();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Run `f`; if it throws, record the run as failed with the error before passing it on — but
  * a fenced run writes nothing more: the output is another process's now.
  */
-export async function guard<T>(output: string, f: () => Promise<T>): Promise<T> {
+export async function guard<T>(output: string, f: () => Promise<T>, fence?: () => void): Promise<T> {
   try {
     return await f();
   } catch (err) {
-    if (!isTesseraError(err, 'FencedError')) await markFailed(output, err);
+    if (!isTesseraError(err, 'FencedError') && owned(fence)) await markFailed(output, err);
     throw err;
   }
 }
