@@ -81,7 +81,7 @@ export class InferencePool {
   }
 
   private start(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('inference pool closed'));
+    if (this.closed) return Promise.reject(this.closeReason ?? new Error('inference pool closed'));
     this.starting ??= this.spawn();
     return this.starting;
   }
