@@ -2,7 +2,7 @@
 // policy of a long-running service: PermanentError (bad input, bad config) is never retried;
 // anything else is transient and retried with backoff.
 
-export type ErrorTag = 'ConfigError' | 'InputError' | 'ModelError' | 'MessageError' | 'OutputError' | 'TaskError';
+export type ErrorTag = 'ConfigError' | 'InputError' | 'ModelError' | 'MessageError' | 'OutputError' | 'TaskError' | 'FencedError';
 
 export abstract class TesseraError extends Error {
   abstract readonly _tag: ErrorTag;
@@ -84,6 +84,24 @@ export class TaskError extends TesseraError {
     super(message, options);
     this.task = task;
     this.name = 'TaskError';
+  }
+}
+
+/**
+ * This process no longer owns the output it was writing: its lock was taken over (it looked
+ * stale: the process was stopped, or its host's clock or disk stalled) or a caller's lease was
+ * lost. Permanent: the run must stop before its next write, never retry.
+ */
+export class FencedError extends TesseraError {
+  readonly _tag = 'FencedError' as const;
+  readonly permanent = true;
+  readonly path: string;
+  readonly holder: string;
+  constructor(path: string, holder: string, options?: { cause?: unknown }) {
+    super(`output ${path}: fenced — ${holder}; this run stopped without writing more (the new holder carries on; re-run once it has ended if needed)`, options);
+    this.path = path;
+    this.holder = holder;
+    this.name = 'FencedError';
   }
 }
 

@@ -118,5 +118,8 @@ export function stopSignals(): { signal: AbortSignal; code: () => number } {
   let code = 0;
   process.once('SIGINT', () => { code = 130; ac.abort(new Error('interrupted')); });
   process.once('SIGTERM', () => { code = 143; ac.abort(new Error('terminated')); });
+  // An error the stop caused (a read aborted while the run was opening) is part of the stop:
+  // the exit code says the signal, whatever path the run took to end.
+  process.once('exit', () => { if (code) process.exitCode = code; });
   return { signal: ac.signal, code: () => code };
 }

@@ -8,7 +8,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { isTesseraError, oneLine } from '../../shared/errors.ts';
 import { parseBox } from '../../shared/geometry/box.ts';
 import { configFromFlags, intArg, positiveIntArg, runFlags, spacingArg, stopSignals, vec3Arg } from './flags.ts';
-import { printReport } from './report.ts';
+import { exitQuietlyOnEpipe, printReport } from './report.ts';
 import { coordinatorCommand, natsFlags } from '../coordinator/main.ts';
 import { workerCommand } from '../worker/main.ts';
 import { viewCommand } from './view.ts';
@@ -222,6 +222,9 @@ program.command('demo')
   .action(async (o) => {
     await (await import('./demo.ts')).runDemo(o.dir);
   });
+
+// `tessera … | head` closes the pipe early: every command stops quietly there.
+exitQuietlyOnEpipe();
 
 // --debug anywhere on the line: errors with their stack (and causes); without it, one line.
 const debug = process.argv.includes('--debug');

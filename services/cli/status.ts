@@ -4,6 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { busOptions, connectBus, readRun, readRunJson, runsBucket, silentLogger, InputError } from '../../shared/index.ts';
+import { WorkStore } from '../../shared/tasks/work.ts';
 
 interface KindProgress {
   done: number;
@@ -21,12 +22,16 @@ export interface StatusView {
   updatedAt?: string;
 }
 
-/** Lines in a done log: each task is logged once when it finishes (a rare reopened task twice). */
-async function countLines(file: string): Promise<number> {
-  if (!fs.existsSync(file)) return 0;
-  let n = 0;
-  for await (const chunk of fs.createReadStream(file)) for (const b of chunk as Buffer) if (b === 10) n++;
-  return n;
+/**
+ * Distinct tasks in a kind's done log. A task can be logged more than once (one whose freed
+ * result a resume needed again ran twice; a coordinator restarted between a task's result and
+ * its ack), so lines overcount; a line cut short by a crash does not count (WorkStore's parser).
+ */
+async function countDone(work: WorkStore, kind: string): Promise<number> {
+  const seen = new Set<number>();
+  // Chunk indices stay far below 2^17 per axis (FAFB: ~500): one exact number per task.
+  for await (const batch of work.done([kind])) for (const e of batch) seen.add((e.index[0] * 2 ** 17 + e.index[1]) * 2 ** 17 + e.index[2]);
+  return seen.size;
 }
 
 export async function outputStatus(out: string): Promise<StatusView> {
@@ -34,8 +39,9 @@ export async function outputStatus(out: string): Promise<StatusView> {
   if (!doc) throw new InputError(out, 'has no run.json: not a Tessera output (or the run never started)');
   const totals = (doc.totals ?? {}) as Record<string, number>;
   const tasks: Record<string, KindProgress> = {};
+  const work = new WorkStore(path.join(out, '.work'));
   for (const [kind, total] of Object.entries(totals)) {
-    tasks[kind] = { done: Math.min(total, await countLines(path.join(out, '.work', 'done', `${kind}.log`))), total };
+    tasks[kind] = { done: Math.min(total, await countDone(work, kind)), total };
   }
   const report = doc.report as { failures?: { task: string; error: string }[] } | undefined;
   return { source: 'output', output: out, status: doc.status, tasks, failures: report?.failures, updatedAt: (doc.finishedAt ?? doc.resumedAt ?? doc.startedAt) as string | undefined };

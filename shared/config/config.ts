@@ -24,6 +24,7 @@ export interface TesseraConfig {
     readCache: number;
     missingChunks: 'fail' | 'fill';
     mergeFanIn: Vec3;
+    lockStale: number;
   };
   inference: {
     provider: 'cpu' | 'cuda' | 'tensorrt' | 'webgpu';
@@ -93,6 +94,7 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
     chunksInFlight: int('Processing chunks worked on at once (I/O of one overlaps compute of another). @default 2', 1, 64),
     readCache: int('Decoded input (MiB) that a process\'s stage-two tasks share in one storage-chunk cache, so boxes sharing a storage chunk decode it once; read amplification (decoded / needed voxels, in the report) rises when it is too small for two stage-two blocks\' chunks (EM bench: 64 MiB → 6.3 on the default volume, 128 and 256 → 4.24). @default 128', 1, 65536),
     mergeFanIn: ivec('Instance ids: chunks per axis whose objects one merge task joins (a region of the reduction; level l joins fanIn^l chunks). Every task of the reduction holds what crosses its region\'s surface, never the volume; fewer levels mean fewer, larger tasks. Does not change the output. @default [4, 4, 4]', 2),
+    lockStale: num('Seconds after which an output\'s lock whose holder has not written its heartbeat (every `lockStale` / 6 s) counts as stale and is taken over; the process that held it is then fenced (it stops before its next write). Does not change the output. @default 60', 1, 86400),
     missingChunks: en(['fail', 'fill'], 'An input storage chunk with no file: `fail` fails the tasks that read it, naming the chunk (a deleted chunk read as the fill value gives a wrong result that looks complete); `fill` reads the fill value and counts it in the report (sparse volumes such as FAFB, whose empty chunks were never written; `--allow-missing`). @default "fail"'),
   }),
   inference: obj('ONNX Runtime.', {
@@ -171,7 +173,7 @@ export const DEFAULTS: Omit<TesseraConfig, 'name' | 'spacing' | 'unit' | 'models
   pack: Pick<TesseraConfig['pack'], 'heuristic' | 'postprocess' | 'maxPerCanvas' | 'fill' | 'context' | 'contextFit' | 'gap' | 'chunks' | 'block'>;
 } = {
   mode: 'two-stage',
-  io: { chunk: [64, 512, 512], outputChunk: [16, 128, 128], pad: 'mirror', padValue: 0, concurrency: 8, chunksInFlight: 2, readCache: 128, missingChunks: 'fail', mergeFanIn: [4, 4, 4] },
+  io: { chunk: [64, 512, 512], outputChunk: [16, 128, 128], pad: 'mirror', padValue: 0, concurrency: 8, chunksInFlight: 2, readCache: 128, missingChunks: 'fail', mergeFanIn: [4, 4, 4], lockStale: 60 },
   inference: { provider: 'cpu', threads: 2, intraOpThreads: 1, batch: 2 },
   baseline: { step: 0.5, mirror: false },
   stage1: { step: 0.5, mirror: false, block: [0, 0, 0] },

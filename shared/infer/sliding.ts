@@ -232,11 +232,17 @@ export async function accumulateTiles(
     const job = jobs[next++];
     window.push(model.run(build(job), [job.length, 1, ...patch], o.signal));
   };
-  while (next < jobs.length && window.length < Math.max(1, o.inFlight)) submit();
-  for (let j = 0; j < jobs.length; j++) {
-    const r = await window.shift()!;
-    if (next < jobs.length) submit();
-    accumulate(jobs[j], r.data, r.dims[1]);
+  try {
+    while (next < jobs.length && window.length < Math.max(1, o.inFlight)) submit();
+    for (let j = 0; j < jobs.length; j++) {
+      const r = await window.shift()!;
+      if (next < jobs.length) submit();
+      accumulate(jobs[j], r.data, r.dims[1]);
+    }
+  } catch (err) {
+    // Aborted or failed: the calls still in flight are no one's; their errors are expected.
+    for (const p of window) p.catch(() => {});
+    throw err;
   }
   return acc ?? [];
 }

@@ -3,7 +3,7 @@
 // heartbeats, acks and I/O keep flowing there).
 import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
-import type { WorkerInit, WorkerReply, WorkerRequest } from './thread.ts';
+import type { WorkerClose, WorkerInit, WorkerReply, WorkerRequest } from './thread.ts';
 
 const init = workerData as WorkerInit;
 const sessions = new Map<string, ort.InferenceSession>();
@@ -46,12 +46,28 @@ ready.then(
 // One network call at a time per thread: session.run() returns a promise, and letting several
 // overlap in one thread would oversubscribe the cores the pool was sized for.
 let queue: Promise<void> = Promise.resolve();
-port.on('message', (req: WorkerRequest) => {
+let closing = false;
+port.on('message', (req: WorkerRequest | WorkerClose) => {
+  if ('type' in req) {
+    // From now on queued requests are answered at once; the running one ends first.
+    closing = true;
+    queue = queue.then(shutDown);
+    return;
+  }
   queue = queue.then(() => serve(req));
 });
 
+/** Release the sessions with no run in flight, then end the thread (never torn down mid-run). */
+async function shutDown(): Promise<void> {
+  await ready.catch(() => {});
+  for (const s of sessions.values()) await s.release().catch(() => {});
+  sessions.clear();
+  process.exit(0);
+}
+
 async function serve(req: WorkerRequest): Promise<void> {
   try {
+    if (closing) throw new Error('inference pool closed');
     await ready;
     const s = sessions.get(req.model);
     if (!s) throw new Error(`unknown model "${req.model}"`);

@@ -33,6 +33,8 @@ export interface WorkerInit {
 }
 
 export type WorkerRequest = { id: number; model: string; input: Float32Array; dims: number[] };
+/** Drop the requests still queued, let the running one end, release the sessions, exit the thread. */
+export type WorkerClose = { type: 'close' };
 export type WorkerReply =
   | { type: 'ready'; provider: string; warning?: string }
   | { type: 'failed'; error: string }
@@ -42,6 +44,8 @@ export type WorkerReply =
 interface Slot {
   worker: Worker;
   busy: number;
+  /** The thread has ended (asking it to stop would wait forever). */
+  exited?: boolean;
 }
 
 export class InferencePool {
@@ -50,6 +54,9 @@ export class InferencePool {
   private nextId = 1;
   private starting: Promise<void> | undefined;
   private closed = false;
+  private closing: Promise<void> | undefined;
+  /** Why the pool closed: what requests pending at the close are rejected with. */
+  private closeReason: Error | undefined;
   /** Set when a thread died: every later request fails with it instead of waiting forever. */
   private broken: Error | undefined;
   /** Milliseconds the threads spent inside session.run(), summed over threads (not queueing). */
@@ -84,7 +91,7 @@ export class InferencePool {
   }
 
   private start(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('inference pool closed'));
+    if (this.closed) return Promise.reject(this.closeReason ?? new Error('inference pool closed'));
     this.starting ??= this.spawn();
     return this.starting;
   }
@@ -112,12 +119,12 @@ export class InferencePool {
     try {
       replies = await Promise.all(readies);
     } catch (err) {
-      await this.close();
+      await this.abandon();
       throw new ModelError(Object.values(models).map((m) => m.path).join(', '), `inference thread failed to start: ${(err as Error).message}`, { cause: err });
     }
     const failed = replies.find((r) => r.type === 'failed');
     if (failed && failed.type === 'failed') {
-      await this.close();
+      await this.abandon();
       throw new ModelError(Object.values(models).map((m) => m.path).join(', '), `cannot load: ${failed.error}`);
     }
     const first = replies[0];
@@ -134,6 +141,7 @@ export class InferencePool {
       // no 'error' event, and its requests would otherwise never settle.
       s.worker.on('error', (err) => this.fail(new Error(`inference thread (${paths}) failed: ${err.message}`, { cause: err })));
       s.worker.on('exit', (code) => {
+        s.exited = true;
         if (!this.closed) this.fail(new Error(`inference thread (${paths}) exited (code ${code})`));
       });
     }
@@ -149,7 +157,7 @@ export class InferencePool {
       this.busyMs += m.ms;
       p.resolve({ data: m.data, dims: m.dims });
     }
-    else p.reject(new Error(m.error));
+    else p.reject(this.closeReason ?? new Error(m.error));
   }
 
   private fail(err: Error): void {
@@ -183,10 +191,11 @@ export class InferencePool {
     }
     await this.start();
     if (this.broken) throw this.broken;
+    if (this.closed) throw this.closeReason ?? new Error('inference pool closed');
     const slot = this.slots.reduce((a, b) => (b.busy < a.busy ? b : a));
     const id = this.nextId++;
     slot.busy++;
-    return new Promise((resolve, reject) => {
+    const reply = new Promise<{ data: Float32Array; dims: number[] }>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       try {
         slot.worker.postMessage({ id, model, input, dims: [...dims] } satisfies WorkerRequest, [input.buffer as ArrayBuffer]);
@@ -196,6 +205,11 @@ export class InferencePool {
         reject(err);
       }
     });
+    // A caller that stopped waiting (a sliding window left by an abort) must not turn the
+    // rejection at close into an unhandled one, which ends the process: marked handled here,
+    // still rejected for whoever awaits it.
+    reply.catch(() => {});
+    return reply;
   }
 
   /** A Model view of one of the pool's networks. */
@@ -209,9 +223,50 @@ export class InferencePool {
     };
   }
 
-  async close(): Promise<void> {
+  /**
+   * Stop: requests queued in the threads are rejected with `reason`, the batch each thread is
+   * running ends first, then the threads release their sessions and exit. A thread is never
+   * terminated while ONNX Runtime runs in it: that tears its native side down mid-call and
+   * aborts the whole process ("terminate called after throwing an instance of 'Napi::Error'").
+   */
+  close(reason: Error = new Error('inference pool closed')): Promise<void> {
+    this.closeReason ??= reason;
     this.closed = true;
-    this.failAll(new Error('inference pool closed'));
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  /** A start that failed: every thread has answered (no load in flight), so terminating is safe. */
+  private async abandon(): Promise<void> {
+    this.closed = true;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
+
+  private async shutDown(): Promise<void> {
+    // A pool still starting: its threads must finish loading before they can be asked to stop.
+    await this.starting?.catch(() => {});
+    await Promise.all(this.slots.filter((s) => !s.exited).map((s) => stopThread(s.worker)));
+    this.failAll(this.closeReason!);
+  }
+}
+
+/** A thread that does not end this long after being asked is terminated (a hung run). */
+const THREAD_STOP_MS = 60_000;
+
+function stopThread(worker: Worker): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let timer: NodeJS.Timeout | undefined;
+    worker.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    try {
+      worker.postMessage({ type: 'close' } satisfies WorkerClose);
+    } catch {
+      void worker.terminate();
+      return;
+    }
+    timer = setTimeout(() => void worker.terminate(), THREAD_STOP_MS);
+    timer.unref();
+  });
 }

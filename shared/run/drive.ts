@@ -4,7 +4,7 @@
 // up to `retries` times; an abort stops handing out work and lets the tasks in hand finish or
 // fail. The NATS coordinator does the same with a broker between the scheduler and executors.
 import type { Scheduler, TaskRef } from '../scheduler.ts';
-import { isPermanent } from '../errors.ts';
+import { isPermanent, isTesseraError } from '../errors.ts';
 
 export interface DriveOptions {
   /** Tasks in hand at once. */
@@ -52,6 +52,8 @@ export async function drive(
         await o.onDone?.(t);
         return;
       } catch (err) {
+        // No longer this process's output: stop the whole drive, write nothing more.
+        if (isTesseraError(err, 'FencedError')) throw err;
         if (o.signal?.aborted) {
           sched.release(t);
           return;

@@ -34,7 +34,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
     // Whatever ends the run from here on, run.json must not keep saying "running".
     const result = await guard(o.output, () => drive(sched, (t) => ctx.timings.time(`task:${t.kind}`, () => runTask(s.tctx, t)), {
       concurrency: ctx.config.io.chunksInFlight,
-      signal: o.signal,
+      signal: s.signal,
       onSuccess: (t) => work.markDone(t.kind, t.index),
       onDone: async (t) => {
         reportProgress(s, o.progress, t.kind);
@@ -42,7 +42,7 @@ export async function runEmbedded(o: RunOptions): Promise<RunReport> {
       },
       onFailure: (t, err) => o.log.error({ task: taskId(t), err }, 'task failed'),
       voxelsOf: chunkVoxelsOf(s),
-    }));
+    }), s.fence);
     return await finishSession(s, result, { input: o.input, output: o.output, peakRss: peak });
   } finally {
     clearInterval(sampler);

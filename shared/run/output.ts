@@ -174,7 +174,7 @@ export async function openOutput(out: string, o: CreateOutputOptions & { identit
     const before = prev.identity as RunIdentity | undefined;
     if (!before || before.hash !== o.identity.hash) {
       const diff = before ? identityDiff(before, o.identity) : ['(written by a Tessera without run identities)'];
-      throw new OutputError(out, `holds a ${prev.status} run with another config or models — ${diff.slice(0, 8).join('; ')}${diff.length > 8 ? `; … ${diff.length - 8} more` : ''}; pass --overwrite to replace it`);
+      throw new OutputError(out, `holds a ${prev.status} run with another config, models or input — ${diff.slice(0, 8).join('; ')}${diff.length > 8 ? `; … ${diff.length - 8} more` : ''}; pass --overwrite to replace it`);
     }
     let arrays: OutputArrays;
     try {

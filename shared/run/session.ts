@@ -8,13 +8,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { nnunetTiles } from '../tasks/predict.ts';
 import { PACKAGE_ROOT } from '../config/load.ts';
-import { type Box, boxToString, volumeOf } from '../geometry/box.ts';
+import { type Box, boxToString, contains, volumeOf } from '../geometry/box.ts';
 import type { TesseraConfig } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import { type TaskRef, type KindCounts, Scheduler } from '../scheduler.ts';
 import { type RunContext, openRun } from './context.ts';
-import { type OpenedOutput, finishOutput, markFailed, openOutput, openOutputArrays, readRunJson, updateRunJson } from './output.ts';
-import { type RunIdentity, runIdentity } from './identity.ts';
+import { type OpenedOutput, type RunDocument, finishOutput, markFailed, openOutput, openOutputArrays, readRunJson, updateRunJson } from './output.ts';
+import { type RunIdentity, inputIdentity, runIdentity } from './identity.ts';
 import type { DriveResult } from './drive.ts';
 import { ONE, isInstanceKind, rangeVoxels, taskGraph, type TaskGraph, type TaskKind } from '../tasks/graph.ts';
 import { WorkStore } from '../tasks/work.ts';
@@ -27,7 +27,7 @@ import { type LowGrid, lowGrid } from '../volume/source.ts';
 import { openArray } from '../volume/zarr.ts';
 import { clearTemp } from '../volume/store.ts';
 import { isVirtual } from '../volume/virtual.ts';
-import { InputError, OutputError } from '../errors.ts';
+import { ConfigError, InputError, OutputError, isTesseraError } from '../errors.ts';
 import { checkOutputPath } from './paths.ts';
 import { lockOutput } from './lock.ts';
 
@@ -51,6 +51,37 @@ export interface TwoStageStats {
   coverage: number;
   /** Decoded storage-chunk voxels / voxels stage two asked for (read amplification). */
   readAmplification: number;
+  /**
+   * true: the counts cover every task of the run, those reused from earlier sessions included
+   * (their counters are carried in run.json). false: some reused task's counters were never
+   * recorded (a session that crashed, a run.json of an older Tessera) or a task ran twice, so
+   * the counts cover this session's tasks only.
+   */
+  measured: boolean;
+}
+
+/** Task counters summed over every session of a run, and the tasks they cover, per kind (run.json `taskStats`). */
+interface StoredStats {
+  sums: Record<string, number>;
+  ran: Record<string, number>;
+}
+
+/** The kinds whose counters make the report's twoStage and oneStage figures. */
+const COUNTED = ['stage1', 'boxes', 'stage2', 'paste', 'predict'];
+
+/**
+ * This session's counters added to those the earlier sessions recorded; `complete` when they
+ * cover exactly the tasks that are done (no reused task unrecorded, none counted twice).
+ */
+function carriedStats(s: Session, result: DriveResult): StoredStats & { complete: boolean } {
+  const prev = s.opened.resumed?.taskStats as StoredStats | undefined;
+  const sums = { ...prev?.sums };
+  for (const [k, v] of Object.entries(result.stats)) sums[k] = (sums[k] ?? 0) + v;
+  const ran = { ...prev?.ran };
+  for (const [k, v] of Object.entries(result.ran)) ran[k] = (ran[k] ?? 0) + v;
+  const counts = s.sched.counts();
+  const complete = COUNTED.every((k) => !counts[k] || (ran[k] ?? 0) === counts[k].done);
+  return { sums, ran, complete };
 }
 
 export interface TaskCounts {
@@ -94,7 +125,7 @@ export interface RunReport {
    * One-stage: tiles this run computed (each once, on the whole volume's grid) and nnU-Net's
    * tile count for the whole volume (equal when a fresh run covers the volume).
    */
-  oneStage?: { tiles: number; nnunetTiles: number };
+  oneStage?: { tiles: number; nnunetTiles: number; measured: boolean };
 }
 
 export interface SessionOptions {
@@ -109,6 +140,11 @@ export interface SessionOptions {
   oracle?: string;
   /** See OpenOptions.models. @default 'eager' */
   models?: 'eager' | 'lazy';
+  /**
+   * An extra ownership check (a coordinator's lease), called with the output lock's own before
+   * every done-log and run.json write; it throws (FencedError) once this process must stop.
+   */
+  fence?: () => void;
 }
 
 export interface Session {
@@ -127,6 +163,10 @@ export interface Session {
   readonly t0: number;
   /** Per kind, one bit per task: its result was freed in this session (freed once, see freeAfter). */
   readonly freed: Map<string, Uint8Array>;
+  /** Aborted by the caller's signal, or when the output's lock was taken over (reason: the FencedError). */
+  readonly signal: AbortSignal;
+  /** Throws FencedError when this process no longer owns the output (lock taken over, lease lost). */
+  fence(): void;
   /** Close the inference pool and release the output's lock. */
   close(): Promise<void>;
 }
@@ -147,6 +187,34 @@ function lowOf(ctx: RunContext): LowGrid | undefined {
   return ctx.config.mode === 'two-stage' ? lowGrid(ctx.src, ctx.config.stage1.spacing) : undefined;
 }
 
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason ?? 'aborted'));
+}
+
+/** The input levels the run reads: the full resolution, and stage one's level in two-stage. */
+function inputOf(ctx: RunContext, input: string, low: LowGrid | undefined, oracle?: string) {
+  return inputIdentity(input, low ? [ctx.src.full, low.level] : [ctx.src.full], oracle);
+}
+
+/**
+ * A resume may extend the ROI, never drop part of it: the instance ids are numbered over the
+ * whole ROI and computed anew with another one, so ids of the earlier run would stay in what
+ * the new ROI leaves out (and its segmentation, described by no run). Refused before anything
+ * is written; only for an output this identity would resume (another one is refused anyway).
+ */
+function checkResumedRoi(out: string, identity: RunIdentity, roi: Box): void {
+  let prev: RunDocument | undefined;
+  try {
+    prev = readRunJson(out);
+  } catch {
+    return; // unreadable: openOutput decides
+  }
+  const before = prev?.roi as Box | undefined;
+  if (!prev || !before || (prev.identity as RunIdentity | undefined)?.hash !== identity.hash) return;
+  if (contains(roi, before)) return;
+  throw new ConfigError('roi', `${boxToString(roi)} does not contain the ROI ${boxToString(before)} of the run in ${out}: resuming may only extend the ROI (ids of the earlier run would stay outside the new one); give an ROI containing ${boxToString(before)}, or --overwrite to start over`);
+}
+
 /**
  * Open the input and models, create or resume the output (refusing another run's), and build
  * the scheduler with every task an earlier run of the same identity finished marked done.
@@ -156,21 +224,32 @@ export async function openSession(o: SessionOptions): Promise<Session> {
   const t0 = performance.now();
   if (!isVirtual(o.input) && !fs.existsSync(o.input)) throw new InputError(o.input, 'no such file or directory');
   checkOutputPath(o.input, o.output);
-  const release = lockOutput(o.output);
-  const ctx = await openRun({ config: o.config, input: o.input, roi: o.roi, log: o.log, signal: o.signal, models: o.models }).catch((err) => {
-    release();
+  // Fenced (the lock taken over): stop handing out work and stop the tasks in hand at once.
+  const fenceAc = new AbortController();
+  const lock = lockOutput(o.output, { staleMs: o.config.io.lockStale * 1000, onFenced: (e) => fenceAc.abort(e) });
+  const signal = o.signal ? AbortSignal.any([o.signal, fenceAc.signal]) : fenceAc.signal;
+  const fence = () => {
+    lock.check();
+    o.fence?.();
+  };
+  const ctx = await openRun({ config: o.config, input: o.input, roi: o.roi, log: o.log, signal, models: o.models }).catch((err) => {
+    lock.release();
     throw err;
   });
   const close = async () => {
-    await ctx.pool.close();
-    release();
+    try {
+      await ctx.pool.close(o.signal?.aborted ? abortReason(o.signal) : undefined);
+    } finally {
+      lock.release();
+    }
   };
   let created = false;
   try {
     const c = ctx.config;
     const low = lowOf(ctx);
     const graph = taskGraph(c, ctx.src.shape, ctx.roi, low?.factor ?? ONE);
-    const identity = runIdentity(c, ctx.cards);
+    const identity = runIdentity(c, ctx.cards, inputOf(ctx, o.input, low, o.oracle));
+    if (!o.overwrite) checkResumedRoi(o.output, identity, ctx.roi);
     const opened = await openOutput(o.output, {
       shape: ctx.src.shape, spacing: ctx.src.spacing, unit: c.unit, chunks: c.io.outputChunk,
       classes: ctx.cards.fullres.classes, probabilities: c.output.probabilities, overwrite: o.overwrite ?? false, identity,
@@ -178,7 +257,10 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     });
     created = true;
     clearTemp(o.output);
-    const work = new WorkStore(path.join(o.output, '.work'));
+    // The merged boxes view is written again when this run completes: until then it would
+    // describe the earlier run (another ROI), and it never may.
+    if (opened.resumed) fs.rmSync(path.join(o.output, 'boxes.json'), { force: true });
+    const work = new WorkStore(path.join(o.output, '.work'), fence);
     const tctx = taskContext(ctx, {
       out: opened.arrays, work, graph, low, oracle: o.oracle ? await openArray(o.oracle) : undefined,
     });
@@ -191,11 +273,12 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     const reused = opened.resumed ? await restore(sched, work, graph.kinds.map((k) => k.name)) : {};
     const counts0 = sched.counts();
     // The task totals let `tessera status` show progress from the done logs alone.
+    fence();
     await updateRunJson(o.output, { roi: roiDoc, totals: Object.fromEntries(Object.entries(counts0).map(([k, v]) => [k, v.total])) });
-    return { ctx, graph, identity, opened, work, tctx, sched, reused, counts0, roiDoc, t0, close, freed: new Map() };
+    return { ctx, graph, identity, opened, work, tctx, sched, reused, counts0, roiDoc, t0, close, freed: new Map(), signal, fence };
   } catch (err) {
-    // This run's own output must not say "running" after it gave up.
-    if (created) await markFailed(o.output, err);
+    // This run's own output must not say "running" after it gave up (unless it is no longer its own).
+    if (created && !isTesseraError(err, 'FencedError')) await markFailed(o.output, err);
     await close();
     throw err;
   }
@@ -240,12 +323,25 @@ export function reportProgress(s: Session, progress: ((kind: string, done: numbe
   for (const [k, v] of Object.entries(s.sched.counts())) if (kind === undefined || k === kind) progress(k, v.done, v.total, voxels);
 }
 
-/** Run `f`; if it throws, record the run as failed with the error before passing it on. */
-export async function guard<T>(output: string, f: () => Promise<T>): Promise<T> {
+/** Does this process still own the output (no fence given: assumed)? */
+function owned(fence: (() => void) | undefined): boolean {
+  try {
+    fence?.();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Run `f`; if it throws, record the run as failed with the error before passing it on — but
+ * a fenced run writes nothing more: the output is another process's now.
+ */
+export async function guard<T>(output: string, f: () => Promise<T>, fence?: () => void): Promise<T> {
   try {
     return await f();
   } catch (err) {
-    await markFailed(output, err);
+    if (!isTesseraError(err, 'FencedError') && owned(fence)) await markFailed(output, err);
     throw err;
   }
 }
@@ -277,6 +373,8 @@ function rates(voxels: Record<string, number>, busy: Record<string, number>): Re
 export async function finishSession(s: Session, result: DriveResult, o: FinishOptions): Promise<RunReport> {
   const { ctx, graph, sched } = s;
   const c = ctx.config;
+  // Fenced while the last tasks ended (the drive stopped for it): nothing more is written.
+  s.fence();
   const counts = sched.counts();
   const failures = sched.failures().map((f) => ({ task: f.task, error: f.reason }));
   const status: RunReport['status'] = result.interrupted ? 'interrupted' : failures.length ? 'failed' : 'complete';
@@ -285,8 +383,9 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
     tasks[k] = { total: v.total, ran: result.ran[k] ?? 0, reused: s.reused[k] ?? 0, failed: v.failed, skipped: v.skipped };
   }
   let twoStage: TwoStageStats | undefined;
+  const carried = carriedStats(s, result);
+  const st = carried.complete ? carried.sums : result.stats;
   if (c.mode === 'two-stage') {
-    const st = result.stats;
     const paste = graph.kinds.find((k) => k.name === 'paste')!;
     if (status === 'complete') await writeBoxesJson(o.output, graph.kinds.find((k) => k.name === 'stage2')!.range, c.pack.canvas, BOXES_JSON_LIMIT);
     twoStage = {
@@ -299,10 +398,11 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
       runFillRatio: st.ranVoxels ? (st.filled ?? 0) / st.ranVoxels : 0,
       coverage: (st.covered ?? 0) / Math.max(1, rangeVoxels(paste.range, graph.chunk, graph.volume)),
       readAmplification: st.needed ? (st.decoded ?? 0) / st.needed : 0,
+      measured: carried.complete,
     };
   }
   const oneStage = c.mode === 'one-stage'
-    ? { tiles: result.stats.tiles ?? 0, nnunetTiles: nnunetTiles(graph.volume.end, c.baseline.patch, c.baseline.step) }
+    ? { tiles: st.tiles ?? 0, nnunetTiles: nnunetTiles(graph.volume.end, c.baseline.patch, c.baseline.step), measured: carried.complete }
     : undefined;
   const replaces = readRunJson(o.output)?.replaces as string | undefined;
   const wall = (performance.now() - s.t0) / 1000;
@@ -329,6 +429,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
     twoStage,
     oneStage,
   };
+  s.fence();
   try {
     await finishOutput(o.output, {
       identity: s.identity,
@@ -337,6 +438,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
       config: c,
       roi: s.roiDoc,
       totals: Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v.total])),
+      taskStats: { sums: carried.sums, ran: carried.ran } satisfies StoredStats,
       models: {
         fullres: { path: c.models.fullres, sha256: ctx.cards.fullres.sha256 },
         ...(ctx.cards.lowres && c.mode === 'two-stage' ? { lowres: { path: c.models.lowres, sha256: ctx.cards.lowres.sha256 } } : {}),
@@ -398,7 +500,7 @@ export interface AttachOptions {
 export async function attachRun(o: AttachOptions): Promise<TaskContext> {
   const ctx = await openRun({ config: o.config, input: o.input, roi: o.roi, log: o.log, signal: o.signal, models: 'lazy' });
   try {
-    const mine = runIdentity(ctx.config, ctx.cards);
+    const mine = runIdentity(ctx.config, ctx.cards, inputOf(ctx, o.input, lowOf(ctx)));
     if (mine.hash !== o.identity) {
       throw new OutputError(o.output, `this worker's config or models give run identity ${mine.hash.slice(0, 12)}, the run was registered as ${o.identity.slice(0, 12)} (models: ${Object.entries(mine.models).map(([k, v]) => `${k} ${v.slice(0, 12)}`).join(', ')})`);
     }

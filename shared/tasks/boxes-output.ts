@@ -61,7 +61,7 @@ export async function writeBoxesLines(ctx: TaskContext, index: Vec3, boxes: read
 /**
  * The merged view boxes.json over the chunks of `range` (raster order): boxes renumbered 0..,
  * canvases numbered across chunks. Only for runs with at most `limit` boxes; returns false
- * (and writes nothing) above it.
+ * above it, and removes a boxes.json left there.
  */
 export async function writeBoxesJson(out: string, range: Range3, canvasShape: Vec3, limit: number): Promise<boolean> {
   const boxes: Array<BoxLine & { key: string }> = [];
@@ -84,7 +84,11 @@ export async function writeBoxesJson(out: string, range: Range3, canvasShape: Ve
     canvases += most + 1;
     if (boxes.length > limit) tooMany = true;
   }
-  if (tooMany) return false;
+  // Too many for the merged view: an older one (an earlier, smaller run) must not stay behind.
+  if (tooMany) {
+    await fs.promises.rm(path.join(out, 'boxes.json'), { force: true });
+    return false;
+  }
   const cv = canvasShape[0] * canvasShape[1] * canvasShape[2];
   await writeJsonAtomic(path.join(out, 'boxes.json'), { canvasShape, canvases, fillRatio: canvases ? filled / (canvases * cv) : 0, boxes });
   return true;

@@ -109,6 +109,9 @@ export function taskGraph(c: TesseraConfig, shape: Vec3, roi: Box, factor: Vec3)
       { kind: 'boxes', needs: 'stage1', reach: view },
       { kind: 'stage2', needs: 'boxes', reach: [0, 0, 0] },
       { kind: 'paste', needs: 'stage2', reach: ONE },
+      // With the stage-one background, paste reads its stage-one block's heatmap: without this
+      // edge the heatmap was freed once the boxes tasks were done, before any paste read it.
+      ...(c.stage2.background === 'stage1' ? [{ kind: 'paste', needs: 'stage1', reach: [0, 0, 0] as Vec3 }] : []),
       ...instanceDeps('paste', paste, c.io.mergeFanIn),
     ],
     chunk, volume, stage1Block: s,

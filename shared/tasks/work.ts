@@ -114,9 +114,12 @@ export class WorkStore {
   private readonly logs = new Map<string, LogAppender>();
 
   readonly root: string;
+  /** Called before every done or freed log line: it throws once this process no longer owns the output. */
+  private readonly fence?: () => void;
 
-  constructor(root: string) {
+  constructor(root: string, fence?: () => void) {
     this.root = root;
+    this.fence = fence;
   }
 
   path(kind: string, index: Vec3, ext: 'json' | 'bin' | 'f32'): string {
@@ -244,6 +247,7 @@ export class WorkStore {
 
   /** Record a task as done (after its results landed). */
   async markDone(kind: string, index: Vec3): Promise<void> {
+    this.fence?.();
     await this.append(this.logPath(kind), index);
   }
 
@@ -255,6 +259,7 @@ export class WorkStore {
 
   /** Record that a done task's result was deleted because nothing in this run needs it. */
   async markFreed(kind: string, index: Vec3): Promise<void> {
+    this.fence?.();
     await this.append(this.logPath(kind, 'freed'), index);
   }
 

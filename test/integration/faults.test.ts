@@ -214,11 +214,19 @@ test('one writer per output: a second run is refused while the first holds the l
   assert.equal(await new Promise((r) => first.on('exit', r)), 0, 'the first run completes undisturbed');
   assert.ok(!fs.existsSync(`${out}.lock`), 'the lock is released');
   // A lock left by a process that is gone (same host) is taken over; another host's is refused.
-  fs.writeFileSync(`${out}.lock`, JSON.stringify({ pid: 2 ** 22 + 12345, host: os.hostname(), startedAt: 'then' }));
+  const now = new Date().toISOString();
+  fs.writeFileSync(`${out}.lock`, JSON.stringify({ pid: 2 ** 22 + 12345, host: os.hostname(), token: 'gone', startedAt: now, beatAt: now }));
   await tesseraOk(run(out, '--overwrite'));
-  fs.writeFileSync(`${out}.lock`, JSON.stringify({ pid: 1, host: 'gpu-node-7', startedAt: 'then' }));
+  fs.writeFileSync(`${out}.lock`, JSON.stringify({ pid: 1, host: 'gpu-node-7', token: 'pod', startedAt: now, beatAt: now }));
   await fault(run(out, '--overwrite'), 2, /in use by tessera pid 1 on gpu-node-7.*delete .*locked\.zarr\.lock/, [out]);
-  // Another host's lock not refreshed for a minute (its pod is gone) is taken over.
+  // Another host's lock whose holder has not beaten for a minute (its pod is gone) is taken over.
+  const then = new Date(Date.now() - 120_000).toISOString();
+  fs.writeFileSync(`${out}.lock`, JSON.stringify({ pid: 1, host: 'gpu-node-7', token: 'pod', startedAt: then, beatAt: then }));
+  await tesseraOk(run(out, '--overwrite'));
+  assert.ok(!fs.existsSync(`${out}.lock`));
+  // A lock of an older Tessera (no beatAt): its file's age decides.
+  fs.writeFileSync(`${out}.lock`, JSON.stringify({ pid: 1, host: 'gpu-node-7', startedAt: 'then' }));
+  await fault(run(out, '--overwrite'), 2, /in use by tessera pid 1 on gpu-node-7/, [out]);
   const old = new Date(Date.now() - 120_000);
   fs.utimesSync(`${out}.lock`, old, old);
   await tesseraOk(run(out, '--overwrite'));

@@ -359,8 +359,8 @@ test('one-stage runs nnU-Net\'s global tile grid: every tile once whatever the c
   const whole = await runOne('one-whole', [16, 256, 256]);
   const four = await runOne('one-four', [16, 128, 128]);
   // nnU-Net over 16×256×256 with patch 16×128×128, step 0.5: 1 × 3 × 3 tiles.
-  assert.deepEqual(whole.r.oneStage, { tiles: 9, nnunetTiles: 9 });
-  assert.deepEqual(four.r.oneStage, { tiles: 9, nnunetTiles: 9 }, 'chunking computes no tile twice');
+  assert.deepEqual(whole.r.oneStage, { tiles: 9, nnunetTiles: 9, measured: true });
+  assert.deepEqual(four.r.oneStage, { tiles: 9, nnunetTiles: 9, measured: true }, 'chunking computes no tile twice');
   assert.equal(four.r.tasks.predict.total, 4);
   assert.equal(four.r.tasks.blend.total, 4);
   assert.deepEqual(await volumeOf(four.out, 'segmentation'), await volumeOf(whole.out, 'segmentation'));
