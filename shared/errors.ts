@@ -2,7 +2,7 @@
 // policy of a long-running service: PermanentError (bad input, bad config) is never retried;
 // anything else is transient and retried with backoff.
 
-export type ErrorTag = 'ConfigError' | 'InputError' | 'ModelError' | 'MessageError' | 'OutputError' | 'TaskError';
+export type ErrorTag = 'ConfigError' | 'InputError' | 'ModelError' | 'MessageError' | 'OutputError' | 'TaskError' | 'LeaseError';
 
 export abstract class TesseraError extends Error {
   abstract readonly _tag: ErrorTag;
@@ -70,6 +70,19 @@ export class TaskError extends TesseraError {
   constructor(readonly task: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'TaskError';
+  }
+}
+
+/**
+ * This coordinator no longer holds (or cannot prove it holds) its run's lease: another one owns
+ * the output now, so this one must stop without writing anything.
+ */
+export class LeaseError extends TesseraError {
+  readonly _tag = 'LeaseError' as const;
+  readonly permanent = true;
+  constructor(readonly run: string, message: string, options?: { cause?: unknown }) {
+    super(`run ${run}: ${message}`, options);
+    this.name = 'LeaseError';
   }
 }
 

@@ -11,10 +11,6 @@ import { statusCommand } from './status.ts';
 import { viewCommand } from './view.ts';
 import { writeReport } from '../../shared/report/report.ts';
 import { runDistributed } from './distributed.ts';
-import { runBench } from '../../bench/bench.ts';
-import { formatScaleReport, runScaleBench } from '../../bench/scale.ts';
-import { formatDistributedReport, runDistributedBench } from '../../bench/distributed.ts';
-import { formatFafbSim, runFafbSim } from '../../bench/fafb-sim.ts';
 import { runDemo } from './demo.ts';
 
 // Usage errors exit 2 like every other bad input (commander's default is 1, which means
@@ -153,19 +149,23 @@ program.command('bench')
   .option('--distributed', 'instead: embedded vs NATS with 1 and 2 workers, and the coordinator\'s control plane over the FAFB grid (starts its own nats-server)')
   .option('--fafb-sim', 'instead: the FAFB scale simulation (the real coordinator, workers and merger at full FAFB size over its own nats-server, cost-model workers; writes bench/fafb-sim figures)')
   .action(async (o) => {
+    // Bench code loads only here: a worker or coordinator process never imports it.
     if (o.fafbSim) {
+      const { formatFafbSim, runFafbSim } = await import('../../bench/fafb-sim.ts');
       process.stdout.write(formatFafbSim(await runFafbSim({ dir: o.dir, quick: o.quick, json: o.json })));
       return;
     }
     if (o.distributed) {
+      const { formatDistributedReport, runDistributedBench } = await import('../../bench/distributed.ts');
       process.stdout.write(formatDistributedReport(await runDistributedBench({ dir: o.dir, quick: o.quick, json: o.json })));
       return;
     }
     if (o.scale) {
-      const r = await runScaleBench({ quick: o.quick, json: o.json });
-      process.stdout.write(formatScaleReport(r));
+      const { formatScaleReport, runScaleBench } = await import('../../bench/scale.ts');
+      process.stdout.write(formatScaleReport(await runScaleBench({ quick: o.quick, json: o.json })));
       return;
     }
+    const { runBench } = await import('../../bench/bench.ts');
     await runBench(o);
   });
 
