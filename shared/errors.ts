@@ -74,15 +74,17 @@ export class TaskError extends TesseraError {
 }
 
 /**
- * This coordinator no longer holds (or cannot prove it holds) its run's lease: another one owns
- * the output now, so this one must stop without writing anything.
+ * This coordinator no longer holds its run's lease (`lost`: permanent, another one owns the
+ * output now and this one must stop without writing), or cannot confirm it holds it (the broker
+ * is unreachable: it must not write until it can, a transient state).
  */
 export class LeaseError extends TesseraError {
   readonly _tag = 'LeaseError' as const;
-  readonly permanent = true;
-  constructor(readonly run: string, message: string, options?: { cause?: unknown }) {
+  readonly permanent: boolean;
+  constructor(readonly run: string, message: string, options?: { cause?: unknown; lost?: boolean }) {
     super(`run ${run}: ${message}`, options);
     this.name = 'LeaseError';
+    this.permanent = options?.lost ?? true;
   }
 }
 

@@ -18,7 +18,7 @@ import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import {
   type RunReport, type TaskRef, type RunRecord, type Logger, type TesseraConfig, type Box, type Expect, type Lease, type Scope, type Session,
-  ConfigError, chunkBox, drive, volumeOf, ensureRunStreams, finishSession, freeAfter, freshResultsConsumer, guard, isTesseraError, leasesBucket, nextScope,
+  ConfigError, chunkBox, isPermanent, drive, volumeOf, ensureRunStreams, finishSession, freeAfter, freshResultsConsumer, guard, isTesseraError, leasesBucket, nextScope,
   openSession, reportProgress, readRun, removeRunStreams, resolveInput, retrying, runNames, runsBucket, takeLease, taskId, writeRun,
 } from '../../shared/index.ts';
 import type { CoordinatorMetrics } from '../metrics.ts';
@@ -101,14 +101,16 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
   // tasks, and nothing more is written.
   const fenced = new AbortController();
   const signal = AbortSignal.any([...(o.signal ? [o.signal] : []), lease.lost, fenced.signal]);
-  const check = async () => {
+  // Before every write: a lease that cannot be confirmed (broker away) is waited for; one
+  // that is lost stops the run at once.
+  const check = () => retrying('confirming the run\'s lease', signal, log, async () => {
     try {
       await lease.check();
     } catch (err) {
-      fenced.abort(err);
+      if (isPermanent(err)) fenced.abort(err);
       throw err;
     }
-  };
+  });
   let s: Session | undefined;
   try {
     // TODO(fence): pass `fence: lease.fence` once openSession takes it (shared/run/session.ts).

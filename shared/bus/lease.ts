@@ -39,7 +39,8 @@ export interface Lease {
   /**
    * Before a write: passes at once when the last beat is younger than ttl/2; else beats now
    * (a CAS on our revision) and throws a LeaseError when the revision is no longer ours, or when
-   * it cannot be confirmed and the last beat is older than ttl (someone may have taken it).
+   * it cannot be confirmed and the last beat is older than ttl (someone may have taken it: a
+   * transient LeaseError, see LeaseError.permanent).
    */
   check(): Promise<void>;
   /** The synchronous form (a session's fence): throws when lost, or unconfirmed for ttl. */
@@ -128,7 +129,7 @@ function holdLease(kv: KV, run: string, first: number, value: () => Uint8Array, 
   const timer = setInterval(() => void beat(), o.ttlMs / 3);
   const fence = () => {
     if (lost.signal.aborted) throw lost.signal.reason;
-    if (Date.now() - lastOk > o.ttlMs) throw new LeaseError(run, `the run's lease was not confirmed for ${Math.round((Date.now() - lastOk) / 1000)} s; stopping without writing`);
+    if (Date.now() - lastOk > o.ttlMs) throw new LeaseError(run, `the run's lease was not confirmed for ${Math.round((Date.now() - lastOk) / 1000)} s; not writing until it is`, { lost: false });
   };
   return {
     lost: lost.signal,

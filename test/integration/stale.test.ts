@@ -1,0 +1,222 @@
+// A run whose coordinator restarts for other work, or is paused, or loses the broker at start,
+// with the real CLI processes over a real nats-server: nothing of an older scope is recorded,
+// workers follow the run record, one coordinator holds the run at a time, and the output equals
+// the embedded runner's bit for bit.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { tesseraOk, tmpDir, filesUnder, ROOT } from '../helpers/cli.ts';
+import { type NatsServer, startNats } from '../helpers/nats.ts';
+import { loadConfig, runsBucket, writeRun } from '../../shared/index.ts';
+
+let dir: string;
+let vol: string;
+let cfg: string;
+let embedded: string;
+let nats: NatsServer;
+
+const CLI = path.join(ROOT, 'bin', 'tessera.mjs');
+// 2×2 chunks of 32×256×256; a three-second lease and ack wait, so that take-overs happen within seconds.
+const CONFIG = {
+  extends: 'synthetic-em',
+  boxes: { cropThreshold: [16, 64, 64], recrop: [16, 32, 32] },
+  io: { chunk: [32, 256, 256], chunksInFlight: 1, mergeFanIn: [2, 2, 2] },
+  inference: { threads: 1 },
+  nats: { ackWait: 3, inFlight: 16, lease: 3 },
+};
+const HALF_ROI = '0:32,256:512,0:512';
+
+function sameOutput(a: string, b: string): void {
+  for (const sub of ['segmentation', 'instances', 'objects']) {
+    const fa = filesUnder(path.join(a, sub));
+    const fb = filesUnder(path.join(b, sub));
+    assert.deepEqual([...fb.keys()].sort(), [...fa.keys()].sort(), `${sub}: same files`);
+    for (const [k, v] of fa) assert.ok(v.equals(fb.get(k)!), `${sub}/${k} differs`);
+  }
+}
+
+const started = new Set<ChildProcess>();
+
+function service(args: string[], env: Record<string, string> = {}): ChildProcess & { err: () => string; out: () => string } {
+  const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TESSERA_LOG: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.add(p);
+  p.once('exit', () => started.delete(p));
+  let err = '';
+  let out = '';
+  p.stderr!.on('data', (d) => (err += d));
+  p.stdout!.on('data', (d) => (out += d));
+  return Object.assign(p, { err: () => err, out: () => out });
+}
+
+function exited(p: ChildProcess, ms = 120_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    if (p.exitCode !== null || p.signalCode !== null) return resolve(p.exitCode ?? 128);
+    const t = setTimeout(() => reject(new Error(`process ${p.pid} did not exit within ${ms} ms`)), ms);
+    p.once('exit', (code, sig) => { clearTimeout(t); resolve(code ?? (sig ? 128 : -1)); });
+  });
+}
+
+const doneLines = (out: string, kind: string) => {
+  const f = path.join(out, '.work', 'done', `${kind}.log`);
+  return fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0;
+};
+
+async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 90_000): Promise<void> {
+  const t0 = Date.now();
+  while (!(await cond())) {
+    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function streamInfo(run: string): Promise<{ results: number; held: number }> {
+  const nc = await connect({ servers: nats.url });
+  try {
+    const jsm = await jetstreamManager(nc);
+    const results = (await jsm.streams.info(`TESSERA_${run}_RESULTS`)).state.messages;
+    const held = (await jsm.consumers.info(`TESSERA_${run}_TASKS`, 'worker')).num_ack_pending;
+    return { results, held };
+  } catch {
+    return { results: 0, held: 0 };
+  } finally {
+    await nc.close();
+  }
+}
+
+const coordinator = (run: string, out: string, more: string[] = [], env: Record<string, string> = {}) =>
+  service(['coordinator', '--nats', nats.url, '--run', run, '--input', vol, '--output', out, '--config', cfg, '--json', ...more], env);
+
+before(async () => {
+  dir = tmpDir();
+  vol = path.join(dir, 'vol.zarr');
+  await tesseraOk(['synth', '--kind', 'em', '--shape', '32,512,512', '--seed', '5', '--out', vol]);
+  cfg = path.join(dir, 'cfg.json');
+  fs.writeFileSync(cfg, JSON.stringify(CONFIG));
+  embedded = path.join(dir, 'embedded.zarr');
+  await tesseraOk(['run', '--input', vol, '--output', embedded, '--config', cfg]);
+  nats = await startNats();
+});
+
+after(async () => {
+  for (const p of started) p.kill('SIGKILL');
+  await nats?.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('a worker started against a finished run exits 0 at once; one waiting for a run exits 143 on SIGTERM', async () => {
+  // A finished run: its record says complete, its streams are gone.
+  const run = 'finished';
+  const doc = JSON.parse(fs.readFileSync(path.join(embedded, 'run.json'), 'utf8'));
+  const nc = await connect({ servers: nats.url });
+  await writeRun(await runsBucket(nc), {
+    v: 1, run, input: vol, output: embedded, roi: { begin: [0, 0, 0], end: [32, 512, 512] }, config: loadConfig({ file: cfg }),
+    identity: doc.identity.hash, epoch: 1, scopeEpoch: 1, status: 'complete', coordinator: 'test', updatedAt: '',
+  });
+  await nc.close();
+  for (const role of ['worker', 'merger']) {
+    const t0 = Date.now();
+    const w = service([role, '--nats', nats.url, '--run', run], { TESSERA_LOG: 'info' });
+    assert.equal(await exited(w, 20_000), 0, w.err());
+    assert.ok(Date.now() - t0 < 15_000, `${role} out promptly`);
+    assert.match(w.err(), /the run is over/);
+  }
+  // No run registered yet: the worker waits for it, and leaves on SIGTERM with 143.
+  const waiting = service(['worker', '--nats', nats.url, '--run', 'not-yet']);
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(waiting.exitCode, null, 'still waiting');
+  const t0 = Date.now();
+  waiting.kill('SIGTERM');
+  assert.equal(await exited(waiting, 10_000), 143, waiting.err());
+  assert.ok(Date.now() - t0 < 5000, 'SIGTERM: out at once');
+});
+
+test('coordinator restarted with a larger ROI while the workers keep running: old-ROI results are rejected, the run completes with exact ids', async () => {
+  const run = 'grow';
+  const out = path.join(dir, 'grow.zarr');
+  const c1 = coordinator(run, out, ['--roi', HALF_ROI]);
+  const worker = service(['worker', '--nats', nats.url, '--run', run, '--concurrency', '2']);
+  const merger = service(['merger', '--nats', nats.url, '--run', run]);
+  // Pause the first coordinator once its relabel tasks are in the workers' hands, let their
+  // results land unread (two relabel tasks of the half ROI, numbered over the half ROI), kill it.
+  await until('relabel tasks held', async () => doneLines(out, 'resolve1') > 0 && (await streamInfo(run)).held > 0);
+  c1.kill('SIGSTOP');
+  await until('old-ROI relabel results waiting', async () => (await streamInfo(run)).results >= 1);
+  c1.kill('SIGKILL');
+  await exited(c1);
+  const c2 = coordinator(run, out);
+  assert.equal(await exited(c2), 0, c2.err());
+  const r = JSON.parse(c2.out());
+  assert.equal(r.status, 'complete');
+  assert.equal(r.distributed.epoch, 2);
+  assert.equal(r.distributed.scopeEpoch, 2, 'another ROI: a new scope');
+  assert.equal(r.distributed.drained, 0, 'nothing of the half ROI drained');
+  sameOutput(embedded, out);
+  // The same workers served both ROIs and leave once the run is complete.
+  assert.equal(await exited(worker, 30_000), 0, worker.err());
+  assert.equal(await exited(merger, 30_000), 0, merger.err());
+});
+
+test('a coordinator paused past its lease: a second one takes the run over; the first, resumed, stops fenced without writing', async () => {
+  const run = 'paused';
+  const out = path.join(dir, 'paused.zarr');
+  const c1 = coordinator(run, out);
+  const worker = service(['worker', '--nats', nats.url, '--run', run, '--concurrency', '2']);
+  const merger = service(['merger', '--nats', nats.url, '--run', run]);
+  await until('stage one done', () => doneLines(out, 'stage1') > 0);
+  c1.kill('SIGSTOP');
+  // Past the lease (3 s). The output's lock file stops being touched too; on another host it is
+  // taken over once stale (a minute): age it, as a paused coordinator on another host would leave it.
+  await new Promise((r) => setTimeout(r, 4500));
+  const old = new Date(Date.now() - 120_000);
+  fs.utimesSync(`${out}.lock`, old, old);
+  const c2 = coordinator(run, out);
+  await until('second coordinator registered', async () => {
+    const nc = await connect({ servers: nats.url });
+    try {
+      const e = await (await runsBucket(nc)).get(run);
+      return !!e && JSON.parse(new TextDecoder().decode(e.value)).epoch === 2;
+    } finally {
+      await nc.close();
+    }
+  });
+  const doneBefore = fs.readFileSync(path.join(out, 'run.json'));
+  c1.kill('SIGCONT');
+  const code1 = await exited(c1, 30_000);
+  assert.notEqual(code1, 0, 'the fenced coordinator fails');
+  const lines = c1.err().split('\n').filter((l) => l.startsWith('tessera:'));
+  assert.equal(lines.length, 1, c1.err());
+  assert.match(lines[0], /lost the run's lease/);
+  assert.equal(c1.out(), '', 'no report from the fenced coordinator');
+  assert.equal(await exited(c2), 0, c2.err());
+  const r = JSON.parse(c2.out());
+  assert.equal(r.status, 'complete');
+  assert.equal(r.distributed.epoch, 2);
+  assert.ok(doneBefore.length > 0);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(out, 'run.json'), 'utf8')).status, 'complete', 'the fenced coordinator wrote nothing over it');
+  sameOutput(embedded, out);
+  await Promise.all([exited(worker, 30_000), exited(merger, 30_000)]);
+});
+
+test('nats-server stopped right after the coordinator connects and restarted: the coordinator registers once it is back; the run completes', async () => {
+  const run = 'broker-at-start';
+  const out = path.join(dir, 'broker-at-start.zarr');
+  // The default lease (30 s) rides out the outage.
+  const cfg30 = path.join(dir, 'cfg-lease30.json');
+  fs.writeFileSync(cfg30, JSON.stringify({ ...CONFIG, nats: { ackWait: 3, inFlight: 16 } }));
+  const c = service(['coordinator', '--nats', nats.url, '--run', run, '--input', vol, '--output', out, '--config', cfg30, '--json'], { TESSERA_LOG: 'info' });
+  await until('coordinator connected', () => c.err().includes('connected to NATS'), 30_000);
+  await nats.stop();
+  await new Promise((r) => setTimeout(r, 3000));
+  assert.equal(c.exitCode, null, `still running while the broker is away: ${c.err().slice(-2000)}`);
+  await nats.start();
+  const worker = service(['worker', '--nats', nats.url, '--run', run]);
+  const merger = service(['merger', '--nats', nats.url, '--run', run]);
+  assert.equal(await exited(c), 0, c.err().slice(-3000));
+  assert.equal(JSON.parse(c.out()).status, 'complete');
+  sameOutput(embedded, out);
+  await Promise.all([exited(worker, 30_000), exited(merger, 30_000)]);
+});
