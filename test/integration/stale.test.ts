@@ -8,10 +8,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { connect } from '@nats-io/transport-node';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { tesseraOk, tmpDir, filesUnder, ROOT } from '../helpers/cli.ts';
 import { type NatsServer, startNats } from '../helpers/nats.ts';
-import { loadConfig, runsBucket, writeRun } from '../../shared/index.ts';
+import { Scheduler, drive, encode, ensureRunStreams, freshResultsConsumer, loadConfig, parseTask, removeRunStreams, runNames, runsBucket, silentLogger, writeRun } from '../../shared/index.ts';
+import { busExecutor } from '../../services/coordinator/executor.ts';
 
 let dir: string;
 let vol: string;
@@ -219,4 +220,37 @@ test('nats-server stopped right after the coordinator connects and restarted: th
   assert.equal(JSON.parse(c.out()).status, 'complete');
   sameOutput(embedded, out);
   await Promise.all([exited(worker, 30_000), exited(merger, 30_000)]);
+});
+
+test('a result that lands after its task was given up (max deliveries) settles it: no failed run whose work was done', async () => {
+  const run = 'late-result';
+  const names = runNames(run);
+  const config = loadConfig({ preset: 'synthetic-em', overrides: { nats: { ackWait: 2, maxDeliver: 1 } } });
+  const kinds = [{ name: 'paste', block: [1, 1, 1] as [number, number, number], range: { lo: [0, 0, 0] as [number, number, number], hi: [1, 1, 1] as [number, number, number] } }];
+  const nc = await connect({ servers: nats.url });
+  const jsm = await jetstreamManager(nc);
+  await ensureRunStreams(jsm, names, config.nats);
+  await freshResultsConsumer(jsm, names, config.nats);
+  const scope = { identity: 'x', epoch: 1, scopeEpoch: 1 };
+  const bus = await busExecutor({ nc, names, expect: { run, kinds: ['paste'] }, nats: config.nats, scope, log: silentLogger() });
+  const sched = new Scheduler(kinds, []);
+  const driven = drive(sched, bus.exec, { concurrency: 4, retries: 0, onSuccess: async (t) => bus.ack(t) });
+  // A worker whose heartbeats are lost: it holds the only delivery past its ack wait, the broker
+  // gives the task up (a second pull makes it say so: the max-deliveries advisory), then the
+  // worker's result lands.
+  const js = jetstream(nc);
+  const c = await js.consumers.get(names.tasksStream, 'worker');
+  const m = await c.next({ expires: 5000 });
+  assert.ok(m, 'the task was delivered');
+  const t = parseTask(m.subject, m.data, { run });
+  await new Promise((r) => setTimeout(r, 2200));
+  assert.equal(await c.next({ expires: 1000 }), null, 'no delivery left');
+  await js.publish(names.result, encode({ v: 1, run, kind: 'paste', results: [{ index: [0, 0, 0], ok: true, stats: { n: 1 }, ms: 1 }], identity: t.identity, epoch: t.epoch, worker: 'late/1', delivery: 1 }));
+  const r = await driven;
+  bus.close();
+  assert.equal(r.ran.paste, 1, 'the late result settled the task');
+  assert.equal(sched.failures().length, 0, JSON.stringify(sched.failures()));
+  assert.equal(bus.stats.lost, 0);
+  await removeRunStreams(jsm, names);
+  await nc.close();
 });
