@@ -18,7 +18,7 @@ import { type JetStreamManager, jetstreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import {
   type RunReport, type TaskRef, type RunRecord, type Logger, type TesseraConfig, type Box, type Expect, type Lease, type Scope, type Session,
-  ConfigError, chunkBox, isPermanent, drive, volumeOf, ensureRunStreams, finishSession, freeAfter, freshResultsConsumer, guard, isTesseraError, leasesBucket, nextScope,
+  ConfigError, chunkBox, isPermanent, isNotFound, drive, volumeOf, ensureRunStreams, finishSession, freeAfter, freshResultsConsumer, guard, isTesseraError, leasesBucket, nextScope,
   openSession, reportProgress, readRun, removeRunStreams, resolveInput, retrying, runNames, runsBucket, takeLease, taskId, writeRun,
 } from '../../shared/index.ts';
 import type { CoordinatorMetrics } from '../metrics.ts';
@@ -66,8 +66,14 @@ async function claim(o: CoordinatorOptions, log: Logger): Promise<{ kv: KV; prev
   const lease = await retrying('taking the run\'s lease', o.signal, log, () => takeLease(leases, o.run, {
     holder: holder(), epoch: (prev0?.epoch ?? 0) + 1, ttlMs: o.config.nats.lease * 1000, log, signal: o.signal,
   }));
-  // Read again under the lease: the previous holder may have written since.
-  const prev = await retrying('reading the run record', o.signal, log, () => readRun(kv, o.run)).catch(async (err) => {
+  // Read again under the lease (the previous holder may have written since), and stop the
+  // tasks an earlier coordinator published from reaching workers while this one opens the output
+  // (they may be of another scope; the scheduler republishes whatever is missing).
+  const prev = await retrying('reading the run record', o.signal, log, async () => {
+    const jsm = await jetstreamManager(o.nc);
+    await jsm.streams.purge(runNames(o.run).tasksStream).catch((err) => { if (!isNotFound(err)) throw err; });
+    return readRun(kv, o.run);
+  }).catch(async (err) => {
     await lease.release();
     throw err;
   });

@@ -242,7 +242,7 @@ const stopping = (w: WorkerState) => !!w.o.signal?.aborted || !!w.fatal || isOve
 
 /**
  * The role's consumer, once it exists: a worker started before its coordinator registered the
- * streams (or after they were removed) waits for the record to change; undefined when stopping.
+ * streams (or after they were removed) waits for them; undefined when stopping (the run is over).
  */
 async function consumerOf(w: WorkerState): Promise<Consumer | undefined> {
   const names = runNames(w.o.run);
@@ -252,7 +252,7 @@ async function consumerOf(w: WorkerState): Promise<Consumer | undefined> {
     } catch (err) {
       if (!isNotFound(err)) w.log.debug({ err: (err as Error).message }, 'consumer lookup failed; retrying');
       else if (attempt === 0) w.log.info('the run\'s streams are not there yet; waiting');
-      await Promise.race([w.follow.changed(w.o.signal), sleep(isNotFound(err) ? 1000 : backoff(attempt), w.o.signal)]);
+      await sleep(isNotFound(err) ? 1000 : backoff(attempt), w.o.signal);
     }
   }
   return undefined;
@@ -299,7 +299,11 @@ export async function runWorker(o: WorkerOptions): Promise<WorkerReport> {
     w.inHand.clear();
   };
   o.signal?.addEventListener('abort', onAbort, { once: true });
-  const metrics = setInterval(() => { if (w.current) o.metrics?.busy(w.current.job.busySeconds()); }, 2000);
+  const metrics = setInterval(() => {
+    if (w.current) o.metrics?.busy(w.current.job.busySeconds());
+    // A safety net under the watch (which a broker restart may end): read the record now and then.
+    void follow.refresh();
+  }, 5000);
   try {
     log.info('waiting for the run');
     while (!follow.latest() && !o.signal?.aborted) await follow.changed(o.signal);

@@ -3,6 +3,7 @@
 // own written time, by a compare-and-set on the stale entry's revision: of two takers exactly
 // one wins) and held by compare-and-set heartbeats every ttl/3. The entry's revision is the
 // fencing token: whoever's CAS fails has lost it and must stop before it writes anything.
+import * as os from 'node:os';
 import type { NatsConnection } from '@nats-io/nats-core';
 import { type KV, Kvm } from '@nats-io/kv';
 import { StorageType } from '@nats-io/jetstream';
@@ -61,6 +62,21 @@ function readValue(data: Uint8Array): LeaseValue | undefined {
   }
 }
 
+/**
+ * A holder on this host whose process is gone (killed, crashed): its lease is taken over at
+ * once instead of after its ttl. Another host's holder is judged by its beats only.
+ */
+function deadHere(holder: string): boolean {
+  const [host, pid] = holder.split('/');
+  if (host !== os.hostname() || !/^[0-9]+$/.test(pid ?? '')) return false;
+  try {
+    process.kill(Number(pid), 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 /** A CAS that failed because the entry moved on (not a transport error). */
 function isWrongRevision(err: unknown): boolean {
   return /wrong last sequence|key exists/i.test((err as Error)?.message ?? '');
@@ -83,9 +99,9 @@ export async function takeLease(kv: KV, run: string, o: LeaseOptions): Promise<L
     const held = e && e.operation === 'PUT' ? readValue(e.value) : undefined;
     try {
       if (!e || !held) rev = e && e.operation === 'PUT' ? await kv.update(key, value(), e.revision) : await kv.create(key, value());
-      else if (Date.now() - held.beatAt > o.ttlMs) {
+      else if (Date.now() - held.beatAt > o.ttlMs || deadHere(held.holder)) {
         rev = await kv.update(key, value(), e.revision);
-        o.log.warn({ holder: held.holder, epoch: held.epoch, silentS: Math.round((Date.now() - held.beatAt) / 1000) }, 'took over the run\'s lease from a coordinator that stopped beating');
+        o.log.warn({ holder: held.holder, epoch: held.epoch, silentS: Math.round((Date.now() - held.beatAt) / 1000) }, 'took over the run\'s lease from a coordinator that stopped beating or is gone');
       } else {
         if (Date.now() - t0 > 2 * o.ttlMs) throw new LeaseError(run, `another coordinator (${held.holder}, epoch ${held.epoch}) holds the run's lease and is alive`);
         if (!waited) o.log.warn({ holder: held.holder, epoch: held.epoch }, 'another coordinator holds the run\'s lease; waiting for it to go stale');

@@ -74,12 +74,12 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 
   }
 }
 
-async function streamInfo(run: string): Promise<{ results: number; held: number }> {
+async function streamInfo(run: string, role: 'worker' | 'merger' = 'worker'): Promise<{ results: number; held: number }> {
   const nc = await connect({ servers: nats.url });
   try {
     const jsm = await jetstreamManager(nc);
     const results = (await jsm.streams.info(`TESSERA_${run}_RESULTS`)).state.messages;
-    const held = (await jsm.consumers.info(`TESSERA_${run}_TASKS`, 'worker')).num_ack_pending;
+    const held = (await jsm.consumers.info(`TESSERA_${run}_TASKS`, role)).num_ack_pending;
     return { results, held };
   } catch {
     return { results: 0, held: 0 };
@@ -157,6 +157,34 @@ test('coordinator restarted with a larger ROI while the workers keep running: ol
   assert.equal(r.distributed.drained, 0, 'nothing of the half ROI drained');
   sameOutput(embedded, out);
   // The same workers served both ROIs and leave once the run is complete.
+  assert.equal(await exited(worker, 30_000), 0, worker.err());
+  assert.equal(await exited(merger, 30_000), 0, merger.err());
+});
+
+test('restarted with another config and --overwrite while a worker and a merger run: the old config\'s results are never recorded; the run completes as the new config\'s', async () => {
+  const run = 'reconfig';
+  const out = path.join(dir, 'reconfig.zarr');
+  const cfgB = path.join(dir, 'cfg-b.json');
+  fs.writeFileSync(cfgB, JSON.stringify({ ...CONFIG, boxes: { cropThreshold: [16, 128, 128], recrop: [16, 64, 64] } }));
+  const embeddedB = path.join(dir, 'embedded-b.zarr');
+  await tesseraOk(['run', '--input', vol, '--output', embeddedB, '--config', cfgB]);
+  const c1 = coordinator(run, out);
+  const worker = service(['worker', '--nats', nats.url, '--run', run]);
+  const merger = service(['merger', '--nats', nats.url, '--run', run]);
+  // The merger plans boxes with the first config; its result waits unread when the first
+  // coordinator dies.
+  await until('boxes task in the merger\'s hands', async () => doneLines(out, 'stage1') > 0 && (await streamInfo(run, 'merger')).held > 0);
+  c1.kill('SIGSTOP');
+  await until('old-config result waiting', async () => (await streamInfo(run)).results >= 1);
+  c1.kill('SIGKILL');
+  await exited(c1);
+  const c2 = service(['coordinator', '--nats', nats.url, '--run', run, '--input', vol, '--output', out, '--config', cfgB, '--overwrite', '--json']);
+  assert.equal(await exited(c2), 0, c2.err());
+  const r = JSON.parse(c2.out());
+  assert.equal(r.status, 'complete');
+  assert.equal(r.distributed.scopeEpoch, 2, 'another identity: a new scope');
+  assert.equal(r.distributed.drained, 0, 'nothing of the old config drained');
+  sameOutput(embeddedB, out);
   assert.equal(await exited(worker, 30_000), 0, worker.err());
   assert.equal(await exited(merger, 30_000), 0, merger.err());
 });
