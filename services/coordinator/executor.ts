@@ -114,7 +114,7 @@ export function parseOr<T>(m: JsMsg, parse: () => T, log: Logger, stats: { rejec
  */
 export async function drainResults(
   nc: NatsConnection, names: RunNames, expect: Expect, scope: Scope, log: Logger,
-  stats: { rejected: number; stale: ExecutorStats['stale'] }, f: (kind: string, r: TaskOutcome) => Promise<void>,
+  stats: { rejected: number; stale: ExecutorStats['stale'] }, f: (kind: string, r: TaskOutcome) => Promise<void>, metrics?: CoordinatorMetrics,
 ): Promise<void> {
   const rc = await jetstream(nc).consumers.get(names.resultsStream, names.resultsConsumer);
   for (;;) {
@@ -127,6 +127,7 @@ export async function drainResults(
       const why = staleness(r, scope);
       if (why) {
         stats.stale[why]++;
+        metrics?.stale?.(why);
         log.warn({ kind: r.kind, tasks: r.results.length, identity: r.identity.slice(0, 12), epoch: r.epoch, reason: why }, 'stale result rejected');
         m.term();
         continue;

@@ -77,6 +77,7 @@ export async function startIntake(o: BusExecutorOptions & { js: JetStreamClient;
       const why = staleness(r, o.scope);
       if (why) {
         stats.stale[why]++;
+        o.metrics?.stale?.(why);
         log.warn({ kind: r.kind, tasks: r.results.length, identity: r.identity.slice(0, 12), epoch: r.epoch, reason: why, worker: r.worker }, 'stale result rejected');
         m.term();
         continue;

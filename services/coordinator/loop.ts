@@ -157,7 +157,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
         sched.restore(t);
         ds.drained++;
       }
-    });
+    }, o.metrics);
     log.info({ epoch, scopeEpoch: scope.scopeEpoch, tasks: sched.counts(), reused: s.reused, drained: ds.drained, resumed: !!s.opened.resumed }, 'run registered; publishing tasks');
 
     const bus = await busExecutor({ nc: o.nc, names, expect, nats: c.nats, scope, log, signal, metrics: o.metrics });

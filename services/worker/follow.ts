@@ -98,7 +98,7 @@ export async function attach(record: RunRecord, role: Role, roots: readonly stri
 export type Verdict =
   | { kind: 'serve' }
   /** Of an older scope than the run's record: terminated and counted. */
-  | { kind: 'stale'; why: string }
+  | { kind: 'stale'; why: string; reason: 'identity' | 'epoch' }
   /** Of a newer epoch than this worker knows (or is attached to): handed back after a refresh. */
   | { kind: 'later'; why: string }
   /** Of the current scope, yet not a task of it: terminated. */
@@ -111,9 +111,9 @@ export type Verdict =
  */
 export function classify(msg: TaskMessage, latest: Scope, attached: { scope: Scope; kinds: readonly string[]; job: Pick<WorkerJob, 'kinds'> }): Verdict {
   const vs = staleness(msg, latest);
-  if (vs === 'epoch') return { kind: 'stale', why: `epoch ${msg.epoch} is before the run's scope (epoch ${latest.scopeEpoch})` };
+  if (vs === 'epoch') return { kind: 'stale', reason: 'epoch', why: `epoch ${msg.epoch} is before the run's scope (epoch ${latest.scopeEpoch})` };
   if (msg.epoch > latest.epoch) return { kind: 'later', why: `epoch ${msg.epoch} is newer than the run record's (${latest.epoch})` };
-  if (vs === 'identity') return { kind: 'stale', why: `identity ${msg.identity.slice(0, 12)} is not the run's (${latest.identity.slice(0, 12)})` };
+  if (vs === 'identity') return { kind: 'stale', reason: 'identity', why: `identity ${msg.identity.slice(0, 12)} is not the run's (${latest.identity.slice(0, 12)})` };
   if (attached.scope.epoch < latest.epoch) return { kind: 'later', why: `attached to epoch ${attached.scope.epoch}, the run is at ${latest.epoch}` };
   if (!attached.kinds.includes(msg.kind)) return { kind: 'bad', why: `task kind "${msg.kind}" is not one of ${attached.kinds.join(', ')}` };
   const k = attached.job.kinds.find((x) => x.name === msg.kind)!;

@@ -149,9 +149,10 @@ async function publishResult(w: WorkerState, m: JsMsg, msg: TaskMessage, results
 
 /** Parse and classify a message: the attachment to serve it with, or undefined when it was handed back or dropped. */
 async function admit(w: WorkerState, m: JsMsg): Promise<{ msg: TaskMessage; a: Attachment } | undefined> {
-  const drop = (counter: 'rejected' | 'stale', err: string) => {
+  const drop = (counter: 'rejected' | 'stale', err: string, reason?: 'identity' | 'epoch') => {
     w.report[counter]++;
-    w.o.metrics?.rejected();
+    if (reason) w.o.metrics?.stale?.(reason);
+    else w.o.metrics?.rejected();
     w.log.warn({ subject: m.subject, err }, counter === 'stale' ? 'stale task message dropped' : 'task message rejected');
     m.term();
     return undefined;
@@ -166,7 +167,7 @@ async function admit(w: WorkerState, m: JsMsg): Promise<{ msg: TaskMessage; a: A
     const a = await attached(w);
     const v = classify(msg, w.follow.latest()!, { scope: a.record, kinds: a.kinds, job: a.job });
     if (v.kind === 'serve') return { msg, a };
-    if (v.kind === 'stale') return drop('stale', v.why);
+    if (v.kind === 'stale') return drop('stale', v.why, v.reason);
     if (v.kind === 'bad') return drop('rejected', v.why);
     if (refreshed) {
       w.report.deferred++;
