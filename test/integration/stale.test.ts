@@ -108,15 +108,19 @@ after(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test('a worker started against a finished run exits 0 at once; one waiting for a run exits 143 on SIGTERM', async () => {
+test('a worker started against a finished run exits 0 at once; one waiting for a run\'s streams exits 143 on SIGTERM', async () => {
   // A finished run: its record says complete, its streams are gone.
   const run = 'finished';
   const doc = JSON.parse(fs.readFileSync(path.join(embedded, 'run.json'), 'utf8'));
   const nc = await connect({ servers: nats.url });
-  await writeRun(await runsBucket(nc), {
-    v: 1, run, input: vol, output: embedded, roi: { begin: [0, 0, 0], end: [32, 512, 512] }, config: loadConfig({ file: cfg }),
-    identity: doc.identity.hash, epoch: 1, scopeEpoch: 1, status: 'complete', coordinator: 'test', updatedAt: '',
-  });
+  const record = {
+    v: 1 as const, run, input: vol, output: embedded, roi: { begin: [0, 0, 0] as [number, number, number], end: [32, 512, 512] as [number, number, number] },
+    config: loadConfig({ file: cfg }), identity: doc.identity.hash, epoch: 1, scopeEpoch: 1, status: 'complete' as const, coordinator: 'test', updatedAt: '',
+  };
+  const kv = await runsBucket(nc);
+  await writeRun(kv, record);
+  // A running run whose streams are not there (its coordinator is registering them).
+  await writeRun(kv, { ...record, run: 'no-streams-yet', status: 'running' });
   await nc.close();
   for (const role of ['worker', 'merger']) {
     const t0 = Date.now();
@@ -125,8 +129,8 @@ test('a worker started against a finished run exits 0 at once; one waiting for a
     assert.ok(Date.now() - t0 < 15_000, `${role} out promptly`);
     assert.match(w.err(), /the run is over/);
   }
-  // No run registered yet: the worker waits for it, and leaves on SIGTERM with 143.
-  const waiting = service(['worker', '--nats', nats.url, '--run', 'not-yet']);
+  // A running run without streams: the worker waits for them, and leaves on SIGTERM with 143.
+  const waiting = service(['worker', '--nats', nats.url, '--run', 'no-streams-yet']);
   await new Promise((r) => setTimeout(r, 3000));
   assert.equal(waiting.exitCode, null, 'still waiting');
   const t0 = Date.now();
