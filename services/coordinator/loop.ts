@@ -22,7 +22,7 @@ import {
   openSession, reportProgress, readRun, removeRunStreams, resolveInput, retrying, runNames, runsBucket, takeLease, taskId, writeRun,
 } from '../../shared/index.ts';
 import type { CoordinatorMetrics } from '../metrics.ts';
-import { type ExecutorStats, busExecutor, drainResults } from './executor.ts';
+import { type BusExecutor, type ExecutorStats, busExecutor, drainResults } from './executor.ts';
 
 export interface CoordinatorOptions {
   nc: NatsConnection;
@@ -103,20 +103,7 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
   let peak = process.memoryUsage().rss;
   const timers: NodeJS.Timeout[] = [setInterval(() => { peak = Math.max(peak, process.memoryUsage().rss); }, 200)];
   const stops: (() => void)[] = [];
-  // Aborted when a write found the lease gone (or a heartbeat did): drive stops handing out
-  // tasks, and nothing more is written.
-  const fenced = new AbortController();
-  const signal = AbortSignal.any([...(o.signal ? [o.signal] : []), lease.lost, fenced.signal]);
-  // Before every write: a lease that cannot be confirmed (broker away) is waited for; one
-  // that is lost stops the run at once.
-  const check = () => retrying('confirming the run\'s lease', signal, log, async () => {
-    try {
-      await lease.check();
-    } catch (err) {
-      if (isPermanent(err)) fenced.abort(err);
-      throw err;
-    }
-  });
+  const { signal, check, fenced } = fencing(lease, o.signal, log);
   let s: Session | undefined;
   try {
     // TODO(fence): pass `fence: lease.fence` once openSession takes it (shared/run/session.ts).
@@ -172,26 +159,10 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
     }, 2000));
 
     reportProgress(s, o.progress);
-    const result = await guardUnlessFenced(o.output, () => drive(sched, bus.exec, {
-      concurrency: c.nats.inFlight,
-      // Workers retried already (up to nats.maxDeliver deliveries): a failure here is final.
-      retries: 0,
-      signal,
-      onSuccess: async (t) => {
-        await check();
-        await work.markDone(t.kind, t.index);
-        bus.ack(t);
-      },
-      onDone: async (t) => {
-        reportProgress(session, o.progress, t.kind);
-        if (t.kind === 'paste' || t.kind === 'blend') o.metrics?.voxels(volumeOf(chunkBox(t.index, graph.chunk, graph.volume)));
-        if (!o.keepWork) await freeAfter(session, t);
-      },
-      onFailure: (t, err) => log.error({ task: taskId(t), err: (err as Error).message }, 'task failed'),
-    }));
+    const result = await guardUnlessFenced(o.output, () => driveTasks(o, session, bus, check, signal, log));
     for (const t of timers) clearInterval(t);
     for (const stop of stops) stop();
-    if (lease.lost.aborted || fenced.signal.aborted) throw lease.lost.reason ?? fenced.signal.reason;
+    if (lease.lost.aborted || fenced.aborted) throw lease.lost.reason ?? fenced.reason;
     await check();
     const report = await finishSession(s, result, { input: o.input, output: o.output, peakRss: peak, busy: bus.busy, provider: 'workers' });
     await writeRun(kv, { ...record, status: report.status, progress: progress() });
@@ -205,6 +176,47 @@ export async function runCoordinator(o: CoordinatorOptions): Promise<Coordinator
     await s?.close();
     await lease.release();
   }
+}
+
+/**
+ * The coordinator's run signal and its check before every write: a lease that cannot be
+ * confirmed (broker away) is waited for; one that is lost aborts the run at once (drive stops
+ * handing out tasks, and nothing more is written).
+ */
+function fencing(lease: Lease, stop: AbortSignal | undefined, log: Logger): { signal: AbortSignal; check: () => Promise<void>; fenced: AbortSignal } {
+  const fenced = new AbortController();
+  const signal = AbortSignal.any([...(stop ? [stop] : []), lease.lost, fenced.signal]);
+  const check = () => retrying('confirming the run\'s lease', signal, log, async () => {
+    try {
+      await lease.check();
+    } catch (err) {
+      if (isPermanent(err)) fenced.abort(err);
+      throw err;
+    }
+  });
+  return { signal, check, fenced: fenced.signal };
+}
+
+/** drive() over the bus: a result becomes a done marker (under the lease) and freed intermediates. */
+function driveTasks(o: CoordinatorOptions, s: Session, bus: BusExecutor, check: () => Promise<void>, signal: AbortSignal, log: Logger): ReturnType<typeof drive> {
+  const { graph, work } = s;
+  return drive(s.sched, bus.exec, {
+    concurrency: s.ctx.config.nats.inFlight,
+    // Workers retried already (up to nats.maxDeliver deliveries): a failure here is final.
+    retries: 0,
+    signal,
+    onSuccess: async (t) => {
+      await check();
+      await work.markDone(t.kind, t.index);
+      bus.ack(t);
+    },
+    onDone: async (t) => {
+      reportProgress(s, o.progress, t.kind);
+      if (t.kind === 'paste' || t.kind === 'blend') o.metrics?.voxels(volumeOf(chunkBox(t.index, graph.chunk, graph.volume)));
+      if (!o.keepWork) await freeAfter(s, t);
+    },
+    onFailure: (t, err) => log.error({ task: taskId(t), err: (err as Error).message }, 'task failed'),
+  });
 }
 
 /** guard() — the run recorded failed when `f` throws — except when the lease is gone: then nothing is written. */
