@@ -11,7 +11,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { tesseraOk, tmpDir, filesUnder, ROOT } from '../helpers/cli.ts';
 import { type NatsServer, startNats } from '../helpers/nats.ts';
-import { Scheduler, drive, encode, ensureRunStreams, freshResultsConsumer, loadConfig, parseTask, removeRunStreams, runNames, runsBucket, silentLogger, writeRun } from '../../shared/index.ts';
+import { LeaseError, Scheduler, drive, encode, leasesBucket, takeLease, ensureRunStreams, freshResultsConsumer, loadConfig, parseTask, removeRunStreams, runNames, runsBucket, silentLogger, writeRun } from '../../shared/index.ts';
 import { busExecutor } from '../../services/coordinator/executor.ts';
 
 let dir: string;
@@ -284,5 +284,33 @@ test('a result that lands after its task was given up (max deliveries) settles i
   assert.equal(sched.failures().length, 0, JSON.stringify(sched.failures()));
   assert.equal(bus.stats.lost, 0);
   await removeRunStreams(jsm, names);
+  await nc.close();
+});
+
+test('the lease: of two takers of a stale lease exactly one wins; the holder finds out it lost it before a write', async () => {
+  const nc = await connect({ servers: nats.url });
+  const kv = await leasesBucket(nc);
+  const run = 'lease-race';
+  // Its holder stopped beating 10 s ago (by its own clock), with a 2 s ttl: stale.
+  await kv.put(run, JSON.stringify({ holder: 'elsewhere/1', epoch: 1, beatAt: Date.now() - 10_000 }));
+  const take = (who: string) => takeLease(kv, run, { holder: who, epoch: 2, ttlMs: 2000, log: silentLogger() });
+  const [a, b] = await Promise.allSettled([take('a/1'), take('b/1')]);
+  const won = [a, b].filter((r) => r.status === 'fulfilled');
+  assert.equal(won.length, 1, 'exactly one taker wins');
+  const lost = [a, b].find((r) => r.status === 'rejected') as PromiseRejectedResult;
+  assert.ok(lost.reason instanceof LeaseError && /holds the run's lease and is alive/.test(lost.reason.message), String(lost.reason));
+  const lease = (won[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof take>>>).value;
+  await lease.check();
+  lease.fence();
+  // Someone takes it over (CAS on its revision, as a taker would): the holder's next beat, or
+  // its check before a write, finds the revision gone.
+  const e = await kv.get(run);
+  await kv.update(run, JSON.stringify({ holder: 'c/1', epoch: 3, beatAt: Date.now() }), e!.revision);
+  await new Promise((r) => setTimeout(r, 1100));
+  await assert.rejects(lease.check(), /lost the run's lease/);
+  assert.throws(() => lease.fence(), LeaseError);
+  assert.ok(lease.lost.aborted);
+  await lease.release();
+  assert.equal(JSON.parse(new TextDecoder().decode((await kv.get(run))!.value)).holder, 'c/1', 'a lost lease is not deleted by its old holder');
   await nc.close();
 });
