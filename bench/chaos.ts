@@ -106,10 +106,10 @@ function chaosConfig(mode: 'two-stage' | 'one-stage', quick: boolean): Record<st
     extends: 'synthetic-em',
     mode,
     boxes: { cropThreshold: [16, 64, 64], recrop: [16, 32, 32] },
-    io: { chunk: [32, 128, 128], chunksInFlight: 1, mergeFanIn: [2, 2, 2] /*, lockStale: STALE_S*/ },
+    io: { chunk: [32, 128, 128], chunksInFlight: 1, mergeFanIn: [2, 2, 2], lockStale: STALE_S },
     inference: { threads: 1 },
     // Deliveries enough for a task whose workers are killed again and again.
-    nats: { ackWait: ACK_WAIT_S, inFlight: quick ? 8 : 16, maxDeliver: 50 /*, lease: STALE_S*/ },
+    nats: { ackWait: ACK_WAIT_S, inFlight: quick ? 8 : 16, maxDeliver: 50, lease: STALE_S },
   };
 }
 

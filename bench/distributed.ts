@@ -80,7 +80,7 @@ async function noopWorker(url: string, run: string, role: 'worker' | 'merger'): 
     const t = parseTask(m.subject, m.data, { run, kinds });
     // Pipelined: the result's publish acknowledgement is not awaited before the next message.
     const results = t.indices.map((index) => ({ index, ok: true, stats: {}, ms: 0 }));
-    void js.publish(n.result, encode({ v: 1, run, kind: t.kind, results, worker: 'noop', delivery: m.info.deliveryCount })).then(() => m.ack());
+    void js.publish(n.result, encode({ v: 1, run, kind: t.kind, results, identity: t.identity, epoch: t.epoch, worker: 'noop', delivery: m.info.deliveryCount })).then(() => m.ack());
   }
 }
 
@@ -100,7 +100,7 @@ export async function controlPlane(url: string, prefix: number, nats: Partial<Te
   const children: ChildProcess[] = (['worker', 'worker', 'merger'] as const).map((role) => spawn(process.execPath, [...loaderArgs(fileURLToPath(import.meta.url)), fileURLToPath(import.meta.url), '--noop-worker', url, run, role], { stdio: 'inherit' }));
 
   const ac = new AbortController();
-  const bus = await busExecutor({ nc, names, expect: { run, kinds: graph.kinds.map((k) => k.name) }, nats: n, epoch: 1, log: silentLogger(), signal: ac.signal });
+  const bus = await busExecutor({ nc, names, expect: { run, kinds: graph.kinds.map((k) => k.name) }, nats: n, scope: { identity: 'bench', epoch: 1, scopeEpoch: 1 }, log: silentLogger(), signal: ac.signal });
   let done = 0;
   let peak = process.memoryUsage().rss;
   const t0 = performance.now();

@@ -9,6 +9,8 @@ const BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 export interface WorkerMetrics {
   task(kind: string, outcome: 'done' | 'failed' | 'retried', ms: number, redelivered: boolean): void;
   rejected(): void;
+  /** A task message of an older scope than the run's, dropped. */
+  stale?(reason: 'identity' | 'epoch'): void;
   /** Seconds the inference threads have spent in ONNX Runtime so far (busy fraction = rate / threads). */
   busy(seconds: number): void;
 }
@@ -16,6 +18,8 @@ export interface WorkerMetrics {
 export interface CoordinatorMetrics {
   result(kind: string, ok: boolean, ms: number, delivery: number): void;
   queue(inFlight: number): void;
+  /** A result of another scope than the coordinator's, rejected (never recorded). */
+  stale?(reason: 'identity' | 'epoch'): void;
   /** Output voxels written (voxels/s = its rate). */
   voxels(n: number): void;
 }
@@ -34,6 +38,7 @@ export function createMetrics(service: string): Metrics {
   const redelivered = new Counter({ name: 'tessera_tasks_redelivered_total', help: 'Tasks received on a redelivery (a worker died or handed them back).', labelNames: ['kind'], registers: [registry] });
   const seconds = new Histogram({ name: 'tessera_task_seconds', help: 'Task run time on the worker.', labelNames: ['kind'], buckets: BUCKETS, registers: [registry] });
   const rejected = new Counter({ name: 'tessera_messages_rejected_total', help: 'Malformed or foreign messages dropped.', registers: [registry] });
+  const stale = new Counter({ name: 'tessera_messages_stale_total', help: 'Task or result messages of another scope (identity, or an epoch before the scope began) dropped, by reason.', labelNames: ['reason'], registers: [registry] });
   const queue = new Gauge({ name: 'tessera_queue_in_flight', help: 'Tasks published and not yet finished (coordinator).', registers: [registry] });
   const busy = new Counter({ name: 'tessera_inference_busy_seconds_total', help: 'Seconds the inference threads spent in ONNX Runtime (busy fraction = rate / threads).', registers: [registry] });
   const voxels = new Counter({ name: 'tessera_voxels_total', help: 'Output voxels written (segmented chunks); voxels/s is its rate.', registers: [registry] });
@@ -47,6 +52,7 @@ export function createMetrics(service: string): Metrics {
         if (again) redelivered.inc({ kind });
       },
       rejected: () => rejected.inc(),
+      stale: (reason) => stale.inc({ reason }),
       busy: (sec) => {
         if (sec > lastBusy) busy.inc(sec - lastBusy);
         lastBusy = sec;
@@ -59,6 +65,7 @@ export function createMetrics(service: string): Metrics {
         if (delivery > 1) redelivered.inc({ kind });
       },
       queue: (n) => queue.set(n),
+      stale: (reason) => stale.inc({ reason }),
       voxels: (n) => voxels.inc(n),
     },
   };

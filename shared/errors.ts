@@ -2,7 +2,7 @@
 // policy of a long-running service: PermanentError (bad input, bad config) is never retried;
 // anything else is transient and retried with backoff.
 
-export type ErrorTag = 'ConfigError' | 'InputError' | 'ModelError' | 'MessageError' | 'OutputError' | 'TaskError' | 'FencedError';
+export type ErrorTag = 'ConfigError' | 'InputError' | 'ModelError' | 'MessageError' | 'OutputError' | 'TaskError' | 'FencedError' | 'LeaseError';
 
 export abstract class TesseraError extends Error {
   abstract readonly _tag: ErrorTag;
@@ -102,6 +102,23 @@ export class FencedError extends TesseraError {
     this.path = path;
     this.holder = holder;
     this.name = 'FencedError';
+  }
+}
+
+/**
+ * This coordinator no longer holds its run's lease (`lost`: permanent, another one owns the
+ * output now and this one must stop without writing), or cannot confirm it holds it (the broker
+ * is unreachable: it must not write until it can, a transient state).
+ */
+export class LeaseError extends TesseraError {
+  readonly _tag = 'LeaseError' as const;
+  readonly permanent: boolean;
+  readonly run: string;
+  constructor(run: string, message: string, options?: { cause?: unknown; lost?: boolean }) {
+    super(`run ${run}: ${message}`, options);
+    this.run = run;
+    this.name = 'LeaseError';
+    this.permanent = options?.lost ?? true;
   }
 }
 

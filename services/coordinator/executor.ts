@@ -1,16 +1,25 @@
 // The coordinator's executor for drive(): publish a task, resolve when its result comes back
 // (quick tasks of one kind go out several to a message, see batchSize and BATCH_HOLD_MS). Owns
-// the transport's side of the coordinator — publishing with retries and de-duplication ids, the
-// results consumer, the max-deliveries advisory and the sweep for tasks whose every delivery
-// died — so the coordinator's loop is the same drive() as the embedded runner's, and the bench
-// can drive a bare scheduler over the broker with it.
+// the transport's side of the coordinator, in three parts:
+//
+//   publisher.ts   batching publisher: tasks handed over in one turn go out per kind, batched,
+//                  with retries and de-duplication ids
+//   intake.ts      results intake: the results consumer; a result of another scope is rejected
+//                  and counted, never recorded
+//   giveup.ts      give-up: the max-deliveries advisory and the sweep for tasks whose every
+//                  delivery died, failed one ack wait later unless their result lands meanwhile
+//
+// so the coordinator's loop is the same drive() as the embedded runner's, and the bench can
+// drive a bare scheduler over the broker with it.
 import type { NatsConnection } from '@nats-io/nats-core';
 import { type JsMsg, type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import {
-  type Logger, type Role, type TaskKind, type TaskRef, type Expect, type RunNames, type TaskOutcome, type TesseraConfig, type Vec3,
-  MAX_BATCH, TaskError, encode, roleOf, isNotFound, parseResult, parseTask, taskId,
+  type Logger, type Role, type TaskRef, type Expect, type RunNames, type TaskOutcome, type TesseraConfig, type Scope, MAX_BATCH, parseResult, staleness, taskId,
 } from '../../shared/index.ts';
 import type { CoordinatorMetrics } from '../metrics.ts';
+import { startIntake } from './intake.ts';
+import { startGiveUps } from './giveup.ts';
+import { batchingPublisher } from './publisher.ts';
 
 export interface ExecutorStats {
   /** Tasks published. */
@@ -23,6 +32,8 @@ export interface ExecutorStats {
   lost: number;
   /** Bad messages dropped. */
   rejected: number;
+  /** Results of another scope (another identity, or an epoch before the scope began), by reason: never recorded. */
+  stale: { identity: number; epoch: number };
   /** Processes that reported results, per role (distinct `worker` fields: several mergers share the border tasks). */
   senders: Record<Role, number>;
 }
@@ -32,11 +43,13 @@ export interface BusExecutorOptions {
   names: RunNames;
   expect: Expect;
   nats: TesseraConfig['nats'];
-  /** This coordinator's start number (part of every message id). */
-  epoch: number;
+  /** This coordinator's start number (part of every message id) and its scope's identity and first epoch. */
+  scope: Scope;
   log: Logger;
   signal?: AbortSignal;
   metrics?: CoordinatorMetrics;
+  /** Awaited before a result settles its task (the coordinator's lease check): a throw aborts nothing here, it fails the task. */
+  beforeSettle?: () => Promise<void>;
 }
 
 export interface BusExecutor {
@@ -52,12 +65,27 @@ export interface BusExecutor {
   close(): void;
 }
 
-interface Waiter {
+/** A task handed to exec() and not yet settled. */
+export interface Waiter {
   kind: string;
   resolve: (stats: Record<string, number>) => void;
   reject: (err: unknown) => void;
   /** Published (counted in its kind's tasks out). */
   sent?: boolean;
+}
+
+/** The tasks in hand, shared by the three parts: taking one settles it exactly once. */
+export class InHand {
+  readonly waiting = new Map<string, Waiter>();
+  /** Tasks published and not yet settled, per kind. */
+  readonly out = new Map<string, number>();
+  take(id: string): Waiter | undefined {
+    const w = this.waiting.get(id);
+    if (!w) return undefined;
+    this.waiting.delete(id);
+    if (w.sent) this.out.set(w.kind, this.out.get(w.kind)! - 1);
+    return w;
+  }
 }
 
 /**
@@ -66,8 +94,6 @@ interface Waiter {
  * nothing beside the second of work a full message carries.
  */
 export const BATCH_HOLD_MS = 20;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Parse a message; a bad one is logged, terminated (never redelivered) and counted. */
 export function parseOr<T>(m: JsMsg, parse: () => T, log: Logger, stats: { rejected: number }): T | undefined {
@@ -84,9 +110,12 @@ export function parseOr<T>(m: JsMsg, parse: () => T, log: Logger, stats: { rejec
 /**
  * Results that arrived while no coordinator listened (the results consumer must be fresh, see
  * freshResultsConsumer), handed to `f` task by task; each message is acknowledged after `f`
- * returned for all of its tasks.
+ * returned for all of its tasks. Results of another scope are terminated and counted.
  */
-export async function drainResults(nc: NatsConnection, names: RunNames, expect: Expect, log: Logger, stats: { rejected: number }, f: (kind: string, r: TaskOutcome) => Promise<void>): Promise<void> {
+export async function drainResults(
+  nc: NatsConnection, names: RunNames, expect: Expect, scope: Scope, log: Logger,
+  stats: { rejected: number; stale: ExecutorStats['stale'] }, f: (kind: string, r: TaskOutcome) => Promise<void>, metrics?: CoordinatorMetrics,
+): Promise<void> {
   const rc = await jetstream(nc).consumers.get(names.resultsStream, names.resultsConsumer);
   for (;;) {
     const batch = await rc.fetch({ max_messages: 512, expires: 1000 });
@@ -95,6 +124,14 @@ export async function drainResults(nc: NatsConnection, names: RunNames, expect: 
       n++;
       const r = parseOr(m, () => parseResult(m.subject, m.data, expect), log, stats);
       if (!r) continue;
+      const why = staleness(r, scope);
+      if (why) {
+        stats.stale[why]++;
+        metrics?.stale?.(why);
+        log.warn({ kind: r.kind, tasks: r.results.length, identity: r.identity.slice(0, 12), epoch: r.epoch, reason: why }, 'stale result rejected');
+        m.term();
+        continue;
+      }
       for (const x of r.results) await f(r.kind, x);
       m.ack();
     }
@@ -114,231 +151,37 @@ export function batchSize(meanMs: number | undefined, n: Pick<TesseraConfig['nat
 }
 
 export async function busExecutor(o: BusExecutorOptions): Promise<BusExecutor> {
-  const { names, log } = o;
   const js: JetStreamClient = jetstream(o.nc);
   const jsm: JetStreamManager = await jetstreamManager(o.nc);
-  const stats: ExecutorStats = { published: 0, messages: 0, duplicates: 0, lost: 0, rejected: 0, senders: { worker: 0, merger: 0 } };
-  // One entry per process that ever reported (a handful), never per task.
-  const senders = { worker: new Set<string>(), merger: new Set<string>() };
-  const busy: Record<string, number> = {};
-  const waiting = new Map<string, Waiter>();
-  // Tasks published and not yet settled, per kind.
-  const out = new Map<string, number>();
-  const take = (id: string): Waiter | undefined => {
-    const w = waiting.get(id);
-    if (!w) return undefined;
-    waiting.delete(id);
-    if (w.sent) out.set(w.kind, out.get(w.kind)! - 1);
-    return w;
-  };
-  // A result message is acknowledged once every successful task in it has its done marker
-  // (ack() per task): a coordinator killed in between drains it again at its restart.
-  const toAck = new Map<string, { m: JsMsg; left: number }>();
-  const settle = (pending: { m: JsMsg; left: number }) => {
-    if (--pending.left === 0) pending.m.ack();
-  };
-  // Mean task milliseconds per kind, from the results (sizes the messages, see batchSize).
-  const mean = new Map<string, { ms: number; n: number }>();
-  const measured = (kind: string, ms: number) => {
-    const e = mean.get(kind) ?? { ms: 0, n: 0 };
-    // A running mean over the first 64 tasks, then exponential: follows a kind whose tasks get
-    // slower (empty chunks first, tissue later) without one outlier resizing the messages.
-    e.n = Math.min(e.n + 1, 64);
-    e.ms += (ms - e.ms) / e.n;
-    mean.set(kind, e);
-  };
+  const stats: ExecutorStats = { published: 0, messages: 0, duplicates: 0, lost: 0, rejected: 0, stale: { identity: 0, epoch: 0 }, senders: { worker: 0, merger: 0 } };
+  const hand = new InHand();
   const stops: (() => void)[] = [];
-  const aborted = () => o.signal?.aborted ?? false;
   const onAbort = () => {
-    for (const w of waiting.values()) w.reject(o.signal!.reason);
-    waiting.clear();
+    for (const w of hand.waiting.values()) w.reject(o.signal!.reason);
+    hand.waiting.clear();
   };
   o.signal?.addEventListener('abort', onAbort, { once: true });
   stops.push(() => o.signal?.removeEventListener('abort', onAbort));
 
-  const rc = await js.consumers.get(names.resultsStream, names.resultsConsumer);
-  const messages = await rc.consume({ max_messages: 256 });
-  stops.push(() => messages.stop());
-  void (async () => {
-    for await (const m of messages) {
-      const r = parseOr(m, () => parseResult(m.subject, m.data, o.expect), log, stats);
-      if (!r) continue;
-      const role = roleOf(r.kind as TaskKind);
-      if (!senders[role].has(r.worker)) {
-        senders[role].add(r.worker);
-        stats.senders[role] = senders[role].size;
-      }
-      const pending = { m, left: r.results.length };
-      for (const x of r.results) {
-        const id = taskId({ kind: r.kind, index: x.index });
-        const w = take(id);
-        if (!w) {
-          stats.duplicates++;
-          settle(pending);
-          continue;
-        }
-        busy[`task:${r.kind}`] = (busy[`task:${r.kind}`] ?? 0) + x.ms / 1000;
-        measured(r.kind, x.ms);
-        o.metrics?.result(r.kind, x.ok, x.ms, r.delivery);
-        if (x.ok) {
-          toAck.set(id, pending);
-          w.resolve(x.stats);
-        } else {
-          settle(pending);
-          w.reject(new TaskError(id, x.error ?? 'failed'));
-        }
-      }
-    }
-  })().catch((err) => log.error({ err }, 'results consumer ended'));
-
-  // A task whose every delivery died with its worker stays in the stream (JetStream keeps it
-  // after max_deliver): fail it and delete it, from the advisory or, if that was missed (the
-  // coordinator was disconnected), from a periodic sweep.
-  const giveUp = async (seq: number, why: string) => {
-    let m;
-    try {
-      m = await jsm.streams.getMessage(names.tasksStream, { seq });
-    } catch (err) {
-      if (isNotFound(err)) return;
-      throw err;
-    }
-    if (!m) return;
-    await jsm.streams.deleteMessage(names.tasksStream, seq).catch(() => false);
-    let t;
-    try {
-      t = parseTask(m.subject, m.data, o.expect);
-    } catch {
-      return;
-    }
-    for (const index of t.indices) {
-      const id = taskId({ kind: t.kind, index });
-      const w = take(id);
-      if (!w) continue;
-      stats.lost++;
-      w.reject(new TaskError(id, why));
-    }
-  };
-  const advisories = o.nc.subscribe(`$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.${names.tasksStream}.*`);
-  stops.push(() => advisories.unsubscribe());
-  void (async () => {
-    for await (const a of advisories) {
-      try {
-        const d = a.json<{ stream_seq: number; deliveries: number }>();
-        await giveUp(d.stream_seq, `delivered ${d.deliveries} time${d.deliveries === 1 ? '' : 's'} and never finished: its worker died each time (killed, out of memory?)`);
-      } catch (err) {
-        log.warn({ err }, 'max-deliveries advisory not handled');
-      }
-    }
-  })();
-  const sweep = async () => {
-    if (waiting.size === 0) return;
-    for (const role of ['worker', 'merger'] as const) {
-      const ci = await jsm.consumers.info(names.tasksStream, names.consumer(role));
-      if (ci.num_pending > 0 || ci.num_ack_pending > 0) return;
-    }
-    // Nothing deliverable and nothing in a worker's hands, yet task messages remain: each has
-    // used up its deliveries.
-    for (let seq = 0; ;) {
-      let m;
-      try {
-        m = await jsm.streams.getMessage(names.tasksStream, { seq, next_by_subj: `tessera.${names.run}.task.>` } as never);
-      } catch {
-        return;
-      }
-      if (!m) return;
-      await giveUp(m.seq, `used all ${o.nats.maxDeliver} deliveries without a result`);
-      seq = m.seq + 1;
-    }
-  };
-  const timers = [
-    setInterval(() => { void sweep().catch((err) => log.debug({ err }, 'sweep skipped')); }, o.nats.ackWait * 1000),
-    setInterval(() => o.metrics?.queue(waiting.size), 2000),
-  ];
-  stops.push(() => timers.forEach(clearInterval));
-
-  const publish = async (kind: string, indices: Vec3[]): Promise<void> => {
-    const msg = encode({ v: 1, run: names.run, kind, indices, epoch: o.epoch });
-    // The same message id on every attempt: a publish whose acknowledgement was lost (broker
-    // restart) is not queued twice. A task is in one message per epoch, so its first task names it.
-    const msgID = `${taskId({ kind, index: indices[0] })}+${indices.length}@${o.epoch}`;
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await js.publish(names.task(kind as never), msg, { msgID, timeout: 5000 });
-        stats.published += indices.length;
-        stats.messages++;
-        return;
-      } catch (err) {
-        if (aborted()) throw o.signal!.reason;
-        if (attempt % 10 === 0) log.warn({ task: taskId({ kind, index: indices[0] }), tasks: indices.length, err: (err as Error).message }, 'publish failed; retrying');
-        await sleep(Math.min(2000, 100 * 2 ** Math.min(attempt, 5)));
-      }
-    }
-  };
-  // Tasks handed over in one turn of the event loop (drive() hands out every free slot at once)
-  // go out per kind, batchSize() to a message, when the turn ends. A part-filled message waits
-  // up to BATCH_HOLD_MS while tasks of its kind are out: their results free the slots that fill
-  // it (without the wait, one result freeing one slot would send one task, for ever).
-  const queued = new Map<string, { indices: Vec3[]; since: number }>();
-  let flushAt = Infinity;
-  let timer: NodeJS.Timeout | undefined;
-  const fail = (kind: string, indices: Vec3[], err: unknown) => {
-    for (const index of indices) take(taskId({ kind, index }))?.reject(err);
-  };
-  const send = (kind: string, indices: Vec3[]) => {
-    for (const index of indices) waiting.get(taskId({ kind, index }))!.sent = true;
-    out.set(kind, (out.get(kind) ?? 0) + indices.length);
-    publish(kind, indices).catch((err) => fail(kind, indices, err));
-  };
-  const flush = () => {
-    timer = undefined;
-    flushAt = Infinity;
-    // Aborted: their waiters were rejected (onAbort); nothing more goes out.
-    if (aborted()) return queued.clear();
-    const now = performance.now();
-    for (const [kind, q] of queued) {
-      const size = batchSize(mean.get(kind)?.ms, o.nats);
-      let i = 0;
-      for (; q.indices.length - i >= size; i += size) send(kind, q.indices.slice(i, i + size));
-      const rest = q.indices.length - i;
-      if (rest > 0 && (now - q.since >= BATCH_HOLD_MS || !out.get(kind))) {
-        send(kind, q.indices.slice(i));
-        i = q.indices.length;
-      }
-      if (i === q.indices.length) queued.delete(kind);
-      else {
-        q.indices = q.indices.slice(i);
-        schedule(q.since + BATCH_HOLD_MS - now);
-      }
-    }
-  };
-  const schedule = (ms: number) => {
-    const at = performance.now() + Math.max(0, ms);
-    if (at >= flushAt) return;
-    clearTimeout(timer);
-    flushAt = at;
-    timer = setTimeout(flush, Math.max(0, ms));
-  };
-  stops.push(() => clearTimeout(timer));
+  const intake = await startIntake({ ...o, js, hand, stats });
+  stops.push(intake.stop);
+  stops.push(startGiveUps({ ...o, jsm, hand, stats }));
+  const publisher = batchingPublisher({ ...o, js, hand, stats, meanMs: intake.meanMs });
+  stops.push(publisher.stop);
+  const gauge = setInterval(() => o.metrics?.queue(hand.waiting.size), 2000);
+  stops.push(() => clearInterval(gauge));
 
   return {
     exec: (t) => new Promise<Record<string, number>>((resolve, reject) => {
-      if (aborted()) return reject(o.signal!.reason);
-      waiting.set(taskId(t), { kind: t.kind, resolve, reject });
-      const q = queued.get(t.kind);
-      if (q) q.indices.push(t.index);
-      else queued.set(t.kind, { indices: [t.index], since: performance.now() });
-      schedule(0);
+      if (o.signal?.aborted) return reject(o.signal.reason);
+      hand.waiting.set(taskId(t), { kind: t.kind, resolve, reject });
+      publisher.add(t);
     }),
-    ack: (t) => {
-      const id = taskId(t);
-      const pending = toAck.get(id);
-      toAck.delete(id);
-      if (pending) settle(pending);
-    },
+    ack: intake.ack,
     get inFlight() {
-      return waiting.size;
+      return hand.waiting.size;
     },
-    busy,
+    busy: intake.busy,
     stats,
     close: () => {
       for (const stop of stops) stop();

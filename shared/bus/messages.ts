@@ -3,8 +3,10 @@
 // bytes fail the same way), so a service logs it and drops it instead of crashing or looping.
 import type { Box, Vec3 } from '../geometry/box.ts';
 import type { TesseraConfig } from '../config/config.ts';
-import type { RunStatus } from '../run/output.ts';
 import { MessageError } from '../errors.ts';
+
+/** A run's state as run.json and the run record say it (the same words as shared/run/output.ts). */
+export type RunStatus = 'running' | 'complete' | 'failed' | 'interrupted';
 
 /**
  * One delivery: one or more tasks of one kind (quick tasks travel several to a message, see
@@ -16,7 +18,9 @@ export interface TaskMessage {
   kind: string;
   /** Block indices of the tasks in their kind's grid, in the order they run. */
   indices: Vec3[];
-  /** The coordinator start that published it (diagnostics). */
+  /** Run identity hash the tasks were published for (see RunRecord.identity). */
+  identity: string;
+  /** The coordinator start that published it: with `identity`, tells a current task from a stale one. */
   epoch: number;
 }
 
@@ -38,6 +42,9 @@ export interface ResultMessage {
   run: string;
   kind: string;
   results: TaskOutcome[];
+  /** The task message's identity and epoch, echoed: the coordinator records only results of its scope. */
+  identity: string;
+  epoch: number;
   /** Which process ran it ("host/pid") and on which delivery. */
   worker: string;
   delivery: number;
@@ -58,6 +65,12 @@ export interface RunRecord {
   /** Run identity hash: config keys that change results + model checksums. */
   identity: string;
   epoch: number;
+  /**
+   * The epoch at which the current scope began: identity, ROI and output generation unchanged
+   * since. Tasks and results of an earlier epoch of the same scope are still good (a restarted
+   * coordinator records them); anything older is stale.
+   */
+  scopeEpoch: number;
   status: RunStatus;
   coordinator: string;
   updatedAt: string;
@@ -113,17 +126,20 @@ function list<T>(subject: string, o: Record<string, unknown>, key: string, item:
   return x.map(item);
 }
 
-/** What the reader expects: its run, and the task kinds it serves. */
+/**
+ * What the reader expects: its run, and the task kinds it serves. A worker passes no kinds: a
+ * task's kind is checked against the scope the task is of (another scope has other kinds).
+ */
 export interface Expect {
   run: string;
-  kinds: readonly string[];
+  kinds?: readonly string[];
 }
 
 function common(subject: string, o: Record<string, unknown>, e: Expect): { run: string; kind: string } {
   const run = str(subject, o, 'run');
   if (run !== e.run) throw new MessageError(subject, `belongs to run "${run}", not "${e.run}"`);
   const kind = str(subject, o, 'kind');
-  if (!e.kinds.includes(kind)) throw new MessageError(subject, `task kind "${kind}" is not one of ${e.kinds.join(', ')}`);
+  if (e.kinds && !e.kinds.includes(kind)) throw new MessageError(subject, `task kind "${kind}" is not one of ${e.kinds.join(', ')}`);
   return { run, kind };
 }
 
@@ -133,7 +149,7 @@ export function parseTask(subject: string, data: Uint8Array, e: Expect): TaskMes
     if (!isVec3(x)) throw new MessageError(subject, `indices[${i}] must be three non-negative integers`);
     return [x[0], x[1], x[2]] as Vec3;
   });
-  return { v: 1, ...common(subject, o, e), indices, epoch: int(subject, o, 'epoch') };
+  return { v: 1, ...common(subject, o, e), indices, identity: str(subject, o, 'identity'), epoch: int(subject, o, 'epoch') };
 }
 
 function outcome(subject: string, x: unknown, i: number): TaskOutcome {
@@ -157,7 +173,10 @@ export function parseResult(subject: string, data: Uint8Array, e: Expect): Resul
   const o = parseObject(subject, data);
   const base = common(subject, o, e);
   const results = list(subject, o, 'results', (x, i) => outcome(subject, x, i));
-  return { v: 1, ...base, results, worker: str(subject, o, 'worker'), delivery: int(subject, o, 'delivery', 1) };
+  return {
+    v: 1, ...base, results, identity: str(subject, o, 'identity'), epoch: int(subject, o, 'epoch'),
+    worker: str(subject, o, 'worker'), delivery: int(subject, o, 'delivery', 1),
+  };
 }
 
 const STATUSES: readonly RunStatus[] = ['running', 'complete', 'failed', 'interrupted'];
@@ -173,6 +192,8 @@ export function parseRunRecord(key: string, data: Uint8Array): RunRecord {
     v: 1, run, input: str(key, o, 'input'), output: str(key, o, 'output'),
     roi: { begin: vec3(key, roi, 'begin'), end: vec3(key, roi, 'end') },
     config: o.config as TesseraConfig, identity: str(key, o, 'identity'), epoch: int(key, o, 'epoch', 1),
+    // Records written before scopes existed: their scope is as old as the run.
+    scopeEpoch: o.scopeEpoch === undefined ? 1 : int(key, o, 'scopeEpoch', 1),
     status: o.status as RunStatus, coordinator: str(key, o, 'coordinator'), updatedAt: str(key, o, 'updatedAt'),
     progress: o.progress as RunRecord['progress'],
   };

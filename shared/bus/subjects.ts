@@ -11,7 +11,7 @@
 // stage2, predict, blend, paste, relabel); `merger` runs the kinds that resolve chunk borders (boxes
 // across chunks, instance faces, the levels of the instance-id reduction). Non-overlapping
 // filters, as a WorkQueue stream requires.
-import { type TaskKind, levelOf } from '../tasks/graph.ts';
+import type { TaskKind } from '../tasks/graph.ts';
 import { ConfigError } from '../errors.ts';
 
 export type Role = 'worker' | 'merger';
@@ -27,9 +27,13 @@ const ROLE_OF: Readonly<Record<string, Role>> = {
   faces: 'merger',
 };
 
+// The levels of the instance-id reduction (merge1, resolve2 …), by name: the bus needs the
+// names only, not the task graph.
+const REDUCTION = /^(merge|resolve)[1-9][0-9]*$/;
+
 /** The role that runs a task kind (every level of the instance-id reduction is the merger's). */
 export function roleOf(kind: TaskKind): Role {
-  const r = ROLE_OF[kind] ?? (levelOf(kind, 'merge') !== undefined || levelOf(kind, 'resolve') !== undefined ? 'merger' : undefined);
+  const r = ROLE_OF[kind] ?? (REDUCTION.test(kind) ? 'merger' : undefined);
   if (!r) throw new RangeError(`no role runs task kind ${kind}`);
   return r;
 }

@@ -64,7 +64,7 @@ export interface TesseraConfig {
   };
   stage2: { mirror: boolean; background: 'zero' | 'stage1' };
   output: { probabilities: boolean; format: 'zarr-v2' | 'zarr-v3-sharded' };
-  nats: { inFlight: number; batch: number; batchSeconds: number; ackWait: number; maxDeliver: number; duplicateWindow: number };
+  nats: { inFlight: number; batch: number; batchSeconds: number; ackWait: number; maxDeliver: number; duplicateWindow: number; lease: number };
 }
 
 const vec = (doc: string, min = 1): Field => ({ type: 'vec3', min, doc });
@@ -163,6 +163,7 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
     ackWait: int('Seconds without a heartbeat before a task is handed to another worker (workers send one every ackWait/3 while a task runs). @default 60', 1, 3600),
     maxDeliver: int('Deliveries of a task before it is recorded as failed (a worker crash on it counts as one). @default 3', 1, 100),
     duplicateWindow: int('Seconds JetStream remembers a message id, so a publish retried after a lost acknowledgement is not queued twice. @default 120', 1, 86400),
+    lease: int('Seconds a coordinator\'s lease on its run (KV bucket `tessera-leases`) lasts without a heartbeat (one every lease/3): another coordinator takes a lease this stale over, and the old one stops without writing once it finds out. Longer rides out longer pauses (GC, a suspended VM); shorter fails over sooner. @default 30', 1, 3600),
   }),
 });
 
@@ -182,5 +183,5 @@ export const DEFAULTS: Omit<TesseraConfig, 'name' | 'spacing' | 'unit' | 'models
   pack: { heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0], contextFit: 'split', gap: [0, 0, 0], chunks: [1, 2, 2], block: [0, 0, 0] },
   stage2: { mirror: false, background: 'zero' },
   output: { probabilities: false, format: 'zarr-v2' },
-  nats: { inFlight: 256, batch: 64, batchSeconds: 1, ackWait: 60, maxDeliver: 3, duplicateWindow: 120 },
+  nats: { inFlight: 256, batch: 64, batchSeconds: 1, ackWait: 60, maxDeliver: 3, duplicateWindow: 120, lease: 30 },
 };

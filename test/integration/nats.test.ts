@@ -274,9 +274,11 @@ test('a malformed task message and one for another run are rejected and logged; 
   const js = jetstream(nc);
   const kv = await new Kvm(nc).open('tessera-runs');
   await until('run registered', async () => !!(await kv.get(run).catch(() => null))?.value.length);
+  // Of the run's scope (its identity and epoch), so only the index is wrong in the third.
+  const { identity } = JSON.parse(new TextDecoder().decode((await kv.get(run))!.value));
   await js.publish(`tessera.${run}.task.worker.stage1`, new TextEncoder().encode('{"v":1,"run":'));
-  await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run: 'someone-else', kind: 'paste', indices: [[0, 0, 0]], epoch: 1 })));
-  await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run, kind: 'paste', indices: [[0, 0, 0], [0, 99, 0]], epoch: 1 })));
+  await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run: 'someone-else', kind: 'paste', indices: [[0, 0, 0]], identity, epoch: 1 })));
+  await js.publish(`tessera.${run}.task.worker.paste`, new TextEncoder().encode(JSON.stringify({ v: 1, run, kind: 'paste', indices: [[0, 0, 0], [0, 99, 0]], identity, epoch: 1 })));
   await nc.close();
   const port = await freePort();
   const worker = service(['worker', '--nats', nats.url, '--run', run, '--metrics-port', String(port)]);
@@ -406,7 +408,7 @@ async function pasteRun(run: string, settings: Record<string, number>, shape: Ve
   await freshResultsConsumer(jsm, names, config.nats);
   await writeRun(await runsBucket(nc), {
     v: 1, run, input: '/in.zarr', output: '/out.zarr', roi: { begin: [0, 0, 0], end: shape }, config, identity: 'x',
-    epoch: 1, status: 'running', coordinator: 'test', updatedAt: '',
+    epoch: 1, scopeEpoch: 1, status: 'running', coordinator: 'test', updatedAt: '',
   });
   return { names, config, kinds, nc, jsm };
 }
@@ -439,7 +441,7 @@ test('quick tasks travel several to a message; a transient failure hands its who
     }),
   });
   const sched = new Scheduler(kinds, []);
-  const bus = await busExecutor({ nc, names, expect: { run, kinds: ['paste'] }, nats: config.nats, epoch: 1, log: silentLogger() });
+  const bus = await busExecutor({ nc, names, expect: { run, kinds: ['paste'] }, nats: config.nats, scope: { identity: 'x', epoch: 1, scopeEpoch: 1 }, log: silentLogger() });
   const acked: string[] = [];
   const r = await drive(sched, bus.exec, { concurrency: config.nats.inFlight, retries: 0, onSuccess: async (t) => { acked.push(taskId(t)); bus.ack(t); } });
   bus.close();
@@ -494,7 +496,7 @@ test('a worker whose job breaks (an inference thread died) hands its tasks back 
   const brokenDone = broken.then(() => undefined, (err: Error) => err);
   const healthy = runWorker({ nc, run, role: 'worker', concurrency: 2, log: silentLogger(), signal: ac.signal, job: job('healthy', Infinity) });
   const sched = new Scheduler(kinds, []);
-  const bus = await busExecutor({ nc, names, expect: { run, kinds: ['paste'] }, nats: config.nats, epoch: 1, log: silentLogger() });
+  const bus = await busExecutor({ nc, names, expect: { run, kinds: ['paste'] }, nats: config.nats, scope: { identity: 'x', epoch: 1, scopeEpoch: 1 }, log: silentLogger() });
   const r = await drive(sched, bus.exec, { concurrency: config.nats.inFlight, retries: 0, onSuccess: async (t) => { bus.ack(t); } });
   // By now it stopped on its own (a worker without the failure check would pull until aborted).
   const err = await Promise.race([brokenDone, new Promise((r) => setTimeout(() => r('still pulling'), 5000))]);

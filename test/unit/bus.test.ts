@@ -5,10 +5,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import {
-  type TaskKind, ConfigError, MAX_BATCH, MessageError, roleOf, busOptions, checkRunId, describeBus, encode, loadConfig, parseResult, parseRunRecord, parseTask, runNames,
+  type TaskKind, ConfigError, MAX_BATCH, MessageError, roleOf, busOptions, checkRunId, describeBus, encode, loadConfig, parseResult, parseRunRecord, parseTask, runNames, nextScope, staleness,
 } from '../../shared/index.ts';
 import { defaultRunId } from '../../services/cli/flags.ts';
 import { confine } from '../../services/worker/loop.ts';
+import { classify } from '../../services/worker/follow.ts';
 import { batchSize } from '../../services/coordinator/executor.ts';
 
 const enc = (v: unknown) => new TextEncoder().encode(typeof v === 'string' ? v : JSON.stringify(v));
@@ -40,8 +41,10 @@ test('the default run id is stable per output path and valid', () => {
 });
 
 test('task messages: valid ones parse; anything else is a MessageError naming the fault', () => {
-  assert.deepEqual(parseTask('s', enc({ v: 1, run: 'r1', kind: 'paste', indices: [[0, 1, 2], [0, 1, 3]], epoch: 3 }), expect), { v: 1, run: 'r1', kind: 'paste', indices: [[0, 1, 2], [0, 1, 3]], epoch: 3 });
-  const m = (indices: unknown, extra: Record<string, unknown> = {}) => ({ v: 1, run: 'r1', kind: 'paste', indices, epoch: 1, ...extra });
+  assert.deepEqual(parseTask('s', enc({ v: 1, run: 'r1', kind: 'paste', indices: [[0, 1, 2], [0, 1, 3]], identity: 'id', epoch: 3 }), expect), { v: 1, run: 'r1', kind: 'paste', indices: [[0, 1, 2], [0, 1, 3]], identity: 'id', epoch: 3 });
+  // Without kinds (a worker): any kind parses; the worker checks it against the task's scope.
+  assert.equal(parseTask('s', enc({ v: 1, run: 'r1', kind: 'merge7', indices: [[0, 0, 0]], identity: 'id', epoch: 1 }), { run: 'r1' }).kind, 'merge7');
+  const m = (indices: unknown, extra: Record<string, unknown> = {}) => ({ v: 1, run: 'r1', kind: 'paste', indices, identity: 'id', epoch: 1, ...extra });
   const bad: [unknown, RegExp][] = [
     ['{"v":1,', /not JSON/],
     [[1, 2], /not a JSON object/],
@@ -55,14 +58,15 @@ test('task messages: valid ones parse; anything else is a MessageError naming th
     [m(Array.from({ length: MAX_BATCH + 1 }, () => [0, 0, 0])), /1–1024 entries/],
     [m([0, 0, 0]), /indices\[0\]/],
     [{ v: 1, run: 'r1', kind: 'paste', index: [0, 0, 0], epoch: 1 }, /indices/],
-    [{ v: 1, run: 'r1', kind: 'paste', indices: [[0, 0, 0]] }, /epoch/],
+    [{ v: 1, run: 'r1', kind: 'paste', indices: [[0, 0, 0]], identity: 'id' }, /epoch/],
+    [{ v: 1, run: 'r1', kind: 'paste', indices: [[0, 0, 0]], epoch: 1 }, /identity/],
   ];
   for (const [x, re] of bad) assert.throws(() => parseTask('tessera.r1.task.worker.paste', enc(x), expect), (e: unknown) => e instanceof MessageError && re.test(e.message), JSON.stringify(x).slice(0, 80));
 });
 
 test('result messages: one outcome per task; counters must be finite numbers; a failure carries its error', () => {
   const one = { index: [0, 0, 0], ok: true, stats: { boxes: 3 }, ms: 12.5 };
-  const r = (results: unknown[], extra: Record<string, unknown> = {}) => enc({ v: 1, run: 'r1', kind: 'stage1', results, worker: 'h/1', delivery: 1, ...extra });
+  const r = (results: unknown[], extra: Record<string, unknown> = {}) => enc({ v: 1, run: 'r1', kind: 'stage1', results, identity: 'id', epoch: 2, worker: 'h/1', delivery: 1, ...extra });
   const got = parseResult('s', r([one, { ...one, index: [0, 0, 1], ok: false, error: 'boom', stats: {} }]), expect);
   assert.equal(got.results[0].stats.boxes, 3);
   assert.equal(got.results[1].error, 'boom');
@@ -72,6 +76,42 @@ test('result messages: one outcome per task; counters must be finite numbers; a 
   assert.throws(() => parseResult('s', r([{ ...one, index: [1, 2] }]), expect), /results\[0\].*index/);
   assert.throws(() => parseResult('s', r([one], { delivery: 0 }), expect), /delivery/);
   assert.throws(() => parseResult('s', r([]), expect), /results must be a list/);
+  // A result echoes its task's identity and epoch: without them it cannot be told current from stale.
+  assert.deepEqual([got.identity, got.epoch], ['id', 2]);
+  assert.throws(() => parseResult('s', r([one], { identity: undefined }), expect), /identity/);
+  assert.throws(() => parseResult('s', r([one], { epoch: undefined }), expect), /epoch/);
+});
+
+test('scopes: a restart for the same work keeps the scope; another identity, ROI or output begins one; staleness by epoch and identity', () => {
+  const roi = { begin: [0, 0, 0] as [number, number, number], end: [32, 512, 512] as [number, number, number] };
+  const prev = { identity: 'A', roi, epoch: 3, scopeEpoch: 2 };
+  assert.deepEqual(nextScope(prev, { identity: 'A', roi }, { epoch: 4, resumed: true }), { scopeEpoch: 2, changed: false });
+  assert.deepEqual(nextScope(prev, { identity: 'B', roi }, { epoch: 4, resumed: true }), { scopeEpoch: 4, changed: true });
+  assert.deepEqual(nextScope(prev, { identity: 'A', roi: { ...roi, end: [32, 512, 1024] } }, { epoch: 4, resumed: true }), { scopeEpoch: 4, changed: true });
+  assert.deepEqual(nextScope(prev, { identity: 'A', roi }, { epoch: 4, resumed: false }), { scopeEpoch: 4, changed: true }, '--overwrite or a new output');
+  assert.deepEqual(nextScope(undefined, { identity: 'A', roi }, { epoch: 1, resumed: false }), { scopeEpoch: 1, changed: false });
+  const scope = { identity: 'A', scopeEpoch: 2 };
+  assert.equal(staleness({ identity: 'A', epoch: 2 }, scope), undefined);
+  assert.equal(staleness({ identity: 'A', epoch: 5 }, scope), undefined);
+  assert.equal(staleness({ identity: 'A', epoch: 1 }, scope), 'epoch', 'an epoch of an older scope');
+  assert.equal(staleness({ identity: 'B', epoch: 3 }, scope), 'identity');
+});
+
+test('a worker serves a task of its scope, hands back one of a newer epoch, drops one of an older scope', () => {
+  const job = { kinds: [{ name: 'paste', range: { lo: [0, 0, 0] as [number, number, number], hi: [1, 2, 2] as [number, number, number] } }] };
+  const latest = { identity: 'A', epoch: 3, scopeEpoch: 2 };
+  const a = { scope: latest, kinds: ['paste'], job };
+  const msg = (index: [number, number, number], extra: Partial<{ identity: string; epoch: number; kind: string }> = {}) => ({ v: 1 as const, run: 'r', kind: 'paste', indices: [index], identity: 'A', epoch: 3, ...extra });
+  assert.deepEqual(classify(msg([0, 1, 1]), latest, a), { kind: 'serve' });
+  assert.equal(classify(msg([0, 1, 1], { epoch: 2 }), latest, a).kind, 'serve', 'an earlier epoch of the same scope');
+  assert.equal(classify(msg([0, 1, 1], { epoch: 1 }), latest, a).kind, 'stale');
+  assert.equal(classify(msg([0, 1, 1], { identity: 'B' }), latest, a).kind, 'stale');
+  // Newer than the record, or than the job this worker is attached to: never terminated.
+  assert.equal(classify(msg([0, 1, 5], { epoch: 4, identity: 'B' }), latest, a).kind, 'later');
+  assert.equal(classify(msg([0, 1, 5]), latest, { ...a, scope: { identity: 'A', epoch: 2, scopeEpoch: 2 } }).kind, 'later');
+  // Of the current scope and attached to it, yet outside the grid: a bad message.
+  assert.match((classify(msg([0, 1, 5]), latest, a) as { why: string }).why, /outside the run's paste grid/);
+  assert.equal(classify(msg([0, 0, 0], { kind: 'relabel' }), latest, a).kind, 'bad');
 });
 
 test('batchSize: one task per message until measured, then about batchSeconds of work, capped by batch and inFlight / 8', () => {
@@ -87,10 +127,13 @@ test('batchSize: one task per message until measured, then about batchSeconds of
 
 test('run records round-trip and are validated', () => {
   const config = loadConfig({ preset: 'synthetic-em' });
-  const r = { v: 1 as const, run: 'r1', input: '/in.zarr', output: '/out.zarr', roi: { begin: [0, 0, 0] as [number, number, number], end: [8, 8, 8] as [number, number, number] }, config, identity: 'abc', epoch: 1, status: 'running' as const, coordinator: 'h/1', updatedAt: 'now' };
+  const r = { v: 1 as const, run: 'r1', input: '/in.zarr', output: '/out.zarr', roi: { begin: [0, 0, 0] as [number, number, number], end: [8, 8, 8] as [number, number, number] }, config, identity: 'abc', epoch: 1, scopeEpoch: 1, status: 'running' as const, coordinator: 'h/1', updatedAt: 'now' };
   assert.deepEqual(parseRunRecord('k', encode(r)), { ...r, progress: undefined });
   assert.throws(() => parseRunRecord('k', encode({ ...r, status: 'done' as never })), /status/);
   assert.throws(() => parseRunRecord('k', encode({ ...r, epoch: 0 })), /epoch/);
+  // A record written before scopes: its scope began with the run.
+  const { scopeEpoch: _, ...old } = { ...r, epoch: 4 };
+  assert.equal(parseRunRecord('k', new TextEncoder().encode(JSON.stringify(old))).scopeEpoch, 1);
 });
 
 test('connection options: credentials leave the URL and never reach the description', () => {

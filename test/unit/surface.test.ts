@@ -26,7 +26,8 @@ const EXPECTED = [
   'attachRun', 'finishSession', 'freeAfter', 'guard', 'openSession', 'reportProgress', 'TaskError', 'roleOf', 'RUNS_BUCKET', 'checkRunId',
   'runNames', 'encode', 'MAX_BATCH', 'parseResult', 'parseRunRecord', 'parseTask', 'busOptions', 'connectBus', 'describeBus',
   'ensureRunStreams', 'freshResultsConsumer', 'isNotFound', 'removeRunStreams', 'readRun', 'runsBucket', 'waitForRun',
-  'writeRun', 'readRunJson', 'oneLine',
+  'writeRun', 'readRunJson', 'oneLine', 'watchRun', 'nextScope', 'staleness', 'LEASES_BUCKET', 'leasesBucket', 'takeLease',
+  'backoff', 'retrying', 'sleep', 'LeaseError',
   // virtual: inputs (a path is resolved, a virtual: string kept).
   'isVirtual', 'resolveInput',
 ];
