@@ -2,8 +2,8 @@
 // record and the job this worker is attached to — see follow.ts), run task by task with the
 // job, and answered with one result that echoes the message's identity and epoch.
 import { type JsMsg, jetstream } from '@nats-io/jetstream';
-import { type Logger, type TaskMessage, type TaskOutcome, backoff, encode, isPermanent, parseTask, runNames, sleep, taskId } from '../../shared/index.ts';
-import { type Attachment, type RunFollower, attach, classify, use } from './follow.ts';
+import { type Logger, type RunRecord, type TaskMessage, type TaskOutcome, backoff, encode, isPermanent, parseTask, runNames, sleep, taskId } from '../../shared/index.ts';
+import { type Attachment, type RunFollower, attach, classify, isOver, use } from './follow.ts';
 import { type WorkerOptions, type WorkerReport, pipelineJob } from './loop.ts';
 
 /** A short hand-back: the record (or this worker's attachment) catches up within a moment. */
@@ -42,6 +42,10 @@ export async function attached(w: WorkerState): Promise<Attachment> {
   return w.attaching;
 }
 
+function moot(r: RunRecord | undefined, msg: TaskMessage): boolean {
+  return isOver(r) || (!!r && (r.identity !== msg.identity || msg.epoch < (r.scopeEpoch ?? 1)));
+}
+
 async function publishResult(w: WorkerState, m: JsMsg, msg: TaskMessage, results: TaskOutcome[]): Promise<void> {
   const names = runNames(w.o.run);
   const js = jetstream(w.o.nc);
@@ -55,6 +59,12 @@ async function publishResult(w: WorkerState, m: JsMsg, msg: TaskMessage, results
       return;
     } catch (err) {
       if (w.o.signal?.aborted) throw err;
+      // Nobody will read it: the run ended (its streams are gone: retrying would hold this worker
+      // for ever) or moved to another scope (its coordinator rejects the result anyway).
+      if (moot(w.follow.latest(), msg)) {
+        w.log.info({ task: taskId({ kind: msg.kind, index: results[0].index }) }, 'result dropped: the run ended or moved to another scope');
+        return;
+      }
       if (attempt % 10 === 0) w.log.warn({ err: (err as Error).message }, 'result publish failed; retrying');
       await sleep(backoff(attempt), w.o.signal);
     }

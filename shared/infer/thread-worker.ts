@@ -19,6 +19,9 @@ async function open(): Promise<{ provider: string; warning?: string }> {
   };
   let provider = init.provider;
   let warning: string | undefined;
+  // ONNX Runtime's own log would print a provider it cannot load as raw native error lines; the
+  // fallback below says it once, in our log (errors still reach us as exceptions).
+  if (provider !== 'cpu') ort.env.logLevel = 'fatal';
   for (const [key, m] of Object.entries(init.models)) {
     try {
       sessions.set(key, await ort.InferenceSession.create(m.path, { ...base, executionProviders: provider === 'cpu' ? ['cpu'] : [provider, 'cpu'] }));

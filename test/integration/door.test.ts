@@ -43,3 +43,18 @@ test('a model file that is not there: the error points at docs/models.md', async
   assert.equal(r.code, 2);
   assert.match(r.stderr, /none\.onnx: file not found \(docs\/models\.md/);
 });
+
+test('--provider cuda where CUDA is missing: one warning line, falls back to CPU, and the same command resumes (reuses everything)', async () => {
+  const o = path.join(dir, 'cuda.zarr');
+  const args = ['run', '--input', vol, '--output', o, '--preset', 'synthetic-em', '--provider', 'cuda', '--json'];
+  const first = await tessera(args);
+  assert.equal(first.code, 0, first.stderr);
+  assert.doesNotMatch(first.stderr, /\[E:onnxruntime/, 'no raw native log lines');
+  const r1 = JSON.parse(first.stdout);
+  if (r1.provider === 'cpu') assert.match(first.stderr, /execution provider "cuda" is not available here.*falling back to cpu/);
+  const again = await tessera(args);
+  assert.equal(again.code, 0, again.stderr);
+  const r2 = JSON.parse(again.stdout);
+  assert.equal(r2.status, 'complete');
+  assert.ok(Object.values(r2.tasks as Record<string, { ran: number }>).every((t) => t.ran === 0), 'every task reused');
+});
