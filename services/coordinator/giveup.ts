@@ -5,7 +5,7 @@
 // result that lands meanwhile settles the task (no failed run whose work was all done).
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { type TaskMessage, TaskError, isNotFound, parseTask, staleness, taskId } from '../../shared/index.ts';
-import type { BusExecutorOptions, ExecutorStats, InHand } from './executor.ts';
+import type { BusExecutorOptions, ExecutorStats, InHand } from './in-hand.ts';
 
 export function startGiveUps(o: BusExecutorOptions & { jsm: JetStreamManager; hand: InHand; stats: ExecutorStats }): () => void {
   const { names, jsm, hand, stats, log } = o;

@@ -5,7 +5,7 @@
 // again at its restart.
 import type { JsMsg, JetStreamClient } from '@nats-io/jetstream';
 import { type TaskKind, type TaskRef, type ResultMessage, TaskError, parseResult, roleOf, staleness, taskId } from '../../shared/index.ts';
-import { type BusExecutorOptions, type ExecutorStats, type InHand, parseOr } from './executor.ts';
+import { type BusExecutorOptions, type ExecutorStats, type InHand, parseOr } from './in-hand.ts';
 
 export interface Intake {
   ack(t: TaskRef): void;

@@ -5,7 +5,7 @@
 // task, for ever).
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { type TaskRef, type Vec3, backoff, encode, sleep, taskId } from '../../shared/index.ts';
-import { BATCH_HOLD_MS, type BusExecutorOptions, type ExecutorStats, type InHand, batchSize } from './executor.ts';
+import { BATCH_HOLD_MS, type BusExecutorOptions, type ExecutorStats, type InHand, batchSize } from './in-hand.ts';
 
 export interface Publisher {
   add(t: TaskRef): void;

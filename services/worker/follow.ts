@@ -8,7 +8,7 @@ import {
   type Logger, type Role, type RunRecord, type TaskKind, type TaskMessage, type TesseraConfig, type Scope,
   ConfigError, isVirtual, loadConfig, readRun, roleOf, staleness, taskId, watchRun,
 } from '../../shared/index.ts';
-import type { WorkerJob } from './loop.ts';
+import type { WorkerJob } from './job.ts';
 
 /** The run's newest record, as the watch delivers it. */
 export interface RunFollower {

@@ -4,7 +4,7 @@
 import { type JsMsg, jetstream } from '@nats-io/jetstream';
 import { type Logger, type RunRecord, type TaskMessage, type TaskOutcome, backoff, encode, isPermanent, parseTask, runNames, sleep, taskId } from '../../shared/index.ts';
 import { type Attachment, type RunFollower, attach, classify, isOver, use } from './follow.ts';
-import { type WorkerOptions, type WorkerReport, pipelineJob } from './loop.ts';
+import { type WorkerOptions, type WorkerReport, pipelineJob } from './job.ts';
 
 /** A short hand-back: the record (or this worker's attachment) catches up within a moment. */
 const DEFER_MS = 1000;
