@@ -10,6 +10,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { tessera, tesseraOk, tmpDir, filesUnder, ROOT } from '../helpers/cli.ts';
+import { closeBrokerFixture, doneLines, exited, openBrokerFixture, sameOutput, service, until } from '../helpers/services.ts';
 import { type NatsServer, freePort, startNats } from '../helpers/nats.ts';
 import {
   type Vec3, Scheduler, drive, ensureRunStreams, freshResultsConsumer, loadConfig, removeRunStreams, runNames, runsBucket, silentLogger, taskId, writeRun,
@@ -34,51 +35,11 @@ const CONFIG = {
   nats: { ackWait: 3, inFlight: 16 },
 };
 
-function sameOutput(a: string, b: string): void {
-  for (const sub of ['segmentation', 'instances', 'objects']) {
-    const fa = filesUnder(path.join(a, sub));
-    const fb = filesUnder(path.join(b, sub));
-    assert.deepEqual([...fb.keys()].sort(), [...fa.keys()].sort(), `${sub}: same files`);
-    for (const [k, v] of fa) assert.ok(v.equals(fb.get(k)!), `${sub}/${k} differs`);
-  }
-  assert.ok(fs.readFileSync(path.join(a, 'boxes.json')).equals(fs.readFileSync(path.join(b, 'boxes.json'))), 'boxes.json differs');
-}
 
-/** Every service process a test started: killed at the end even when an assertion failed. */
-const started = new Set<ChildProcess>();
 
-/** A service process of the three-terminal form, its stderr kept for assertions. */
-function service(args: string[], env: Record<string, string> = {}): ChildProcess & { err: () => string; out: () => string } {
-  const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TESSERA_LOG: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  started.add(p);
-  p.once('exit', () => started.delete(p));
-  let err = '';
-  let out = '';
-  p.stderr!.on('data', (d) => (err += d));
-  p.stdout!.on('data', (d) => (out += d));
-  return Object.assign(p, { err: () => err, out: () => out });
-}
 
-function exited(p: ChildProcess, ms = 180_000): Promise<number> {
-  return new Promise((resolve, reject) => {
-    if (p.exitCode !== null) return resolve(p.exitCode);
-    const t = setTimeout(() => reject(new Error(`process ${p.pid} did not exit within ${ms} ms`)), ms);
-    p.once('exit', (code, sig) => { clearTimeout(t); resolve(code ?? (sig ? 128 : -1)); });
-  });
-}
 
-const doneLines = (out: string, kind: string) => {
-  const f = path.join(out, '.work', 'done', `${kind}.log`);
-  return fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0;
-};
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 120_000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function runNats(out: string, more: string[] = [], env: Record<string, string> = {}) {
   const r = await tessera(['run', '--nats', nats.url, '--input', vol, '--output', out, '--config', cfg, '--json', ...more], env);
@@ -104,21 +65,10 @@ const ranTotal = (r: any) => Object.values(r.tasks as Record<string, { ran: numb
 const total = (r: any) => Object.values(r.tasks as Record<string, { total: number }>).reduce((n, t) => n + t.total, 0);
 
 before(async () => {
-  dir = tmpDir();
-  vol = path.join(dir, 'vol.zarr');
-  await tesseraOk(['synth', '--kind', 'em', '--shape', '32,256,384', '--seed', '5', '--out', vol]);
-  cfg = path.join(dir, 'cfg.json');
-  fs.writeFileSync(cfg, JSON.stringify(CONFIG));
-  embedded = path.join(dir, 'embedded.zarr');
-  await tesseraOk(['run', '--input', vol, '--output', embedded, '--config', cfg]);
-  nats = await startNats();
+  ({ dir, vol, cfg, embedded, nats } = await openBrokerFixture('32,256,384', CONFIG));
 });
 
-after(async () => {
-  for (const p of started) p.kill('SIGKILL');
-  await nats?.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+after(() => closeBrokerFixture({ dir, nats }));
 
 test('one worker and merger, and three of each, give the embedded output bit for bit', async () => {
   const one = path.join(dir, 'one.zarr');

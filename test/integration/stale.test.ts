@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { tesseraOk, tmpDir, filesUnder, ROOT } from '../helpers/cli.ts';
+import { closeBrokerFixture, doneLines, exited, openBrokerFixture, sameOutput, service, until } from '../helpers/services.ts';
 import { type NatsServer, startNats } from '../helpers/nats.ts';
 import { LeaseError, Scheduler, drive, encode, leasesBucket, takeLease, ensureRunStreams, freshResultsConsumer, loadConfig, parseTask, removeRunStreams, runNames, runsBucket, silentLogger, writeRun } from '../../shared/index.ts';
 import { busExecutor } from '../../services/coordinator/executor.ts';
@@ -32,48 +33,11 @@ const CONFIG = {
 };
 const HALF_ROI = '0:32,256:512,0:512';
 
-function sameOutput(a: string, b: string): void {
-  for (const sub of ['segmentation', 'instances', 'objects']) {
-    const fa = filesUnder(path.join(a, sub));
-    const fb = filesUnder(path.join(b, sub));
-    assert.deepEqual([...fb.keys()].sort(), [...fa.keys()].sort(), `${sub}: same files`);
-    for (const [k, v] of fa) assert.ok(v.equals(fb.get(k)!), `${sub}/${k} differs`);
-  }
-}
 
-const started = new Set<ChildProcess>();
 
-function service(args: string[], env: Record<string, string> = {}): ChildProcess & { err: () => string; out: () => string } {
-  const p = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, TESSERA_LOG: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  started.add(p);
-  p.once('exit', () => started.delete(p));
-  let err = '';
-  let out = '';
-  p.stderr!.on('data', (d) => (err += d));
-  p.stdout!.on('data', (d) => (out += d));
-  return Object.assign(p, { err: () => err, out: () => out });
-}
 
-function exited(p: ChildProcess, ms = 120_000): Promise<number> {
-  return new Promise((resolve, reject) => {
-    if (p.exitCode !== null || p.signalCode !== null) return resolve(p.exitCode ?? 128);
-    const t = setTimeout(() => reject(new Error(`process ${p.pid} did not exit within ${ms} ms`)), ms);
-    p.once('exit', (code, sig) => { clearTimeout(t); resolve(code ?? (sig ? 128 : -1)); });
-  });
-}
 
-const doneLines = (out: string, kind: string) => {
-  const f = path.join(out, '.work', 'done', `${kind}.log`);
-  return fs.existsSync(f) ? fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).length : 0;
-};
 
-async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 90_000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - t0 > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 async function streamInfo(run: string, role: 'worker' | 'merger' = 'worker'): Promise<{ results: number; held: number }> {
   const nc = await connect({ servers: nats.url });
@@ -93,21 +57,10 @@ const coordinator = (run: string, out: string, more: string[] = [], env: Record<
   service(['coordinator', '--nats', nats.url, '--run', run, '--input', vol, '--output', out, '--config', cfg, '--json', ...more], env);
 
 before(async () => {
-  dir = tmpDir();
-  vol = path.join(dir, 'vol.zarr');
-  await tesseraOk(['synth', '--kind', 'em', '--shape', '32,512,512', '--seed', '5', '--out', vol]);
-  cfg = path.join(dir, 'cfg.json');
-  fs.writeFileSync(cfg, JSON.stringify(CONFIG));
-  embedded = path.join(dir, 'embedded.zarr');
-  await tesseraOk(['run', '--input', vol, '--output', embedded, '--config', cfg]);
-  nats = await startNats();
+  ({ dir, vol, cfg, embedded, nats } = await openBrokerFixture('32,512,512', CONFIG));
 });
 
-after(async () => {
-  for (const p of started) p.kill('SIGKILL');
-  await nats?.close();
-  fs.rmSync(dir, { recursive: true, force: true });
-});
+after(() => closeBrokerFixture({ dir, nats }));
 
 test('a worker started against a finished run exits 0 at once; one waiting for a run\'s streams exits 143 on SIGTERM', async () => {
   // A finished run: its record says complete, its streams are gone.
