@@ -5,7 +5,8 @@
 // and errors only unless TESSERA_LOG asks for more (the bars replace the info lines).
 // Off a terminal (Kubernetes, SLURM, nohup, a file): JSON logs as everywhere else, plus one
 // `progress` line every `intervalS` seconds while anything moves: tasks done/total per kind, the
-// fraction of tasks done, voxels written and their rate, and an ETA from the rate so far.
+// fraction of tasks done, voxels written and their rate, and an ETA from the rate so far; and a
+// last one at the end.
 import { createRequire } from 'node:module';
 import type cliProgressTypes from 'cli-progress';
 import { pino, type Logger } from 'pino';
@@ -79,11 +80,12 @@ function batchProgress(stream: NodeJS.WritableStream, o: ProgressOptions): RunPr
   let changed = false;
   const t0 = performance.now();
   const intervalS = o.intervalS ?? 10;
-  const timer = intervalS > 0 ? setInterval(() => {
+  const line = () => {
     if (!changed) return;
     changed = false;
     log.info(progressFields(counts, voxels, (performance.now() - t0) / 1000), 'progress');
-  }, intervalS * 1000) : undefined;
+  };
+  const timer = intervalS > 0 ? setInterval(line, intervalS * 1000) : undefined;
   timer?.unref();
   return {
     log,
@@ -94,7 +96,11 @@ function batchProgress(stream: NodeJS.WritableStream, o: ProgressOptions): RunPr
       if (v !== undefined) voxels = v;
       changed = true;
     },
-    stop: () => clearInterval(timer),
+    stop: () => {
+      clearInterval(timer);
+      // Where the run ended: the last line says it, not the last tick before it.
+      if (timer) line();
+    },
   };
 }
 

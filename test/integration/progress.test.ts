@@ -11,8 +11,8 @@ test('a run with stderr to a pipe logs progress lines with tasks, voxels and an 
   const dir = tmpDir();
   try {
     const vol = path.join(dir, 'vol.zarr');
-    await tesseraOk(['synth', '--kind', 'em', '--shape', '32,256,256', '--seed', '3', '--out', vol]);
-    const r = await tessera(['run', '--input', vol, '--output', path.join(dir, 'out.zarr'), '--preset', 'synthetic-em', '--progress-interval', '0.2'], { TESSERA_LOG: 'info' });
+    await tesseraOk(['synth', '--kind', 'em', '--shape', '32,512,512', '--seed', '3', '--out', vol]);
+    const r = await tessera(['run', '--input', vol, '--output', path.join(dir, 'out.zarr'), '--preset', 'synthetic-em', '--progress-interval', '0.1'], { TESSERA_LOG: 'info' });
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((l) => l.msg === 'progress');
     assert.ok(lines.length >= 2, `progress lines: ${lines.length}\n${r.stderr}`);
@@ -20,7 +20,9 @@ test('a run with stderr to a pipe logs progress lines with tasks, voxels and an 
     assert.ok(lines.some((l) => typeof l.etaSeconds === 'number'), 'an ETA while the run is under way');
     const fractions = lines.map((l) => l.fraction);
     assert.deepEqual(fractions, [...fractions].sort((a, b) => a - b), 'fraction never goes back');
-    assert.ok(lines.some((l) => l.voxels === 32 * 256 * 256 && l.voxelsDone > 0), 'voxels written once paste ran');
+    const last = lines[lines.length - 1];
+    assert.equal(last.fraction, 1, 'the last line is the run\'s end');
+    assert.equal(last.voxelsDone, 32 * 512 * 512, 'every voxel written');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

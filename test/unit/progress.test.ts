@@ -36,6 +36,16 @@ test('off a terminal: one JSON progress line per interval while something moved,
   assert.deepEqual(lines.map((l) => l.tasks.paste), ['1/2', '2/2']);
   assert.equal(lines[0].voxelsDone, 500);
   assert.ok(lines[0].etaSeconds >= 0);
+  // A run that ends between ticks still leaves its last state.
+  let end = '';
+  const s2 = Object.assign(new Writable({ write(c, _e, cb) { end += c; cb(); } }), { isTTY: false });
+  const q = runProgress({ intervalS: 10, stream: s2 });
+  q.update('paste', 3, 3, 900);
+  q.stop();
+  const final = end.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  assert.equal(final.length, 1);
+  assert.equal(final[0].fraction, 1);
+  assert.equal(final[0].voxelsDone, 900);
 });
 
 test('textLine: a pino JSON line as level, message and key=value fields', () => {
