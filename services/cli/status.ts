@@ -28,10 +28,25 @@ export interface StatusView {
  * its ack), so lines overcount; a line cut short by a crash does not count (WorkStore's parser).
  */
 async function countDone(work: WorkStore, kind: string): Promise<number> {
-  const seen = new Set<number>();
-  // Chunk indices stay far below 2^17 per axis (FAFB: ~500): one exact number per task.
-  for await (const batch of work.done([kind])) for (const e of batch) seen.add((e.index[0] * 2 ** 17 + e.index[1]) * 2 ** 17 + e.index[2]);
-  return seen.size;
+  // One exact number per task in a typed array (chunk indices stay far below 2^17 per axis;
+  // FAFB: ~500), sorted, runs counted: 8 bytes a line, not a Set entry (~50) — a FAFB kind's
+  // 10^7 done lines are 80 MB here.
+  let keys = new Float64Array(1024);
+  let n = 0;
+  for await (const batch of work.done([kind])) {
+    for (const e of batch) {
+      if (n === keys.length) {
+        const grown = new Float64Array(2 * n);
+        grown.set(keys);
+        keys = grown;
+      }
+      keys[n++] = (e.index[0] * 2 ** 17 + e.index[1]) * 2 ** 17 + e.index[2];
+    }
+  }
+  const sorted = keys.subarray(0, n).sort();
+  let distinct = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) distinct++;
+  return distinct;
 }
 
 export async function outputStatus(out: string): Promise<StatusView> {
