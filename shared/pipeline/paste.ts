@@ -11,7 +11,7 @@
 import { type Box, type Vec3, intersect, isEmpty, shapeOf } from '../geometry/box.ts';
 import { type Array3, array3 } from '../array/array3.ts';
 import { gaussAxis } from '../infer/sliding.ts';
-import { DEQUANT } from './quant.ts';
+import { INV_QUANT } from './quant.ts';
 import type { BufferPool } from '../array/pool.ts';
 
 export interface CropPrediction {
@@ -103,22 +103,26 @@ export class PasteAccumulator {
     const x0 = r.begin[2] - wb[2], x1 = r.end[2] - wb[2], nx = x1 - x0;
     const gx0 = r.begin[2] - source.begin[2];
     const w = this.wRow, weight = this.weight, acc = this.acc;
+    const one = values.length === 1 && values[0] instanceof Uint16Array ? values[0] : undefined;
     for (let z = r.begin[0]; z < r.end[0]; z++) {
       for (let y = r.begin[1]; y < r.end[1]; y++) {
         const gzy = gz[z - source.begin[0]] * gy[y - source.begin[1]];
         const row = (z - wb[0]) * H + (y - wb[1]);
         const o = row * W + x0;
         const t = ((z - target.begin[0]) * ts[1] + (y - target.begin[1])) * ts[2] + (r.begin[2] - target.begin[2]);
-        for (let x = 0; x < nx; x++) {
-          const v = Math.fround(gzy * gx[gx0 + x]);
-          w[x] = v;
-          weight[o + x] += v;
-        }
-        for (let c = 0; c < values.length; c++) {
-          const a = acc[c];
-          const q = values[c];
-          if (q instanceof Uint16Array) for (let x = 0; x < nx; x++) a[o + x] += w[x] * DEQUANT[q[t + x]];
-          else for (let x = 0; x < nx; x++) a[o + x] += w[x] * q[t + x];
+        if (one) accumulateRow1(weight, acc[0], one, gx, gzy, o, t, gx0, nx);
+        else {
+          for (let x = 0; x < nx; x++) {
+            const v = Math.fround(gzy * gx[gx0 + x]);
+            w[x] = v;
+            weight[o + x] += v;
+          }
+          for (let c = 0; c < values.length; c++) {
+            const a = acc[c];
+            const q = values[c];
+            if (q instanceof Uint16Array) for (let x = 0; x < nx; x++) a[o + x] += w[x] * Math.fround(q[t + x] * INV_QUANT);
+            else for (let x = 0; x < nx; x++) a[o + x] += w[x] * q[t + x];
+          }
         }
         if (x0 < this.rowLo[row]) this.rowLo[row] = x0;
         if (x1 > this.rowHi[row]) this.rowHi[row] = x1;
@@ -222,5 +226,19 @@ export class PasteAccumulator {
     for (let row = 0; row < this.rowLo.length; row++) {
       if (this.rowLo[row] < this.rowHi[row]) f(row * W + this.rowLo[row], row * W + this.rowHi[row]);
     }
+  }
+}
+
+/**
+ * One row of a one-channel quantised crop (EM, CT: the common case) in one pass: the weight and
+ * the weighted value per voxel, the same float32 operations in the same order as the general
+ * loops (w rounded to float32, then w · q/QUANT rounded to float32 — quant.ts's INV_QUANT
+ * gives that float exactly — added), without the scratch row.
+ */
+function accumulateRow1(weight: Float32Array, a: Float32Array, q: Uint16Array, gx: Float64Array, gzy: number, o: number, t: number, gx0: number, nx: number): void {
+  for (let x = 0; x < nx; x++) {
+    const v = Math.fround(gzy * gx[gx0 + x]);
+    weight[o + x] += v;
+    a[o + x] += v * Math.fround(q[t + x] * INV_QUANT);
   }
 }

@@ -13,7 +13,8 @@ export function quantise(p: Float32Array): Uint16Array {
 }
 
 /**
- * q → p for every q, as float32: DEQUANT[q] is exactly the float32 that `q / QUANT` stored into
- * a Float32Array gives, so paste can dequantise in its accumulate loop by one lookup.
+ * q → p: Math.fround(q · INV_QUANT) is exactly the float32 that `q / QUANT` stored into a
+ * Float32Array gives, for every q (paste.test.ts checks all 65,536), so paste dequantises by a
+ * multiplication in its accumulate loop (a 65,536-entry table cost cache misses there).
  */
-export const DEQUANT: Float32Array = Float32Array.from({ length: QUANT + 1 }, (_, q) => q / QUANT);
+export const INV_QUANT = 1 / QUANT;

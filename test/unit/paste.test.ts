@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { type Box, type Vec3, box, boxOfShape, boxToString, contains, grow, intersect, isEmpty, shapeOf, volumeOf } from '../../shared/geometry/box.ts';
 import { type Array3, array3, zeros } from '../../shared/array/array3.ts';
 import { type CropPrediction, type QuantisedCrop, PasteAccumulator } from '../../shared/pipeline/paste.ts';
-import { QUANT } from '../../shared/pipeline/quant.ts';
+import { INV_QUANT, QUANT } from '../../shared/pipeline/quant.ts';
 import { BufferPool } from '../../shared/array/pool.ts';
 import { argmax, gaussianMap } from '../../shared/infer/sliding.ts';
 import { contextBox, halfPatch } from '../../shared/pipeline/context.ts';
@@ -303,6 +303,14 @@ function randomCrops(r: () => number, write: Box, channels: number, count: numbe
 }
 
 const bitsEqual = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
+test('paste kernel: q · INV_QUANT rounded to float32 is q / QUANT as a Float32Array stores it, for every 16-bit q', () => {
+  const want = new Float32Array(QUANT + 1);
+  for (let q = 0; q <= QUANT; q++) want[q] = q / QUANT;
+  const bad: number[] = [];
+  for (let q = 0; q <= QUANT; q++) if (Math.fround(q * INV_QUANT) !== want[q]) bad.push(q);
+  assert.deepEqual(bad, []);
+});
 
 test('paste kernel: addQuantised + finish give the old accumulator\'s floats and arg-max bit for bit on random crops', () => {
   const r = rng(2024);
