@@ -30,6 +30,14 @@ export interface LocalObjects {
   objects: ObjectRow[];
   /** first[id]: the chunk-local raster index of the object's first voxel (index 0 unused). */
   first: Float64Array;
+  /** Per row (z, y) of the chunk: the x range [lo, hi) holding its foreground (lo = hi: none). */
+  rows: RowRanges;
+}
+
+/** Per row of a chunk, the x range [lo[r], hi[r]) outside which the row is all background. */
+export interface RowRanges {
+  lo: Int32Array;
+  hi: Int32Array;
 }
 
 // The 13 neighbours that come before a voxel in raster order: the first pass has already
@@ -90,13 +98,17 @@ export function labelObjects(seg: Array3<Uint8Array>, origin: Vec3, probs?: read
   const delta = new Int32Array(13);
   for (let k = 0; k < 13; k++) delta[k] = BACK_DZ[k] * YX + BACK_DY[k] * X + BACK_DX[k];
 
-  // First pass: provisional labels, equivalences in `parent` (grown by doubling).
+  // First pass: provisional labels, equivalences in `parent` (grown by doubling). Each row's
+  // foreground range is found first (4 bytes at a time: a sparse chunk is mostly empty rows) and
+  // kept, so the second pass, the runs and the caller visit only those ranges.
+  const rows = foregroundRows(s, Z * Y, X);
   let parent = new Uint32Array(1024);
   let next = 1;
   for (let z = 0; z < Z; z++) {
     for (let y = 0; y < Y; y++) {
-      const row = (z * Y + y) * X;
-      for (let x = 0; x < X; x++) {
+      const r = z * Y + y;
+      const row = r * X;
+      for (let x = rows.lo[r], xe = rows.hi[r]; x < xe; x++) {
         const i = row + x;
         const c = s[i];
         if (c === 0) continue;
@@ -143,8 +155,9 @@ export function labelObjects(seg: Array3<Uint8Array>, origin: Vec3, probs?: read
   const first = new Float64Array(count + 1);
   for (let z = 0; z < Z; z++) {
     for (let y = 0; y < Y; y++) {
-      const row = (z * Y + y) * X;
-      for (let x = 0; x < X; x++) {
+      const r = z * Y + y;
+      const row = r * X;
+      for (let x = rows.lo[r], xe = rows.hi[r]; x < xe; x++) {
         const i = row + x;
         const l = labels[i];
         if (l === 0) continue;
@@ -186,7 +199,39 @@ export function labelObjects(seg: Array3<Uint8Array>, origin: Vec3, probs?: read
     if (psum) row.meanProbability = psum[id] / voxels[id];
     objects[id - 1] = row;
   }
-  return { labels, count, objects, first };
+  return { labels, count, objects, first, rows };
+}
+
+/**
+ * The x range of each of `count` rows of `X` bytes of `s` outside which the row is 0: whole
+ * 4-byte words compared where the rows are word-aligned, bytes otherwise.
+ */
+export function foregroundRows(s: Uint8Array, count: number, X: number): RowRanges {
+  const lo = new Int32Array(count), hi = new Int32Array(count);
+  const words = X % 4 === 0 && s.byteOffset % 4 === 0 ? new Uint32Array(s.buffer, s.byteOffset, (count * X) >> 2) : undefined;
+  const W = X >> 2;
+  for (let r = 0; r < count; r++) {
+    let a: number, b: number;
+    if (words) {
+      const w0 = r * W;
+      let u = w0, v = w0 + W;
+      while (u < v && words[u] === 0) u++;
+      if (u === v) continue;
+      while (words[v - 1] === 0) v--;
+      a = (u - w0) * 4; b = (v - w0) * 4;
+    } else {
+      const row = r * X;
+      a = 0; b = X;
+      while (a < b && s[row + a] === 0) a++;
+      if (a === b) continue;
+    }
+    // Narrow to the first and last nonzero byte (a word holds up to 3 zero bytes at each end).
+    const row = r * X;
+    while (s[row + a] === 0) a++;
+    while (s[row + b - 1] === 0) b--;
+    lo[r] = a; hi[r] = b;
+  }
+  return { lo, hi };
 }
 
 
@@ -214,14 +259,15 @@ export function anchorIds(local: LocalObjects, origin: Vec3, shape: Vec3, volume
  * bytes per object row instead of four per voxel, and relabel writes the chunk's global ids from
  * them without labelling it again.
  */
-export function labelRuns(labels: Uint32Array, shape: Vec3): Uint32Array {
+export function labelRuns(labels: Uint32Array, shape: Vec3, rows?: RowRanges): Uint32Array {
   if (labels.length > 0xffffffff) throw new RangeError(`a chunk of ${labels.length} voxels is too large for label runs`);
   const X = shape[2];
   let out = new Uint32Array(3 * 1024);
   let n = 0;
-  for (let row = 0; row < labels.length; row += X) {
-    const end = row + X;
-    for (let i = row; i < end; i++) {
+  for (let r = 0, row = 0; row < labels.length; r++, row += X) {
+    // With the rows' foreground ranges (labelObjects'), only those are read.
+    const end = rows ? row + rows.hi[r] : row + X;
+    for (let i = rows ? row + rows.lo[r] : row; i < end; i++) {
       const l = labels[i];
       if (l === 0) continue;
       let j = i + 1;

@@ -44,7 +44,7 @@ export async function labelChunk(ctx: TaskContext, index: Vec3, write: Box, seg:
     const into = ctx.pasteBuffers.u32(seg.data.length);
     const l = labelObjects(seg, write.begin, probs, into);
     const i = anchorIds(l, write.begin, shape, ctx.graph.volume.end);
-    const r = labelRuns(l.labels, shape);
+    const r = labelRuns(l.labels, shape, l.rows);
     const b = borderSections(l.labels, i, seg.data, shape);
     // Back to the pool zeroed: the runs say which voxels were written.
     for (let k = 0; k < r.length; k += 3) into.fill(0, r[k], r[k] + r[k + 1]);
@@ -87,7 +87,7 @@ async function chunkRuns(ctx: TaskContext, index: Vec3, write: Box, table: Label
   if (table.count !== local.count) {
     throw new InputError(ctx.out.segmentation.path, `chunk ${indexId(index)} holds ${local.count} objects but ${table.count} were labelled when it was written (changed since?)`, indexId(index));
   }
-  return labelRuns(local.labels, shapeOf(write));
+  return labelRuns(local.labels, shapeOf(write), local.rows);
 }
 
 /** The final ids of a chunk's parts that reach its faces: its list in its level-1 region's resolve. */

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { type Box, type Vec3, box, shapeOf } from '../../shared/geometry/box.ts';
 import { type Array3, array3, copyRegion, crop, zerosU8 } from '../../shared/array/array3.ts';
 import { label } from '../../shared/array/components.ts';
-import { type LocalObjects, anchorIds, labelObjects, labelRuns, paintRuns, paintRunsSlab } from '../../shared/pipeline/instances.ts';
+import { type LocalObjects, anchorIds, foregroundRows, labelObjects, labelRuns, paintRuns, paintRunsSlab } from '../../shared/pipeline/instances.ts';
 import { mulberry32 } from '../../shared/synth/random.ts';
 import { Contacts, FORWARD, borderSections, contactsAcross, decodeFace, edgeSection, faceSection, touchOf } from '../../shared/pipeline/border.ts';
 import { type Decisions, type Down, type PartRow, type Rows, type Summary, chunkSummary, joinRegion, settleRegion } from '../../shared/pipeline/merge.ts';
@@ -135,6 +135,33 @@ test('labelObjects: empty volumes', () => {
   const z = labelObjects(zerosU8([0, 4, 5]), [0, 0, 0]);
   assert.equal(z.count, 0);
   assert.equal(z.labels.length, 0);
+});
+
+test('foregroundRows: each row\'s range is exactly its first to last nonzero byte, aligned (words) or not (bytes); labelObjects the same either way', () => {
+  const r = rng(31);
+  for (let t = 0; t < 40; t++) {
+    // X a multiple of 4 (word scan) or not; the data at byte offset 0 or 1 (word scan refused).
+    const X = 4 * randInt(r, 1, 9) + (t % 3 === 0 ? randInt(r, 1, 4) : 0);
+    const s: Vec3 = [randInt(r, 1, 4), randInt(r, 1, 6), X];
+    const n = s[0] * s[1] * s[2];
+    const at = t % 2;
+    const buf = new Uint8Array(n + at);
+    const seg = buf.subarray(at);
+    // Sparse rows: most empty, some with a byte or two anywhere (word ends included).
+    for (let row = 0; row < s[0] * s[1]; row++) if (r() < 0.4) for (let k = randInt(r, 1, 3); k > 0; k--) seg[row * X + randInt(r, 0, X)] = randInt(r, 1, 3);
+    const rows = foregroundRows(seg, s[0] * s[1], X);
+    for (let row = 0; row < s[0] * s[1]; row++) {
+      const line = Array.from(seg.subarray(row * X, (row + 1) * X));
+      const lo = line.findIndex((v) => v !== 0);
+      const want = lo < 0 ? [0, 0] : [lo, X - [...line].reverse().findIndex((v) => v !== 0)];
+      assert.deepEqual([rows.lo[row], rows.hi[row]], want, `case ${t}, row ${row}`);
+    }
+    const a = labelObjects(array3(seg, s), [0, 0, 0]);
+    const b = labelObjects(array3(Uint8Array.from(seg), s), [0, 0, 0]);
+    assert.deepEqual(a.labels, b.labels);
+    assert.deepEqual(a.objects, b.objects);
+    assert.deepEqual(labelRuns(a.labels, s, a.rows), labelRuns(a.labels, s));
+  }
 });
 
 test('labelObjects: random multi-class volumes equal per-class `label` (26) renumbered in raster order', () => {
