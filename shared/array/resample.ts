@@ -52,9 +52,10 @@ export function downsampleMax(src: Array3, factor: Vec3): Array3<Float32Array> {
  * they hold); a tie goes to the larger label, so a structure filling half a block — a thin cleft
  * — is kept rather than erased by background. For the segmentation's viewing pyramid (uint8).
  * A block, or a row of blocks, of one label (most of a sparse segmentation) is decided by one
- * scan, without counting.
+ * scan, without counting. `rows`: per row (z, y) of `src`, the x range outside which it is 0
+ * (labelObjects' RowRanges): blocks outside those ranges are 0 without being read.
  */
-export function downsampleMode(src: Array3, factor: Vec3): Array3<Uint8Array> {
+export function downsampleMode(src: Array3, factor: Vec3, rows?: { lo: Int32Array; hi: Int32Array }): Array3<Uint8Array> {
   const [Z, Y, X] = src.shape;
   const [fz, fy, fx] = factor;
   const out = downShape(src.shape, factor);
@@ -67,15 +68,27 @@ export function downsampleMode(src: Array3, factor: Vec3): Array3<Uint8Array> {
     const z0 = oz * fz, z1 = Math.min(Z, z0 + fz);
     for (let oy = 0; oy < out[1]; oy++) {
       const y0 = oy * fy, y1 = Math.min(Y, y0 + fy);
-      // A whole row of blocks of one label (most rows of a sparse segmentation): one scan.
-      const v0 = d[(z0 * Y + y0) * X];
-      if (uniform(d, Y, X, z0, z1, y0, y1, 0, X, v0)) {
-        dst.fill(v0, o, o + out[2]);
-        o += out[2];
-        continue;
+      // With the rows' nonzero ranges (labelObjects'), blocks outside them are 0 unread.
+      let lo = 0, hi = X;
+      if (rows) {
+        lo = X; hi = 0;
+        for (let z = z0; z < z1; z++) for (let y = y0; y < y1; y++) {
+          const r = z * Y + y;
+          if (rows.lo[r] < rows.hi[r]) { lo = Math.min(lo, rows.lo[r]); hi = Math.max(hi, rows.hi[r]); }
+        }
+        if (lo >= hi) { o += out[2]; continue; }
+      } else {
+        // A whole row of blocks of one label (most rows of a sparse segmentation): one scan.
+        const v0 = d[(z0 * Y + y0) * X];
+        if (uniform(d, Y, X, z0, z1, y0, y1, 0, X, v0)) {
+          dst.fill(v0, o, o + out[2]);
+          o += out[2];
+          continue;
+        }
       }
       for (let ox = 0; ox < out[2]; ox++, o++) {
         const x0 = ox * fx, x1 = Math.min(X, x0 + fx);
+        if (x1 <= lo || x0 >= hi) continue;
         const first = d[(z0 * Y + y0) * X + x0];
         if (uniform(d, Y, X, z0, z1, y0, y1, x0, x1, first)) {
           dst[o] = first;

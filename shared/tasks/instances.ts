@@ -17,7 +17,7 @@ import { downsampleMode } from '../array/resample.ts';
 import { chunkBox, indexId } from '../geometry/grid.ts';
 import { regionParent } from '../geometry/tree.ts';
 import { type Array3, array3 } from '../array/array3.ts';
-import { type ObjectRow, anchorIds, labelObjects, labelRuns, paintRuns, paintRunsSlab } from '../pipeline/instances.ts';
+import { type ObjectRow, type RowRanges, anchorIds, labelObjects, labelRuns, paintRuns, paintRunsSlab } from '../pipeline/instances.ts';
 import { borderSections } from '../pipeline/border.ts';
 import type { Down } from '../pipeline/merge.ts';
 import { packColumns, unpackColumns } from '../array/columns.ts';
@@ -55,7 +55,7 @@ export async function labelChunk(ctx: TaskContext, index: Vec3, write: Box, seg:
   await ctx.work.writeJson('label', index, { count: local.count, objects } satisfies LabelResult);
   await ctx.work.writeSections('border', index, numbered(border));
   await ctx.work.writeSections('runs', index, [{ key: 'runs', header: null, body: [packColumns([runs])] }]);
-  await writePyramid(ctx, write, seg);
+  await writePyramid(ctx, write, seg, local.rows);
   return local.count;
 }
 
@@ -63,9 +63,9 @@ export async function labelChunk(ctx: TaskContext, index: Vec3, write: Box, seg:
  * The segmentation's viewing pyramid: this chunk's share of each level, whole storage chunks of
  * that level (pyramidFactors keeps only levels where a chunk maps to whole chunks).
  */
-async function writePyramid(ctx: TaskContext, write: Box, seg: Array3<Uint8Array>): Promise<void> {
+async function writePyramid(ctx: TaskContext, write: Box, seg: Array3<Uint8Array>, rows: RowRanges): Promise<void> {
   for (const { array, factor } of ctx.out.segmentationLevels) {
-    const down = downsampleMode(seg, factor);
+    const down = downsampleMode(seg, factor, rows);
     await ctx.timings.time('write', () => writeRegion(array, boxAt(write.begin.map((v, a) => v / factor[a]) as unknown as Vec3, down.shape), down, ctx.src.io));
   }
 }
