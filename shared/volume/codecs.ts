@@ -3,6 +3,7 @@
 // chunk would read back as zeros. These wrappers make a chunk whose bytes do not decode to
 // exactly one chunk of data fail loudly, so the caller can name the chunk.
 import * as zarr from 'zarrita';
+import { NATIVE_ZSTD, bloscZstdDecode } from './blosc.ts';
 
 type CodecClass = { fromConfig(config: unknown, meta: unknown): Codec };
 type Codec = { kind: string; encode(x: unknown): unknown; decode(x: unknown): unknown; computeEncodedSize?(n: number): number };
@@ -48,8 +49,18 @@ export function installCheckedCodecs(): void {
       if (cbytes !== b.byteLength) throw new Error(`corrupt blosc chunk: header says ${cbytes >>> 0} bytes, file has ${b.byteLength}`);
     },
   }));
-  reg.set('blosc', checkedBlosc);
-  reg.set('numcodecs.blosc', checkedBlosc);
+  // zstd frames are read by node:zlib (blosc.ts), the rest by numcodecs.
+  const nativeBlosc: typeof blosc = async () => {
+    const Checked = await checkedBlosc();
+    return {
+      fromConfig(config: unknown, meta: unknown): Codec {
+        const inner = Checked.fromConfig(config, meta);
+        return { ...inner, decode: async (x) => (NATIVE_ZSTD && bloscZstdDecode(x as Uint8Array)) || inner.decode(x) };
+      },
+    };
+  };
+  reg.set('blosc', nativeBlosc);
+  reg.set('numcodecs.blosc', nativeBlosc);
   reg.set('bytes', wrap(bytes, (_config, meta) => {
     const n = (meta.shape as number[]).reduce((a: number, b: number) => a * b, 1);
     const item = ITEM[meta.dataType as string];

@@ -1,0 +1,57 @@
+// Blosc frames with zstd by node:zlib (shared/volume/blosc.ts) against numcodecs' Blosc (c-blosc
+// in WebAssembly): each reads what the other writes, byte for byte.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Blosc from 'numcodecs/blosc';
+import { bloscZstdDecode, bloscZstdEncode } from '../../shared/volume/blosc.ts';
+import { randInt, rng } from '../helpers/rng.ts';
+
+/** A sparse chunk of `n` elements of `size` bytes: background with a few runs of ids. */
+function sparse(r: () => number, n: number, size: number): Uint8Array {
+  const b = new Uint8Array(n * size);
+  for (let k = randInt(r, 0, 12); k > 0; k--) {
+    const at = randInt(r, 0, n), len = randInt(r, 1, 40);
+    for (let i = at; i < Math.min(n, at + len); i++) for (let j = 0; j < size; j++) b[i * size + j] = (k * 37 + j * 11) & 0xff;
+  }
+  return b;
+}
+
+test('blosc/zstd frames: numcodecs decodes ours and we decode ours to the same bytes, shuffled or not, any item size; noise is stored', async () => {
+  const r = rng(5);
+  const numcodecs = Blosc.fromConfig({ cname: 'zstd', clevel: 3, shuffle: 1, blocksize: 0 });
+  for (let t = 0; t < 40; t++) {
+    const size = [1, 2, 4, 8][t % 4];
+    const n = randInt(r, 1, 5000);
+    // Every eighth chunk is noise: it does not compress and is written as a stored frame.
+    const bytes = t % 8 === 7 ? Uint8Array.from({ length: n * size }, () => randInt(r, 0, 256)) : sparse(r, n, size);
+    const frame = bloscZstdEncode(bytes, size, 3, t % 3 !== 0);
+    assert.ok(t % 8 === 7 ? frame.length === bytes.length + 16 : frame.length < bytes.length + 16, `case ${t}: ${frame.length} bytes for ${bytes.length}`);
+    assert.deepEqual(bloscZstdDecode(frame), bytes, `case ${t}: ours`);
+    assert.deepEqual(new Uint8Array(await numcodecs.decode(frame)), bytes, `case ${t}: numcodecs`);
+  }
+});
+
+test('blosc frames by numcodecs: zstd ones decoded here equal numcodecs\' own decoding; lz4 ones are left to numcodecs (undefined)', async () => {
+  const r = rng(6);
+  for (let t = 0; t < 10; t++) {
+    const bytes = sparse(r, randInt(r, 100, 300_000), 1);
+    const zstd = await Blosc.fromConfig({ cname: 'zstd', clevel: 5, shuffle: 1, blocksize: 0 }).encode(bytes);
+    assert.deepEqual(bloscZstdDecode(zstd), bytes, `case ${t}: numcodecs' zstd frame`);
+    const lz4 = await Blosc.fromConfig({ cname: 'lz4', clevel: 5, shuffle: 1, blocksize: 0 }).encode(bytes);
+    assert.equal(lz4[2] & 0x2, 0, `case ${t}: the lz4 frame is compressed, not stored`);
+    assert.equal(bloscZstdDecode(lz4), undefined, `case ${t}: lz4 frame`);
+  }
+});
+
+test('blosc/zstd frames: a truncated or padded frame is refused, not read as zeros', () => {
+  const bytes = sparse(rng(7), 4096, 4);
+  const frame = bloscZstdEncode(bytes, 4, 3, true);
+  assert.throws(() => bloscZstdDecode(frame.subarray(0, frame.length - 5)), /corrupt blosc chunk/);
+  const padded = new Uint8Array(frame.length + 3);
+  padded.set(frame);
+  assert.throws(() => bloscZstdDecode(padded), /corrupt blosc chunk/);
+  // A stream whose size field lies: zstd refuses, or the length check does.
+  const bad = frame.slice();
+  new DataView(bad.buffer).setUint32(20, frame.length - 24 - 1, true);
+  assert.throws(() => bloscZstdDecode(bad));
+});
