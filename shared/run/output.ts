@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Vec3 } from '../geometry/box.ts';
-import { type VolumeArray, createArray, createGroup, openArray, readGroupAttributes } from '../volume/zarr.ts';
+import { type VolumeArray, LABEL_COMPRESSOR, createArray, createGroup, openArray, readGroupAttributes } from '../volume/zarr.ts';
 import { type RunIdentity, identityDiff } from './identity.ts';
 import { createGroupV3, multiscalesAttrs, ngff05 } from '../volume/ome.ts';
 import { removeEmptyTemp, writeJsonAtomic } from '../volume/store.ts';
@@ -126,7 +126,7 @@ async function createLayout(out: string, o: CreateOutputOptions & { identity?: R
   const group = (p: string, attrs: Record<string, unknown>) => (v3 ? createGroupV3(p, ngff05(attrs)) : createGroup(p, attrs));
   const array = (p: string, dtype: 'uint8' | 'uint32' | 'uint64' | 'float32', f: Vec3 = [1, 1, 1]) => (v3
     ? createShardedArray(p, { shape: downShape(o.shape, f), shard: o.shard!.map((v, a) => v / f[a]) as unknown as Vec3, chunks: o.chunks, dtype })
-    : createArray(p, { shape: downShape(o.shape, f), chunks: o.chunks, dtype }));
+    : createArray(p, { shape: downShape(o.shape, f), chunks: o.chunks, dtype, ...(dtype === 'uint32' || dtype === 'uint64' ? { compressor: LABEL_COMPRESSOR } : {}) }));
   // run.json first, with the identity: an output whose creation stopped half-way (disk full,
   // killed) is then known as Tessera's and resumed, never mistaken for someone else's data.
   await fs.promises.mkdir(out, { recursive: true });

@@ -3,7 +3,7 @@
 // chunk would read back as zeros. These wrappers make a chunk whose bytes do not decode to
 // exactly one chunk of data fail loudly, so the caller can name the chunk.
 import * as zarr from 'zarrita';
-import { NATIVE_ZSTD, bloscZstdDecode } from './blosc.ts';
+import { NATIVE_ZSTD, bloscZstdDecode, bloscZstdEncode, zstdDecode, zstdEncode } from './zstd.ts';
 
 type CodecClass = { fromConfig(config: unknown, meta: unknown): Codec };
 type Codec = { kind: string; encode(x: unknown): unknown; decode(x: unknown): unknown; computeEncodedSize?(n: number): number };
@@ -49,18 +49,36 @@ export function installCheckedCodecs(): void {
       if (cbytes !== b.byteLength) throw new Error(`corrupt blosc chunk: header says ${cbytes >>> 0} bytes, file has ${b.byteLength}`);
     },
   }));
-  // zstd frames are read by node:zlib (blosc.ts), the rest by numcodecs.
+  // Blosc frames with zstd inside are read by node:zlib (zstd.ts), the rest by numcodecs; Zarr's
+  // zstd codec wholly by node:zlib where this Node has it.
   const nativeBlosc: typeof blosc = async () => {
     const Checked = await checkedBlosc();
     return {
-      fromConfig(config: unknown, meta: unknown): Codec {
+      fromConfig(config: unknown, meta: any): Codec {
         const inner = Checked.fromConfig(config, meta);
-        return { ...inner, decode: async (x) => (NATIVE_ZSTD && bloscZstdDecode(x as Uint8Array)) || inner.decode(x) };
+        const c = (config ?? {}) as { cname?: string; clevel?: number; shuffle?: unknown; typesize?: number };
+        // Shuffled in units of the stated typesize (v3), else the element size.
+        const shuffle = c.shuffle === 1 || c.shuffle === 'shuffle' ? true : c.shuffle === 0 || c.shuffle === 'noshuffle' || c.shuffle === undefined ? false : undefined;
+        const size = c.typesize ?? ITEM[meta?.dataType as string] ?? 1;
+        const encode = NATIVE_ZSTD && c.cname === 'zstd' && shuffle !== undefined
+          ? (x: unknown) => bloscZstdEncode(x as Uint8Array, size, c.clevel ?? 5, shuffle)
+          : (x: unknown) => inner.encode(x);
+        return { ...inner, encode, decode: async (x) => (NATIVE_ZSTD && bloscZstdDecode(x as Uint8Array)) || inner.decode(x) };
       },
     };
   };
   reg.set('blosc', nativeBlosc);
   reg.set('numcodecs.blosc', nativeBlosc);
+  if (NATIVE_ZSTD) {
+    const zstd: typeof blosc = () => ({
+      fromConfig: (config) => {
+        const c = (config ?? {}) as { level?: number; checksum?: boolean };
+        return { kind: 'bytes_to_bytes', encode: (x) => zstdEncode(x as Uint8Array, c.level ?? 0, c.checksum === true), decode: (x) => zstdDecode(x as Uint8Array) };
+      },
+    });
+    reg.set('zstd', zstd);
+    reg.set('numcodecs.zstd', zstd);
+  }
   reg.set('bytes', wrap(bytes, (_config, meta) => {
     const n = (meta.shape as number[]).reduce((a: number, b: number) => a * b, 1);
     const item = ITEM[meta.dataType as string];

@@ -7,7 +7,6 @@ import * as zarr from 'zarrita';
 import { type Box, type Vec3, boxOfShape, contains, shapeOf } from '../geometry/box.ts';
 import { type Array3, array3, copyRegion } from '../array/array3.ts';
 import { type DType, type TypedArray, allocate } from './dtype.ts';
-import { NATIVE_ZSTD, bloscZstdEncode } from './blosc.ts';
 
 export type CodecMeta = zarr.CodecMetadata;
 
@@ -26,9 +25,6 @@ async function registered(meta: CodecMeta, chunkMeta: unknown, fail: (m: string)
   const load = (zarr.registry as unknown as Map<string, () => Promise<CodecClass> | CodecClass>).get(meta.name);
   if (!load || !['bytes', 'zstd', 'blosc'].includes(meta.name)) fail(`cannot write codec "${meta.name}"`);
   let config = meta.configuration;
-  const item = allocate((chunkMeta as { dataType: DType }).dataType, 0).BYTES_PER_ELEMENT;
-  const native = nativeBlosc(meta, item);
-  if (native) return native;
   if (meta.name === 'blosc') {
     // v3 names the shuffle; numcodecs.js takes the numeric mode of the v2 form.
     const c = (config ?? {}) as { shuffle?: unknown };
@@ -36,17 +32,6 @@ async function registered(meta: CodecMeta, chunkMeta: unknown, fail: (m: string)
     config = { ...c, shuffle } as typeof config;
   }
   return (await load!()).fromConfig(config, chunkMeta);
-}
-
-/** Blosc with zstd inside, encoded by node:zlib (blosc.ts says why); undefined for other codecs. */
-function nativeBlosc(meta: CodecMeta, item: number): ByteCodec | undefined {
-  if (meta.name !== 'blosc' || !NATIVE_ZSTD) return undefined;
-  const c = (meta.configuration ?? {}) as { cname?: string; clevel?: number; shuffle?: unknown };
-  if (c.cname !== 'zstd') return undefined;
-  const shuffle = c.shuffle === 1 || c.shuffle === 'shuffle';
-  if (!shuffle && !(c.shuffle === 0 || c.shuffle === 'noshuffle' || c.shuffle === undefined)) return undefined;
-  const clevel = c.clevel ?? 5;
-  return { encode: (bytes) => bloscZstdEncode(bytes as Uint8Array, item, clevel, shuffle) };
 }
 
 export function isLittleBytes(meta: CodecMeta | undefined, itemSize: number): boolean {

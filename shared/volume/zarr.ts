@@ -143,6 +143,13 @@ const V2_DTYPE: Record<DType, string> = {
 export const DEFAULT_COMPRESSOR = { id: 'blosc', cname: 'zstd', clevel: 3, shuffle: 1, blocksize: 0 } as const;
 
 /**
+ * Instance ids unshuffled: runs of one 4- or 8-byte id compress better whole than split into
+ * byte planes (the bench run's uint32 ids: 159 kB unshuffled, 364 kB shuffled, a third of the
+ * encoding time).
+ */
+export const LABEL_COMPRESSOR = { ...DEFAULT_COMPRESSOR, shuffle: 0 } as const;
+
+/**
  * Create (or overwrite the metadata of) a Zarr v2 array. We write v2 so that NGFF 0.4 readers
  * and Debian's python3-zarr open the output; zarrita's create() only makes v3.
  */

@@ -1,9 +1,11 @@
-// Blosc frames with zstd by node:zlib (shared/volume/blosc.ts) against numcodecs' Blosc (c-blosc
-// in WebAssembly): each reads what the other writes, byte for byte.
+// Blosc frames with zstd by node:zlib (shared/volume/zstd.ts) against numcodecs' Blosc (c-blosc
+// in WebAssembly), and Zarr's zstd codec against numcodecs' Zstd: each reads what the other
+// writes, byte for byte.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Blosc from 'numcodecs/blosc';
-import { bloscZstdDecode, bloscZstdEncode } from '../../shared/volume/blosc.ts';
+import Zstd from 'numcodecs/zstd';
+import { bloscZstdDecode, bloscZstdEncode, zstdDecode, zstdEncode } from '../../shared/volume/zstd.ts';
 import { randInt, rng } from '../helpers/rng.ts';
 
 /** A sparse chunk of `n` elements of `size` bytes: background with a few runs of ids. */
@@ -54,4 +56,16 @@ test('blosc/zstd frames: a truncated or padded frame is refused, not read as zer
   const bad = frame.slice();
   new DataView(bad.buffer).setUint32(20, frame.length - 24 - 1, true);
   assert.throws(() => bloscZstdDecode(bad));
+});
+
+test('zstd codec: numcodecs reads our frames (with and without checksum) and we read numcodecs\' frames', async () => {
+  const r = rng(8);
+  const numcodecs = Zstd.fromConfig({ level: 3 });
+  for (let t = 0; t < 12; t++) {
+    const bytes = sparse(r, randInt(r, 1, 70_000), [1, 4, 8][t % 3]);
+    const ours = zstdEncode(bytes, 3, t % 2 === 0);
+    assert.deepEqual(new Uint8Array(await numcodecs.decode(ours)), bytes, `case ${t}: numcodecs reads ours`);
+    assert.deepEqual(new Uint8Array(zstdDecode(new Uint8Array(await numcodecs.encode(bytes)))), bytes, `case ${t}: we read numcodecs'`);
+  }
+  assert.throws(() => zstdDecode(Uint8Array.from([1, 2, 3, 4, 5])));
 });
