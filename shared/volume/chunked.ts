@@ -11,7 +11,7 @@ import pLimit from 'p-limit';
 import type * as zarr from 'zarrita';
 import { type Box, type Vec3, box, boxOfShape, intersect } from '../geometry/box.ts';
 import type { Array3 } from '../array/array3.ts';
-import { type DType, type TypedArray, dtypeOf } from './dtype.ts';
+import { type DType, type TypedArray, allocate, dtypeOf } from './dtype.ts';
 import { type ChunkEncoder, type CodecMeta, chunkEncoder, isFillRegion, keyEncoder, parseFill, sliceChunk } from './encode.ts';
 import { type IoOptions, type VolumeArray, fileArray } from './zarr.ts';
 import { unlinkIfThere } from './store.ts';
@@ -77,6 +77,27 @@ async function readPlain(dir: string, dtype: DType, chunks: Vec3): Promise<Plain
   return { chunks, fill: parseFill(dtype, fillValue, unsupported), encode: await chunkEncoder(codecs, dtype, chunks, fillValue, unsupported), key };
 }
 
+/**
+ * Storage-chunk buffers kept for the next write, a few per dtype and size: a fresh one is fresh
+ * pages, faulted in and zeroed on first touch (an output chunk of uint32 ids is 16 storage
+ * chunks of 1 MiB), which cost more than copying into it. A buffer goes back once its file is
+ * written: with no compressor the encoded bytes are the buffer itself.
+ */
+const slices = new Map<string, TypedArray[]>();
+const SLICES_KEPT = 16;
+
+function takeSlice(dtype: DType, chunks: Vec3): TypedArray {
+  const n = chunks[0] * chunks[1] * chunks[2];
+  return slices.get(`${dtype}:${n}`)?.pop() ?? allocate(dtype, n);
+}
+
+function giveSlice(dtype: DType, a: TypedArray): void {
+  const key = `${dtype}:${a.length}`;
+  let list = slices.get(key);
+  if (!list) slices.set(key, (list = []));
+  if (list.length < SLICES_KEPT) list.push(a);
+}
+
 function aligned(region: Box, chunks: Vec3, shape: Vec3): boolean {
   return [0, 1, 2].every((a) => region.begin[a] % chunks[a] === 0 && (region.end[a] % chunks[a] === 0 || region.end[a] === shape[a]));
 }
@@ -108,7 +129,12 @@ export async function writeChunkedRegion(va: VolumeArray, region: Box, data: Arr
         await unlinkIfThere(path.join(arr.store.root, key));
         return;
       }
-      await arr.store.set(key, await plain.encode(sliceChunk(data, cb, va.dtype, plain.fill)));
+      const slice = takeSlice(va.dtype, plain.chunks);
+      try {
+        await arr.store.set(key, await plain.encode(sliceChunk(data, cb, va.dtype, plain.fill, slice)));
+      } finally {
+        giveSlice(va.dtype, slice);
+      }
     }));
   }
   // Every write settles before this returns or throws: none reads `data` after the caller has it back.

@@ -147,12 +147,13 @@ export function fillWith(a: TypedArray, fill: TypedArray): void {
 
 /**
  * Storage chunk `cb` (a box in `src`'s coordinates, the chunk's full shape) cut out of `src` by
- * row copies into a new buffer; the part past `src`'s edge holds the fill value, as zarrita
- * pads an edge chunk. A new buffer each: zarrita's bytes codec views the whole buffer.
+ * row copies into a new buffer (or `into`, of the chunk's size, every element overwritten); the
+ * part past `src`'s edge holds the fill value, as zarrita pads an edge chunk. A buffer of its
+ * own: zarrita's bytes codec views the whole buffer.
  */
-export function sliceChunk(src: Array3, cb: Box, dtype: DType, fill: TypedArray): TypedArray {
+export function sliceChunk(src: Array3, cb: Box, dtype: DType, fill: TypedArray, into?: TypedArray): TypedArray {
   const s = shapeOf(cb);
-  const chunk = allocate(dtype, s[0] * s[1] * s[2]);
+  const chunk = into ?? allocate(dtype, s[0] * s[1] * s[2]);
   if (!contains(boxOfShape(src.shape), cb)) fillWith(chunk, fill);
   copyRegion(src, [0, 0, 0], array3(chunk, s), cb.begin, cb);
   return chunk;
