@@ -112,6 +112,48 @@ async function probeDivisor(s: Session, input: string, output: string, patch: Ve
   return div as unknown as Vec3;
 }
 
+/**
+ * How far one input voxel's change reaches in the output, per axis: the network's receptive
+ * field as it acts (half-width), measured by changing the centre voxel of a noise patch and
+ * finding every output voxel that changed at all — for a local network outside that reach the
+ * output is bit for bit the same (same inputs in every window, same sums). The probe starts at
+ * twice the training patch and doubles along an axis the change reached the border of, while it
+ * stays under PROBE_VOXELS; where the change still reaches the border (a window-normalising
+ * network, or a field wider than the probe) the reach is a lower bound (`atLeast`).
+ */
+export async function probeReach(s: Session, input: string, output: string, patch: Vec3, channels: number): Promise<{ voxels: Vec3; atLeast: boolean }> {
+  let size = patch.map((p) => 2 * p) as unknown as Vec3;
+  for (;;) {
+    const r = await reachIn(s, input, output, size, channels);
+    const grow = size.map((v, a) => (r.border[a] ? 2 * v : v)) as unknown as Vec3;
+    if (!r.border.some(Boolean) || grow[0] * grow[1] * grow[2] > PROBE_VOXELS) return { voxels: r.voxels, atLeast: r.border.some(Boolean) };
+    size = grow;
+  }
+}
+
+const PROBE_VOXELS = 2 ** 24;
+
+async function reachIn(s: Session, input: string, output: string, size: Vec3, channels: number): Promise<{ voxels: Vec3; border: boolean[] }> {
+  const n = size[0] * size[1] * size[2];
+  const x = noise(channels * n, 2);
+  const c = size.map((v) => v >> 1);
+  const run = async (d: Float32Array) => (await s.run({ [input]: new ort.Tensor('float32', d, [1, channels, ...size]) }, [output]))[output].data as Float32Array;
+  const a = await run(x);
+  x[(c[0] * size[1] + c[1]) * size[2] + c[2]] += 3;
+  const b = await run(x);
+  const lo = [...c], hi = [...c];
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === b[i]) continue;
+    const v = i % n;
+    const p = [Math.floor(v / (size[1] * size[2])), Math.floor(v / size[2]) % size[1], v % size[2]];
+    for (let q = 0; q < 3; q++) { if (p[q] < lo[q]) lo[q] = p[q]; if (p[q] > hi[q]) hi[q] = p[q]; }
+  }
+  return {
+    voxels: [0, 1, 2].map((q) => Math.max(c[q] - lo[q], hi[q] - c[q])) as unknown as Vec3,
+    border: [0, 1, 2].map((q) => lo[q] === 0 || hi[q] === size[q] - 1),
+  };
+}
+
 export async function writeModelCard(onnx: string, o: CardOptions): Promise<CardReport> {
   if (!fs.existsSync(onnx)) throw new ModelError(onnx, 'file not found');
   const sidecar = sidecarPath(onnx);
@@ -159,12 +201,13 @@ export async function writeModelCard(onnx: string, o: CardOptions): Promise<Card
     }
     const divisorProbed = !o.divisor;
     const divisor = o.divisor ?? await probeDivisor(s, inputName, outputName, o.patch, channels, onnx);
+    const reach = await probeReach(s, inputName, outputName, o.patch, channels);
     const card: Record<string, unknown> = {
       name: o.name ?? onnx.replace(/^.*\//, '').replace(/\.onnx$/, ''),
       ...(o.kind ? { kind: o.kind } : {}),
       ...(o.stage ? { stage: o.stage } : {}),
       spacing: o.spacing, inputName, outputName, classes: o.classes, output, activation, channels,
-      normalization: o.normalization, patchSize: o.patch, divisor, sha256: sha256File(onnx),
+      normalization: o.normalization, patchSize: o.patch, divisor, reach, sha256: sha256File(onnx),
     };
     await writeJsonAtomic(sidecar, card);
     let loaded: ModelCard;

@@ -29,6 +29,12 @@ export interface ModelCard {
   patchSize: Vec3;
   /** D, H, W of any input must be multiples of these (2^poolings per axis). */
   divisor: Vec3;
+  /**
+   * How far an input voxel's change reaches in the output, [z, y, x] voxels (the receptive
+   * field's half-width as `tessera model card` measured it); `atLeast`: it reached the probe's
+   * border (a window-normalising network, or a field wider than twice the patch).
+   */
+  reach?: { voxels: Vec3; atLeast: boolean };
   sha256: string;
   /**
    * Derived at load from the graph, never written in a sidecar: the operator that normalises
@@ -73,7 +79,7 @@ function vec3(v: unknown): v is Vec3 {
 /** Every key a model card may hold (`training` and the rest are provenance, kept as written). */
 const CARD_KEYS = new Set([
   'name', 'kind', 'stage', 'spacing', 'inputName', 'outputName', 'classes', 'output', 'activation', 'channels', 'normalization',
-  'patchSize', 'divisor', 'levels', 'features', 'sha256', 'training',
+  'patchSize', 'divisor', 'reach', 'levels', 'features', 'sha256', 'training',
 ]);
 
 /** Load and validate the card of `onnxPath`; checks that the file's sha256 matches the card. */
@@ -111,6 +117,10 @@ export function loadModelCard(onnxPath: string, opts: { verifyHash?: boolean } =
   const patch = c.patchSize as Vec3;
   const div = c.divisor as Vec3;
   if (patch.some((p, a) => p % div[a] !== 0)) throw bad('patchSize', `[${patch.join(',')}] is not divisible by divisor [${div.join(',')}]`);
+  const reach = c.reach as ModelCard['reach'] | undefined;
+  if (reach !== undefined && (!reach || typeof reach !== 'object' || !Array.isArray(reach.voxels) || reach.voxels.length !== 3 || !reach.voxels.every((v) => Number.isInteger(v) && v >= 0) || typeof reach.atLeast !== 'boolean')) {
+    throw bad('reach', 'must be {voxels: [z, y, x] whole numbers ≥ 0, atLeast: true|false} (tessera model card measures it)');
+  }
   const card: ModelCard = {
     name: String(c.name ?? onnxPath),
     spacing: c.spacing as Vec3,
@@ -123,6 +133,7 @@ export function loadModelCard(onnxPath: string, opts: { verifyHash?: boolean } =
     normalization: n,
     patchSize: patch,
     divisor: div,
+    ...(reach ? { reach } : {}),
     sha256: String(c.sha256 ?? ''),
   };
   if (opts.verifyHash !== false) {

@@ -7,7 +7,7 @@ import { type Source, source } from '../volume/source.ts';
 import { openImage } from '../volume/ome.ts';
 import { INPUT_DTYPES } from '../volume/dtype.ts';
 import { type PoolModel, InferencePool } from '../infer/thread.ts';
-import type { Model } from '../infer/model.ts';
+import type { Model, ModelCard } from '../infer/model.ts';
 import type { Logger } from '../log.ts';
 import { Timings } from './timings.ts';
 import { ConfigError, InputError } from '../errors.ts';
@@ -78,6 +78,10 @@ export async function openRun(o: OpenOptions): Promise<RunContext> {
   if (norm) {
     o.log.warn({ model: c.models.fullres, op: norm }, `the stage-two network normalises over its whole input (${norm}): crops packed in one canvas change each other's output; a network with batch norm folded into its convs does not (docs/models.md)`);
   }
+  const short = c.mode === 'two-stage' ? contextShort(c.pack.context, cards.fullres.reach) : undefined;
+  if (short) {
+    o.log.info({ model: c.models.fullres, reach: cards.fullres.reach, context: c.pack.context }, `stage two's network reaches ${short} voxels around each output voxel (z, y, x; its card's reach); crops get pack.context [${c.pack.context}], so a crop's border voxels see canvas fill or neighbours there where a sliding window shows them the volume — cheaper, and less exact near crop borders on some data: compare with one-stage on a small --roi (tessera eval --pred) before a large run`);
+  }
   return {
     config: c,
     cards,
@@ -95,4 +99,10 @@ export async function openRun(o: OpenOptions): Promise<RunContext> {
 
 function sameSpacing(a: Vec3, b: Vec3): boolean {
   return a.every((x, i) => Math.abs(x - b[i]) <= 0.01 * Math.max(x, b[i]));
+}
+
+/** The network's reach as text ("7, 37, 37", "≥ 16, …"), when some axis gets less context than it; else undefined. */
+export function contextShort(context: Vec3, reach: ModelCard['reach']): string | undefined {
+  if (!reach || !reach.voxels.some((r, a) => context[a] < r)) return undefined;
+  return `${reach.atLeast ? 'at least ' : ''}${reach.voxels.join(', ')}`;
 }

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { nnunetTiles } from '../tasks/predict.ts';
 import { PACKAGE_ROOT } from '../config/load.ts';
-import { type Box, boxToString, contains, volumeOf } from '../geometry/box.ts';
+import { type Box, type Vec3, boxToString, contains, volumeOf } from '../geometry/box.ts';
 import type { TesseraConfig } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import { type TaskRef, type KindCounts, Scheduler } from '../scheduler.ts';
@@ -51,6 +51,12 @@ export interface TwoStageStats {
   coverage: number;
   /** Decoded storage-chunk voxels / voxels stage two asked for (read amplification). */
   readAmplification: number;
+  /**
+   * The real volume read around every crop (`pack.context`) beside how far stage two's network
+   * reaches (its card's `reach`, when measured): where context is shorter, crop borders are
+   * predicted from canvas fill or neighbours where a sliding window would show the volume.
+   */
+  context?: { given: Vec3; reach?: Vec3; reachAtLeast?: boolean };
   /**
    * true: the counts cover every task of the run, those reused from earlier sessions included
    * (their counters are carried in run.json). false: some reused task's counters were never
@@ -398,6 +404,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
       runFillRatio: st.ranVoxels ? (st.filled ?? 0) / st.ranVoxels : 0,
       coverage: (st.covered ?? 0) / Math.max(1, rangeVoxels(paste.range, graph.chunk, graph.volume)),
       readAmplification: st.needed ? (st.decoded ?? 0) / st.needed : 0,
+      context: { given: c.pack.context, ...(ctx.cards.fullres.reach ? { reach: ctx.cards.fullres.reach.voxels, reachAtLeast: ctx.cards.fullres.reach.atLeast } : {}) },
       measured: carried.complete,
     };
   }

@@ -225,6 +225,10 @@ test('tessera model card: names, channels and divisor from the graph, checked on
   }
   assert.equal(r.divisorProbed, true);
   assert.deepEqual(JSON.parse(fs.readFileSync(path.join(dir, 'net.json'), 'utf8')).divisor, [2, 2, 2]);
+  // How far a change reaches, measured and kept in the sidecar.
+  const reach = JSON.parse(fs.readFileSync(path.join(dir, 'net.json'), 'utf8')).reach;
+  assert.deepEqual(reach, r.card.reach);
+  assert.ok(reach.voxels.length === 3 && reach.voxels.every((v: number) => Number.isInteger(v) && v > 0), JSON.stringify(reach));
   // An existing card is not replaced silently; wrong class counts and impossible claims are refused.
   assert.match((await tessera(args(m))).stderr, /net\.json exists; pass --overwrite/);
   assert.match((await tessera(args(m, '--overwrite', '--classes', 'background,a'))).stderr, /outputs 3 channels but 2 classes/);

@@ -7,6 +7,9 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { loadModelCard } from '../../shared/infer/model.ts';
+import { probeReach } from '../../shared/infer/card.ts';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { InferencePool } from '../../shared/infer/thread.ts';
 import { mulberry32 } from '../../shared/synth/random.ts';
 
@@ -19,6 +22,29 @@ test('a model card names the operator that normalises over the whole input, and 
     assert.equal(loadModelCard(model(`synthetic-${kind}-fullres`)).windowNorm, undefined);
   }
   assert.equal(loadModelCard(path.join(ROOT, 'test', 'fixtures', 'golden', 'model.onnx')).windowNorm, undefined);
+});
+
+test('reach: the shipped cards hold what the probe measures — a local net\'s exact reach, a window-normalising one\'s lower bound; a malformed reach is refused', async () => {
+  for (const n of ['synthetic-ct-fullres', 'synthetic-ct-lowres']) {
+    const card = loadModelCard(model(n));
+    const s = await ort.InferenceSession.create(model(n), { executionProviders: ['cpu'] });
+    const got = await probeReach(s, card.inputName, card.outputName, card.patchSize, card.channels);
+    await s.release();
+    assert.deepEqual(got, card.reach, n);
+    // A local net changes nothing past its reach; instance norm reaches everything the probe holds.
+    assert.equal(got.atLeast, n.endsWith('lowres'), n);
+    if (!got.atLeast) assert.ok(got.voxels.every((v, a) => v > 0 && v < 2 * card.patchSize[a]), `${n}: ${got.voxels}`);
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tessera-reach-'));
+  try {
+    const onnx = path.join(dir, 'net.onnx');
+    fs.copyFileSync(model('synthetic-ct-fullres'), onnx);
+    const card = JSON.parse(fs.readFileSync(model('synthetic-ct-fullres').replace(/\.onnx$/, '.json'), 'utf8'));
+    fs.writeFileSync(path.join(dir, 'net.json'), JSON.stringify({ ...card, reach: { voxels: [1, 2], atLeast: false } }));
+    assert.throws(() => loadModelCard(onnx), /key "reach" must be \{voxels/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 // Two inputs that differ only in x < 32; the output at x >= 160 (128 voxels away, beyond any
