@@ -65,6 +65,8 @@ export interface TesseraConfig {
   stage2: { mirror: boolean; background: 'zero' | 'stage1' };
   output: { probabilities: boolean; format: 'zarr-v2' | 'zarr-v3-sharded' };
   nats: { inFlight: number; batch: number; batchSeconds: number; ackWait: number; maxDeliver: number; duplicateWindow: number; lease: number };
+  /** Tissue mask (loadConfig turns a bare path into `{ path }`, resolved). */
+  mask?: { path: string; level?: string };
 }
 
 const vec = (doc: string, min = 1): Field => ({ type: 'vec3', min, doc });
@@ -156,6 +158,20 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
     probabilities: bool('Also write probabilities/0 (float32 foreground probability). @default false'),
     format: en(['zarr-v2', 'zarr-v3-sharded'], '`zarr-v2`: NGFF 0.4, one file per storage chunk (`io.outputChunk`); opens in Zarr v2 readers. `zarr-v3-sharded`: NGFF 0.5, one shard file per chunk (`io.chunk`) with inner chunks of `io.outputChunk` — for runs whose storage chunks would number in the millions (FAFB: ≈ 10⁹ files otherwise). @default "zarr-v2"'),
   }),
+  mask: {
+    type: 'optional',
+    doc: 'Tissue mask (`--mask`): a path, or `{ "path", "level" }`. An NGFF image group (level `"0"` read unless `level` names another) or a bare Zarr array, uint8 or bool, nonzero = tissue, at a voxel size that is a whole multiple of the input\'s (the NGFF scale says which; a bare array\'s factor comes from the shapes). Tasks whose reach holds no tissue are skipped and their output is background; voxels outside the mask are background everywhere (docs/design.md, "Tissue masks"). A relative path is relative to the config file (to the working directory for `--mask`). Part of the run identity. @default none',
+    of: {
+      type: 'either', expect: 'a path or { "path": …, "level": … }', doc: '',
+      of: [
+        { type: 'string', doc: '' },
+        obj('', {
+          path: { type: 'string', doc: 'The mask\'s path (NGFF group or bare array).' },
+          level: { type: 'optional', of: { type: 'string', doc: '' }, doc: 'The NGFF dataset to read. @default "0"' },
+        }),
+      ],
+    },
+  },
   nats: obj('Distributed runs (`--nats`): how the coordinator and workers use JetStream. Speed and fault handling only: never part of the run identity.', {
     inFlight: int('Tasks published and not yet finished, at most (the bounded queue); a few × the tasks all workers run at once. @default 256', 1, 100000),
     batch: int('Tasks of one kind per message, at most. Quick tasks travel together: the coordinator sizes each kind\'s messages to about `batchSeconds` of work from the task times measured so far (one task per message until it knows), and never above `inFlight` / 8 so that several workers share the work. A message is delivered, acknowledged and redelivered whole. 1: one task per message. @default 64', 1, 1024),

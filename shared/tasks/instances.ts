@@ -18,7 +18,7 @@ import { chunkBox, indexId } from '../geometry/grid.ts';
 import { regionParent } from '../geometry/tree.ts';
 import { type Array3, array3 } from '../array/array3.ts';
 import { type ObjectRow, anchorIds, labelObjects, labelRuns, paintRuns, paintRunsSlab } from '../pipeline/instances.ts';
-import { borderSections } from '../pipeline/border.ts';
+import { borderSections, emptyBorderSections } from '../pipeline/border.ts';
 import type { Down } from '../pipeline/merge.ts';
 import { packColumns, unpackColumns } from '../array/columns.ts';
 import { readRegion, writeRegion } from '../volume/zarr.ts';
@@ -57,6 +57,16 @@ export async function labelChunk(ctx: TaskContext, index: Vec3, write: Box, seg:
   await ctx.work.writeSections('runs', index, [{ key: 'runs', header: null, body: [packColumns([runs])] }]);
   await writePyramid(ctx, write, seg);
   return local.count;
+}
+
+/**
+ * What labelChunk keeps for a chunk with no object, without touching its voxels: a chunk the
+ * tissue mask skips (nothing is written to the segmentation or its pyramid: background).
+ */
+export async function emptyLabel(ctx: TaskContext, index: Vec3, write: Box): Promise<void> {
+  await ctx.work.writeJson('label', index, { count: 0, objects: [] } satisfies LabelResult);
+  await ctx.work.writeSections('border', index, numbered(emptyBorderSections(shapeOf(write))));
+  await ctx.work.writeSections('runs', index, [{ key: 'runs', header: null, body: [packColumns([new Uint32Array(0)])] }]);
 }
 
 /**

@@ -94,6 +94,8 @@ export interface OpenArrayOptions {
   counter?: { missing: number };
   /** Refuse NaN and ±Inf on read (inputs: see checkFinite). @default false */
   finite?: boolean;
+  /** Open a `bool` array as uint8 (0 or 1): tissue masks may be either. @default false */
+  boolAsUint8?: boolean;
 }
 
 export async function openArray(arrayPath: string, o: OpenArrayOptions = {}): Promise<VolumeArray> {
@@ -114,7 +116,8 @@ export async function openArray(arrayPath: string, o: OpenArrayOptions = {}): Pr
     throw new InputError(arrayPath, `not a Zarr array (${(cause as Error).message})`, undefined, { cause });
   }
   if (arr.shape.length !== 3) throw new InputError(arrayPath, `expected a 3D array, got shape [${arr.shape.join(', ')}]`);
-  if (!isDType(arr.dtype)) throw new InputError(arrayPath, `unsupported dtype ${arr.dtype}`);
+  const asUint8 = o.boolAsUint8 === true && arr.dtype === 'bool';
+  if (!asUint8 && !isDType(arr.dtype)) throw new InputError(arrayPath, `unsupported dtype ${arr.dtype}`);
   const shard = await shardShapeOf(arr);
   return {
     path: arrayPath,
@@ -122,7 +125,7 @@ export async function openArray(arrayPath: string, o: OpenArrayOptions = {}): Pr
     chunks: arr.chunks as unknown as Vec3,
     ...(shard ? { shard } : {}),
     ...(o.finite ? { finite: true } : {}),
-    dtype: arr.dtype,
+    dtype: asUint8 ? 'uint8' : arr.dtype as DType,
     zarr: arr,
   };
 }
@@ -269,7 +272,8 @@ async function getBox(va: VolumeArray, b: Box, o: IoOptions): Promise<Array3> {
       [0, 1, 2].map((a) => zarr.slice(b.begin[a], b.end[a])),
       { createQueue: queue(o.concurrency ?? 8), signal: o.signal },
     );
-    const data = got.data as TypedArray;
+    // zarrita hands a bool array back as a BoolArray over bytes (0 or 1): read those.
+    const data = (got.data instanceof zarr.BoolArray ? new Uint8Array(got.data.buffer, got.data.byteOffset, got.data.length) : got.data) as TypedArray;
     if (va.finite && (data instanceof Float32Array || data instanceof Float64Array)) checkFinite(va, b, data);
     return array3(data, shapeOf(b));
   } catch (cause) {

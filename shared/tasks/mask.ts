@@ -1,0 +1,110 @@
+// Tissue masks in the task graph: which tasks can be skipped, and background outside the mask.
+//
+// A task is skipped when no tissue lies in its *reach*: the chunks whose output it can change,
+// through every task downstream of it. Skipping it then changes nothing any tissue chunk reads,
+// so the output in tissue is bit-identical to an unmasked run's (and outside it, background):
+//
+//   paste, blend   its chunk
+//   predict        its chunk and the next one along each axis (its tiles' sums reach those)
+//   stage2 block   its chunks grown by one chunk (a box owned by a chunk reaches only its
+//                  neighbours, and canvases mix every box of the block, so a block with tissue
+//                  near any of its chunks runs whole)
+//   boxes block    the reach of every stage-two block meeting its chunks (they read its boxes)
+//   stage1 block   the reach of every boxes block within the boxes view (graph.ts boxesReach)
+//
+// Each reach holds the reach of every task reading the result, so a task that runs never needs
+// the result of a skipped one. The instance kinds (faces, merge, resolve, relabel) always run: a
+// skipped chunk leaves an empty objects table, border and label runs (instances.ts), cheap to
+// read, and object ids follow the id rule over what the mask leaves.
+import { type Box, type Vec3, box, intersect, volumeOf } from '../geometry/box.ts';
+import { type Range3, blockReach, blocksMeeting, range3 } from '../geometry/grid.ts';
+import type { Array3 } from '../array/array3.ts';
+import { anyTissue, tissueOver } from '../volume/mask.ts';
+import type { TaskContext, TaskStats } from './context.ts';
+import { boxesReach, stage2Chunks } from './graph.ts';
+
+export interface ReachGeometry {
+  /** Chunks per stage-one block. */
+  stage1Block: Vec3;
+  /** Chunks per stage-two block. */
+  stage2Block: Vec3;
+  /** The boxes task's view, in chunks (boxesReach). */
+  view: Vec3;
+}
+
+const ZERO: Vec3 = [0, 0, 0];
+const ONE: Vec3 = [1, 1, 1];
+
+/** Chunks of the blocks (of `block` chunks) in `r`. */
+function chunksOf(r: Range3, block: Vec3): Range3 {
+  return range3(r.lo.map((v, a) => v * block[a]) as unknown as Vec3, r.hi.map((v, a) => v * block[a]) as unknown as Vec3);
+}
+
+function grown(r: Range3, by: Vec3): Range3 {
+  return range3(r.lo.map((v, a) => v - by[a]) as unknown as Vec3, r.hi.map((v, a) => v + by[a]) as unknown as Vec3);
+}
+
+/** The stage-two blocks meeting chunks `r`, their chunks grown by one: what those blocks' crops reach. */
+function stage2Reach(r: Range3, g: ReachGeometry): Range3 {
+  return grown(chunksOf(blocksMeeting(r, g.stage2Block), g.stage2Block), ONE);
+}
+
+/** The chunks (unclipped) whose output task `kind` at `index` can change; undefined for kinds never skipped. */
+export function tissueReach(kind: string, index: Vec3, g: ReachGeometry): Range3 | undefined {
+  switch (kind) {
+    case 'paste':
+    case 'blend': return blockReach(index, ONE, ZERO);
+    case 'predict': return range3(index, index.map((v) => v + 2) as unknown as Vec3);
+    case 'stage2': return grown(blockReach(index, g.stage2Block, ZERO), ONE);
+    case 'boxes': return stage2Reach(blockReach(index, g.stage1Block, ZERO), g);
+    case 'stage1': {
+      const boxes = blocksMeeting(blockReach(index, g.stage1Block, g.view), g.stage1Block);
+      return stage2Reach(chunksOf(boxes, g.stage1Block), g);
+    }
+    default: return undefined;
+  }
+}
+
+/** Chunks `r` as a voxel box, clipped to the volume. */
+export function reachBox(r: Range3, chunk: Vec3, volume: Box): Box {
+  return intersect(box(r.lo.map((v, a) => v * chunk[a]) as unknown as Vec3, r.hi.map((v, a) => v * chunk[a]) as unknown as Vec3), volume);
+}
+
+export function reachGeometry(ctx: TaskContext): ReachGeometry {
+  return { stage1Block: ctx.graph.stage1Block, stage2Block: stage2Chunks(ctx.config), view: ctx.low ? boxesReach(ctx.config, ctx.low.factor) : ZERO };
+}
+
+/** Does the run's mask leave no tissue in the reach of task `kind` at `index`? (false without a mask) */
+export async function noTissue(ctx: TaskContext, kind: string, index: Vec3): Promise<boolean> {
+  if (!ctx.mask) return false;
+  const r = tissueReach(kind, index, reachGeometry(ctx));
+  if (!r) return false;
+  const b = reachBox(r, ctx.graph.chunk, ctx.graph.volume);
+  return !(await ctx.timings.time('mask', () => anyTissue(ctx.mask!, b, ctx.src.io)));
+}
+
+/**
+ * A skipped task's counters: `skip.<kind>` (tasks), and for the chunk writers `skippedVoxels`
+ * (their chunks' voxels, all background) and `maskedVoxels` (background set by the mask).
+ */
+export function skipped(kind: string, chunkVoxels = 0): TaskStats {
+  return chunkVoxels ? { [`skip.${kind}`]: 1, skippedVoxels: chunkVoxels, maskedVoxels: chunkVoxels } : { [`skip.${kind}`]: 1 };
+}
+
+/**
+ * Background outside the mask in a chunk that runs (segmentation and every probability
+ * channel), before it is written and labelled. Returns the voxels the mask set to background.
+ */
+export async function maskChunk(ctx: TaskContext, write: Box, seg: Array3<Uint8Array>, probs: readonly Array3<Float32Array>[]): Promise<number> {
+  if (!ctx.mask) return 0;
+  const { tissue, count } = await ctx.timings.time('mask', () => tissueOver(ctx.mask!, write, ctx.src.io));
+  const n = volumeOf(write);
+  if (count === n) return 0;
+  const s = seg.data;
+  for (let i = 0; i < n; i++) {
+    if (tissue[i] !== 0) continue;
+    s[i] = 0;
+    for (let k = 0; k < probs.length; k++) probs[k].data[i] = 0;
+  }
+  return n - count;
+}
