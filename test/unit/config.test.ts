@@ -248,8 +248,8 @@ test('describe(SCHEMA) lists every leaf key exactly once', () => {
     typeof o === 'object' && o !== null && !Array.isArray(o)
       ? Object.entries(o).flatMap(([k, v]) => configLeaves(v, key ? `${key}.${k}` : k))
       : [key];
-  // (optional leaves — models.allowOtherPatch — may be absent from a preset)
-  const optional = rows.filter((r) => r.type.endsWith('(optional)')).map((r) => r.key);
+  // (optional leaves — models.allowOtherPatch, mask and its fields — may be absent from a preset)
+  const optional = rows.filter((r) => r.type.endsWith('(optional)') || r.key.startsWith('mask.')).map((r) => r.key);
   assert.deepEqual(configLeaves(c).filter((k) => !optional.includes(k)).sort(), want.filter((k) => !optional.includes(k)).sort());
 });
 
