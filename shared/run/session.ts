@@ -129,6 +129,11 @@ export interface RunReport {
   oneStage?: { tiles: number; nnunetTiles: number; measured: boolean };
   /** The tissue mask, when the run has one: what it skipped (tasks/mask.ts). */
   mask?: MaskReport;
+  /**
+   * io.missingChunks "fill": tasks skipped because no input storage chunk in their reach has a
+   * file (written as background, no network run), per kind, and the voxels of the chunks skipped.
+   */
+  inputMissingSkipped?: { skippedTasks: Record<string, number>; skippedVoxels: number };
 }
 
 export interface MaskReport {
@@ -448,6 +453,7 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
     inputMissingChunks: ctx.missing.missing,
     twoStage,
     oneStage,
+    ...(c.io.missingChunks === 'fill' ? { inputMissingSkipped: { skippedTasks: prefixed(st, 'missing.'), skippedVoxels: st.missingVoxels ?? 0 } } : {}),
     ...(ctx.mask ? { mask: maskReport(ctx.mask, st, rangeVoxels(graph.kinds.find((k) => k.name === (c.mode === 'one-stage' ? 'blend' : 'paste'))!.range, graph.chunk, graph.volume), carried.complete) } : {}),
   };
   s.fence();
@@ -477,9 +483,15 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
   return report;
 }
 
+/** Counters named `<prefix><kind>`, by kind. */
+function prefixed(st: Record<string, number>, prefix: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(st)) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
+  return out;
+}
+
 function maskReport(m: TissueMask, st: Record<string, number>, chunkVoxels: number, measured: boolean): MaskReport {
-  const skippedTasks: Record<string, number> = {};
-  for (const [k, v] of Object.entries(st)) if (k.startsWith('skip.')) skippedTasks[k.slice(5)] = v;
+  const skippedTasks = prefixed(st, 'skip.');
   const skippedVoxels = st.skippedVoxels ?? 0;
   return {
     path: m.spec.path, ...(m.spec.level !== undefined ? { level: m.spec.level } : {}), factor: [...m.factor], skippedTasks, skippedVoxels,

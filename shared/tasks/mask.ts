@@ -20,6 +20,7 @@ import { type Box, type Vec3, box, intersect, volumeOf } from '../geometry/box.t
 import { type Range3, blockReach, blocksMeeting, range3 } from '../geometry/grid.ts';
 import type { Array3 } from '../array/array3.ts';
 import { anyTissue, tissueOver } from '../volume/mask.ts';
+import { anyStored } from '../volume/zarr.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { boxesReach, stage2Chunks } from './graph.ts';
 
@@ -74,20 +75,33 @@ export function reachGeometry(ctx: TaskContext): ReachGeometry {
   return { stage1Block: ctx.graph.stage1Block, stage2Block: stage2Chunks(ctx.config), view: ctx.low ? boxesReach(ctx.config, ctx.low.factor) : ZERO };
 }
 
-/** Does the run's mask leave no tissue in the reach of task `kind` at `index`? (false without a mask) */
-export async function noTissue(ctx: TaskContext, kind: string, index: Vec3): Promise<boolean> {
-  if (!ctx.mask) return false;
+/** Why a task is skipped: no tissue in its reach (the mask), or no stored input chunk there (io.missingChunks "fill"). */
+export type Skip = 'mask' | 'missing';
+
+/**
+ * Is task `kind` at `index` skipped, and why? `mask`: the run's mask has no tissue in its reach.
+ * `missing` (io.missingChunks "fill" only): no full-resolution storage chunk of the input in its
+ * reach has a file, so everything it could change would be computed from the fill value (FAFB's
+ * never-written chunks): it is background instead, and the network never runs on it.
+ */
+export async function skipOf(ctx: TaskContext, kind: string, index: Vec3): Promise<Skip | undefined> {
+  const missing = ctx.config.io.missingChunks === 'fill';
+  if (!ctx.mask && !missing) return undefined;
   const r = tissueReach(kind, index, reachGeometry(ctx));
-  if (!r) return false;
+  if (!r) return undefined;
   const b = reachBox(r, ctx.graph.chunk, ctx.graph.volume);
-  return !(await ctx.timings.time('mask', () => anyTissue(ctx.mask!, b, ctx.src.io)));
+  if (ctx.mask && !(await ctx.timings.time('mask', () => anyTissue(ctx.mask!, b, ctx.src.io)))) return 'mask';
+  if (missing && !(await ctx.timings.time('mask', () => anyStored(ctx.src.full.array, b)))) return 'missing';
+  return undefined;
 }
 
 /**
- * A skipped task's counters: `skip.<kind>` (tasks), and for the chunk writers `skippedVoxels`
- * (their chunks' voxels, all background) and `maskedVoxels` (background set by the mask).
+ * A skipped task's counters. Mask: `skip.<kind>` (tasks), and for the chunk writers
+ * `skippedVoxels` (their chunks' voxels, all background) and `maskedVoxels` (background set by
+ * the mask). Missing input: `missing.<kind>` and `missingVoxels`.
  */
-export function skipped(kind: string, chunkVoxels = 0): TaskStats {
+export function skipped(kind: string, why: Skip, chunkVoxels = 0): TaskStats {
+  if (why === 'missing') return chunkVoxels ? { [`missing.${kind}`]: 1, missingVoxels: chunkVoxels } : { [`missing.${kind}`]: 1 };
   return chunkVoxels ? { [`skip.${kind}`]: 1, skippedVoxels: chunkVoxels, maskedVoxels: chunkVoxels } : { [`skip.${kind}`]: 1 };
 }
 

@@ -17,7 +17,7 @@ import { ONE } from './graph.ts';
 import { type Stage2Result, readStage2Part } from './stage2-parts.ts';
 import { blockBox } from './stage1.ts';
 import { emptyLabel, labelChunk } from './instances.ts';
-import { maskChunk, noTissue, skipped } from './mask.ts';
+import { maskChunk, skipOf, skipped } from './mask.ts';
 
 export function foregroundChannels(ctx: TaskContext): number {
   const card = ctx.cards.fullres;
@@ -27,9 +27,10 @@ export function foregroundChannels(ctx: TaskContext): number {
 export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStats> {
   const c = ctx.config;
   const write = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
-  if (await noTissue(ctx, 'paste', index)) {
+  const why = await skipOf(ctx, 'paste', index);
+  if (why) {
     await emptyLabel(ctx, index, write);
-    return skipped('paste', volumeOf(write));
+    return skipped('paste', why, volumeOf(write));
   }
   const s2 = ctx.graph.kinds.find((k) => k.name === 'stage2')!;
   const from: Vec3[] = [];

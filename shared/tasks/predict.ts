@@ -23,7 +23,7 @@ import { ConfigError } from '../errors.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import type { WorkStore } from './work.ts';
 import { emptyLabel, labelChunk } from './instances.ts';
-import { maskChunk, noTissue, skipped } from './mask.ts';
+import { maskChunk, skipOf, skipped } from './mask.ts';
 
 /** The 8 offsets from a tile's owner chunk to the chunks its tiles can reach. */
 const REACH: readonly Vec3[] = [0, 1].flatMap((z) => [0, 1].flatMap((y) => [0, 1].map((x): Vec3 => [z, y, x])));
@@ -46,7 +46,8 @@ export async function predictTask(ctx: TaskContext, index: Vec3): Promise<TaskSt
   const card = ctx.cards.fullres;
   const patch = c.baseline.patch;
   // No tissue in the chunks its tiles reach: no blend that runs reads its parts.
-  if (await noTissue(ctx, 'predict', index)) return skipped('predict');
+  const why = await skipOf(ctx, 'predict', index);
+  if (why) return skipped('predict', why);
   const own = ownedStarts(starts(ctx), index, ctx.graph.chunk);
   const tiles = gridTiles(own);
   const parts = REACH.map((o) => ({ o, target: [index[0] + o[0], index[1] + o[1], index[2] + o[2]] as Vec3 }));
@@ -88,9 +89,10 @@ export async function blendTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
   const c = ctx.config;
   const card = ctx.cards.fullres;
   const write = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
-  if (await noTissue(ctx, 'blend', index)) {
+  const why = await skipOf(ctx, 'blend', index);
+  if (why) {
     await emptyLabel(ctx, index, write);
-    return skipped('blend', volumeOf(write));
+    return skipped('blend', why, volumeOf(write));
   }
   const ws = shapeOf(write);
   const n = volumeOf(write);

@@ -352,3 +352,49 @@ export async function writeRegion(va: VolumeArray, region: Box, data: Array3, o:
     throw new OutputError(va.path, `cannot write region ${boxToString(region)}: ${(cause as Error).message}`, { cause });
   }
 }
+
+/** How a chunk (shard) index is spelt as a file under the array, from its metadata on disk; undefined when not a file array. */
+const STORED_KEYS = new WeakMap<VolumeArray, ((c: readonly number[]) => string) | null>();
+
+function storedKeyOf(va: VolumeArray): ((c: readonly number[]) => string) | undefined {
+  let k = STORED_KEYS.get(va);
+  if (k === undefined) {
+    k = null;
+    if (va.zarr.store instanceof AtomicFileStore) {
+      try {
+        const v2 = path.join(va.path, '.zarray');
+        if (fs.existsSync(v2)) {
+          const sep = (JSON.parse(fs.readFileSync(v2, 'utf8')) as { dimension_separator?: string }).dimension_separator ?? '.';
+          k = (c) => c.join(sep);
+        } else {
+          const doc = JSON.parse(fs.readFileSync(path.join(va.path, 'zarr.json'), 'utf8')) as { chunk_key_encoding?: { name?: string; configuration?: { separator?: string } } };
+          const enc = doc.chunk_key_encoding;
+          const sep = enc?.configuration?.separator ?? (enc?.name === 'v2' ? '.' : '/');
+          k = enc?.name === 'v2' ? (c) => c.join(sep) : (c) => ['c', ...c].join(sep);
+        }
+      } catch {
+        k = null;
+      }
+    }
+    STORED_KEYS.set(va, k);
+  }
+  return k ?? undefined;
+}
+
+/**
+ * Does any storage chunk (shard, when sharded) of `region` have a file? Stops at the first one
+ * found. An array that is not files (a `virtual:` input) has every chunk.
+ */
+export function anyStored(va: VolumeArray, region: Box): boolean {
+  const key = storedKeyOf(va);
+  if (!key) return true;
+  const r = intersect(region, boxOfShape(va.shape));
+  if (isEmpty(r)) return false;
+  const c = va.shard ?? va.chunks;
+  const lo = r.begin.map((v, a) => Math.floor(v / c[a]));
+  const hi = r.end.map((v, a) => Math.ceil(v / c[a]));
+  for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) {
+    if (fs.existsSync(path.join(va.path, key([z, y, x])))) return true;
+  }
+  return false;
+}

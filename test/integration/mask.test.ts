@@ -141,6 +141,27 @@ test('one-stage with a bool bare-array mask 4× coarser whose edge cuts a chunk:
   assert.equal(r.mask.maskedVoxels, 16 * 128 * (512 - 280), 'every voxel outside the mask is counted once');
 });
 
+test('--allow-missing: tasks with no stored input chunk in reach are skipped as the same half\'s mask skips them, background there, no network run', async () => {
+  const holey = path.join(dir, 'holey.zarr');
+  fs.cpSync(vol, holey, { recursive: true });
+  // Level 0's storage chunks (16×128×128) of x ≥ 768: as if never written (FAFB's empty space).
+  for (const z of fs.readdirSync(path.join(holey, '0'))) {
+    if (!/^\d+$/.test(z)) continue;
+    for (let x = HALF / 128; x < SHAPE[2] / 128; x++) fs.rmSync(path.join(holey, '0', z, '0', String(x)));
+  }
+  const out = path.join(dir, 'holey-out.zarr');
+  const r = await run(out, cfg, ['--allow-missing'], holey);
+  assert.equal(r.status, 'complete');
+  assert.equal(r.mask, undefined);
+  assert.deepEqual(r.inputMissingSkipped, { skippedTasks: { stage1: 1, boxes: 2, stage2: 2, paste: 6 }, skippedVoxels: SHAPE[0] * SHAPE[1] * SHAPE[2] / 2 });
+  // Tasks that run near the edge read missing chunks (crops' context) as the fill value, counted.
+  assert.ok(r.inputMissingChunks > 0, `missing chunks read: ${r.inputMissingChunks}`);
+  const seg = await read(out, 'segmentation');
+  for (let i = 0; i < seg.data.length; i++) if (i % SHAPE[2] >= HALF && seg.data[i]) assert.fail(`voxel ${i} with no stored input in reach is ${seg.data[i]}`);
+  const files = [...filesUnder(path.join(out, 'segmentation', '0')).keys()].filter((k) => /^\d+\/\d+\/\d+$/.test(k));
+  for (const k of files) assert.ok(Number(k.split('/')[2]) * 128 < HALF, `segmentation chunk ${k} written where no input is stored`);
+});
+
 test('a bad mask is a one-line error naming it: float dtype, a voxel size that is not a whole multiple, a shape that is not, a missing path', async () => {
   const cases: Array<{ mask: string; says: RegExp }> = [
     { mask: await writeMask(path.join(dir, 'float.zarr'), { kind: 'array', dtype: 'float32', shape: SHAPE, inside: () => true }), says: /float\.zarr: mask: dtype float32 is not a mask's \(uint8 or bool/ },
