@@ -16,10 +16,10 @@
 // the result of a skipped one. The instance kinds (faces, merge, resolve, relabel) always run: a
 // skipped chunk leaves an empty objects table, border and label runs (instances.ts), cheap to
 // read, and object ids follow the id rule over what the mask leaves.
-import { type Box, type Vec3, box, intersect, volumeOf } from '../geometry/box.ts';
+import { type Box, type Vec3, box, intersect } from '../geometry/box.ts';
 import { type Range3, blockReach, blocksMeeting, range3 } from '../geometry/grid.ts';
 import type { Array3 } from '../array/array3.ts';
-import { anyTissue, tissueOver } from '../volume/mask.ts';
+import { anyTissue, maskOut } from '../volume/mask.ts';
 import { anyStored } from '../volume/zarr.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { boxesReach, stage2Chunks } from './graph.ts';
@@ -111,14 +111,5 @@ export function skipped(kind: string, why: Skip, chunkVoxels = 0): TaskStats {
  */
 export async function maskChunk(ctx: TaskContext, write: Box, seg: Array3<Uint8Array>, probs: readonly Array3<Float32Array>[]): Promise<number> {
   if (!ctx.mask) return 0;
-  const { tissue, count } = await ctx.timings.time('mask', () => tissueOver(ctx.mask!, write, ctx.src.io));
-  const n = volumeOf(write);
-  if (count === n) return 0;
-  const s = seg.data;
-  for (let i = 0; i < n; i++) {
-    if (tissue[i] !== 0) continue;
-    s[i] = 0;
-    for (let k = 0; k < probs.length; k++) probs[k].data[i] = 0;
-  }
-  return n - count;
+  return ctx.timings.time('mask', () => maskOut(ctx.mask!, write, seg.data, probs.map((p) => p.data), ctx.src.io));
 }

@@ -138,6 +138,35 @@ export function anyNonzero(d: Uint8Array): boolean {
 }
 
 /**
+ * Background outside the mask in arrays over full-resolution box `b`: each voxel whose mask voxel
+ * is 0 gets 0 in `seg` and in every array of `also`. Reads only the mask under `b` (never a
+ * voxel-sized copy of it). Returns the voxels set to background.
+ */
+export async function maskOut(m: TissueMask, b: Box, seg: Uint8Array, also: readonly Float32Array[], io: IoOptions = {}): Promise<number> {
+  const mb = toMaskBox(b, m.factor);
+  const src = (await readRegion(m.array, mb, 'constant', 0, io)).data as Uint8Array;
+  if (!src.includes(0)) return 0;
+  const f = m.factor, ms = shapeOf(mb), s = shapeOf(b);
+  const col = new Int32Array(s[2]);
+  for (let x = 0; x < s[2]; x++) col[x] = Math.floor((b.begin[2] + x) / f[2]) - mb.begin[2];
+  let n = 0;
+  let o = 0;
+  for (let z = 0; z < s[0]; z++) {
+    const mz = Math.floor((b.begin[0] + z) / f[0]) - mb.begin[0];
+    for (let y = 0; y < s[1]; y++, o += s[2]) {
+      const row = (mz * ms[1] + Math.floor((b.begin[1] + y) / f[1]) - mb.begin[1]) * ms[2];
+      for (let x = 0; x < s[2]; x++) {
+        if (src[row + col[x]] !== 0) continue;
+        seg[o + x] = 0;
+        for (let k = 0; k < also.length; k++) also[k][o + x] = 0;
+        n++;
+      }
+    }
+  }
+  return n;
+}
+
+/**
  * The mask over full-resolution box `b`, one byte per voxel (nearest: each voxel takes the mask
  * voxel that covers it; outside the mask's extent is no tissue). Returns the count of tissue voxels too.
  */

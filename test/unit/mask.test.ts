@@ -7,13 +7,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { box, type Vec3 } from '../../shared/geometry/box.ts';
 import { range3 } from '../../shared/geometry/grid.ts';
-import { anyTissue, factorFromScale, factorFromShapes, openMask, toMaskBox, upsampleMask } from '../../shared/volume/mask.ts';
+import { anyTissue, factorFromScale, factorFromShapes, maskOut, openMask, toMaskBox, upsampleMask } from '../../shared/volume/mask.ts';
 import { reachBox, tissueReach } from '../../shared/tasks/mask.ts';
 import { borderSections, emptyBorderSections } from '../../shared/pipeline/border.ts';
 import { loadConfig } from '../../shared/config/load.ts';
 import { ConfigError, InputError } from '../../shared/errors.ts';
 import { tmpDir } from '../helpers/cli.ts';
-import { anyStored, createArray, writeRegion } from '../../shared/volume/zarr.ts';
+import { anyStored, createArray, readRegion, writeRegion } from '../../shared/volume/zarr.ts';
 import { createShardedArray } from '../../shared/volume/shard.ts';
 import { array3 } from '../../shared/array/array3.ts';
 import { writeMask } from '../helpers/mask.ts';
@@ -57,6 +57,17 @@ test('anyTissue reads the mask under a box from real Zarr (NGFF, 4× coarser), i
   assert.equal(await anyTissue(m, box([20, 36, 12], [24, 40, 16])), true, 'the voxel exactly');
   assert.equal(await anyTissue(m, box([0, 0, 0], [20, 64, 64])), false, 'just before it in z');
   assert.equal(await anyTissue(m, box([20, 40, 0], [24, 64, 64])), false, 'just past it in y');
+  // maskOut: background exactly where the nearest mask voxel is 0, in the segmentation and each probability array.
+  const b = box([19, 33, 9], [23, 41, 17]);
+  const n = 4 * 8 * 8;
+  const seg = new Uint8Array(n).fill(2), prob = new Float32Array(n).fill(0.5);
+  const want = upsampleMask((await readRegion(m.array, toMaskBox(b, m.factor))).data as Uint8Array, [2, 3, 3], toMaskBox(b, m.factor).begin, b, m.factor);
+  assert.equal(await maskOut(m, b, seg, [prob]), n - want.count);
+  assert.ok(want.count > 0 && want.count < n, 'the box straddles the tissue voxel');
+  for (let i = 0; i < n; i++) {
+    assert.equal(seg[i], want.tissue[i] ? 2 : 0);
+    assert.equal(prob[i], want.tissue[i] ? 0.5 : 0);
+  }
   // An NGFF level other than "0" is refused when absent, naming the levels.
   await assert.rejects(openMask({ path: file, level: '2' }, { shape: [32, 64, 64], spacing: [40, 4, 4] }), /dot\.zarr: mask: no level "2" \(levels: "0"\)/);
 });
