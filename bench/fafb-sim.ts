@@ -587,7 +587,7 @@ export function formatFafbSim(r: FafbSim): string {
     L.push(`${m.shape}; ${(m.tissueVoxels / 1e13).toFixed(2)} × 10¹³ tissue voxels, ${(100 * m.tissueShare).toFixed(2)} % of the bounding box. Written in ${m.seconds.write} s; ${int(m.kinds.stage1.sampled)} task indices per kind, uniform over the fafb preset's grid (seeded), asked what each task asks before it runs (tissueReach → reachBox → anyTissue on the Zarr mask) in ${m.seconds.sample} s:`, '');
     L.push('| kind | tasks in the grid | sampled | with tissue in reach (run) | their share of the voxels | tasks run, projected |', '|---|--:|--:|--:|--:|--:|');
     for (const [k, x] of Object.entries(m.kinds)) L.push(`| ${k} | ${int(x.tasks)} | ${int(x.sampled)} | ${int(x.run)} | ${(100 * x.voxelShare).toFixed(2)} % | ≈ ${int(Math.round((x.tasks * x.run) / x.sampled))} |`);
-    L.push('', 'Faces, merge, resolve and relabel always run (cheap on a skipped chunk: an empty border); the CPU side below counts its own neuropil chunks (those meeting the ellipsoid).', '');
+    L.push('', 'Faces, merge and resolve always run (cheap on a skipped chunk: an empty border); relabel skips with its chunk. The CPU side below counts its own neuropil chunks (those meeting the ellipsoid).', '');
   }
   if (r.cpu) L.push(formatCpuReport(r.cpu, r.cpuCommand ?? 'npm run bench -- --fafb-sim'));
   return L.join('\n');

@@ -28,6 +28,7 @@ import { writeFileAtomic } from '../volume/store.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { decodeDown } from './merge.ts';
 import { numbered } from './work-sections.ts';
+import { skipOf, skipped } from './mask.ts';
 
 /** An object of a chunk's table: its local id, its part id (`anchor`) and its statistics. */
 export type LabelRow = ObjectRow & { anchor: number };
@@ -109,6 +110,13 @@ async function chunkDown(ctx: TaskContext, index: Vec3): Promise<Down> {
 
 export async function relabelTask(ctx: TaskContext, index: Vec3): Promise<TaskStats> {
   const write = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
+  // A chunk its writer skipped (no tissue, no stored input) has no object: no instances chunk
+  // is painted (an empty FAFB chunk's uint64 ids cost seconds to encode), its objects file is empty.
+  const why = await skipOf(ctx, 'relabel', index);
+  if (why) {
+    await writeFileAtomic(path.join(ctx.out.path, 'objects', `${indexId(index)}.jsonl`), '');
+    return { instances: 0, ...skipped('relabel', why) };
+  }
   const table = await ctx.work.readJson<LabelResult>('label', index);
   const down = await chunkDown(ctx, index);
   const downAt = new Map<number, number>();

@@ -4,7 +4,7 @@
 // through every task downstream of it. Skipping it then changes nothing any tissue chunk reads,
 // so the output in tissue is bit-identical to an unmasked run's (and outside it, background):
 //
-//   paste, blend   its chunk
+//   paste, blend   its chunk (and relabel: it paints what they wrote)
 //   predict        its chunk and the next one along each axis (its tiles' sums reach those)
 //   stage2 block   its chunks grown by one chunk (a box owned by a chunk reaches only its
 //                  neighbours, and canvases mix every box of the block, so a block with tissue
@@ -13,9 +13,9 @@
 //   stage1 block   the reach of every boxes block within the boxes view (graph.ts boxesReach)
 //
 // Each reach holds the reach of every task reading the result, so a task that runs never needs
-// the result of a skipped one. The instance kinds (faces, merge, resolve, relabel) always run: a
-// skipped chunk leaves an empty objects table, border and label runs (instances.ts), cheap to
-// read, and object ids follow the id rule over what the mask leaves.
+// the result of a skipped one. A skipped paste or blend leaves an empty objects table, border and
+// label runs (instances.ts), so faces, merge and resolve run as ever (cheap on them); relabel
+// skips the chunk (nothing to paint). Object ids follow the id rule over what the mask leaves.
 import { type Box, type Vec3, box, intersect } from '../geometry/box.ts';
 import { type Range3, blockReach, blocksMeeting, range3 } from '../geometry/grid.ts';
 import type { Array3 } from '../array/array3.ts';
@@ -54,7 +54,8 @@ function stage2Reach(r: Range3, g: ReachGeometry): Range3 {
 export function tissueReach(kind: string, index: Vec3, g: ReachGeometry): Range3 | undefined {
   switch (kind) {
     case 'paste':
-    case 'blend': return blockReach(index, ONE, ZERO);
+    case 'blend':
+    case 'relabel': return blockReach(index, ONE, ZERO);
     case 'predict': return range3(index, index.map((v) => v + 2) as unknown as Vec3);
     case 'stage2': return grown(blockReach(index, g.stage2Block, ZERO), ONE);
     case 'boxes': return stage2Reach(blockReach(index, g.stage1Block, ZERO), g);

@@ -283,7 +283,7 @@ test('a missing input chunk fails the tasks that read it, naming it; --allow-mis
   const rep2 = JSON.parse(ok.stdout);
   assert.equal(rep2.status, 'complete');
   // Its only storage chunk is gone: nothing to read, no network run, background (tasks/mask.ts).
-  assert.deepEqual(rep2.inputMissingSkipped, { skippedTasks: { predict: 1, blend: 1 }, skippedVoxels: 16 * 128 * 128 });
+  assert.deepEqual(rep2.inputMissingSkipped, { skippedTasks: { predict: 1, blend: 1, relabel: 1 }, skippedVoxels: 16 * 128 * 128 });
   assert.equal(rep2.inputMissingChunks, 0, 'nothing read');
   assert.equal(checksum(holey), keep);
 });

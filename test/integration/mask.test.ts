@@ -95,9 +95,9 @@ test('two-stage, a mask over half the volume: background there with no chunk wri
   assert.equal(r.mask.maskedVoxels, voxels / 2);
   assert.equal(r.mask.skippedFraction, 0.5);
   assert.deepEqual(r.mask.factor, [1, 1, 1]);
-  // Paste: the 6 chunks past x = 768. Stage two (blocks of 1×2×2 chunks, reach one chunk): the
+  // Paste and relabel: the 6 chunks past x = 768. Stage two (blocks of 1×2×2 chunks, reach one chunk): the
   // blocks at x 1024–1279 and 1280–1535. Boxes and stage one: only what feeds nothing but those.
-  assert.deepEqual(r.mask.skippedTasks, { stage1: 1, boxes: 2, stage2: 2, paste: 6 });
+  assert.deepEqual(r.mask.skippedTasks, { stage1: 1, boxes: 2, stage2: 2, paste: 6, relabel: 6 });
   assert.equal(r.tasks.paste.ran, 12, 'a skipped task is done (it ran, and skipped)');
   // A resume with another mask is refused, naming both.
   const other = await writeMask(path.join(dir, 'half4.zarr'), { kind: 'ngff', shape: [16, 32, 384], spacing: [80, 16, 16], inside: (_z, _y, x) => x < HALF / 4 });
@@ -114,7 +114,7 @@ test('over NATS (coordinator, a worker and a merger) a 4× coarser NGFF mask of 
     assert.equal(r.code, 0, r.stderr);
     const report = JSON.parse(r.stdout);
     assert.deepEqual(report.mask.factor, [2, 4, 4]);
-    assert.deepEqual(report.mask.skippedTasks, { stage1: 1, boxes: 2, stage2: 2, paste: 6 });
+    assert.deepEqual(report.mask.skippedTasks, { stage1: 1, boxes: 2, stage2: 2, paste: 6, relabel: 6 });
     assert.equal(report.mask.skippedVoxels, SHAPE[0] * SHAPE[1] * SHAPE[2] / 2);
     sameOutput(path.join(dir, 'half-out.zarr'), out);
   } finally {
@@ -136,7 +136,7 @@ test('one-stage with a bool bare-array mask 4× coarser whose edge cuts a chunk:
   assert.deepEqual(r.mask.factor, [4, 4, 4]);
   await checkHalf(out, plain, 280);
   // Predict on the last chunk reaches only it (and past the volume): skipped; blend skips it too.
-  assert.deepEqual(r.mask.skippedTasks, { predict: 1, blend: 1 });
+  assert.deepEqual(r.mask.skippedTasks, { predict: 1, blend: 1, relabel: 1 });
   assert.equal(r.mask.skippedVoxels, 16 * 128 * 128);
   assert.equal(r.mask.maskedVoxels, 16 * 128 * (512 - 280), 'every voxel outside the mask is counted once');
 });
@@ -153,7 +153,7 @@ test('--allow-missing: tasks with no stored input chunk in reach are skipped as 
   const r = await run(out, cfg, ['--allow-missing'], holey);
   assert.equal(r.status, 'complete');
   assert.equal(r.mask, undefined);
-  assert.deepEqual(r.inputMissingSkipped, { skippedTasks: { stage1: 1, boxes: 2, stage2: 2, paste: 6 }, skippedVoxels: SHAPE[0] * SHAPE[1] * SHAPE[2] / 2 });
+  assert.deepEqual(r.inputMissingSkipped, { skippedTasks: { stage1: 1, boxes: 2, stage2: 2, paste: 6, relabel: 6 }, skippedVoxels: SHAPE[0] * SHAPE[1] * SHAPE[2] / 2 });
   // Tasks that run near the edge read missing chunks (crops' context) as the fill value, counted.
   assert.ok(r.inputMissingChunks > 0, `missing chunks read: ${r.inputMissingChunks}`);
   const seg = await read(out, 'segmentation');
