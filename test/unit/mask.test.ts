@@ -13,7 +13,8 @@ import { borderSections, emptyBorderSections } from '../../shared/pipeline/borde
 import { loadConfig } from '../../shared/config/load.ts';
 import { ConfigError, InputError } from '../../shared/errors.ts';
 import { tmpDir } from '../helpers/cli.ts';
-import { anyStored, createArray, readRegion, writeRegion } from '../../shared/volume/zarr.ts';
+import { anyStored, createArray, createGroup, readRegion, writeRegion } from '../../shared/volume/zarr.ts';
+import { multiscalesAttrs } from '../../shared/volume/ome.ts';
 import { createShardedArray } from '../../shared/volume/shard.ts';
 import { array3 } from '../../shared/array/array3.ts';
 import { writeMask } from '../helpers/mask.ts';
@@ -38,6 +39,21 @@ test('factor from an NGFF scale: a whole multiple of the input voxel size (1 % s
   assert.throws(() => factorFromScale([40, 4, 4], [40, 6, 6], [32, 128, 1536], [32, 86, 1024], 'm/0'), /m\/0: mask voxel size \[40,6,6\] is not a whole multiple of the input's \[40,4,4\] along y \(1\.5×\)/);
   assert.throws(() => factorFromScale([40, 4, 4], [40, 2, 2], [32, 128, 1536], [32, 256, 3072], 'm'), /along y/, 'finer than the input');
   assert.throws(() => factorFromScale([40, 4, 4], [80, 16, 16], [32, 128, 1536], [16, 30, 384], 'm'), /should be 32 there/);
+});
+
+test('config mask.level picks an NGFF level other than "0": its scale gives the factor', async () => {
+  const file = path.join(dir, 'two-level.zarr');
+  await createGroup(file, multiscalesAttrs('m', 'nanometer', [[40, 4, 4], [160, 16, 16]], ['0', '1']));
+  await createArray(path.join(file, '0'), { shape: [32, 64, 64], chunks: [16, 32, 32], dtype: 'uint8' });
+  const coarse = await createArray(path.join(file, '1'), { shape: [8, 16, 16], chunks: [8, 16, 16], dtype: 'uint8' });
+  await writeRegion(coarse, box([0, 0, 0], [8, 16, 16]), array3(new Uint8Array(8 * 16 * 16).fill(1), [8, 16, 16]), { writeFillChunks: true });
+  const input = { shape: [32, 64, 64] as Vec3, spacing: [40, 4, 4] as Vec3 };
+  const fine = await openMask({ path: file }, input);
+  assert.deepEqual(fine.factor, [1, 1, 1]);
+  assert.equal(await anyTissue(fine, box([0, 0, 0], [32, 64, 64])), false, 'level 0 holds no tissue');
+  const m = await openMask({ path: file, level: '1' }, input);
+  assert.deepEqual(m.factor, [4, 4, 4]);
+  assert.equal(await anyTissue(m, box([0, 0, 0], [1, 1, 1])), true, 'level 1 is all tissue');
 });
 
 test('a full-resolution box maps to every mask voxel under it; upsampling is nearest, counted', () => {
