@@ -41,6 +41,7 @@ import { runCpuSim } from './cpu-sim.ts';
 import { type CpuReport, cpuReport, formatCpuReport } from './cpu-report.ts';
 import { loaderArgs } from '../shared/runtime.ts';
 import { PACKAGE_ROOT } from '../shared/config/load.ts';
+import { type FafbMask, fafbMask } from './fafb-mask.ts';
 
 const exec = promisify(execFile);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -101,6 +102,8 @@ export interface FafbSim {
   scaling: { processes: number; lanes: number; seconds: number; tasks: number; workMsPerS: number; efficiency: number }[];
   merger: { fragments: number; objects: number; split: number; mergeS: number; fragmentsPerS: number; boxesPerS: number; grid: Vec3 };
   projection: Projection;
+  /** A neuropil mask of a stated shape through the real skip code (bench/fafb-mask.ts): what runs of each kind. */
+  mask?: FafbMask;
   /** The CPU side (bench/cpu-sim.ts; per-task samples left out), and the command that made it. */
   cpu?: CpuReport;
   cpuCommand?: string;
@@ -362,9 +365,17 @@ export interface Projection {
   twoStageGpuH: [number, number];
   speedup: number;
   research: { oneStageH: number; twoStageH: number; speedup: number };
+  /**
+   * With the mask (fafb-mask.ts): each stage's work over the voxels of the tasks that run —
+   * predict's chunks (one-stage), stage one's blocks and stage two's blocks (two-stage).
+   */
+  masked?: { oneStageGpuH: [number, number]; twoStageGpuH: [number, number]; speedup: number; voxels: { predict: number; stage1: number; stage2: number } };
 }
 
-function project(costs: Costs): Projection {
+/** Samples per kind of the mask part (±0.3 % of the grid at a 7 % share). */
+const MASK_SAMPLES = 10_000;
+
+function project(costs: Costs, mask?: FafbMask): Projection {
   const fafb = preset('fafb')!;
   const V = 5e13;
   const full = FAFB_SHAPE;
@@ -380,9 +391,21 @@ function project(costs: Costs): Projection {
   const gpuH = (perVoxel: number) => R.map((r) => (V * perVoxel * tta) / (r * 1e6) / 3600).reverse() as [number, number];
   const one = gpuH(oneStage);
   const two = gpuH(stage1 + canvas);
+  const hours = (work: number) => R.map((r) => (work * tta) / (r * 1e6) / 3600).reverse() as [number, number];
+  let masked: Projection['masked'];
+  if (mask) {
+    const v = { predict: fullVox * mask.kinds.predict.voxelShare, stage1: fullVox * mask.kinds.stage1.voxelShare, stage2: fullVox * mask.kinds.stage2.voxelShare };
+    const o = hours(v.predict * oneStage);
+    const t = hours(v.stage1 * stage1 + v.stage2 * canvas);
+    masked = { oneStageGpuH: o.map(Math.round) as [number, number], twoStageGpuH: t.map(Math.round) as [number, number], speedup: r2(o[0] / t[0]), voxels: { predict: Math.round(v.predict), stage1: Math.round(v.stage1), stage2: Math.round(v.stage2) } };
+  }
+  const maskLine = mask && masked
+    ? `With the mask (the rows "with the mask"): ${mask.shape}, ${(100 * mask.tissueShare).toFixed(2)} % of the bounding box. Through the real skip code (tasks/mask.ts) on ${int(mask.kinds.stage1.sampled)} task indices per kind sampled over the fafb preset's whole grid, the tasks with tissue in reach hold ${(100 * mask.kinds.predict.voxelShare).toFixed(2)} % of the voxels for predict (one-stage), ${(100 * mask.kinds.stage1.voxelShare).toFixed(2)} % for stage one's blocks and ${(100 * mask.kinds.stage2.voxelShare).toFixed(2)} % for stage two's (a block runs whole when tissue lies within its reach: one chunk for stage two, the boxes view and more for stage one): each stage's work is counted over those voxels. Stage two at the measured canvas density over its blocks' voxels is an upper bound (outside the neuropil stage one finds few boxes); over the neuropil alone it is the row above.`
+    : undefined;
   return {
     assumptions: [
-      `FAFB neuropil ≈ 5 × 10¹³ voxels at 4 × 4 × 40 nm (design.md: "about 50 teravoxels"); the bounding box (${(fullVox / 1e14).toFixed(1)} × 10¹⁴) is 16× more, mostly outside the tissue, which a tissue mask skips in both modes alike.`,
+      `FAFB neuropil ≈ 5 × 10¹³ voxels at 4 × 4 × 40 nm (design.md: "about 50 teravoxels"); the bounding box (${(fullVox / 1e14).toFixed(1)} × 10¹⁴) is 16× more, mostly outside the tissue. The first two rows count the neuropil's voxels alone, as if a mask skipped exactly the rest.`,
+      ...(maskLine ? [maskLine] : []),
       `Both networks nnU-Net 3d_fullres size (≈ 30 M parameters), 95–145 Mvoxel/s per forward pass on an H100 with PyTorch CUDA (measured on the lent H100, stack.md); onnxruntime-node's CUDA provider assumed as fast (not measurable here: it cannot be fetched); stage one's network assumed as costly per voxel as stage two's (the research ran nnU-Net at both resolutions).`,
       `fafb preset: one-stage patch ${fafb.baseline.patch.join('×')} at step ${fafb.baseline.step} (nnU-Net's tile grid over the bounding box: ${oneStage.toFixed(2)} patch voxels per voxel); stage one at ${fafb.stage1.spacing.join('×')} nm, patch ${fafb.stage1.patch.join('×')}, step ${fafb.stage1.step} (${stage1.toFixed(3)} per full-res voxel); mirroring TTA (${tta}×) in every stage, as the preset sets it.`,
       `Stage two computes ${canvas.toFixed(3)} canvas voxels per input voxel: the synthetic EM data's measured density (${(costs.canvasesPerVoxel * 1e6).toFixed(2)} canvases of ${costs.canvasVoxels.toLocaleString('en-US')} voxels per 10⁶ voxels, 1 % foreground, synthetic-em preset on ${costs.volume}). FAFB's clefts are sparser than that within neuropil; this is the figure that decides the result and the one to replace with a stage-one sample of the real volume.`,
@@ -398,6 +421,7 @@ function project(costs: Costs): Projection {
     twoStageGpuH: two.map(Math.round) as [number, number],
     speedup: r2(oneStage / (stage1 + canvas)),
     research: { oneStageH: 46.0, twoStageH: 0.8 + 5.59, speedup: r2(46.0 / (0.8 + 5.59)) },
+    ...(masked ? { masked } : {}),
   };
 }
 
@@ -498,11 +522,15 @@ export async function runFafbSim(o: FafbSimOptions): Promise<FafbSim> {
     const b = boxRun({ label: 'merger', volume: [grid[0] * 96, grid[1] * 1024, grid[2] * 1024], seed: 11, perChunk: 10 });
     const merger = { fragments: b.fragments, objects: b.objects, split: b.fragments - b.objects, mergeS: r2(b.mergeS), fragmentsPerS: Math.round(b.fragments / b.mergeS), boxesPerS: Math.round(b.boxesPerS), grid };
 
+    // Part 6: a neuropil mask through the real skip code.
+    say('tissue mask: a neuropil mask of a stated shape through the skip code');
+    const mask = await fafbMask(dir, quick ? 1000 : MASK_SAMPLES);
+
     const result: FafbSim = {
       when: new Date().toISOString(),
       commit: (await exec('git', ['rev-parse', '--short', 'HEAD'], { cwd: HERE }).catch(() => ({ stdout: '?' }))).stdout.trim(),
       machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? '?'}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}`,
-      quick, grid: { shape: FAFB_SHAPE, chunk: config.io.chunk, tasks, total }, costs, control, resume, scaling, merger, projection: project(costs), cpu,
+      quick, grid: { shape: FAFB_SHAPE, chunk: config.io.chunk, tasks, total }, costs, control, resume, scaling, merger, projection: project(costs, mask), mask, cpu,
       cpuCommand: `npm run bench -- --fafb-sim${quick ? ' --quick' : ''}`,
     };
     if (o.json) fs.writeFileSync(o.json, JSON.stringify(result, null, 2) + '\n');
@@ -546,9 +574,21 @@ export function formatFafbSim(r: FafbSim): string {
   L.push('| | patch voxels per voxel (× TTA) | GPU-hours | CPU-hours (CPU side, neuropil) |', '|---|--:|--:|--:|');
   L.push(`| one-stage (nnU-Net sliding window) | ${p.oneStageTileVoxelsPerVoxel} × ${p.tta} | ${int(p.oneStageGpuH[0])}–${int(p.oneStageGpuH[1])} | not measured (blend instead of paste) |`);
   L.push(`| two-stage (stage one + canvases) | ${p.stage1TileVoxelsPerVoxel} + ${p.canvasVoxelsPerVoxel} × ${p.tta} | ${int(p.twoStageGpuH[0])}–${int(p.twoStageGpuH[1])} |${cpuH}`);
-  L.push('', `Projected speed-up ${p.speedup}×; the research measured ${p.research.oneStageH} h → ${r2(p.research.twoStageH)} h (${p.research.speedup}×) for FAFB part 1 on one GPU. Assumptions:`, '');
+  if (p.masked) {
+    L.push(`| one-stage, with the mask | ${p.oneStageTileVoxelsPerVoxel} × ${p.tta} over ${(p.masked.voxels.predict / 1e13).toFixed(2)} × 10¹³ | ${int(p.masked.oneStageGpuH[0])}–${int(p.masked.oneStageGpuH[1])} | |`);
+    L.push(`| two-stage, with the mask | (${p.stage1TileVoxelsPerVoxel} over ${(p.masked.voxels.stage1 / 1e13).toFixed(2)} + ${p.canvasVoxelsPerVoxel} over ${(p.masked.voxels.stage2 / 1e13).toFixed(2)} × 10¹³) × ${p.tta} | ${int(p.masked.twoStageGpuH[0])}–${int(p.masked.twoStageGpuH[1])} | |`);
+  }
+  L.push('', `Projected speed-up ${p.speedup}×${p.masked ? ` (${p.masked.speedup}× with the mask)` : ''}; the research measured ${p.research.oneStageH} h → ${r2(p.research.twoStageH)} h (${p.research.speedup}×) for FAFB part 1 on one GPU. Assumptions:`, '');
   for (const a of p.assumptions) L.push(`- ${a}`);
   L.push('');
+  if (r.mask) {
+    const m = r.mask;
+    L.push('### The tissue mask through the skip code', '');
+    L.push(`${m.shape}; ${(m.tissueVoxels / 1e13).toFixed(2)} × 10¹³ tissue voxels, ${(100 * m.tissueShare).toFixed(2)} % of the bounding box. Written in ${m.seconds.write} s; ${int(m.kinds.stage1.sampled)} task indices per kind, uniform over the fafb preset's grid (seeded), asked what each task asks before it runs (tissueReach → reachBox → anyTissue on the Zarr mask) in ${m.seconds.sample} s:`, '');
+    L.push('| kind | tasks in the grid | sampled | with tissue in reach (run) | their share of the voxels | tasks run, projected |', '|---|--:|--:|--:|--:|--:|');
+    for (const [k, x] of Object.entries(m.kinds)) L.push(`| ${k} | ${int(x.tasks)} | ${int(x.sampled)} | ${int(x.run)} | ${(100 * x.voxelShare).toFixed(2)} % | ≈ ${int(Math.round((x.tasks * x.run) / x.sampled))} |`);
+    L.push('', 'Faces, merge and resolve always run (cheap on a skipped chunk: an empty border); relabel skips with its chunk. The CPU side below counts its own neuropil chunks (those meeting the ellipsoid).', '');
+  }
   if (r.cpu) L.push(formatCpuReport(r.cpu, r.cpuCommand ?? 'npm run bench -- --fafb-sim'));
   return L.join('\n');
 }
@@ -584,6 +624,26 @@ async function onlyCpu(argv: string[]): Promise<void> {
   }
 }
 
+/**
+ * The mask part alone (`node --import tsx bench/fafb-sim.ts --only mask --json FILE`): its figures
+ * and the projection recomputed with them replace those of FILE's earlier full run; prints the whole report.
+ */
+async function onlyMask(argv: string[]): Promise<void> {
+  const json = argv[argv.indexOf('--json') + 1];
+  if (!argv.includes('--json') || !json || !fs.existsSync(json)) throw new Error('--only mask needs --json FILE of an earlier full run');
+  const dir = path.resolve('bench-results', 'fafb-sim');
+  fs.mkdirSync(dir, { recursive: true });
+  const prev = JSON.parse(fs.readFileSync(json, 'utf8')) as FafbSim;
+  const mask = await fafbMask(dir, argv.includes('--quick') ? 1000 : MASK_SAMPLES);
+  const next: FafbSim = { ...prev, mask, projection: project(prev.costs, mask) };
+  fs.writeFileSync(json, JSON.stringify(next, null, 2) + '\n');
+  process.stdout.write(formatFafbSim(next));
+}
+
+if (process.argv[2] === '--only' && process.argv[3] === 'mask') {
+  await onlyMask(process.argv.slice(4));
+  process.exit(0);
+}
 if (process.argv[2] === '--only' && process.argv[3] === 'cpu') {
   await onlyCpu(process.argv.slice(4));
   process.exit(0);

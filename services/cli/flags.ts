@@ -55,6 +55,7 @@ export function runFlags(cmd: Command): Command {
     .option('--probabilities', 'also write probabilities/0')
     .option('--overwrite', 'replace an existing output (without it, the same command on the same output resumes)')
     .option('--keep-work', 'keep every intermediate result under OUTPUT/.work (a later run over a larger --roi then recomputes nothing already done)')
+    .option('--mask <mask.zarr>', 'tissue mask: an NGFF image group (level 0) or a bare Zarr array, uint8 or bool, nonzero = tissue, at a whole multiple of the input\'s voxel size; tasks with no tissue in reach are skipped and written as background (config `mask` for another level)')
     .option('--allow-missing', 'read missing input chunks as the fill value (counted in the report) instead of failing the tasks that need them')
     .option('--progress-interval <s>', 'off a terminal (batch logs): seconds between progress lines — tasks per kind, voxels, rate, ETA (0: none)', nonNegativeNumberArg('--progress-interval'), 10)
     .option('--json', 'print one JSON report on stdout');
@@ -81,6 +82,7 @@ export interface RunFlags {
   overwrite?: boolean;
   keepWork?: boolean;
   allowMissing?: boolean;
+  mask?: string;
   progressInterval?: number;
   json?: boolean;
 }
@@ -93,6 +95,7 @@ export function configFromFlags(o: RunFlags, extra: Record<string, unknown> = {}
   if (o.threads) overrides.inference = { ...(overrides.inference as object), threads: o.threads };
   if (o.probabilities) overrides.output = { probabilities: true };
   if (o.allowMissing) overrides.io = { missingChunks: 'fill' };
+  if (o.mask !== undefined) overrides.mask = o.mask;
   const config = loadConfig({ preset: o.preset, file: o.config, overrides });
   let roi: Box | undefined;
   if (o.roi) {

@@ -28,6 +28,15 @@ export function printReport(report: RunReport, output: string, json: boolean, si
   }
   if (json) process.stdout.write(JSON.stringify(report) + '\n');
   else process.stderr.write(`${report.mode} ${report.status}: ${report.voxels} voxels in ${report.seconds.total} s (${(report.voxelsPerSecond / 1e6).toFixed(2)} Mvox/s) → ${output}\n`);
+  if (!json && report.mask) {
+    const m = report.mask;
+    const tasks = Object.entries(m.skippedTasks).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
+    process.stderr.write(`tissue mask ${m.path}: ${m.skippedVoxels} voxels skipped (${(100 * m.skippedFraction).toFixed(1)} % of the chunks), ${m.maskedVoxels} set to background; tasks skipped: ${tasks}\n`);
+  }
+  const gone = report.inputMissingSkipped;
+  if (!json && gone && Object.keys(gone.skippedTasks).length) {
+    process.stderr.write(`missing input: ${gone.skippedVoxels} voxels skipped as background (no stored chunk in reach); tasks skipped: ${Object.entries(gone.skippedTasks).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
+  }
   if (report.failures.length) {
     const skipped = Object.values(report.tasks).reduce((n, t) => n + t.skipped, 0);
     process.stderr.write(`${report.failures.length} task(s) failed${skipped ? ` (${skipped} more skipped because they need them)` : ''}; re-run the same command to retry them:\n${report.failures.map((f) => `  ${f.task}: ${f.error}`).join('\n')}\n`);

@@ -53,10 +53,10 @@ export async function followRun(kv: KV, run: string, log: Logger): Promise<RunFo
 
 export const isOver = (r: RunRecord | undefined) => r?.status === 'complete' || r?.status === 'failed';
 
-/** Refuse a run whose input or output lies outside `roots` (none: any path). */
-export function confine(r: Pick<RunRecord, "run" | "input" | "output">, roots: readonly string[]): void {
+/** Refuse a run whose input, output or tissue mask lies outside `roots` (none: any path). */
+export function confine(r: Pick<RunRecord, "run" | "input" | "output">, roots: readonly string[], mask?: string): void {
   if (!roots.length) return;
-  for (const p of [r.input, r.output]) {
+  for (const p of mask ? [r.input, r.output, mask] : [r.input, r.output]) {
     // A virtual input is generated, not read from anywhere.
     if (isVirtual(p)) continue;
     const abs = path.resolve(p);
@@ -85,7 +85,7 @@ export function use(a: Attachment): () => Promise<void> {
 }
 
 export async function attach(record: RunRecord, role: Role, roots: readonly string[], makeJob: (r: RunRecord, c: TesseraConfig, log: Logger) => Promise<WorkerJob>, log: Logger): Promise<Attachment> {
-  confine(record, roots);
+  confine(record, roots, (record.config as { mask?: { path?: string } } | undefined)?.mask?.path);
   // The record's config is validated like a config file: a worker never trusts it blindly.
   const config = loadConfig({ overrides: record.config as unknown as Record<string, unknown> });
   const job = await makeJob(record, config, log);

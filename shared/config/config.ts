@@ -65,6 +65,8 @@ export interface TesseraConfig {
   stage2: { mirror: boolean; background: 'zero' | 'stage1' };
   output: { probabilities: boolean; format: 'zarr-v2' | 'zarr-v3-sharded' };
   nats: { inFlight: number; batch: number; batchSeconds: number; ackWait: number; maxDeliver: number; duplicateWindow: number; lease: number };
+  /** Tissue mask (loadConfig turns a bare path into `{ path }`, resolved). */
+  mask?: { path: string; level?: string };
 }
 
 const vec = (doc: string, min = 1): Field => ({ type: 'vec3', min, doc });
@@ -95,7 +97,7 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
     readCache: int('Decoded input (MiB) that a process\'s stage-two tasks share in one storage-chunk cache, so boxes sharing a storage chunk decode it once; read amplification (decoded / needed voxels, in the report) rises when it is too small for two stage-two blocks\' chunks (EM bench: 64 MiB → 6.3 on the default volume, 128 and 256 → 4.24). @default 128', 1, 65536),
     mergeFanIn: ivec('Instance ids: chunks per axis whose objects one merge task joins (a region of the reduction; level l joins fanIn^l chunks). Every task of the reduction holds what crosses its region\'s surface, never the volume; fewer levels mean fewer, larger tasks. Does not change the output. @default [4, 4, 4]', 2),
     lockStale: num('Seconds after which an output\'s lock whose holder has not written its heartbeat (every `lockStale` / 6 s) counts as stale and is taken over; the process that held it is then fenced (it stops before its next write). Does not change the output. @default 60', 1, 86400),
-    missingChunks: en(['fail', 'fill'], 'An input storage chunk with no file: `fail` fails the tasks that read it, naming the chunk (a deleted chunk read as the fill value gives a wrong result that looks complete); `fill` reads the fill value and counts it in the report (sparse volumes such as FAFB, whose empty chunks were never written; `--allow-missing`). @default "fail"'),
+    missingChunks: en(['fail', 'fill'], 'An input storage chunk with no file: `fail` fails the tasks that read it, naming the chunk (a deleted chunk read as the fill value gives a wrong result that looks complete); `fill` reads the fill value and counts it in the report (sparse volumes such as FAFB, whose empty chunks were never written; `--allow-missing`), and a task with no stored input chunk anywhere in its reach (the tissue mask\'s reach, docs/design.md) is skipped as background without running a network, counted in the report\'s `inputMissingSkipped`. @default "fail"'),
   }),
   inference: obj('ONNX Runtime.', {
     provider: en(['cpu', 'cuda', 'tensorrt', 'webgpu'], 'Execution provider; falls back to cpu with a warning when missing. @default "cpu"'),
@@ -156,6 +158,20 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
     probabilities: bool('Also write probabilities/0 (float32 foreground probability). @default false'),
     format: en(['zarr-v2', 'zarr-v3-sharded'], '`zarr-v2`: NGFF 0.4, one file per storage chunk (`io.outputChunk`); opens in Zarr v2 readers. `zarr-v3-sharded`: NGFF 0.5, one shard file per chunk (`io.chunk`) with inner chunks of `io.outputChunk` — for runs whose storage chunks would number in the millions (FAFB: ≈ 10⁹ files otherwise). @default "zarr-v2"'),
   }),
+  mask: {
+    type: 'optional',
+    doc: 'Tissue mask (`--mask`): a path, or `{ "path", "level" }`. An NGFF image group (level `"0"` read unless `level` names another) or a bare Zarr array, uint8 or bool, nonzero = tissue, at a voxel size that is a whole multiple of the input\'s (the NGFF scale says which; a bare array\'s factor comes from the shapes). Tasks whose reach holds no tissue are skipped and their output is background; voxels outside the mask are background everywhere (docs/design.md, "Tissue masks"). A relative path is relative to the config file (to the working directory for `--mask`). Part of the run identity. @default none',
+    of: {
+      type: 'either', expect: 'a path or { "path": …, "level": … }', doc: '',
+      of: [
+        { type: 'string', doc: '' },
+        obj('', {
+          path: { type: 'string', doc: 'The mask\'s path (NGFF group or bare array).' },
+          level: { type: 'optional', of: { type: 'string', doc: '' }, doc: 'The NGFF dataset to read. @default "0"' },
+        }),
+      ],
+    },
+  },
   nats: obj('Distributed runs (`--nats`): how the coordinator and workers use JetStream. Speed and fault handling only: never part of the run identity.', {
     inFlight: int('Tasks published and not yet finished, at most (the bounded queue); a few × the tasks all workers run at once. @default 256', 1, 100000),
     batch: int('Tasks of one kind per message, at most. Quick tasks travel together: the coordinator sizes each kind\'s messages to about `batchSeconds` of work from the task times measured so far (one task per message until it knows), and never above `inFlight` / 8 so that several workers share the work. A message is delivered, acknowledged and redelivered whole. 1: one task per message. @default 64', 1, 1024),

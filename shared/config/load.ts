@@ -59,6 +59,10 @@ export function loadConfig(src: ConfigSource): TesseraConfig {
     }
     dir = path.dirname(path.resolve(src.file));
     const models = rest.models as Record<string, unknown> | undefined;
+    if (rest.mask !== undefined) {
+      rest.mask = maskRelativeTo(rest.mask, dir);
+      resolved = { ...resolved, mask: undefined };
+    }
     resolved = deepMerge(resolved, rest);
     if (models && typeof models === 'object') {
       resolved.models = { ...resolved.models };
@@ -67,7 +71,10 @@ export function loadConfig(src: ConfigSource): TesseraConfig {
       }
     }
   }
-  resolved = deepMerge(resolved, src.overrides);
+  const over = src.overrides?.mask !== undefined ? { ...src.overrides, mask: maskRelativeTo(src.overrides.mask, process.cwd()) } : src.overrides;
+  // A mask replaces the one before it whole (a path after an object must not keep its level).
+  if (over?.mask !== undefined) resolved = { ...resolved, mask: undefined };
+  resolved = deepMerge(resolved, over);
   try {
     validate(SCHEMA, resolved);
   } catch (err) {
@@ -82,6 +89,15 @@ export function loadConfig(src: ConfigSource): TesseraConfig {
     throw new ConfigError('stage1.spacing', `[${c.stage1.spacing}] is finer than the full resolution [${c.spacing}]`);
   }
   return c;
+}
+
+/** A mask as `{ path, level }` with its path resolved against `dir`; anything malformed is left for validate() to name. */
+function maskRelativeTo(m: unknown, dir: string): unknown {
+  if (typeof m === 'string' && m.length > 0) return { path: path.resolve(dir, m) };
+  if (m && typeof m === 'object' && !Array.isArray(m) && typeof (m as { path?: unknown }).path === 'string' && (m as { path: string }).path.length > 0) {
+    return { ...m, path: path.resolve(dir, (m as { path: string }).path) };
+  }
+  return m;
 }
 
 function resolveModels(c: TesseraConfig, dir: string): void {

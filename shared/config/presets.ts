@@ -34,6 +34,9 @@ const EM_RESEARCH = (name: string, stage1Patch: TesseraConfig['stage1']['patch']
 
 const RAW: Record<string, Preset> = {
   cremi: EM_RESEARCH('cremi', [32, 160, 160]),
+  // FAFB's bounding box is ≈ 16× its neuropil: give a tissue mask (`--mask`, or `mask` in a
+  // config extending this preset, as deploy/k8s/overlays/fafb/config.json does with a placeholder
+  // path). Not set here: no path is right on every machine, and a preset must open anywhere.
   fafb: EM_RESEARCH('fafb', [80, 160, 160]),
   covid: {
     name: 'covid',

@@ -10,13 +10,31 @@ export type Field =
   | { type: 'enum'; values: readonly string[]; doc: string }
   | { type: 'vec3'; min?: number; int?: boolean; doc: string }
   | { type: 'object'; fields: Record<string, Field>; doc: string }
-  | { type: 'optional'; of: Field; doc: string };
+  | { type: 'optional'; of: Field; doc: string }
+  /** One of several shapes (a path, or an object with the path and more); `expect` says them in words. */
+  | { type: 'either'; of: readonly Field[]; expect: string; doc: string };
 
 function check(f: Field, v: unknown, key: string): void {
   switch (f.type) {
     case 'optional':
       if (v !== undefined && v !== null) check(f.of, v, key);
       return;
+    case 'either': {
+      const errs: ConfigError[] = [];
+      for (const f1 of f.of) {
+        try {
+          check(f1, v, key);
+          return;
+        } catch (err) {
+          if (!(err instanceof ConfigError)) throw err;
+          errs.push(err);
+        }
+      }
+      // An object that is one of the shapes but wrong inside: say what is wrong in it.
+      const inner = typeof v === 'object' && v !== null && !Array.isArray(v) ? errs.find((e, i) => f.of[i].type === 'object') : undefined;
+      if (inner) throw inner;
+      throw new ConfigError(key, `expected ${f.expect}, got ${JSON.stringify(v)}`);
+    }
     case 'number':
       if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(key, `expected a number, got ${JSON.stringify(v)}`);
       if (f.int && !Number.isInteger(v)) throw new ConfigError(key, `expected an integer, got ${v}`);
@@ -84,7 +102,8 @@ export function describe(f: Field, key = ''): string[] {
     return lines;
   }
   const t = f.type === 'optional' ? f.of : f;
-  const type = t.type === 'enum' ? t.values.map((v) => `\`${v}\``).join(' \\| ') : t.type;
-  const inner = t.type === 'object' ? describe(t, key).slice(1) : [];
+  const type = t.type === 'enum' ? t.values.map((v) => `\`${v}\``).join(' \\| ') : t.type === 'either' ? t.of.map((x) => x.type).join(' \\| ') : t.type;
+  const obj = t.type === 'object' ? t : t.type === 'either' ? t.of.find((x) => x.type === 'object') : undefined;
+  const inner = obj ? describe(obj, key).slice(1) : [];
   return [`| \`${key}\` | ${type}${f.type === 'optional' ? ' (optional)' : ''} | ${f.doc} |`, ...inner];
 }

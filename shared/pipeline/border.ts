@@ -83,6 +83,22 @@ export function borderSections(labels: Uint32Array, ids: Float64Array, seg: Uint
   return out;
 }
 
+/**
+ * The border of a chunk of `shape` with no object (what borderSections gives for all-zero labels),
+ * without a chunk-sized array: a chunk the tissue mask skips.
+ */
+export function emptyBorderSections(shape: Vec3): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let a = 0; a < 3; a++) {
+    const [u, v] = otherAxes(a);
+    for (let side = 0; side < 2; side++) {
+      out.push(encodeFace({ rows: shape[u], cols: shape[v], rowStart: new Uint32Array(shape[u] + 1), start: new Uint32Array(0), length: new Uint32Array(0), id: new Float64Array(0), cls: new Uint8Array(0) }));
+    }
+  }
+  for (let a = 0; a < 3; a++) for (let k = 0; k < 4; k++) out.push(packColumns([new Float64Array(shape[a]), new Uint8Array(shape[a])]));
+  return out;
+}
+
 function faceRuns(labels: Uint32Array, ids: Float64Array, seg: Uint8Array, base: number, rows: number, su: number, cols: number, sv: number): FaceRuns {
   const rowStart = new Uint32Array(rows + 1);
   const start: number[] = [];

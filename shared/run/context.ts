@@ -11,6 +11,7 @@ import type { Model, ModelCard } from '../infer/model.ts';
 import type { Logger } from '../log.ts';
 import { Timings } from './timings.ts';
 import { ConfigError, InputError } from '../errors.ts';
+import { type TissueMask, openMask } from '../volume/mask.ts';
 
 export interface RunContext {
   readonly config: TesseraConfig;
@@ -25,6 +26,8 @@ export interface RunContext {
   readonly signal?: AbortSignal;
   /** Input storage chunks read as the fill value because their file is missing (io.missingChunks "fill"). */
   readonly missing: { missing: number };
+  /** The tissue mask (config `mask`, `--mask`): tasks with no tissue in reach are skipped (tasks/mask.ts). */
+  readonly mask?: TissueMask;
 }
 
 export interface OpenOptions {
@@ -64,6 +67,8 @@ export async function openRun(o: OpenOptions): Promise<RunContext> {
   if (!sameSpacing(src.spacing, c.spacing)) {
     throw new ConfigError('spacing', `the input's voxel size [${src.spacing}] differs from the config's [${c.spacing}] (${o.input}); resample the input or use a matching preset`);
   }
+  // Opened (and checked against the input) before any model loads: a bad mask is a one-line error.
+  const mask = c.mask ? await openMask(c.mask, { shape: src.shape, spacing: src.spacing }) : undefined;
   const models: Record<string, PoolModel> = { fullres: { path: c.models.fullres, input: cards.fullres.inputName, output: cards.fullres.outputName } };
   if (c.mode === 'two-stage' && cards.lowres) models.lowres = { path: c.models.lowres, input: cards.lowres.inputName, output: cards.lowres.outputName };
   const po = { provider: c.inference.provider, threads: c.inference.threads, intraOpThreads: c.inference.intraOpThreads };
@@ -92,6 +97,7 @@ export async function openRun(o: OpenOptions): Promise<RunContext> {
     lowres: cards.lowres ? pool.model('lowres', cards.lowres) : undefined,
     timings: new Timings(),
     missing,
+    ...(mask ? { mask } : {}),
     log: o.log,
     signal: o.signal,
   };

@@ -10,6 +10,7 @@ import type { TesseraConfig } from '../config/config.ts';
 import type { Cards } from '../config/load.ts';
 import type { Level } from '../volume/ome.ts';
 import { isVirtual } from '../volume/virtual.ts';
+import type { TissueMask } from '../volume/mask.ts';
 
 /**
  * The input as a run sees it: its resolved location, and per pyramid level the run reads, what
@@ -22,6 +23,8 @@ export interface InputIdentity {
   levels: string[];
   /** The ground-truth array boxes were taken from instead of stage one (benchmark oracle). */
   oracle?: string;
+  /** The tissue mask: its resolved location and what decides its voxels (mask.ts `describe`, with a hash of its metadata). */
+  mask?: string;
 }
 
 export interface RunIdentity {
@@ -32,7 +35,8 @@ export interface RunIdentity {
   input?: InputIdentity;
 }
 
-const RUNTIME_ONLY = ['name', 'models', 'io.concurrency', 'io.chunksInFlight', 'io.readCache', 'io.lockStale', 'inference.threads', 'inference.intraOpThreads', 'nats'];
+// `mask` is in the input's identity (resolved, with its metadata), not as the config's path.
+const RUNTIME_ONLY = ['name', 'mask', 'models', 'io.concurrency', 'io.chunksInFlight', 'io.readCache', 'io.lockStale', 'inference.threads', 'inference.intraOpThreads', 'nats'];
 
 function flatten(v: unknown, prefix: string, out: Record<string, unknown>): void {
   if (v && typeof v === 'object' && !Array.isArray(v)) {
@@ -70,7 +74,7 @@ function arrayMetadata(dir: string): string {
 }
 
 /** The identity of the input levels a run reads (level 0, and stage one's level in two-stage). */
-export function inputIdentity(input: string, levels: readonly Level[], oracle?: string): InputIdentity {
+export function inputIdentity(input: string, levels: readonly Level[], oracle?: string, mask?: TissueMask): InputIdentity {
   const seen = new Set<string>();
   const lines: string[] = [];
   for (const l of levels) {
@@ -81,7 +85,15 @@ export function inputIdentity(input: string, levels: readonly Level[], oracle?: 
     lines.push(`level ${l.key}: ${a.shape.join('x')} ${a.dtype}, chunks ${a.chunks.join(',')}${a.shard ? `, shards ${a.shard.join(',')}` : ''}, scale ${l.spacing.join(',')}, metadata ${codecs}`);
   }
   const metadata = createHash('sha256').update(lines.join('\n')).digest('hex');
-  return { location: resolvedLocation(input), metadata, levels: lines, ...(oracle ? { oracle: resolvedLocation(oracle) } : {}) };
+  return {
+    location: resolvedLocation(input), metadata, levels: lines, ...(oracle ? { oracle: resolvedLocation(oracle) } : {}),
+    ...(mask ? { mask: maskLine(mask) } : {}),
+  };
+}
+
+function maskLine(m: TissueMask): string {
+  const meta = createHash('sha256').update(arrayMetadata(m.array.path)).digest('hex').slice(0, 12);
+  return `${resolvedLocation(m.spec.path)}${m.spec.level !== undefined ? ` level ${m.spec.level}` : ''} (${m.array.shape.join('x')}, factor ${m.factor.join(',')}, metadata ${meta})`;
 }
 
 export function runIdentity(c: TesseraConfig, cards: Cards, input: InputIdentity): RunIdentity {
@@ -109,6 +121,7 @@ function inputDiff(before: InputIdentity | undefined, now: InputIdentity | undef
     out.push(`input metadata of ${now.location}: ${gone.join(' | ') || 'none'} → ${added.join(' | ') || 'none'}`);
   }
   if (before.oracle !== now.oracle) out.push(`oracle boxes: ${before.oracle ?? 'none'} → ${now.oracle ?? 'none'}`);
+  if (before.mask !== now.mask) out.push(`tissue mask: ${before.mask ?? 'none'} → ${now.mask ?? 'none'}`);
   return out;
 }
 

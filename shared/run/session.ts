@@ -29,6 +29,7 @@ import { clearTemp } from '../volume/store.ts';
 import { isVirtual } from '../volume/virtual.ts';
 import { ConfigError, InputError, OutputError, isTesseraError } from '../errors.ts';
 import { checkOutputPath } from './paths.ts';
+import type { TissueMask } from '../volume/mask.ts';
 import { lockOutput } from './lock.ts';
 
 export interface TaskFailure {
@@ -132,6 +133,30 @@ export interface RunReport {
    * tile count for the whole volume (equal when a fresh run covers the volume).
    */
   oneStage?: { tiles: number; nnunetTiles: number; measured: boolean };
+  /** The tissue mask, when the run has one: what it skipped (tasks/mask.ts). */
+  mask?: MaskReport;
+  /**
+   * io.missingChunks "fill": tasks skipped because no input storage chunk in their reach has a
+   * file (written as background, no network run), per kind, and the voxels of the chunks skipped.
+   */
+  inputMissingSkipped?: { skippedTasks: Record<string, number>; skippedVoxels: number };
+}
+
+export interface MaskReport {
+  path: string;
+  level?: string;
+  /** Input voxels per mask voxel. */
+  factor: number[];
+  /** Tasks skipped for having no tissue in reach, per kind. */
+  skippedTasks: Record<string, number>;
+  /** Voxels of the output chunks skipped whole (written as background, no chunk stored). */
+  skippedVoxels: number;
+  /** Voxels of the ROI's chunks set to background by the mask: those skipped, and outside the mask in chunks that ran. */
+  maskedVoxels: number;
+  /** skippedVoxels over the voxels of the ROI's chunks. */
+  skippedFraction: number;
+  /** As the two-stage figures: false when some reused task's counters are not in run.json. */
+  measured: boolean;
 }
 
 export interface SessionOptions {
@@ -199,7 +224,7 @@ function abortReason(signal: AbortSignal): Error {
 
 /** The input levels the run reads: the full resolution, and stage one's level in two-stage. */
 function inputOf(ctx: RunContext, input: string, low: LowGrid | undefined, oracle?: string) {
-  return inputIdentity(input, low ? [ctx.src.full, low.level] : [ctx.src.full], oracle);
+  return inputIdentity(input, low ? [ctx.src.full, low.level] : [ctx.src.full], oracle, ctx.mask);
 }
 
 /**
@@ -435,6 +460,8 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
     inputMissingChunks: ctx.missing.missing,
     twoStage,
     oneStage,
+    ...(c.io.missingChunks === 'fill' ? { inputMissingSkipped: { skippedTasks: prefixed(st, 'missing.'), skippedVoxels: st.missingVoxels ?? 0 } } : {}),
+    ...(ctx.mask ? { mask: maskReport(ctx.mask, st, rangeVoxels(graph.kinds.find((k) => k.name === (c.mode === 'one-stage' ? 'blend' : 'paste'))!.range, graph.chunk, graph.volume), carried.complete) } : {}),
   };
   s.fence();
   try {
@@ -461,6 +488,22 @@ export async function finishSession(s: Session, result: DriveResult, o: FinishOp
   // The output this run replaced (--overwrite) was kept until now.
   if (replaces && status === 'complete') fs.rmSync(replaces, { recursive: true, force: true });
   return report;
+}
+
+/** Counters named `<prefix><kind>`, by kind. */
+function prefixed(st: Record<string, number>, prefix: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(st)) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
+  return out;
+}
+
+function maskReport(m: TissueMask, st: Record<string, number>, chunkVoxels: number, measured: boolean): MaskReport {
+  const skippedTasks = prefixed(st, 'skip.');
+  const skippedVoxels = st.skippedVoxels ?? 0;
+  return {
+    path: m.spec.path, ...(m.spec.level !== undefined ? { level: m.spec.level } : {}), factor: [...m.factor], skippedTasks, skippedVoxels,
+    maskedVoxels: st.maskedVoxels ?? 0, skippedFraction: chunkVoxels ? skippedVoxels / chunkVoxels : 0, measured,
+  };
 }
 
 /**

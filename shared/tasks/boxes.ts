@@ -9,6 +9,7 @@ import { type OwnedBox, mergeFragments } from '../pipeline/boxes-merge.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { boxesReach } from './graph.ts';
 import { type Stage1Result, blockBox } from './stage1.ts';
+import { skipOf, skipped } from './mask.ts';
 
 /** A block's stage-one result with its border (18 sections), cached: neighbouring boxes tasks read the same blocks. */
 export interface Stage1Block extends Stage1Result {
@@ -27,6 +28,8 @@ export function readStage1(ctx: TaskContext, b: Vec3): Promise<Stage1Block> {
 
 export async function boxesTask(ctx: TaskContext, b: Vec3): Promise<TaskStats> {
   const c = ctx.config;
+  const why = await skipOf(ctx, 'boxes', b);
+  if (why) return skipped('boxes', why);
   const s1 = ctx.graph.kinds.find((k) => k.name === 'stage1')!;
   const view = relatedBlocks(b, s1.block, boxesReach(c, ctx.low!.factor), s1.block, s1.range);
   const blocks: Vec3[] = [];

@@ -18,7 +18,7 @@ import { chunkBox, indexId } from '../geometry/grid.ts';
 import { regionParent } from '../geometry/tree.ts';
 import { type Array3, array3 } from '../array/array3.ts';
 import { type ObjectRow, type RowRanges, anchorIds, labelObjects, labelRuns, paintRuns, paintRunsSlab } from '../pipeline/instances.ts';
-import { borderSections } from '../pipeline/border.ts';
+import { borderSections, emptyBorderSections } from '../pipeline/border.ts';
 import type { Down } from '../pipeline/merge.ts';
 import { packColumns, unpackColumns } from '../array/columns.ts';
 import { readRegion, writeRegion } from '../volume/zarr.ts';
@@ -28,6 +28,7 @@ import { writeFileAtomic } from '../volume/store.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { decodeDown } from './merge.ts';
 import { numbered } from './work-sections.ts';
+import { skipOf, skipped } from './mask.ts';
 
 /** An object of a chunk's table: its local id, its part id (`anchor`) and its statistics. */
 export type LabelRow = ObjectRow & { anchor: number };
@@ -57,6 +58,16 @@ export async function labelChunk(ctx: TaskContext, index: Vec3, write: Box, seg:
   await ctx.work.writeSections('runs', index, [{ key: 'runs', header: null, body: [packColumns([runs])] }]);
   await writePyramid(ctx, write, seg, local.rows);
   return local.count;
+}
+
+/**
+ * What labelChunk keeps for a chunk with no object, without touching its voxels: a chunk the
+ * tissue mask skips (nothing is written to the segmentation or its pyramid: background).
+ */
+export async function emptyLabel(ctx: TaskContext, index: Vec3, write: Box): Promise<void> {
+  await ctx.work.writeJson('label', index, { count: 0, objects: [] } satisfies LabelResult);
+  await ctx.work.writeSections('border', index, numbered(emptyBorderSections(shapeOf(write))));
+  await ctx.work.writeSections('runs', index, [{ key: 'runs', header: null, body: [packColumns([new Uint32Array(0)])] }]);
 }
 
 /**
@@ -99,6 +110,13 @@ async function chunkDown(ctx: TaskContext, index: Vec3): Promise<Down> {
 
 export async function relabelTask(ctx: TaskContext, index: Vec3): Promise<TaskStats> {
   const write = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
+  // A chunk its writer skipped (no tissue, no stored input) has no object: no instances chunk
+  // is painted (an empty FAFB chunk's uint64 ids cost seconds to encode), its objects file is empty.
+  const why = await skipOf(ctx, 'relabel', index);
+  if (why) {
+    await writeFileAtomic(path.join(ctx.out.path, 'objects', `${indexId(index)}.jsonl`), '');
+    return { instances: 0, ...skipped('relabel', why) };
+  }
   const table = await ctx.work.readJson<LabelResult>('label', index);
   const down = await chunkDown(ctx, index);
   const downAt = new Map<number, number>();

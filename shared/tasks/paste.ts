@@ -4,7 +4,7 @@
 // order), so the float sums, and so the bytes, never depend on which task finished first.
 // The chunk's write box is the whole grid cell clipped to the volume, also where an ROI cuts it:
 // the output inside an ROI equals a whole-volume run's, and a larger ROI later reuses the task.
-import { type Vec3, intersect, shapeOf } from '../geometry/box.ts';
+import { type Vec3, intersect, shapeOf, volumeOf } from '../geometry/box.ts';
 import { array3, crop } from '../array/array3.ts';
 import { resizeLinear } from '../array/resample.ts';
 import { foregroundCount } from '../infer/sliding.ts';
@@ -16,7 +16,8 @@ import type { TaskContext, TaskStats } from './context.ts';
 import { ONE } from './graph.ts';
 import { type Stage2Result, readStage2Part } from './stage2-parts.ts';
 import { blockBox } from './stage1.ts';
-import { labelChunk } from './instances.ts';
+import { emptyLabel, labelChunk } from './instances.ts';
+import { maskChunk, skipOf, skipped } from './mask.ts';
 
 export function foregroundChannels(ctx: TaskContext): number {
   const card = ctx.cards.fullres;
@@ -26,6 +27,11 @@ export function foregroundChannels(ctx: TaskContext): number {
 export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStats> {
   const c = ctx.config;
   const write = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
+  const why = await skipOf(ctx, 'paste', index);
+  if (why) {
+    await emptyLabel(ctx, index, write);
+    return skipped('paste', why, volumeOf(write));
+  }
   const s2 = ctx.graph.kinds.find((k) => k.name === 'stage2')!;
   const from: Vec3[] = [];
   forEachIndex(relatedBlocks(index, ONE, ONE, s2.block, s2.range), (i) => from.push(i));
@@ -50,13 +56,14 @@ export async function pasteTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
       for (const r of parts) if (r) addCrops(acc, r);
       return acc.finish(ctx.cards.fullres.activation, background);
     });
+    const maskedVoxels = await maskChunk(ctx, write, seg, probs);
     await ctx.timings.time('write', async () => {
       await writeRegion(ctx.out.segmentation, write, seg, ctx.src.io);
       if (ctx.out.probabilities) await writeRegion(ctx.out.probabilities, write, probs[0], ctx.src.io);
     });
     const s = shapeOf(write);
     const objects = await labelChunk(ctx, index, write, seg, probs);
-    return { covered, pasted: s[0] * s[1] * s[2], objects };
+    return { covered, pasted: s[0] * s[1] * s[2], objects, ...(ctx.mask ? { maskedVoxels } : {}) };
   } finally {
     acc.release();
   }

@@ -22,7 +22,8 @@ import { writeRegion } from '../volume/zarr.ts';
 import { ConfigError } from '../errors.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import type { WorkStore } from './work.ts';
-import { labelChunk } from './instances.ts';
+import { emptyLabel, labelChunk } from './instances.ts';
+import { maskChunk, skipOf, skipped } from './mask.ts';
 
 /** The 8 offsets from a tile's owner chunk to the chunks its tiles can reach. */
 const REACH: readonly Vec3[] = [0, 1].flatMap((z) => [0, 1].flatMap((y) => [0, 1].map((x): Vec3 => [z, y, x])));
@@ -44,6 +45,9 @@ export async function predictTask(ctx: TaskContext, index: Vec3): Promise<TaskSt
   const c = ctx.config;
   const card = ctx.cards.fullres;
   const patch = c.baseline.patch;
+  // No tissue in the chunks its tiles reach: no blend that runs reads its parts.
+  const why = await skipOf(ctx, 'predict', index);
+  if (why) return skipped('predict', why);
   const own = ownedStarts(starts(ctx), index, ctx.graph.chunk);
   const tiles = gridTiles(own);
   const parts = REACH.map((o) => ({ o, target: [index[0] + o[0], index[1] + o[1], index[2] + o[2]] as Vec3 }));
@@ -85,6 +89,11 @@ export async function blendTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
   const c = ctx.config;
   const card = ctx.cards.fullres;
   const write = chunkBox(index, ctx.graph.chunk, ctx.graph.volume);
+  const why = await skipOf(ctx, 'blend', index);
+  if (why) {
+    await emptyLabel(ctx, index, write);
+    return skipped('blend', why, volumeOf(write));
+  }
   const ws = shapeOf(write);
   const n = volumeOf(write);
   let acc: Float32Array[] | undefined;
@@ -110,11 +119,12 @@ export async function blendTask(ctx: TaskContext, index: Vec3): Promise<TaskStat
   if (!acc) throw new ConfigError('baseline', `no tile of the global grid reaches chunk ${index.join('/')}`);
   const probs = finishTiles(acc, tileWeights(starts(ctx), c.baseline.patch, write), ws, card);
   const seg = argmax(probs, card.activation);
+  const maskedVoxels = await maskChunk(ctx, write, seg, probs);
   await ctx.timings.time('write', async () => {
     await writeRegion(ctx.out.segmentation, write, seg, ctx.src.io);
     if (ctx.out.probabilities) await writeRegion(ctx.out.probabilities, write, probs[0], ctx.src.io);
   });
-  return { objects: await labelChunk(ctx, index, write, seg, probs) };
+  return { objects: await labelChunk(ctx, index, write, seg, probs), ...(ctx.mask ? { maskedVoxels } : {}) };
 }
 
 /** predict's parts, freed once the blends that read them are done. */

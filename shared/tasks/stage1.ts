@@ -12,6 +12,7 @@ import { readLow, toLowBox } from '../volume/source.ts';
 import type { TaskContext, TaskStats } from './context.ts';
 import { oracleFragments } from '../run/oracle.ts';
 import { numbered } from './work-sections.ts';
+import { skipOf, skipped } from './mask.ts';
 
 export interface Stage1Result {
   /** The block's fragments, sorted by id. */
@@ -31,6 +32,9 @@ export function blockBox(ctx: TaskContext, b: Vec3): Box {
 export async function stage1Task(ctx: TaskContext, b: Vec3): Promise<TaskStats> {
   const c = ctx.config;
   const g = ctx.low!;
+  // No tissue in what the block's fragments can reach (tasks/mask.ts): nothing reads its result.
+  const why = await skipOf(ctx, 'stage1', b);
+  if (why) return skipped('stage1', why);
   const write = blockBox(ctx, b);
   if (ctx.oracle) {
     const found = await ctx.timings.time('read', () => oracleFragments(c, ctx.oracle!, write, b));

@@ -23,6 +23,7 @@ import { type OwnedBox, byBox } from '../pipeline/boxes-merge.ts';
 import { writeBoxesLines } from './boxes-output.ts';
 import { type QuantisedCrop, writeStage2 } from './stage2-parts.ts';
 import { quantise } from '../pipeline/quant.ts';
+import { skipOf, skipped } from './mask.ts';
 
 /**
  * The boxes whose anchor lies in stage-two block `b` (planned per stage-one block: those of the
@@ -44,6 +45,8 @@ async function blockBoxes(ctx: TaskContext, b: Vec3): Promise<OwnedBox[]> {
 export async function stage2Task(ctx: TaskContext, index: Vec3): Promise<TaskStats> {
   const c = ctx.config;
   const card = ctx.cards.fullres;
+  const why = await skipOf(ctx, 'stage2', index);
+  if (why) return skipped('stage2', why);
   const owned = await blockBoxes(ctx, index);
   const chosen = policyByName(c.select.policy).select(owned, { maxBoxes: c.select.maxBoxes > 0 ? c.select.maxBoxes : undefined });
   const vol = boxOfShape(ctx.src.shape);

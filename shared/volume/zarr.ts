@@ -94,6 +94,8 @@ export interface OpenArrayOptions {
   counter?: { missing: number };
   /** Refuse NaN and ±Inf on read (inputs: see checkFinite). @default false */
   finite?: boolean;
+  /** Open a `bool` array as uint8 (0 or 1): tissue masks may be either. @default false */
+  boolAsUint8?: boolean;
 }
 
 export async function openArray(arrayPath: string, o: OpenArrayOptions = {}): Promise<VolumeArray> {
@@ -114,7 +116,8 @@ export async function openArray(arrayPath: string, o: OpenArrayOptions = {}): Pr
     throw new InputError(arrayPath, `not a Zarr array (${(cause as Error).message})`, undefined, { cause });
   }
   if (arr.shape.length !== 3) throw new InputError(arrayPath, `expected a 3D array, got shape [${arr.shape.join(', ')}]`);
-  if (!isDType(arr.dtype)) throw new InputError(arrayPath, `unsupported dtype ${arr.dtype}`);
+  const asUint8 = o.boolAsUint8 === true && arr.dtype === 'bool';
+  if (!asUint8 && !isDType(arr.dtype)) throw new InputError(arrayPath, `unsupported dtype ${arr.dtype}`);
   const shard = await shardShapeOf(arr);
   return {
     path: arrayPath,
@@ -122,7 +125,7 @@ export async function openArray(arrayPath: string, o: OpenArrayOptions = {}): Pr
     chunks: arr.chunks as unknown as Vec3,
     ...(shard ? { shard } : {}),
     ...(o.finite ? { finite: true } : {}),
-    dtype: arr.dtype,
+    dtype: asUint8 ? 'uint8' : arr.dtype as DType,
     zarr: arr,
   };
 }
@@ -276,7 +279,8 @@ async function getBox(va: VolumeArray, b: Box, o: IoOptions): Promise<Array3> {
       [0, 1, 2].map((a) => zarr.slice(b.begin[a], b.end[a])),
       { createQueue: queue(o.concurrency ?? 8), signal: o.signal },
     );
-    const data = got.data as TypedArray;
+    // zarrita hands a bool array back as a BoolArray over bytes (0 or 1): read those.
+    const data = (got.data instanceof zarr.BoolArray ? new Uint8Array(got.data.buffer, got.data.byteOffset, got.data.length) : got.data) as TypedArray;
     if (va.finite && (data instanceof Float32Array || data instanceof Float64Array)) checkFinite(va, b, data);
     return array3(data, shapeOf(b));
   } catch (cause) {
@@ -354,4 +358,50 @@ export async function writeRegion(va: VolumeArray, region: Box, data: Array3, o:
   } catch (cause) {
     throw new OutputError(va.path, `cannot write region ${boxToString(region)}: ${(cause as Error).message}`, { cause });
   }
+}
+
+/** How a chunk (shard) index is spelt as a file under the array, from its metadata on disk; undefined when not a file array. */
+const STORED_KEYS = new WeakMap<VolumeArray, ((c: readonly number[]) => string) | null>();
+
+function storedKeyOf(va: VolumeArray): ((c: readonly number[]) => string) | undefined {
+  let k = STORED_KEYS.get(va);
+  if (k === undefined) {
+    k = null;
+    if (va.zarr.store instanceof AtomicFileStore) {
+      try {
+        const v2 = path.join(va.path, '.zarray');
+        if (fs.existsSync(v2)) {
+          const sep = (JSON.parse(fs.readFileSync(v2, 'utf8')) as { dimension_separator?: string }).dimension_separator ?? '.';
+          k = (c) => c.join(sep);
+        } else {
+          const doc = JSON.parse(fs.readFileSync(path.join(va.path, 'zarr.json'), 'utf8')) as { chunk_key_encoding?: { name?: string; configuration?: { separator?: string } } };
+          const enc = doc.chunk_key_encoding;
+          const sep = enc?.configuration?.separator ?? (enc?.name === 'v2' ? '.' : '/');
+          k = enc?.name === 'v2' ? (c) => c.join(sep) : (c) => ['c', ...c].join(sep);
+        }
+      } catch {
+        k = null;
+      }
+    }
+    STORED_KEYS.set(va, k);
+  }
+  return k ?? undefined;
+}
+
+/**
+ * Does any storage chunk (shard, when sharded) of `region` have a file? Stops at the first one
+ * found. An array that is not files (a `virtual:` input) has every chunk.
+ */
+export function anyStored(va: VolumeArray, region: Box): boolean {
+  const key = storedKeyOf(va);
+  if (!key) return true;
+  const r = intersect(region, boxOfShape(va.shape));
+  if (isEmpty(r)) return false;
+  const c = va.shard ?? va.chunks;
+  const lo = r.begin.map((v, a) => Math.floor(v / c[a]));
+  const hi = r.end.map((v, a) => Math.ceil(v / c[a]));
+  for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) {
+    if (fs.existsSync(path.join(va.path, key([z, y, x])))) return true;
+  }
+  return false;
 }

@@ -160,6 +160,9 @@ test('a worker confined to roots refuses a run outside them', () => {
     assert.throws(() => confine({ ...run, output: '/elsewhere/out.zarr' }, [root]), /\/elsewhere\/out.zarr, outside this worker's roots/);
     assert.throws(() => confine({ ...run, input: path.join(root, '..', 'x.zarr') }, [root]), ConfigError);
     assert.throws(() => confine(run, [path.join(root, 'sub')]), /in\.zarr/);
+    // The tissue mask is read by every worker too: confined like the input.
+    confine(run, [root], path.join(root, 'mask.zarr'));
+    assert.throws(() => confine(run, [root], '/elsewhere/mask.zarr'), /\/elsewhere\/mask\.zarr, outside this worker's roots/);
   } finally {
     fs.rmSync(root, { recursive: true, force: true });
   }

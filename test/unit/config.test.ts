@@ -217,6 +217,10 @@ test('config file errors: invalid JSON and missing files name the file; bad keys
 
 function leaves(f: Field, key = ''): string[] {
   if (f.type === 'object') return Object.entries(f.fields).flatMap(([k, sub]) => leaves(sub, key ? `${key}.${k}` : k));
+  // A key that is a value or an object (mask: a path or { path, level }) is a row, and so are its fields.
+  const t = f.type === 'optional' ? f.of : f;
+  const o = t.type === 'either' ? t.of.find((x) => x.type === 'object') : undefined;
+  if (o) return [key, ...leaves(o, key)];
   return [key];
 }
 
@@ -230,8 +234,8 @@ test('describe(SCHEMA) lists every leaf key exactly once', () => {
   const leafRows = rows.filter((r) => r.type !== 'object').map((r) => r.key);
   const want = leaves(SCHEMA);
   // TesseraConfig: 4 top-level scalars + models 3 + io 10 + inference 4 + baseline 3 + stage1 5 +
-  // boxes 12 + select 4 + pack 11 + stage2 2 + output 2 + nats 7 = 67 leaves.
-  assert.equal(want.length, 67);
+  // boxes 12 + select 4 + pack 11 + stage2 2 + output 2 + nats 7 + mask 3 (itself, path, level) = 70 leaves.
+  assert.equal(want.length, 70);
   assert.deepEqual([...leafRows].sort(), [...want].sort());
   assert.equal(new Set(leafRows).size, leafRows.length, 'no leaf listed twice');
   // Each leaf row is documented and typed.
@@ -244,8 +248,8 @@ test('describe(SCHEMA) lists every leaf key exactly once', () => {
     typeof o === 'object' && o !== null && !Array.isArray(o)
       ? Object.entries(o).flatMap(([k, v]) => configLeaves(v, key ? `${key}.${k}` : k))
       : [key];
-  // (optional leaves — models.allowOtherPatch — may be absent from a preset)
-  const optional = rows.filter((r) => r.type.endsWith('(optional)')).map((r) => r.key);
+  // (optional leaves — models.allowOtherPatch, mask and its fields — may be absent from a preset)
+  const optional = rows.filter((r) => r.type.endsWith('(optional)') || r.key.startsWith('mask.')).map((r) => r.key);
   assert.deepEqual(configLeaves(c).filter((k) => !optional.includes(k)).sort(), want.filter((k) => !optional.includes(k)).sort());
 });
 
