@@ -29,6 +29,8 @@ export interface SignInput {
   service: string;
   /** SHA-256 hex of the body, or UNSIGNED-PAYLOAD. @default the empty body's hash */
   payloadHash?: string;
+  /** Send (and sign) x-amz-content-sha256, which S3 requires and other services do not. @default true */
+  contentHashHeader?: boolean;
   now: Date;
 }
 
@@ -55,7 +57,8 @@ export function amzDate(d: Date): string {
 export function signV4(req: SignInput, cred: Credentials): Record<string, string> {
   const date = amzDate(req.now);
   const payload = req.payloadHash ?? EMPTY_SHA256;
-  const headers: Record<string, string> = { ...req.headers, host: req.url.host, 'x-amz-date': date, 'x-amz-content-sha256': payload };
+  const headers: Record<string, string> = { ...req.headers, host: req.url.host, 'x-amz-date': date };
+  if (req.contentHashHeader !== false) headers['x-amz-content-sha256'] = payload;
   if (cred.sessionToken) headers['x-amz-security-token'] = cred.sessionToken;
   const names = Object.keys(headers).map((k) => k.toLowerCase()).sort();
   const lower = Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v]));
