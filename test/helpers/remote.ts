@@ -81,6 +81,8 @@ export interface FaultProxy extends Served {
   plan(match: RegExp, fault: Fault, times?: number): void;
   /** Faults still planned (0: every one was served). */
   pending(): number;
+  /** Drop every planned fault. */
+  clear(): void;
   /** Requests seen, as "METHOD path range". */
   readonly seen: string[];
 }
@@ -133,6 +135,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     plan: (match, fault, times = 1) => void rules.push({ match, fault, left: times }),
     pending: () => rules.reduce((n, r) => n + r.left, 0),
+    clear: () => void rules.splice(0),
     seen,
     close: () => closeServer(server),
   };
