@@ -213,16 +213,17 @@ type Key = `/${string}`;
 
 /**
  * A read-only zarrita store at a URL. Metadata documents are kept once read (a few per array);
- * shard indexes (suffix reads) in a bounded LRU, so the fresh zarrita Array readRegion builds per
- * read (uncachedArray) does not fetch each index again. `onMissing` is called for a chunk or
- * shard that is not there (404), as AtomicFileStore does for a missing file.
+ * shard indexes (suffix reads) in an LRU bounded in bytes, so the fresh zarrita Array that
+ * readRegion builds per read (uncachedArray) does not fetch each index again. `onMissing` is
+ * called for a chunk or shard that is not there (404), as AtomicFileStore does for a missing file.
  */
 export class RemoteStore implements zarr.AsyncReadable {
   readonly url: string;
   readonly client: RemoteClient;
   private readonly onMissing?: (key: string) => void;
   private readonly meta = new Map<string, Promise<Uint8Array | undefined>>();
-  private readonly indexes = new Lru<Uint8Array | undefined>(512);
+  /** Shard indexes by bytes (16 MiB: 16 k shards of 64 inner chunks, 256 of FAFB-size 4096). */
+  private readonly indexes = new Lru<Uint8Array | undefined>(16 * 2 ** 20);
   /** False once the server answered a suffix range wrongly: HEAD + range from then on. */
   private suffixOk = true;
 
@@ -244,7 +245,7 @@ export class RemoteStore implements zarr.AsyncReadable {
   }
 
   async getRange(key: Key, range: zarr.RangeQuery, opts?: { signal?: AbortSignal }): Promise<Uint8Array | undefined> {
-    if ('suffixLength' in range) return this.indexes.get(`${key}\0${range.suffixLength}`, () => this.suffix(key, range.suffixLength, opts?.signal));
+    if ('suffixLength' in range) return this.indexes.get(`${key}\0${range.suffixLength}`, () => this.suffix(key, range.suffixLength, opts?.signal), (v) => 64 + (v?.length ?? 0));
     return this.fetch(key, { offset: range.offset, length: range.length }, opts?.signal);
   }
 
