@@ -106,7 +106,7 @@ program.command('report <output>')
 program.command('eval')
   .description('score a segmentation against ground truth (Dice, IoU, surface Dice, HD95, AP)')
   .requiredOption('--pred <out.zarr>', 'a tessera output, or anyone\'s prediction: an NGFF label image or a bare Zarr array of class ids (uint8 or any integer type; a bare one takes the truth\'s voxel size)')
-  .requiredOption('--gt <vol.zarr>', 'input volume with labels/gt, or a label image')
+  .requiredOption('--gt <vol.zarr>', 'input volume with labels/gt, or a label image (a path, or a URL: https://, s3://, gs://)')
   .option('--tolerance <t>', 'surface Dice tolerance in the spacing unit (default: the finest voxel side)', parseFloat)
   .option('--spacing <Z,Y,X>', 'voxel size of a bare --gt label array that has no NGFF scale', (v: string) => {
     const p = v.split(',').map(Number);

@@ -94,7 +94,7 @@ async function imageOf(imagePath: string, m: Multiscale, open: (key: string) => 
 }
 
 /** A node at a URL: array or group (with its attributes), from its metadata documents. */
-async function remoteNode(url: string, client: RemoteClient): Promise<{ kind: 'array' | 'group' | 'none'; attrs?: Record<string, unknown>; file: string }> {
+export async function remoteNode(url: string, client: RemoteClient): Promise<{ kind: 'array' | 'group' | 'none'; attrs?: Record<string, unknown>; file: string }> {
   const store = new RemoteStore(url, client);
   const json = async (name: `/${string}`) => {
     const b = await store.get(name);
@@ -113,6 +113,17 @@ async function remoteNode(url: string, client: RemoteClient): Promise<{ kind: 'a
   return { kind: 'none', file: '' };
 }
 
+/** `scaleInParent` for an array at a URL: its level's voxel size in the parent's multiscales. */
+export async function remoteScaleInParent(url: string, o: OpenArrayOptions & { remote: RemoteClient }): Promise<{ spacing: Vec3; unit?: string } | undefined> {
+  const parent = remoteParent(url);
+  const up = parent ? await remoteNode(parent, o.remote).catch(() => undefined) : undefined;
+  if (!parent || up?.kind !== 'group' || !up.attrs || !multiscalesOf(up.attrs, displayUrl(parent))) return undefined;
+  const img = await openRemoteImage(parent, [1, 1, 1], o);
+  const name = new URL(url).pathname.replace(/\/+$/, '').split('/').pop();
+  const level = img.levels.find((l) => l.key === name);
+  return level ? { spacing: level.spacing, unit: img.unit } : undefined;
+}
+
 /**
  * `openImage` for an https://, s3:// or gs:// input: the same cases (NGFF group, a bare array,
  * a dataset of a multiscales parent, a group with a "0" array), read through one RemoteClient.
@@ -125,15 +136,7 @@ async function openRemoteImage(url: string, fallbackSpacing: Vec3, opts: OpenArr
   const node = await remoteNode(url, client);
   if (node.kind === 'none') throw new InputError(shown, 'no Zarr metadata there (zarr.json, .zarray, .zgroup): not a Zarr array or group, or the URL is wrong');
   if (node.kind === 'array') {
-    const parent = remoteParent(url);
-    let own: { spacing: Vec3; unit?: string } | undefined;
-    const up = parent ? await remoteNode(parent, client).catch(() => undefined) : undefined;
-    if (parent && up?.kind === 'group' && up.attrs && multiscalesOf(up.attrs, displayUrl(parent))) {
-      const img = await openRemoteImage(parent, fallbackSpacing, o);
-      const name = new URL(url).pathname.replace(/\/+$/, '').split('/').pop();
-      const level = img.levels.find((l) => l.key === name);
-      if (level) own = { spacing: level.spacing, unit: img.unit };
-    }
+    const own = await remoteScaleInParent(url, o);
     return { path: shown, unit: own?.unit, levels: [{ key: '', spacing: own?.spacing ?? fallbackSpacing, array: await openArray(url, o) }] };
   }
   const ms = node.attrs ? multiscalesOf(node.attrs, `${shown}/${node.file}`) : undefined;

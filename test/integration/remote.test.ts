@@ -125,6 +125,17 @@ test('s3:// one-stage (NGFF v2) run distributed (a worker process opens the same
   }
 });
 
+test('eval scores against ground truth at a URL (the input volume\'s labels/gt over s3://) exactly as against the local copy', async () => {
+  const at = (gt: string, env: Record<string, string> = {}) => tessera(['eval', '--pred', local.two, '--gt', gt, '--json'], env);
+  const here = await at(path.join(served, 'vol.zarr'));
+  const there = await at(`s3://${S3_BUCKET}/data/vol.zarr`, s3Env());
+  assert.equal(there.code, 0, there.stderr);
+  assert.equal(here.code, 0, here.stderr);
+  const [a, b] = [there, here].map((r) => JSON.parse(r.stdout) as Record<string, unknown>);
+  assert.equal(a.gt, `s3://${S3_BUCKET}/data/vol.zarr`);
+  assert.deepEqual({ ...a, gt: '' }, { ...b, gt: '' });
+});
+
 test('a missing object is a missing chunk: the task fails naming the URL and chunk; --allow-missing gives the local fill result, counted', async () => {
   const failed = await runJson(['run', '--input', `${http.url}/holey.zarr`, '--output', path.join(dir, 'holey-fail.zarr'), '--config', cfg, '--mode', 'one-stage']);
   assert.equal(failed.code, 1, failed.stderr);
