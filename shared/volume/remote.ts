@@ -190,6 +190,9 @@ export class RemoteClient {
       const cred = await this.credentials().get();
       if (cred) headers = signV4({ method, url, headers, region: this.region, service: 's3', payloadHash: 'UNSIGNED-PAYLOAD', now: new Date() }, cred);
     }
+    // Byte ranges address the object as stored: no transfer compression (unsigned, so a proxy
+    // that rewrites it does not break the signature).
+    headers = { ...headers, 'accept-encoding': 'identity' };
     const timeout = AbortSignal.timeout(this.settings.timeout * 1000);
     const signal = o.signal ? AbortSignal.any([o.signal, timeout]) : timeout;
     this.stats.requests++;
@@ -261,6 +264,10 @@ export class RemoteStore implements zarr.AsyncReadable {
     }
     const root = displayUrl(this.url);
     if (r.code === 'NoSuchBucket') throw new InputError(root, `bucket "${new URL(this.url).host}" does not exist (NoSuchBucket)`);
+    const region = r.headers.get('x-amz-bucket-region');
+    if (region && region !== this.client.region && this.url.startsWith('s3:')) {
+      throw new InputError(root, `the bucket is in region ${region}, requests were signed for ${this.client.region}: set AWS_REGION (or io.s3.region) to ${region}`);
+    }
     if (r.status === 401 || r.status === 403) {
       const creds = this.url.startsWith('s3:') ? ` with credentials from ${this.client.credentialSource()}` : '';
       throw new InputError(root, `access denied reading ${key.replace(/^\/+/, '')}${creds} (HTTP ${r.status}${r.code ? ` ${r.code}` : ''}); check the credentials and the bucket policy`);

@@ -174,6 +174,9 @@ test('store: 404 is a missing chunk (onMissing for chunks and shards, not metada
   await assert.rejects(d.get('/zarr.json'), (err: Error) => isTesseraError(err, 'InputError')
     && err.message === 's3://b/vol.zarr: access denied reading zarr.json with credentials from environment (HTTP 403 AccessDenied); check the credentials and the bucket policy');
   assert.equal(denied.seen.length, 1, '403 is not retried');
+  const moved = fakeFetch(() => new Response('<Error><Code>PermanentRedirect</Code></Error>', { status: 301, headers: { 'x-amz-bucket-region': 'eu-west-2' } }));
+  const m = new RemoteStore('s3://b/vol.zarr', new RemoteClient({}, { fetch: moved.f, env: { AWS_REGION: 'us-east-1' } }));
+  await assert.rejects(m.get('/zarr.json'), /s3:\/\/b\/vol\.zarr: the bucket is in region eu-west-2, requests were signed for us-east-1: set AWS_REGION \(or io\.s3\.region\) to eu-west-2$/);
   const nb = fakeFetch(() => new Response('<Error><Code>NoSuchBucket</Code></Error>', { status: 404 }));
   const b = new RemoteStore('s3://gone/vol.zarr', new RemoteClient({ s3Endpoint: 'http://x' }, { fetch: nb.f, env: {} }));
   await assert.rejects(b.get('/zarr.json'), /^InputError: s3:\/\/gone\/vol\.zarr: bucket "gone" does not exist \(NoSuchBucket\)$|bucket "gone" does not exist/);
