@@ -136,6 +136,19 @@ test('eval scores against ground truth at a URL (the input volume\'s labels/gt o
   assert.deepEqual({ ...a, gt: '' }, { ...b, gt: '' });
 });
 
+test('view with a URL input: neuroglancer\'s image layer reads the URL itself (not served here), the output is served', async () => {
+  const { openView } = await import('../../shared/view/serve.ts');
+  const v = await openView({ output: local.two, input: `${http.url}/vol.zarr`, port: 0 });
+  try {
+    const sources = (v.state.layers as { source: string }[]).map((l) => l.source);
+    assert.equal(sources[0], `zarr://${http.url}/vol.zarr`);
+    assert.equal((await fetch(`${v.url}/input/.zattrs`)).status, 404);
+    assert.equal((await fetch(`${v.url}/output/segmentation/.zattrs`)).status, 200);
+  } finally {
+    await v.close();
+  }
+});
+
 test('a missing object is a missing chunk: the task fails naming the URL and chunk; --allow-missing gives the local fill result, counted', async () => {
   const failed = await runJson(['run', '--input', `${http.url}/holey.zarr`, '--output', path.join(dir, 'holey-fail.zarr'), '--config', cfg, '--mode', 'one-stage']);
   assert.equal(failed.code, 1, failed.stderr);
