@@ -207,3 +207,18 @@ test('store: 503 SlowDown and resets are retried to success (counted); past the 
   assert.equal((await t.get('/0/0/1'))?.length, 100);
   assert.equal(calls, 2);
 });
+
+test('config: io.s3.endpoint / io.s3.region / io.remote reach the client a run reads its input through; the identity leaves them out', async () => {
+  const { loadConfig } = await import('../../shared/config/load.ts');
+  const { remoteClient } = await import('../../shared/run/context.ts');
+  const c = loadConfig({ preset: 'synthetic-em', overrides: { io: { s3: { endpoint: 'http://minio.lab:9000', region: 'eu-west-1' }, remote: { requests: 3, timeout: 5, tries: 2 } } } });
+  const client = remoteClient(c);
+  assert.equal(client.httpUrl('s3://em/vol.zarr', '/zarr.json').href, 'http://minio.lab:9000/em/vol.zarr/zarr.json');
+  assert.equal(client.region, 'eu-west-1');
+  assert.deepEqual({ ...client.settings }, { requests: 3, timeout: 5, tries: 2, s3Endpoint: 'http://minio.lab:9000', s3Region: 'eu-west-1' });
+  const { runIdentity } = await import('../../shared/run/identity.ts');
+  const cards = { fullres: { sha256: 'a' }, lowres: { sha256: 'b' } } as never;
+  const input = { location: 's3://em/vol.zarr', metadata: 'm', levels: [] };
+  const d = loadConfig({ preset: 'synthetic-em' });
+  assert.equal(runIdentity(c, cards, input).hash, runIdentity(d, cards, input).hash, 'speed and endpoint settings do not change the run');
+});
