@@ -1,3 +1,4 @@
+/// <reference path="./servers.d.ts" />
 // Real servers for inputs by URL, started and stopped by the tests (and the remote bench) on
 // loopback: an S3-protocol server (s3rver, an npm devDependency: pure JavaScript, no install
 // scripts), a static HTTP server with Range support (serve-handler, the handler behind `npx
