@@ -277,10 +277,11 @@ export class RemoteStore implements zarr.AsyncReadable {
 
   private async fetch(key: string, range: { offset: number; length: number } | undefined, signal?: AbortSignal): Promise<Uint8Array | undefined> {
     const r = await this.client.request(this.url, key, { range: range ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined, signal });
-    if (r.status === 200 && range) return r.body.subarray(range.offset, range.offset + range.length); // range ignored
+    // A server that ignores Range sends the whole object: the part asked for is cut from it.
+    const got = r.status === 200 && range ? r.body.subarray(range.offset, range.offset + range.length) : r.body;
     if (r.status === 200 || r.status === 206) {
-      if (range && r.body.length !== range.length) throw new InputError(this.where(key), `asked for ${range.length} bytes at ${range.offset}, got ${r.body.length}`);
-      return r.body;
+      if (range && got.length !== range.length) throw new InputError(this.where(key), `asked for ${range.length} bytes at ${range.offset}, got ${got.length}`);
+      return got;
     }
     return this.refuse(key, r);
   }

@@ -154,6 +154,8 @@ test('store: a suffix range misread as 0-N (s3rver) or ignored (200) or refused 
   const ignored = fakeFetch(() => new Response(SHARD, { status: 200 }));
   const s2 = new RemoteStore('https://h/vol.zarr', new RemoteClient({}, { fetch: ignored.f, env: {} }));
   assert.deepEqual([...(await s2.getRange('/c/1/0/0', { suffixLength: 3 }))!], [97, 98, 99]);
+  assert.deepEqual([...(await s2.getRange('/c/1/0/0', { offset: 5, length: 3 }))!], [5, 6, 7]);
+  await assert.rejects(s2.getRange('/c/1/0/0', { offset: 98, length: 5 }), /asked for 5 bytes at 98, got 2/);
   const refused = fakeFetch((r) => (r.method === 'HEAD' ? new Response(null, { status: 200, headers: { 'content-length': '100' } })
     : r.range === 'bytes=-4' ? new Response(null, { status: 416 }) : new Response(SHARD.slice(96), { status: 206, headers: { 'content-range': 'bytes 96-99/100' } })));
   const s3 = new RemoteStore('https://h/vol.zarr', new RemoteClient({}, { fetch: refused.f, env: {} }));
