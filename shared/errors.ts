@@ -2,7 +2,7 @@
 // policy of a long-running service: PermanentError (bad input, bad config) is never retried;
 // anything else is transient and retried with backoff.
 
-export type ErrorTag = 'ConfigError' | 'InputError' | 'ModelError' | 'MessageError' | 'OutputError' | 'TaskError' | 'FencedError' | 'LeaseError';
+export type ErrorTag = 'ConfigError' | 'InputError' | 'ModelError' | 'MessageError' | 'OutputError' | 'TaskError' | 'FencedError' | 'LeaseError' | 'RemoteError';
 
 export abstract class TesseraError extends Error {
   abstract readonly _tag: ErrorTag;
@@ -69,6 +69,23 @@ export class OutputError extends TesseraError {
     super(`output ${path}: ${message}`, options);
     this.path = path;
     this.name = 'OutputError';
+  }
+}
+
+/**
+ * A read from object storage or HTTP (`s3://`, `https://`, `gs://`) still failed after every try
+ * for a cause that may pass: 5xx, throttling (429, 503 SlowDown), a timeout, a connection reset.
+ * Transient: the task is retried later (by the embedded runner or the broker). Names the URL and
+ * the key, never a credential.
+ */
+export class RemoteError extends TesseraError {
+  readonly _tag = 'RemoteError' as const;
+  readonly permanent = false;
+  readonly url: string;
+  constructor(url: string, message: string, options?: { cause?: unknown }) {
+    super(`${url}: ${message}`, options);
+    this.url = url;
+    this.name = 'RemoteError';
   }
 }
 

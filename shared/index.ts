@@ -10,6 +10,7 @@ export { type DType, type TypedArray, INPUT_DTYPES } from './volume/dtype.ts';
 export { type VolumeArray, type PadMode, createArray, createGroup, openArray, readRegion, writeRegion } from './volume/zarr.ts';
 export { type Image, type Level, openImage, pickLevel, multiscalesAttrs } from './volume/ome.ts';
 export { isVirtual, resolveInput } from './volume/virtual.ts';
+export { isRemote } from './volume/remote.ts';
 export { type TesseraConfig, type Mode, DEFAULTS, SCHEMA } from './config/config.ts';
 export { loadConfig, checkModels, PACKAGE_ROOT } from './config/load.ts';
 export { PRESET_NAMES, preset } from './config/presets.ts';

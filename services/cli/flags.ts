@@ -44,7 +44,7 @@ export function positiveIntArg(name: string) {
 /** The flags that say what to run: input, output, config and its overrides, ROI. */
 export function runFlags(cmd: Command): Command {
   return cmd
-    .requiredOption('--input <vol.zarr>', "input image (NGFF multiscale group or 3D array), or a synthetic volume rendered on read: 'virtual:em?shape=Z,Y,X[&seed=N][&fg=F][&chunk=z,y,x]' (em or ct)")
+    .requiredOption('--input <vol.zarr>', "input image (NGFF multiscale group or 3D array): a path, a URL (https://…, s3://bucket/prefix — AWS credential chain, io.s3.endpoint for MinIO/Ceph/GCS —, gs://public-bucket/…), or a synthetic volume rendered on read: 'virtual:em?shape=Z,Y,X[&seed=N][&fg=F][&chunk=z,y,x]' (em or ct)")
     .requiredOption('--output <out.zarr>', 'output group')
     .option('--preset <name>', `preset (${PRESET_NAMES.join(', ')})`)
     .option('--config <file>', 'JSON config file (may "extends" a preset)')

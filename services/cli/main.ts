@@ -106,7 +106,7 @@ program.command('report <output>')
 program.command('eval')
   .description('score a segmentation against ground truth (Dice, IoU, surface Dice, HD95, AP)')
   .requiredOption('--pred <out.zarr>', 'a tessera output, or anyone\'s prediction: an NGFF label image or a bare Zarr array of class ids (uint8 or any integer type; a bare one takes the truth\'s voxel size)')
-  .requiredOption('--gt <vol.zarr>', 'input volume with labels/gt, or a label image')
+  .requiredOption('--gt <vol.zarr>', 'input volume with labels/gt, or a label image (a path, or a URL: https://, s3://, gs://)')
   .option('--tolerance <t>', 'surface Dice tolerance in the spacing unit (default: the finest voxel side)', parseFloat)
   .option('--spacing <Z,Y,X>', 'voxel size of a bare --gt label array that has no NGFF scale', (v: string) => {
     const p = v.split(',').map(Number);
@@ -182,6 +182,7 @@ program.command('bench')
   .option('--distributed', 'instead: embedded vs NATS with 1 and 2 workers, and the coordinator\'s control plane over the FAFB grid (starts its own nats-server)')
   .option('--chaos', 'instead: the chaos benchmark (distributed runs under ≥ --kills random faults of every role over its own nats-server; outputs compared bit for bit with the embedded runs; writes bench/chaos figures)')
   .option('--kills <n>', 'faults in all for --chaos (default 100; --quick: 12)', positiveIntArg('--kills'))
+  .option('--remote', 'instead: input reads over the network — MB/s and read amplification from https:// and s3:// (real servers on loopback) against local disk, Zarr v3 shards with small inner chunks (writes docs figures to stdout)')
   .option('--fafb-sim', 'instead: the FAFB scale simulation (the real coordinator, workers and merger at full FAFB size over its own nats-server, cost-model workers; writes bench/fafb-sim figures)')
   .action(async (o) => {
     // Benchmarks load only here (a worker never imports them); a packed install leaves them out.
@@ -194,6 +195,11 @@ program.command('bench')
       const r = await runChaosBench({ dir: o.dir === 'bench-results' ? undefined : o.dir, quick: o.quick, kills: o.kills, seed: o.seed === 7 ? undefined : o.seed, json: o.json });
       process.stdout.write(formatChaosReport(r));
       if (!r.passed) process.exitCode = 1;
+      return;
+    }
+    if (o.remote) {
+      const { formatRemoteReport, runRemoteBench } = await bench(() => import('../../bench/remote.ts'));
+      process.stdout.write(formatRemoteReport(await runRemoteBench({ dir: o.dir === 'bench-results' ? undefined : o.dir, quick: o.quick, json: o.json })));
       return;
     }
     if (o.fafbSim) {

@@ -6,7 +6,7 @@ import { intArg } from './flags.ts';
 export function viewCommand(program: Command): void {
   program.command('view <output>')
     .description('serve an output (and its input) on localhost for neuroglancer and print the link; writes the boxes annotation layer first')
-    .option('--input <vol.zarr>', 'the input image (NGFF group) to show beneath the segmentation')
+    .option('--input <vol.zarr>', 'the input image (NGFF group) to show beneath the segmentation: a path (served here) or a URL neuroglancer reads itself (https://, gs://, public s3://)')
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port (0: any free port)', intArg, 8080)
     .option('--neuroglancer <url>', 'the neuroglancer client the link opens: a self-hosted one on a cluster with no way out (default: $TESSERA_NEUROGLANCER, else the public demo client)')

@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import type { KV } from '@nats-io/kv';
 import {
   type Logger, type Role, type RunRecord, type TaskKind, type TaskMessage, type TesseraConfig, type Scope,
-  ConfigError, isVirtual, loadConfig, readRun, roleOf, staleness, taskId, watchRun,
+  ConfigError, isRemote, isVirtual, loadConfig, readRun, roleOf, staleness, taskId, watchRun,
 } from '../../shared/index.ts';
 import type { WorkerJob } from './job.ts';
 
@@ -57,8 +57,9 @@ export const isOver = (r: RunRecord | undefined) => r?.status === 'complete' || 
 export function confine(r: Pick<RunRecord, "run" | "input" | "output">, roots: readonly string[], mask?: string): void {
   if (!roots.length) return;
   for (const p of mask ? [r.input, r.output, mask] : [r.input, r.output]) {
-    // A virtual input is generated, not read from anywhere.
-    if (isVirtual(p)) continue;
+    // A virtual input is generated, not read from anywhere; a URL input is read over the
+    // network with the worker's own credentials, outside any local root.
+    if (isVirtual(p) || isRemote(p)) continue;
     const abs = path.resolve(p);
     if (!roots.some((root) => { const rel = path.relative(path.resolve(root), abs); return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel)); })) {
       throw new ConfigError('root', `run "${r.run}" names ${abs}, outside this worker's roots (${roots.join(', ')})`);

@@ -1,5 +1,6 @@
-// The one wait of the bus: retries (a publish, a registration step, a pull) back off
-// exponentially to a cap, and every wait ends at once when the process is stopping.
+// The one wait of the bus and of remote reads: retries (a publish, a registration step, a pull,
+// an object-storage GET) back off exponentially to a cap, and every wait ends at once when the
+// process is stopping.
 import type { Logger } from '../log.ts';
 import { isPermanent } from '../errors.ts';
 
@@ -20,6 +21,15 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 /** Milliseconds before retry number `attempt` (0 first): 100 ms doubling to `capMs`. */
 export function backoff(attempt: number, capMs = 2000): number {
   return Math.min(capMs, 100 * 2 ** Math.min(attempt, 10));
+}
+
+/**
+ * `backoff` with "full jitter" (a uniform draw in [0, backoff]): hundreds of workers throttled by
+ * the same bucket at once must not come back at once (the AWS architecture blog's advice for
+ * 503 SlowDown). `random` is injectable for tests.
+ */
+export function jittered(attempt: number, capMs = 2000, random: () => number = Math.random): number {
+  return Math.round(backoff(attempt, capMs) * random());
 }
 
 /**

@@ -25,6 +25,9 @@ export interface TesseraConfig {
     missingChunks: 'fail' | 'fill';
     mergeFanIn: Vec3;
     lockStale: number;
+    /** Inputs by URL (https://, s3://, gs://). */
+    remote: { requests: number; timeout: number; tries: number };
+    s3: { endpoint?: string; region?: string };
   };
   inference: {
     provider: 'cpu' | 'cuda' | 'tensorrt' | 'webgpu';
@@ -97,6 +100,15 @@ export const SCHEMA: Field = obj('Tessera run configuration', {
     readCache: int('Decoded input (MiB) that a process\'s stage-two tasks share in one storage-chunk cache, so boxes sharing a storage chunk decode it once; read amplification (decoded / needed voxels, in the report) rises when it is too small for two stage-two blocks\' chunks (EM bench: 64 MiB → 6.3 on the default volume, 128 and 256 → 4.24). @default 128', 1, 65536),
     mergeFanIn: ivec('Instance ids: chunks per axis whose objects one merge task joins (a region of the reduction; level l joins fanIn^l chunks). Every task of the reduction holds what crosses its region\'s surface, never the volume; fewer levels mean fewer, larger tasks. Does not change the output. @default [4, 4, 4]', 2),
     lockStale: num('Seconds after which an output\'s lock whose holder has not written its heartbeat (every `lockStale` / 6 s) counts as stale and is taken over; the process that held it is then fenced (it stops before its next write). Does not change the output. @default 60', 1, 86400),
+    remote: obj('Inputs by URL (`https://`, `http://`, `s3://bucket/prefix`, `gs://bucket/prefix`): requests, timeouts, retries. None of these change the output.', {
+      requests: int('Requests in flight at once per process (all reads of one input share them). @default 64', 1, 4096),
+      timeout: num('Seconds one request (headers and body) may take before it is abandoned and tried again. @default 30', 0.1, 3600),
+      tries: int('Tries per request before giving up with an error naming the URL and the key: 5xx, 429, 503 SlowDown, timeouts and connection resets are tried again after an exponential backoff with jitter (0.1 s doubling to 10 s); 403, 404 and other 4xx are not. @default 6', 1, 100),
+    }),
+    s3: obj('The S3 API for `s3://` inputs. Credentials come from the standard AWS chain (environment, shared profile, web identity), never from the config.', {
+      endpoint: { type: 'optional', of: { type: 'string', doc: '' }, doc: 'Endpoint URL for an S3-compatible store (MinIO, Ceph, GCS interoperability: `https://storage.googleapis.com`), addressed path-style. @default the `AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` environment variable, else AWS' },
+      region: { type: 'optional', of: { type: 'string', doc: '' }, doc: 'Region the requests are signed for. @default `AWS_REGION`, `AWS_DEFAULT_REGION`, else us-east-1' },
+    }),
     missingChunks: en(['fail', 'fill'], 'An input storage chunk with no file: `fail` fails the tasks that read it, naming the chunk (a deleted chunk read as the fill value gives a wrong result that looks complete); `fill` reads the fill value and counts it in the report (sparse volumes such as FAFB, whose empty chunks were never written; `--allow-missing`), and a task with no stored input chunk anywhere in its reach (the tissue mask\'s reach, docs/design.md) is skipped as background without running a network, counted in the report\'s `inputMissingSkipped`. @default "fail"'),
   }),
   inference: obj('ONNX Runtime.', {
@@ -190,7 +202,7 @@ export const DEFAULTS: Omit<TesseraConfig, 'name' | 'spacing' | 'unit' | 'models
   pack: Pick<TesseraConfig['pack'], 'heuristic' | 'postprocess' | 'maxPerCanvas' | 'fill' | 'context' | 'contextFit' | 'gap' | 'chunks' | 'block'>;
 } = {
   mode: 'two-stage',
-  io: { chunk: [64, 512, 512], outputChunk: [16, 128, 128], pad: 'mirror', padValue: 0, concurrency: 8, chunksInFlight: 2, readCache: 128, missingChunks: 'fail', mergeFanIn: [4, 4, 4], lockStale: 60 },
+  io: { chunk: [64, 512, 512], outputChunk: [16, 128, 128], pad: 'mirror', padValue: 0, concurrency: 8, chunksInFlight: 2, readCache: 128, missingChunks: 'fail', mergeFanIn: [4, 4, 4], lockStale: 60, remote: { requests: 64, timeout: 30, tries: 6 }, s3: {} },
   inference: { provider: 'cpu', threads: 2, intraOpThreads: 1, batch: 2 },
   baseline: { step: 0.5, mirror: false },
   stage1: { step: 0.5, mirror: false, block: [0, 0, 0] },

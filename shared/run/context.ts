@@ -5,6 +5,7 @@ import type { TesseraConfig } from '../config/config.ts';
 import { type Cards, checkModels } from '../config/load.ts';
 import { type Source, source } from '../volume/source.ts';
 import { openImage } from '../volume/ome.ts';
+import { RemoteClient, isRemote } from '../volume/remote.ts';
 import { INPUT_DTYPES } from '../volume/dtype.ts';
 import { type PoolModel, InferencePool } from '../infer/thread.ts';
 import type { Model, ModelCard } from '../infer/model.ts';
@@ -49,7 +50,8 @@ export async function openRun(o: OpenOptions): Promise<RunContext> {
   const c = o.config;
   const cards = checkModels(c);
   const missing = { missing: 0 };
-  const image = await openImage(o.input, c.spacing, { missing: c.io.missingChunks, counter: missing, finite: true });
+  const remote = isRemote(o.input) ? remoteClient(c) : undefined;
+  const image = await openImage(o.input, c.spacing, { missing: c.io.missingChunks, counter: missing, finite: true, ...(remote ? { remote } : {}) });
   const src = source(image, c.io.pad, c.io.padValue, { concurrency: c.io.concurrency, signal: o.signal });
   if (!INPUT_DTYPES.includes(src.full.array.dtype)) {
     throw new InputError(src.full.array.path, `dtype ${src.full.array.dtype} is not supported (use ${INPUT_DTYPES.join(', ')})`);
@@ -101,6 +103,12 @@ export async function openRun(o: OpenOptions): Promise<RunContext> {
     log: o.log,
     signal: o.signal,
   };
+}
+
+/** The client a URL input is read through, as the config's io.remote and io.s3 say. */
+export function remoteClient(c: TesseraConfig): RemoteClient {
+  const r = c.io.remote;
+  return new RemoteClient({ requests: r.requests, timeout: r.timeout, tries: r.tries, ...(c.io.s3.endpoint ? { s3Endpoint: c.io.s3.endpoint } : {}), ...(c.io.s3.region ? { s3Region: c.io.s3.region } : {}) });
 }
 
 function sameSpacing(a: Vec3, b: Vec3): boolean {

@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { type Box, type Vec3, boxOfShape, boxToString, shapeOf } from '../geometry/box.ts';
 import type { Array3 } from '../array/array3.ts';
-import { isArrayNode, openImage, scaleInParent } from '../volume/ome.ts';
+import { isArrayNode, openImage, remoteNode, remoteScaleInParent, scaleInParent } from '../volume/ome.ts';
+import { RemoteClient, displayUrl, isRemote, remoteJoin } from '../volume/remote.ts';
 import { type VolumeArray, openArray, readGroupAttributes, readRegion } from '../volume/zarr.ts';
 import { type Evaluation, evaluate } from '../metrics/index.ts';
 import { type RunDocument, requireComplete, runJsonPath } from './output.ts';
@@ -56,6 +57,7 @@ interface Labels {
  * An intensity image given as truth is refused: scoring against intensities means nothing.
  */
 async function openLabels(p: string, role: 'pred' | 'gt'): Promise<Labels> {
+  if (isRemote(p)) return openRemoteLabels(p, role);
   if (!fs.existsSync(p)) throw new InputError(p, 'no such file or directory');
   if (fs.existsSync(runJsonPath(p))) {
     const run = requireComplete(p);
@@ -70,13 +72,38 @@ async function openLabels(p: string, role: 'pred' | 'gt'): Promise<Labels> {
   }
   const attrs = readGroupAttributes(p) ?? {};
   const ngff = (attrs.ome ?? attrs) as Record<string, unknown>;
+  refuseIntensity(p, role, ngff);
+  const img = await openImage(p);
+  // A group without multiscales has no scale of its own (openImage gave it the [1, 1, 1] fallback).
+  return 'multiscales' in ngff ? fromImage(img) : { array: img.levels[0].array };
+}
+
+/** Truth must be labels; a prediction must be an output, a label image or a bare label array. */
+function refuseIntensity(p: string, role: 'pred' | 'gt', ngff: Record<string, unknown>): void {
   if (!('image-label' in ngff)) {
     // An intensity image is not labels; a plain group holding a "0" array (as many tools write) is.
     if (role === 'gt') throw new InputError(p, 'has no labels/gt and is not a label image (no "image-label" attributes): give the input volume with its labels/gt, or a label image');
     if ('multiscales' in ngff) throw new InputError(p, 'has no run.json (not a Tessera output) and is an NGFF intensity image, not a label image (no "image-label" attributes): give a Tessera output, a label image or a bare label array');
   }
-  const img = await openImage(p);
-  // A group without multiscales has no scale of its own (openImage gave it the [1, 1, 1] fallback).
+}
+
+/**
+ * `openLabels` at a URL (https://, s3://, gs://): the input volume's labels/gt, a label image or
+ * a bare label array, read in place (a Tessera output is a local path: outputs are not written
+ * to URLs).
+ */
+async function openRemoteLabels(p: string, role: 'pred' | 'gt'): Promise<Labels> {
+  const o = { remote: new RemoteClient() };
+  const gt = remoteJoin(p, 'labels/gt');
+  if (role === 'gt' && (await remoteNode(gt, o.remote)).kind !== 'none') return fromImage(await openImage(gt, [1, 1, 1], o));
+  const node = await remoteNode(p, o.remote);
+  if (node.kind === 'array') {
+    const own = await remoteScaleInParent(p, o);
+    return { array: await openArray(p, o), spacing: own?.spacing, unit: own?.unit };
+  }
+  const ngff = ((node.attrs?.ome ?? node.attrs) ?? {}) as Record<string, unknown>;
+  refuseIntensity(displayUrl(p), role, ngff);
+  const img = await openImage(p, [1, 1, 1], o);
   return 'multiscales' in ngff ? fromImage(img) : { array: img.levels[0].array };
 }
 

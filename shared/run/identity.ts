@@ -11,6 +11,8 @@ import type { Cards } from '../config/load.ts';
 import type { Level } from '../volume/ome.ts';
 import { isVirtual } from '../volume/virtual.ts';
 import type { TissueMask } from '../volume/mask.ts';
+import { displayUrl, isRemote } from '../volume/remote.ts';
+import type { VolumeArray } from '../volume/zarr.ts';
 
 /**
  * The input as a run sees it: its resolved location, and per pyramid level the run reads, what
@@ -36,7 +38,7 @@ export interface RunIdentity {
 }
 
 // `mask` is in the input's identity (resolved, with its metadata), not as the config's path.
-const RUNTIME_ONLY = ['name', 'mask', 'models', 'io.concurrency', 'io.chunksInFlight', 'io.readCache', 'io.lockStale', 'inference.threads', 'inference.intraOpThreads', 'nats'];
+const RUNTIME_ONLY = ['name', 'mask', 'models', 'io.remote', 'io.s3', 'io.concurrency', 'io.chunksInFlight', 'io.readCache', 'io.lockStale', 'inference.threads', 'inference.intraOpThreads', 'nats'];
 
 function flatten(v: unknown, prefix: string, out: Record<string, unknown>): void {
   if (v && typeof v === 'object' && !Array.isArray(v)) {
@@ -46,9 +48,13 @@ function flatten(v: unknown, prefix: string, out: Record<string, unknown>): void
   }
 }
 
-/** A location that names the same data wherever the command was started (symlinks resolved). */
+/**
+ * A location that names the same data wherever the command was started (symlinks resolved; a
+ * URL without user info or query, which may hold credentials).
+ */
 export function resolvedLocation(p: string): string {
   if (isVirtual(p)) return p;
+  if (isRemote(p)) return displayUrl(p);
   try {
     return fs.realpathSync(p);
   } catch {
@@ -56,11 +62,11 @@ export function resolvedLocation(p: string): string {
   }
 }
 
-/** The array's own metadata document (codecs, compressor, filters, fill value), if on disk. */
-function arrayMetadata(dir: string): string {
+/** The array's own metadata document (codecs, compressor, filters, fill value), if on disk or kept from a URL. */
+function arrayMetadata(a: VolumeArray): string {
   for (const f of ['.zarray', 'zarr.json']) {
     try {
-      const doc = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')) as Record<string, unknown>;
+      const doc = a.metadataDoc ? { ...a.metadataDoc } : JSON.parse(fs.readFileSync(path.join(a.path, f), 'utf8')) as Record<string, unknown>;
       // Attributes (v3 keeps them in zarr.json) say nothing about the voxels.
       delete doc.attributes;
       const sorted: Record<string, unknown> = {};
@@ -81,7 +87,7 @@ export function inputIdentity(input: string, levels: readonly Level[], oracle?: 
     if (seen.has(l.key)) continue;
     seen.add(l.key);
     const a = l.array;
-    const codecs = createHash('sha256').update(arrayMetadata(a.path)).digest('hex').slice(0, 12);
+    const codecs = createHash('sha256').update(arrayMetadata(a)).digest('hex').slice(0, 12);
     lines.push(`level ${l.key}: ${a.shape.join('x')} ${a.dtype}, chunks ${a.chunks.join(',')}${a.shard ? `, shards ${a.shard.join(',')}` : ''}, scale ${l.spacing.join(',')}, metadata ${codecs}`);
   }
   const metadata = createHash('sha256').update(lines.join('\n')).digest('hex');
@@ -92,7 +98,7 @@ export function inputIdentity(input: string, levels: readonly Level[], oracle?: 
 }
 
 function maskLine(m: TissueMask): string {
-  const meta = createHash('sha256').update(arrayMetadata(m.array.path)).digest('hex').slice(0, 12);
+  const meta = createHash('sha256').update(arrayMetadata(m.array)).digest('hex').slice(0, 12);
   return `${resolvedLocation(m.spec.path)}${m.spec.level !== undefined ? ` level ${m.spec.level}` : ''} (${m.array.shape.join('x')}, factor ${m.factor.join(',')}, metadata ${meta})`;
 }
 

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { isVirtual } from '../volume/virtual.ts';
+import { isRemote } from '../volume/remote.ts';
 
 /** The real path of `p`, resolving symlinks of the part that exists. */
 function realish(p: string): string {
@@ -26,8 +27,9 @@ function within(inner: string, outer: string): boolean {
 export function checkOutputPath(input: string, output: string, what = 'output'): void {
   // A virtual: string is an input spec, never a place to write.
   if (isVirtual(output)) throw new ConfigError(what, `${output} is a virtual: input, not a path to write to`);
-  // A virtual: input has no files for the output to overwrite.
-  if (isVirtual(input)) return;
+  if (isRemote(output)) throw new ConfigError(what, `${output}: writing to a URL is not supported yet; give a local (or RWX volume) path`);
+  // A virtual: or URL input has no local files for the output to overwrite.
+  if (isVirtual(input) || isRemote(input)) return;
   const i = realish(input);
   const o = realish(output);
   if (i === o) throw new ConfigError(what, `${output} is the input itself; choose another ${what} path`);

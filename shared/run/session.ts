@@ -27,6 +27,7 @@ import { type LowGrid, lowGrid } from '../volume/source.ts';
 import { openArray } from '../volume/zarr.ts';
 import { clearTemp } from '../volume/store.ts';
 import { isVirtual } from '../volume/virtual.ts';
+import { isRemote } from '../volume/remote.ts';
 import { ConfigError, InputError, OutputError, isTesseraError } from '../errors.ts';
 import { checkOutputPath } from './paths.ts';
 import type { TissueMask } from '../volume/mask.ts';
@@ -253,7 +254,7 @@ function checkResumedRoi(out: string, identity: RunIdentity, roi: Box): void {
  */
 export async function openSession(o: SessionOptions): Promise<Session> {
   const t0 = performance.now();
-  if (!isVirtual(o.input) && !fs.existsSync(o.input)) throw new InputError(o.input, 'no such file or directory');
+  if (!isVirtual(o.input) && !isRemote(o.input) && !fs.existsSync(o.input)) throw new InputError(o.input, 'no such file or directory');
   checkOutputPath(o.input, o.output);
   // Fenced (the lock taken over): stop handing out work and stop the tasks in hand at once.
   const fenceAc = new AbortController();

@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Vec3 } from '../geometry/box.ts';
 import { metresPerUnit, writeBoxAnnotations } from './annotations.ts';
+import { displayUrl, isRemote } from '../volume/remote.ts';
 import { InputError, OutputError } from '../errors.ts';
 import { readRunJson, runJsonPath } from '../run/output.ts';
 import { openArray, readGroupAttributes } from '../volume/zarr.ts';
@@ -188,10 +189,12 @@ export async function openView(o: ViewOptions): Promise<View> {
       : Number((JSON.parse(fs.readFileSync(path.join(o.output, 'annotations', 'boxes', 'count.json'), 'utf8')) as { boxes: number }).boxes);
   }
   if (o.input && isVirtual(o.input)) throw new InputError(o.input, 'a virtual: input has no files to serve; leave out --input to view the output alone');
-  if (o.input && !fs.existsSync(o.input)) throw new InputError(o.input, 'no such input to serve beside the output');
-  const served = await serve({ roots: { output: o.output, ...(o.input ? { input: o.input } : {}) }, host: o.host, port: o.port });
+  // A URL input is not served: neuroglancer reads https://, gs:// and (public) s3:// itself.
+  const remote = o.input !== undefined && isRemote(o.input);
+  if (o.input && !remote && !fs.existsSync(o.input)) throw new InputError(o.input, 'no such input to serve beside the output');
+  const served = await serve({ roots: { output: o.output, ...(o.input && !remote ? { input: o.input } : {}) }, host: o.host, port: o.port });
   const state = neuroglancerState({
-    image: o.input ? `${served.url}/input` : undefined, output: `${served.url}/output`, spacing, unit: config.unit,
+    image: o.input ? (remote ? displayUrl(o.input) : `${served.url}/input`) : undefined, output: `${served.url}/output`, spacing, unit: config.unit,
     boxes: boxes !== undefined, position: seg.shape.map((s) => s / 2) as unknown as Vec3, colors: labelColors(o.output),
   });
   return { ...served, state, link: neuroglancerLink(state, o.neuroglancer), boxes };

@@ -7,6 +7,7 @@ import { type VolumeArray, type OpenArrayOptions, openArray, readGroupAttributes
 import { writeJsonAtomic } from './store.ts';
 import { InputError } from '../errors.ts';
 import { isVirtual, openVirtualImage } from './virtual.ts';
+import { RemoteClient, RemoteStore, checkRemoteUrl, displayUrl, isRemote, remoteJoin, remoteParent } from './remote.ts';
 
 export interface Level {
   /** Dataset path inside the image group ("0", "1", …). */
@@ -45,11 +46,13 @@ function scaleOf(ts: Multiscale['datasets'][number]['coordinateTransformations']
 
 /**
  * Open an image: an NGFF multiscale group, a bare 3D array (one level whose spacing is
- * `fallbackSpacing`), or a `virtual:` input (a synthetic volume rendered on read, virtual.ts).
+ * `fallbackSpacing`), a `virtual:` input (a synthetic volume rendered on read, virtual.ts), or
+ * any of these at an https://, s3:// or gs:// URL (remote.ts).
  * Axes other than the last three must have size 1.
  */
 export async function openImage(imagePath: string, fallbackSpacing: Vec3 = [1, 1, 1], opts: OpenArrayOptions = {}): Promise<Image> {
   if (isVirtual(imagePath)) return openVirtualImage(imagePath, opts);
+  if (isRemote(imagePath)) return openRemoteImage(imagePath, fallbackSpacing, opts);
   if (!fs.existsSync(imagePath)) throw new InputError(imagePath, 'no such file or directory');
   if (isArrayNode(imagePath)) {
     // A bare array (v2 with or without .zattrs, or v3): one level. When it is a dataset of its
@@ -69,7 +72,11 @@ export async function openImage(imagePath: string, fallbackSpacing: Vec3 = [1, 1
     }
     return { path: imagePath, unit: undefined, levels: [{ key: '', spacing: fallbackSpacing, array: await openArray(imagePath, opts) }] };
   }
-  const m = ms[0];
+  return imageOf(imagePath, ms[0], (key) => openArray(path.join(imagePath, key), opts), (key) => path.join(imagePath, key));
+}
+
+/** The image a multiscales entry describes, its levels opened by `open` (finest first, checked). */
+async function imageOf(imagePath: string, m: Multiscale, open: (key: string) => Promise<VolumeArray>, where: (key: string) => string): Promise<Image> {
   const axes = (m.axes ?? []).map((a) => (typeof a === 'string' ? { name: a } : a));
   const nd = axes.length || 3;
   const global = scaleOf(m.coordinateTransformations) ?? new Array(nd).fill(1);
@@ -79,12 +86,67 @@ export async function openImage(imagePath: string, fallbackSpacing: Vec3 = [1, 1
     const scale = scaleOf(d.coordinateTransformations);
     if (!scale || scale.length < 3) throw new InputError(imagePath, `dataset "${d.path}" has no scale transformation`);
     const sp = scale.slice(-3).map((s, i) => s * (global.slice(-3)[i] ?? 1));
-    const array = await openArray(path.join(imagePath, d.path), opts);
-    levels.push({ key: d.path, spacing: sp as unknown as Vec3, array });
+    levels.push({ key: d.path, spacing: sp as unknown as Vec3, array: await open(d.path) });
   }
   levels.sort((a, b) => a.spacing[0] * a.spacing[1] * a.spacing[2] - b.spacing[0] * b.spacing[1] * b.spacing[2]);
-  checkPyramid(imagePath, levels);
+  checkPyramid(imagePath, levels, where);
   return { path: imagePath, unit, levels };
+}
+
+/** A node at a URL: array or group (with its attributes), from its metadata documents. */
+export async function remoteNode(url: string, client: RemoteClient): Promise<{ kind: 'array' | 'group' | 'none'; attrs?: Record<string, unknown>; file: string }> {
+  const store = new RemoteStore(url, client);
+  const json = async (name: `/${string}`) => {
+    const b = await store.get(name);
+    if (!b) return undefined;
+    try {
+      return JSON.parse(new TextDecoder().decode(b)) as Record<string, unknown>;
+    } catch (err) {
+      throw new InputError(remoteJoin(displayUrl(url), name), `is not valid JSON (${(err as Error).message})`);
+    }
+  };
+  const v3 = await json('/zarr.json');
+  if (v3) return { kind: v3.node_type === 'array' ? 'array' : 'group', attrs: (v3.attributes as Record<string, unknown>) ?? {}, file: 'zarr.json' };
+  if (await json('/.zarray')) return { kind: 'array', file: '.zattrs' };
+  const attrs = await json('/.zattrs');
+  if (attrs || (await json('/.zgroup'))) return { kind: 'group', attrs: attrs ?? {}, file: '.zattrs' };
+  return { kind: 'none', file: '' };
+}
+
+/** `scaleInParent` for an array at a URL: its level's voxel size in the parent's multiscales. */
+export async function remoteScaleInParent(url: string, o: OpenArrayOptions & { remote: RemoteClient }): Promise<{ spacing: Vec3; unit?: string } | undefined> {
+  const parent = remoteParent(url);
+  const up = parent ? await remoteNode(parent, o.remote).catch(() => undefined) : undefined;
+  if (!parent || up?.kind !== 'group' || !up.attrs || !multiscalesOf(up.attrs, displayUrl(parent))) return undefined;
+  const img = await openRemoteImage(parent, [1, 1, 1], o);
+  const name = new URL(url).pathname.replace(/\/+$/, '').split('/').pop();
+  const level = img.levels.find((l) => l.key === name);
+  return level ? { spacing: level.spacing, unit: img.unit } : undefined;
+}
+
+/**
+ * `openImage` for an https://, s3:// or gs:// input: the same cases (NGFF group, a bare array,
+ * a dataset of a multiscales parent, a group with a "0" array), read through one RemoteClient.
+ */
+async function openRemoteImage(url: string, fallbackSpacing: Vec3, opts: OpenArrayOptions): Promise<Image> {
+  checkRemoteUrl(url);
+  const client = opts.remote ?? new RemoteClient();
+  const o = { ...opts, remote: client };
+  const shown = displayUrl(url);
+  const node = await remoteNode(url, client);
+  if (node.kind === 'none') throw new InputError(shown, 'no Zarr metadata there (zarr.json, .zarray, .zgroup): not a Zarr array or group, or the URL is wrong');
+  if (node.kind === 'array') {
+    const own = await remoteScaleInParent(url, o);
+    return { path: shown, unit: own?.unit, levels: [{ key: '', spacing: own?.spacing ?? fallbackSpacing, array: await openArray(url, o) }] };
+  }
+  const ms = node.attrs ? multiscalesOf(node.attrs, `${shown}/${node.file}`) : undefined;
+  if (!ms || ms.length === 0) {
+    const zero = remoteJoin(url, '0');
+    if ((await remoteNode(zero, client)).kind === 'array') return { path: shown, unit: undefined, levels: [{ key: '0', spacing: fallbackSpacing, array: await openArray(zero, o) }] };
+    throw new InputError(shown, 'a Zarr group without NGFF multiscales metadata and without a "0" array');
+  }
+  const img = await imageOf(shown, ms[0], (key) => openArray(remoteJoin(url, key), o), (key) => `${shown}/${key}`);
+  return img;
 }
 
 /** Is `p` a Zarr array (v2 `.zarray`, or v3 `zarr.json` with node_type "array")? */
@@ -113,13 +175,13 @@ export async function scaleInParent(arrayPath: string): Promise<{ spacing: Vec3;
  * Every level's shape must follow from level 0's and its scale (floor or ceil of the scaled
  * shape): a level edited or written at another size would be read at the wrong place silently.
  */
-function checkPyramid(imagePath: string, levels: Level[]): void {
+function checkPyramid(imagePath: string, levels: Level[], where: (key: string) => string): void {
   const [first, ...rest] = levels;
   for (const l of rest) {
     const want = first.array.shape.map((n, a) => (n * first.spacing[a]) / l.spacing[a]);
     const bad = l.array.shape.findIndex((n, a) => n < Math.floor(want[a] - 1e-6) || n > Math.ceil(want[a] + 1e-6));
     if (bad >= 0) {
-      throw new InputError(path.join(imagePath, l.key), `pyramid level "${l.key}" has shape ${l.array.shape.join('x')}, but its scale [${l.spacing}] and level "${first.key}" (${first.array.shape.join('x')} at [${first.spacing}]) make it ${want.map((w) => Math.round(w * 100) / 100).join('x')} (axis ${'zyx'[bad]} differs)`);
+      throw new InputError(where(l.key), `pyramid level "${l.key}" has shape ${l.array.shape.join('x')}, but its scale [${l.spacing}] and level "${first.key}" (${first.array.shape.join('x')} at [${first.spacing}]) make it ${want.map((w) => Math.round(w * 100) / 100).join('x')} (axis ${'zyx'[bad]} differs)`);
     }
   }
 }

@@ -115,16 +115,17 @@ const layouts = new WeakMap<object, Promise<Layout | undefined>>();
 function layoutOf(arr: ZArray): Promise<Layout | undefined> {
   let p = layouts.get(arr);
   if (!p) {
-    p = readLayout(path.join(arr.store.root, arr.path, 'zarr.json'));
+    // Through the store (a directory, or a URL for a remote input): v3 metadata is zarr.json.
+    p = readLayout(arr.store as zarr.AsyncReadable, `${arr.path.replace(/\/+$/, '')}/zarr.json` as `/${string}`);
     layouts.set(arr, p);
   }
   return p;
 }
 
-async function readLayout(file: string): Promise<Layout | undefined> {
+async function readLayout(store: zarr.AsyncReadable, key: `/${string}`): Promise<Layout | undefined> {
   let meta: zarr.ArrayMetadata;
   try {
-    meta = JSON.parse(await fs.promises.readFile(file, 'utf8')) as zarr.ArrayMetadata;
+    meta = JSON.parse(new TextDecoder().decode(await store.get(key))) as zarr.ArrayMetadata;
   } catch {
     return undefined; // a v2 array: zarrita opened it from .zarray
   }

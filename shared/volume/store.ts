@@ -26,6 +26,13 @@ export class AtomicFileStore extends FileSystemStore {
     return v;
   }
 
+  /** Sharded arrays read shards by range: a shard with no file is missing like a chunk. */
+  override async getRange(key: Key, range: Parameters<FileSystemStore['getRange']>[1], opts?: Parameters<FileSystemStore['getRange']>[2]): Promise<Uint8Array | undefined> {
+    const v = await super.getRange(key, range, opts);
+    if (v === undefined && this.onMissing && 'suffixLength' in range) this.onMissing(key);
+    return v;
+  }
+
   override async set(key: Key, value: Uint8Array): Promise<void> {
     await writeFileAtomic(path.join(this.root, key.replace(/^\//, '')), value);
   }

@@ -20,6 +20,7 @@ import { type Box, type Vec3, boxOfShape, intersect, isEmpty, shapeOf } from '..
 import { array3, copyRegion } from '../array/array3.ts';
 import { allocate } from './dtype.ts';
 import { InputError } from '../errors.ts';
+import { isRemote } from './remote.ts';
 import {
   type SynthKind, type SynthScene, DEFAULT_FG, SYNTH_DTYPE, SYNTH_SPACING, SYNTH_UNIT, synthScene,
 } from '../synth/index.ts';
@@ -64,10 +65,11 @@ export function isVirtual(input: string): boolean {
 
 /**
  * An input as recorded for other processes (the NATS run record): a path made absolute, a
- * `virtual:` string unchanged (it names no file, and resolving it would make it one).
+ * `virtual:` string or a URL (https://, s3://, gs://) unchanged (it names no local file, and
+ * resolving it would make it one; every worker opens the same URL).
  */
 export function resolveInput(input: string): string {
-  return isVirtual(input) ? input : path.resolve(input);
+  return isVirtual(input) || isRemote(input) ? input : path.resolve(input);
 }
 
 const KEYS = ['shape', 'chunk', 'seed', 'fg'] as const;

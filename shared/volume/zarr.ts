@@ -12,12 +12,18 @@ import { InputError, isTesseraError, OutputError } from '../errors.ts';
 import { installCheckedCodecs } from './codecs.ts';
 import { shardShapeOf, uncachedArray, writeShardedRegion } from './shard.ts';
 import { writeChunkedRegion } from './chunked.ts';
+import { RemoteClient, RemoteStore, checkRemoteUrl, displayUrl, isRemote } from './remote.ts';
 
 installCheckedCodecs();
 
 export interface VolumeArray {
-  /** Directory of the array on disk (for messages). */
+  /** Directory of the array on disk, or its URL without credentials (for messages). */
   readonly path: string;
+  /**
+   * A remote array's metadata document (zarr.json or .zarray), kept from opening it: the run
+   * identity hashes it as it hashes a local array's file.
+   */
+  readonly metadataDoc?: Record<string, unknown>;
   readonly shape: Vec3;
   /**
    * The storage chunk shape; for a sharded array, the inner chunk shape (what zarrita reports
@@ -96,31 +102,38 @@ export interface OpenArrayOptions {
   finite?: boolean;
   /** Open a `bool` array as uint8 (0 or 1): tissue masks may be either. @default false */
   boolAsUint8?: boolean;
+  /** The client a URL input's levels share (bounded requests, retries, counters); one per input. */
+  remote?: RemoteClient;
 }
 
 export async function openArray(arrayPath: string, o: OpenArrayOptions = {}): Promise<VolumeArray> {
-  const { root, key } = locate(arrayPath);
-  if (!fs.existsSync(root)) throw new InputError(arrayPath, 'no such file or directory');
+  const remote = isRemote(arrayPath);
+  if (remote) checkRemoteUrl(arrayPath);
+  const { root, key } = remote ? { root: arrayPath, key: '' } : locate(arrayPath);
+  const shown = remote ? displayUrl(arrayPath) : arrayPath;
+  if (!remote && !fs.existsSync(root)) throw new InputError(arrayPath, 'no such file or directory');
   // Store keys are "/<array key>/<chunk key>"; messages name the chunk key within the array.
   const chunkKey = (k: string) => k.replace(/^\//, '').slice(key ? key.length + 1 : 0);
   const onMissing = o.missing === 'fail'
     ? (k: string) => {
-      throw new InputError(arrayPath, `storage chunk ${chunkKey(k)} is missing (it would be read as the fill value); restore it, or pass --allow-missing (io.missingChunks: "fill") to accept that`, chunkKey(k));
+      throw new InputError(shown, `storage chunk ${chunkKey(k)} is missing (it would be read as the fill value); restore it, or pass --allow-missing (io.missingChunks: "fill") to accept that`, chunkKey(k));
     }
     : o.missing === 'fill' ? () => { if (o.counter) o.counter.missing++; } : undefined;
-  const store = new AtomicFileStore(root, onMissing);
+  const store = remote ? new RemoteStore(arrayPath, o.remote ?? new RemoteClient(), onMissing) : new AtomicFileStore(root, onMissing);
   let arr: zarr.Array<zarr.DataType, AtomicFileStore>;
   try {
-    arr = await zarr.open(zarr.root(store).resolve(key), { kind: 'array' });
+    arr = await zarr.open(zarr.root(store as AtomicFileStore).resolve(key), { kind: 'array' });
   } catch (cause) {
-    throw new InputError(arrayPath, `not a Zarr array (${(cause as Error).message})`, undefined, { cause });
+    if (isTesseraError(cause)) throw cause;
+    throw new InputError(shown, `not a Zarr array (${(cause as Error).message})`, undefined, { cause });
   }
-  if (arr.shape.length !== 3) throw new InputError(arrayPath, `expected a 3D array, got shape [${arr.shape.join(', ')}]`);
+  if (arr.shape.length !== 3) throw new InputError(shown, `expected a 3D array, got shape [${arr.shape.join(', ')}]`);
   const asUint8 = o.boolAsUint8 === true && arr.dtype === 'bool';
-  if (!asUint8 && !isDType(arr.dtype)) throw new InputError(arrayPath, `unsupported dtype ${arr.dtype}`);
+  if (!asUint8 && !isDType(arr.dtype)) throw new InputError(shown, `unsupported dtype ${arr.dtype}`);
   const shard = await shardShapeOf(arr);
   return {
-    path: arrayPath,
+    path: shown,
+    ...(store instanceof RemoteStore ? { metadataDoc: await remoteMetadata(store) } : {}),
     shape: arr.shape as unknown as Vec3,
     chunks: arr.chunks as unknown as Vec3,
     ...(shard ? { shard } : {}),
@@ -128,6 +141,12 @@ export async function openArray(arrayPath: string, o: OpenArrayOptions = {}): Pr
     dtype: asUint8 ? 'uint8' : arr.dtype as DType,
     zarr: arr,
   };
+}
+
+/** The metadata document zarrita read (kept by the store): zarr.json (v3) or .zarray (v2). */
+async function remoteMetadata(store: RemoteStore): Promise<Record<string, unknown>> {
+  const bytes = (await store.get('/zarr.json')) ?? (await store.get('/.zarray'));
+  return bytes ? JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown> : {};
 }
 
 export interface CreateArrayOptions {
@@ -252,7 +271,7 @@ export function gatherMirror(core: Array3, coreBox: Box, region: Box, shape: Vec
 
 /** The zarrita Array to read `va` through (a fresh one for sharded arrays: see uncachedArray). */
 function reader(va: VolumeArray): Promise<VolumeArray['zarr']> {
-  return va.shard ? uncachedArray(fileArray(va)) : Promise.resolve(va.zarr);
+  return va.shard ? uncachedArray(va.zarr as zarr.Array<zarr.DataType, AtomicFileStore>) : Promise.resolve(va.zarr);
 }
 
 /**

@@ -233,9 +233,9 @@ test('describe(SCHEMA) lists every leaf key exactly once', () => {
   });
   const leafRows = rows.filter((r) => r.type !== 'object').map((r) => r.key);
   const want = leaves(SCHEMA);
-  // TesseraConfig: 4 top-level scalars + models 3 + io 10 + inference 4 + baseline 3 + stage1 5 +
-  // boxes 12 + select 4 + pack 11 + stage2 2 + output 2 + nats 7 + mask 3 (itself, path, level) = 70 leaves.
-  assert.equal(want.length, 70);
+  // TesseraConfig: 4 top-level scalars + models 3 + io 15 (remote 3, s3 2) + inference 4 + baseline 3 + stage1 5 +
+  // boxes 12 + select 4 + pack 11 + stage2 2 + output 2 + nats 7 + mask 3 (itself, path, level) = 75 leaves.
+  assert.equal(want.length, 75);
   assert.deepEqual([...leafRows].sort(), [...want].sort());
   assert.equal(new Set(leafRows).size, leafRows.length, 'no leaf listed twice');
   // Each leaf row is documented and typed.

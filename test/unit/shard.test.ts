@@ -316,3 +316,17 @@ test('writeShardBySlabs: slab after slab (edge shards too) gives the very bytes 
   await writeShardBySlabs(e.va, [0, 0, 0], () => undefined);
   assert.ok(!fs.existsSync(path.join(e.p, 'c', '0', '0', '0')), 'no file for an all-fill shard');
 });
+
+test('an input shard with no file is a missing chunk as a v2 chunk file is: missing "fail" names it, "fill" reads the fill value and counts it', async (t) => {
+  const dir = tmpDir(t);
+  const p = path.join(dir, 'in.zarr');
+  const va = await createShardedArray(p, { shape: [8, 32, 32], shard: [8, 16, 16], chunks: [4, 8, 8], dtype: 'uint8' });
+  await writeRegion(va, boxOfShape(va.shape), pattern('uint8', va.shape));
+  fs.rmSync(path.join(p, 'c', '0', '1', '0'));
+  await assert.rejects(readRegion(await openArray(p, { missing: 'fail' }), box([0, 16, 0], [8, 32, 16])),
+    (err: Error) => err instanceof InputError && /storage chunk c\/0\/1\/0 is missing/.test(err.message));
+  const counter = { missing: 0 };
+  const got = await readRegion(await openArray(p, { missing: 'fill', counter }), box([0, 16, 0], [8, 32, 16]));
+  assert.ok(got.data.every((v) => v === 0));
+  assert.equal(counter.missing, 1);
+});

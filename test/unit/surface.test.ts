@@ -29,7 +29,7 @@ const EXPECTED = [
   'writeRun', 'readRunJson', 'oneLine', 'watchRun', 'nextScope', 'staleness', 'LEASES_BUCKET', 'leasesBucket', 'takeLease',
   'backoff', 'retrying', 'sleep', 'LeaseError',
   // virtual: inputs (a path is resolved, a virtual: string kept).
-  'isVirtual', 'resolveInput',
+  'isVirtual', 'isRemote', 'resolveInput',
 ];
 
 test('shared/index.ts exports exactly the documented surface', () => {
