@@ -7,6 +7,8 @@ import Blosc from 'numcodecs/blosc';
 import Zstd from 'numcodecs/zstd';
 import { bloscZstdDecode, bloscZstdEncode, zstdDecode, zstdEncode } from '../../shared/volume/zstd.ts';
 import { randInt, rng } from '../helpers/rng.ts';
+import { hasPython } from '../helpers/cli.ts';
+import { execFileSync } from 'node:child_process';
 
 /** A sparse chunk of `n` elements of `size` bytes: background with a few runs of ids. */
 function sparse(r: () => number, n: number, size: number): Uint8Array {
@@ -68,4 +70,27 @@ test('zstd codec: numcodecs reads our frames (with and without checksum) and we 
     assert.deepEqual(new Uint8Array(zstdDecode(new Uint8Array(await numcodecs.encode(bytes)))), bytes, `case ${t}: we read numcodecs'`);
   }
   assert.throws(() => zstdDecode(Uint8Array.from([1, 2, 3, 4, 5])));
+});
+
+// c-blosc itself (python's numcodecs, which .ci/run installs with python3-zarr): frames of several
+// blocks, shuffled by the item size, as zarr-python writes them — each decoded here to its bytes.
+test('blosc/zstd frames written by c-blosc (numcodecs in python): several blocks, item sizes 1–8, shuffled or not, read here', { skip: !hasPython('numcodecs') }, () => {
+  const py = `
+import sys, json, numpy as np
+from numcodecs import Blosc
+rng = np.random.default_rng(3)
+out = []
+for dt, shuf in [('uint8', 1), ('uint16', 0), ('uint32', 1), ('float32', 1), ('uint64', 1)]:
+    a = np.zeros(100000, dtype=dt); i = rng.integers(0, len(a), 2000); a[i] = rng.integers(1, 1000, 2000).astype(dt)
+    for bs in (0, 16384):
+        out.append([dt, bs, Blosc(cname='zstd', clevel=5, shuffle=shuf, blocksize=bs).encode(a).hex(), a.tobytes().hex()])
+json.dump(out, sys.stdout)
+`;
+  const cases = JSON.parse(execFileSync('/usr/bin/python3', ['-c', py], { encoding: 'utf8', maxBuffer: 1 << 28 })) as [string, number, string, string][];
+  assert.equal(cases.length, 10);
+  for (const [dt, bs, frame, raw] of cases) {
+    const got = bloscZstdDecode(Buffer.from(frame, 'hex'));
+    assert.ok(got, `${dt} blocksize ${bs}: decoded here, not left to numcodecs`);
+    assert.ok(Buffer.from(got).equals(Buffer.from(raw, 'hex')), `${dt} blocksize ${bs}`);
+  }
 });
