@@ -121,7 +121,9 @@ test('processes taking over one stale lock at the same moment: exactly one wins,
     foreignLock(path.join(dir, `out-${r}.zarr`), 600_000);
     fs.utimesSync(lockPath(path.join(dir, `out-${r}.zarr`)), old, old);
   }
-  // Each round starts at the same wall-clock instant in every taker; they spin until then.
+  // Each round starts at the same wall-clock instant in every taker; they spin until then. A
+  // taker stays alive (holding what it won) until every taker has answered: one that exited
+  // would leave its locks to a late taker as stale — rightly taken over, but not this test.
   const t0 = Date.now() + 1_500;
   const code = `
     const { lockOutput } = await import(${JSON.stringify(LOCK_TS)});
@@ -131,15 +133,21 @@ test('processes taking over one stale lock at the same moment: exactly one wins,
       while (Date.now() < at) {}
       try { lockOutput(${JSON.stringify(dir)} + '/out-' + r + '.zarr', { staleMs: 60000 }); res.push(1); } catch (e) { res.push(/in use/.test(e.message) ? 0 : String(e.message)); }
     }
-    process.stdout.write(JSON.stringify(res));
-    process.exit(0);`;
-  const outs = await Promise.all(Array.from({ length: takers }, () => new Promise<(number | string)[]>((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+    process.stdout.write(JSON.stringify(res) + '\\n');
+    process.stdin.resume();
+    process.stdin.on('end', () => process.exit(0));`;
+  const procs = Array.from({ length: takers }, () => spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  t.after(() => { for (const p of procs) p.kill('SIGKILL'); });
+  const outs = await Promise.all(procs.map((p) => new Promise<(number | string)[]>((resolve, reject) => {
     let s = '';
-    p.stdout.on('data', (d) => (s += d));
+    p.stdout.on('data', (d) => {
+      s += d;
+      if (s.endsWith('\n')) resolve(JSON.parse(s));
+    });
     p.on('error', reject);
-    p.on('close', () => resolve(JSON.parse(s)));
+    p.on('close', (c) => reject(new Error(`a taker exited (${c}) before answering: ${s}`)));
   })));
+  await Promise.all(procs.map((p) => new Promise((r) => { p.once('close', r); p.stdin.end(); })));
   for (let r = 0; r < rounds; r++) {
     const got = outs.map((o) => o[r]);
     assert.equal(got.filter((x) => x === 1).length, 1, `round ${r}: exactly one winner (${JSON.stringify(got)})`);
