@@ -256,6 +256,17 @@ export class RemoteStore implements zarr.AsyncReadable {
     return `${displayUrl(this.url)}/${key.replace(/^\/+/, '')}`;
   }
 
+  /**
+   * Whether an object is stored at `key` (a HEAD): the missing-input skip asks this of a task's
+   * storage chunks, as it asks the file system of a local input. 403 and the like throw as a read does.
+   */
+  async has(key: Key, signal?: AbortSignal): Promise<boolean> {
+    const r = await this.client.request(this.url, key, { method: 'HEAD', signal });
+    if (r.status === 200 || r.status === 206) return true;
+    if (r.status === 404 && r.code !== 'NoSuchBucket') return false;
+    return this.refuse(key, r) !== undefined;
+  }
+
   /** A final reply that is not a success: undefined for a missing object, else an InputError. */
   private refuse(key: string, r: Reply): undefined {
     if (r.status === 404 && r.code !== 'NoSuchBucket') {

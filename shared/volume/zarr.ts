@@ -380,38 +380,45 @@ export async function writeRegion(va: VolumeArray, region: Box, data: Array3, o:
 }
 
 /** How a chunk (shard) index is spelt as a file under the array, from its metadata on disk; undefined when not a file array. */
+/** HEAD requests in flight per anyStored call on a URL input (the client bounds the process's total). */
+const STORED_BATCH = 16;
+
 const STORED_KEYS = new WeakMap<VolumeArray, ((c: readonly number[]) => string) | null>();
 
 function storedKeyOf(va: VolumeArray): ((c: readonly number[]) => string) | undefined {
   let k = STORED_KEYS.get(va);
   if (k === undefined) {
     k = null;
-    if (va.zarr.store instanceof AtomicFileStore) {
-      try {
-        const v2 = path.join(va.path, '.zarray');
-        if (fs.existsSync(v2)) {
-          const sep = (JSON.parse(fs.readFileSync(v2, 'utf8')) as { dimension_separator?: string }).dimension_separator ?? '.';
-          k = (c) => c.join(sep);
-        } else {
-          const doc = JSON.parse(fs.readFileSync(path.join(va.path, 'zarr.json'), 'utf8')) as { chunk_key_encoding?: { name?: string; configuration?: { separator?: string } } };
-          const enc = doc.chunk_key_encoding;
-          const sep = enc?.configuration?.separator ?? (enc?.name === 'v2' ? '.' : '/');
-          k = enc?.name === 'v2' ? (c) => c.join(sep) : (c) => ['c', ...c].join(sep);
-        }
-      } catch {
-        k = null;
-      }
+    try {
+      const store = va.zarr.store;
+      const v2 = path.join(va.path, '.zarray');
+      // The array's metadata document: kept from a URL, else read beside its chunks.
+      const doc = store instanceof RemoteStore
+        ? va.metadataDoc
+        : store instanceof AtomicFileStore
+          ? JSON.parse(fs.readFileSync(fs.existsSync(v2) ? v2 : path.join(va.path, 'zarr.json'), 'utf8')) as Record<string, unknown>
+          : undefined;
+      if (doc) k = keyOfDoc(doc);
+    } catch {
+      k = null;
     }
     STORED_KEYS.set(va, k);
   }
   return k ?? undefined;
 }
 
-/**
- * Does any storage chunk (shard, when sharded) of `region` have a file? Stops at the first one
- * found. An array that is not files (a `virtual:` input) has every chunk.
- */
-export function anyStored(va: VolumeArray, region: Box): boolean {
+/** Chunk (or shard) coordinates → the stored key, from a v2 `.zarray` or a v3 `zarr.json`. */
+function keyOfDoc(doc: Record<string, unknown>): (c: readonly number[]) => string {
+  if (doc.zarr_format === 2) {
+    const sep = (doc.dimension_separator as string | undefined) ?? '.';
+    return (c) => c.join(sep);
+  }
+  const enc = doc.chunk_key_encoding as { name?: string; configuration?: { separator?: string } } | undefined;
+  const sep = enc?.configuration?.separator ?? (enc?.name === 'v2' ? '.' : '/');
+  return enc?.name === 'v2' ? (c) => c.join(sep) : (c) => ['c', ...c].join(sep);
+}
+
+export async function anyStored(va: VolumeArray, region: Box): Promise<boolean> {
   const key = storedKeyOf(va);
   if (!key) return true;
   const r = intersect(region, boxOfShape(va.shape));
@@ -419,8 +426,14 @@ export function anyStored(va: VolumeArray, region: Box): boolean {
   const c = va.shard ?? va.chunks;
   const lo = r.begin.map((v, a) => Math.floor(v / c[a]));
   const hi = r.end.map((v, a) => Math.ceil(v / c[a]));
-  for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) {
-    if (fs.existsSync(path.join(va.path, key([z, y, x])))) return true;
+  const keys: string[] = [];
+  for (let z = lo[0]; z < hi[0]; z++) for (let y = lo[1]; y < hi[1]; y++) for (let x = lo[2]; x < hi[2]; x++) keys.push(key([z, y, x]));
+  const store = va.zarr.store;
+  if (!(store instanceof RemoteStore)) return keys.some((k) => fs.existsSync(path.join(va.path, k)));
+  // Over the network: HEADs a batch at a time, stopping at the first batch that finds one.
+  for (let i = 0; i < keys.length; i += STORED_BATCH) {
+    const found = await Promise.all(keys.slice(i, i + STORED_BATCH).map((k) => store.has(`/${k}`)));
+    if (found.some(Boolean)) return true;
   }
   return false;
 }

@@ -137,14 +137,14 @@ test('anyStored: whether any storage chunk (shard) of a region has a file, for Z
   const v2 = await createArray(path.join(dir, 'v2.zarr'), { shape: [8, 16, 32], chunks: [4, 8, 8], dtype: 'uint8' });
   // One chunk written (z 4–7, y 8–15, x 16–23), the rest never.
   await writeRegion(v2, box([4, 8, 16], [8, 16, 24]), array3(new Uint8Array(4 * 8 * 8).fill(3), [4, 8, 8]));
-  assert.equal(anyStored(v2, box([0, 0, 0], [8, 16, 32])), true);
-  assert.equal(anyStored(v2, box([7, 15, 23], [8, 16, 24])), true, 'its last voxel');
-  assert.equal(anyStored(v2, box([0, 0, 0], [4, 16, 32])), false);
-  assert.equal(anyStored(v2, box([4, 8, 24], [8, 16, 32])), false, 'the next chunk along x');
-  assert.equal(anyStored(v2, box([8, 0, 0], [9, 16, 32])), false, 'outside the array');
+  assert.equal(await anyStored(v2, box([0, 0, 0], [8, 16, 32])), true);
+  assert.equal(await anyStored(v2, box([7, 15, 23], [8, 16, 24])), true, 'its last voxel');
+  assert.equal(await anyStored(v2, box([0, 0, 0], [4, 16, 32])), false);
+  assert.equal(await anyStored(v2, box([4, 8, 24], [8, 16, 32])), false, 'the next chunk along x');
+  assert.equal(await anyStored(v2, box([8, 0, 0], [9, 16, 32])), false, 'outside the array');
   const v3 = await createShardedArray(path.join(dir, 'v3.zarr'), { shape: [8, 16, 32], shard: [4, 16, 16], chunks: [4, 8, 8], dtype: 'uint8' });
   await writeRegion(v3, box([0, 0, 16], [4, 16, 32]), array3(new Uint8Array(4 * 16 * 16).fill(1), [4, 16, 16]));
-  assert.equal(anyStored(v3, box([0, 0, 20], [1, 1, 21])), true);
-  assert.equal(anyStored(v3, box([0, 0, 0], [4, 16, 16])), false);
-  assert.equal(anyStored(v3, box([4, 0, 0], [8, 16, 32])), false);
+  assert.equal(await anyStored(v3, box([0, 0, 20], [1, 1, 21])), true);
+  assert.equal(await anyStored(v3, box([0, 0, 0], [4, 16, 16])), false);
+  assert.equal(await anyStored(v3, box([4, 0, 0], [8, 16, 32])), false);
 });

@@ -171,11 +171,18 @@ test('store: 404 is a missing chunk (onMissing for chunks and shards, not metada
   assert.equal(await s.get('/0/0/0'), undefined);
   assert.equal(await s.getRange('/c/0/0/0', { suffixLength: 16 }), undefined);
   assert.deepEqual(missing, ['/0/0/0', '/c/0/0/0']);
+  // has() (the missing-input skip's question, a HEAD): 404 is false and no missing chunk read.
+  assert.equal(await s.has('/0/0/1'), false);
+  assert.deepEqual(missing, ['/0/0/0', '/c/0/0/0']);
+  assert.equal(nf.seen.at(-1)?.method, 'HEAD');
+  const ok = fakeFetch(() => new Response(null, { status: 200 }));
+  assert.equal(await new RemoteStore('https://h/vol.zarr', new RemoteClient({}, { fetch: ok.f, env: {} })).has('/0/0/0'), true);
   const denied = fakeFetch(() => new Response('<Error><Code>AccessDenied</Code></Error>', { status: 403 }));
   const d = new RemoteStore('s3://b/vol.zarr', new RemoteClient({ s3Endpoint: 'http://x' }, { fetch: denied.f, env: { AWS_ACCESS_KEY_ID: 'K', AWS_SECRET_ACCESS_KEY: 'topsecret' } }));
   await assert.rejects(d.get('/zarr.json'), (err: Error) => isTesseraError(err, 'InputError')
     && err.message === 's3://b/vol.zarr: access denied reading zarr.json with credentials from environment (HTTP 403 AccessDenied); check the credentials and the bucket policy');
   assert.equal(denied.seen.length, 1, '403 is not retried');
+  await assert.rejects(d.has('/0/0/0'), /access denied reading 0\/0\/0/);
   const moved = fakeFetch(() => new Response('<Error><Code>PermanentRedirect</Code></Error>', { status: 301, headers: { 'x-amz-bucket-region': 'eu-west-2' } }));
   const m = new RemoteStore('s3://b/vol.zarr', new RemoteClient({}, { fetch: moved.f, env: { AWS_REGION: 'us-east-1' } }));
   await assert.rejects(m.get('/zarr.json'), /s3:\/\/b\/vol\.zarr: the bucket is in region eu-west-2, requests were signed for us-east-1: set AWS_REGION \(or io\.s3\.region\) to eu-west-2$/);
