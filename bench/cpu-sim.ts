@@ -897,6 +897,6 @@ if (process.argv[2] === '--cpu-step') {
   const plan = JSON.parse(fs.readFileSync(process.argv[4], 'utf8')) as Plan;
   const result = await runStep(process.argv[3], plan, JSON.parse(process.argv[5]));
   const c = process.cpuUsage();
-  process.stdout.write(JSON.stringify({ result, cpuS: (c.user + c.system) / 1e6 }));
-  process.exit(0);
+  // Exit once the pipe has taken it all: exiting right after a large write cut it short.
+  process.stdout.write(JSON.stringify({ result, cpuS: (c.user + c.system) / 1e6 }), () => process.exit(0));
 }
