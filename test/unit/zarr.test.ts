@@ -11,7 +11,7 @@ import { downsampleMean } from '../../shared/array/resample.ts';
 import { InputError, OutputError, isPermanent } from '../../shared/errors.ts';
 import { type DType, type TypedArray, allocate } from '../../shared/volume/dtype.ts';
 import { createArray, createGroup, openArray, readGroupAttributes, readRegion, writeRegion } from '../../shared/volume/zarr.ts';
-import { AtomicFileStore, writeJsonAtomic } from '../../shared/volume/store.ts';
+import { AtomicFileStore, clearTemp, writeFileAtomic, writeJsonAtomic } from '../../shared/volume/store.ts';
 import { type Image, multiscalesAttrs, openImage, pickLevel } from '../../shared/volume/ome.ts';
 import { cachedReader, lowGrid, padTo, readFull, readLow, source, toLowBox } from '../../shared/volume/source.ts';
 import { Lru } from '../../shared/cache.ts';
@@ -254,6 +254,18 @@ test('AtomicFileStore and writeJsonAtomic leave no *.tmp-* files', async (t) => 
   // Every chunk of the array is a real file at its "z/y/x" key.
   assert.ok(files.includes(path.join('atomic.zarr', '1', '2', '2')), files.join(' '));
   assert.ok(p.endsWith('atomic.zarr'));
+});
+
+test('writeFileAtomic: a folder it made earlier and that is gone since (a cleared .tmp/, a removed chunk row) is made again', async (t) => {
+  const dir = tmpDir(t);
+  const root = path.join(dir, 'gone.zarr');
+  await writeFileAtomic(path.join(root, '0', '1', '2'), 'a');
+  // Both folders the first write made: the chunk row and the store's .tmp/.
+  clearTemp(root);
+  fs.rmSync(path.join(root, '0', '1'), { recursive: true });
+  await writeFileAtomic(path.join(root, '0', '1', '3'), 'b');
+  assert.equal(fs.readFileSync(path.join(root, '0', '1', '3'), 'utf8'), 'b');
+  assert.deepEqual(listFiles(root).filter((f) => /\.tmp-/.test(f)), []);
 });
 
 // ---------------------------------------------------------------- NGFF
