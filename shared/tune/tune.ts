@@ -13,6 +13,7 @@ import { checkModels, loadConfig } from '../config/load.ts';
 import { deepMerge } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { openImage } from '../volume/ome.ts';
+import { anyTissue, openMask } from '../volume/mask.ts';
 import { ConfigError, InputError } from '../errors.ts';
 import { type Objective, type Overrides, type Point, candidates, choose, describeOverrides, hashOf, paretoFront, promote, rungRois, searchSpace, spreadRois } from './search.ts';
 import { type RunScore, type TrialRunner, costOf, reference, trial } from './trials.ts';
@@ -96,7 +97,16 @@ async function sampleRois(o: TuneOptions, base: TesseraConfig): Promise<Box[]> {
   for (const r of o.rois ?? []) {
     if (r.begin.some((v, a) => v >= r.end[a]) || !contains(boxOfShape(shape), r)) throw new InputError(o.input, `--roi ${boxToString(r)} is not inside the volume (shape ${shape.join('x')})`);
   }
-  return o.rois?.length ? o.rois : spreadRois(shape, base.io.chunk, o.samples ?? 2);
+  if (o.rois?.length) return o.rois;
+  const k = o.samples ?? 2;
+  if (!base.mask) return spreadRois(shape, base.io.chunk, k);
+  // With a tissue mask: 8k positions along the diagonal, those with tissue kept, k spread among
+  // them (all of them without tissue: the plain spread — the runs then skip, and say so).
+  const mask = await openMask(base.mask, { shape, spacing: img.levels[0].spacing });
+  const withTissue: Box[] = [];
+  for (const r of spreadRois(shape, base.io.chunk, 8 * k)) if (await anyTissue(mask, r)) withTissue.push(r);
+  if (!withTissue.length) return spreadRois(shape, base.io.chunk, k);
+  return [...new Set(Array.from({ length: Math.min(k, withTissue.length) }, (_, i) => withTissue[Math.floor(((i + 0.5) * withTissue.length) / k)]))];
 }
 
 export async function tune(o: TuneOptions): Promise<TuneReport> {
