@@ -9,6 +9,8 @@ import { loadConfig } from '../../shared/config/load.ts';
 import { type Objective, type Point, candidates, canonical, choose, dominates, paretoFront, promote, rank, rungRois, searchSpace, spreadRois } from '../../shared/tune/search.ts';
 import { tunedConfig } from '../../shared/tune/output.ts';
 import type { TrialResult } from '../../shared/tune/tune.ts';
+import { networkVoxels } from '../../shared/tune/trials.ts';
+import type { RunReport } from '../../shared/run/embedded.ts';
 
 const em = loadConfig({ preset: 'synthetic-em' });
 
@@ -105,4 +107,28 @@ test('the tuned config extends the preset, or merges into the user\'s config wit
   const t = tunedConfig({ config: file, out: path.join(dir, 'out', 't.json') }, chosen);
   assert.deepEqual(t, { extends: 'synthetic-em', mode: 'two-stage', models: { fullres: '../cfg/nets/f.onnx', lowres: '/abs/l.onnx' }, pack: { gap: [0, 2, 2], context: [1, 4, 4] }, boxes: { roiThreshold: 0.03 } });
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('the tuned config loads as a valid config with the chosen settings and the preset\'s models', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tune-unit-'));
+  const out = path.join(dir, 'TUNED.json');
+  const chosen = { overrides: { boxes: { nmmThreshold: 0.5 }, pack: { context: [2, 8, 8], maxPerCanvas: 2 } } } as unknown as TrialResult;
+  fs.writeFileSync(out, JSON.stringify(tunedConfig({ preset: 'synthetic-em', out }, chosen)));
+  const c = loadConfig({ file: out });
+  assert.equal(c.mode, 'two-stage');
+  assert.equal(c.boxes.nmmThreshold, 0.5);
+  assert.deepEqual(c.pack.context, [2, 8, 8]);
+  assert.equal(c.pack.maxPerCanvas, 2);
+  assert.equal(c.models.fullres, em.models.fullres);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('network voxels: one-stage tiles × patch; two-stage canvases at their run extent plus stage one\'s tiles', () => {
+  const one = { ...em, mode: 'one-stage' as const };
+  const roi = { begin: [0, 0, 0] as const, end: [32, 256, 256] as const };
+  assert.equal(networkVoxels(one, { oneStage: { tiles: 27 } } as unknown as RunReport, roi as never), 27 * 16 * 128 * 128);
+  // 2 canvases of 16×144×144, half filled over all, 0.8 filled where the network ran: it ran 2·16·144²·0.5/0.8.
+  const two = networkVoxels(em, { twoStage: { canvases: 2, fillRatio: 0.5, runFillRatio: 0.8 } } as unknown as RunReport, roi as never);
+  // Stage one at 40×16×16 nm: 32×64×64 low-res voxels, one 32×128×128 tile.
+  assert.equal(two, Math.round((2 * 16 * 144 * 144 * 0.5) / 0.8) + 32 * 128 * 128);
 });
