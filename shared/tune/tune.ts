@@ -91,7 +91,8 @@ function configs(o: TuneOptions): { base: TesseraConfig; of: (over: Overrides) =
   return { base: of({}), of };
 }
 
-async function sampleRois(o: TuneOptions, base: TesseraConfig): Promise<Box[]> {
+/** The sample ROIs: --roi ones (checked inside the volume), else spread (with tissue when masked). */
+export async function sampleRois(o: Pick<TuneOptions, 'input' | 'rois' | 'samples'>, base: TesseraConfig): Promise<Box[]> {
   const img = await openImage(o.input, base.spacing);
   const shape = img.levels[0].array.shape as unknown as Vec3;
   for (const r of o.rois ?? []) {

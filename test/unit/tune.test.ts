@@ -8,7 +8,9 @@ import * as path from 'node:path';
 import { loadConfig } from '../../shared/config/load.ts';
 import { type Objective, type Point, candidates, canonical, choose, dominates, paretoFront, promote, rank, rungRois, searchSpace, spreadRois } from '../../shared/tune/search.ts';
 import { tunedConfig } from '../../shared/tune/output.ts';
-import type { TrialResult } from '../../shared/tune/tune.ts';
+import { type TrialResult, sampleRois } from '../../shared/tune/tune.ts';
+import { writeMask } from '../helpers/mask.ts';
+import { boxToString } from '../../shared/geometry/box.ts';
 import { networkVoxels } from '../../shared/tune/trials.ts';
 import type { RunReport } from '../../shared/run/embedded.ts';
 
@@ -131,4 +133,16 @@ test('network voxels: one-stage tiles × patch; two-stage canvases at their run 
   const two = networkVoxels(em, { twoStage: { canvases: 2, fillRatio: 0.5, runFillRatio: 0.8 } } as unknown as RunReport, roi as never);
   // Stage one at 40×16×16 nm: 32×64×64 low-res voxels, one 32×128×128 tile.
   assert.equal(two, Math.round((2 * 16 * 144 * 144 * 0.5) / 0.8) + 32 * 128 * 128);
+});
+
+test('with a tissue mask the samples are chunks with tissue; without, spread over the volume', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tune-mask-'));
+  const input = 'virtual:em?shape=32,1024,1024&seed=3';
+  // Tissue only in the y ≥ 512, x ≥ 512 quarter (mask at 1×16×16 the input's voxel size).
+  const mask = await writeMask(path.join(dir, 'mask.zarr'), { shape: [32, 64, 64], inside: (_z, y, x) => y >= 32 && x >= 32, kind: 'array' });
+  const plain = await sampleRois({ input, samples: 2 }, em);
+  assert.deepEqual(plain.map(boxToString), ['0:32,0:512,0:512', '0:32,512:1024,512:1024']);
+  const masked = await sampleRois({ input, samples: 2 }, loadConfig({ preset: 'synthetic-em', overrides: { mask } }));
+  assert.deepEqual(masked.map(boxToString), ['0:32,512:1024,512:1024']);
+  fs.rmSync(dir, { recursive: true, force: true });
 });
