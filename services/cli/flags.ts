@@ -41,6 +41,28 @@ export function positiveIntArg(name: string) {
   };
 }
 
+/** A repeatable --roi: each value parsed and appended. */
+export function roiListArg(v: string, prev: Box[] = []): Box[] {
+  const roi = parseBox(v);
+  if (!roi) throw new InvalidArgumentError(`--roi "${v}" must look like Z0:Z1,Y0:Y1,X0:X1`);
+  return [...prev, roi];
+}
+
+/** A number in [0, 1) (a loss of Dice). */
+export function fractionArg(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0 || n >= 1) throw new InvalidArgumentError(`${name} must be a number in [0, 1)`);
+    return n;
+  };
+}
+
+export function speedupArg(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('--min-speedup must be a number > 0');
+  return n;
+}
+
 /** The flags that say what to run: input, output, config and its overrides, ROI. */
 export function runFlags(cmd: Command): Command {
   return cmd

@@ -7,7 +7,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { isTesseraError, oneLine } from '../../shared/errors.ts';
 import { parseBox } from '../../shared/geometry/box.ts';
-import { configFromFlags, intArg, positiveIntArg, runFlags, spacingArg, stopSignals, vec3Arg } from './flags.ts';
+import { configFromFlags, fractionArg, intArg, positiveIntArg, roiListArg, runFlags, spacingArg, speedupArg, stopSignals, vec3Arg } from './flags.ts';
 import { exitQuietlyOnEpipe, printReport } from './report.ts';
 import { coordinatorCommand, natsFlags } from '../coordinator/main.ts';
 import { workerCommand } from '../worker/main.ts';
@@ -166,6 +166,37 @@ model.command('card <model.onnx>')
     if (o.json) { process.stdout.write(JSON.stringify(r) + '\n'); return; }
     process.stdout.write(`wrote ${r.sidecar}: ${r.card.inputName} → ${r.card.outputName} (${(r.card.classes as string[]).length} channels, ${r.card.output} + ${r.card.activation}), divisor [${(r.card.divisor as number[]).join(', ')}]${r.divisorProbed ? ' (probed)' : ''}; one patch ${o.patch.join('x')} ran, outputs in [${r.range.map((v) => v.toPrecision(4)).join(', ')}]\n`);
     if (r.windowNorm) process.stdout.write(`note: the graph normalises over its whole input (${r.windowNorm}): as a stage-two network, crops packed in one canvas will change each other's output (docs/models.md, "Canvas isolation")\n`);
+  });
+
+program.command('tune')
+  .description('choose two-stage settings for this network and this data without labels: sample ROIs, one-stage there once, candidates around the starting config by successive halving, each scored by network voxels and wall time against Dice and object recall to one-stage; writes TUNED.json (tessera run --config TUNED.json), the Pareto front as TUNED.pareto.md and .png, and TUNED.report.json')
+  .requiredOption('--input <vol.zarr>', 'input image (as tessera run takes it)')
+  .option('--preset <name>', 'starting preset')
+  .option('--config <file>', 'starting config file (TUNED.json extends it: its models, its settings)')
+  .option('--roi <Z0:Z1,Y0:Y1,X0:X1>', 'a sample ROI (repeat for several; default: --samples ROIs of one chunk each, spread over the volume)', roiListArg, [])
+  .option('--gt <labels>', 'ground truth (input volume with labels/gt, or a label image): also score every trial against it')
+  .option('--mask <mask.zarr>', 'tissue mask, passed to every run (as tessera run --mask)')
+  .option('--max-loss <D>', 'choose the fewest network voxels with Dice to one-stage ≥ 1 − D', fractionArg('--max-loss'))
+  .option('--min-speedup <S>', 'choose the best Dice to one-stage with ≥ S× fewer network voxels than one-stage', speedupArg)
+  .requiredOption('--out <TUNED.json>', 'the chosen config; its table, plot, report and work folder (TUNED.tune/, reused by a re-run) go beside it')
+  .option('--budget <n>', 'candidates in the first rung, the starting config included', positiveIntArg('--budget'), 12)
+  .option('--samples <k>', 'sample ROIs without --roi', positiveIntArg('--samples'), 2)
+  .option('--seed <n>', 'seed of the candidates\' draw', intArg, 1)
+  .option('--json', 'print the JSON report on stdout')
+  .action(async (o) => {
+    if (!o.preset === !o.config) throw new InvalidArgumentError('give one of --preset NAME or --config FILE');
+    if ((o.maxLoss === undefined) === (o.minSpeedup === undefined)) throw new InvalidArgumentError('give one of --max-loss D or --min-speedup S');
+    const objective = o.maxLoss !== undefined ? { kind: 'max-loss' as const, loss: o.maxLoss as number } : { kind: 'min-speedup' as const, speedup: o.minSpeedup as number };
+    const [{ tune }, { createLogger }] = await Promise.all([import('../../shared/tune/tune.ts'), import('../../shared/log.ts')]);
+    const stopping = stopSignals();
+    const r = await tune({
+      input: o.input, preset: o.preset, config: o.config, rois: o.roi, gt: o.gt, mask: o.mask, objective, out: o.out,
+      budget: o.budget, samples: o.samples, seed: o.seed, log: createLogger(process.env.TESSERA_LOG ?? 'warn'), signal: stopping.signal,
+      progress: (l) => process.stderr.write(l + '\n'),
+    });
+    if (o.json) { process.stdout.write(JSON.stringify(r, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? null : v)) + '\n'); return; }
+    const c = r.chosen;
+    process.stdout.write(`chose trial ${c.index}${c.feasible ? '' : ' (no trial met the goal: the best found)'}: ${c.label}: ${c.speedup.toFixed(2)}× fewer network voxels (${c.wallSpeedup.toFixed(2)}× wall), Dice to one-stage ${c.agreement.toFixed(4)}, recall ${c.recall.toFixed(3)}${c.gtDice !== undefined ? `, Dice to labels ${c.gtDice.toFixed(4)}` : ''}\nwrote ${r.files.config}, ${r.files.table}, ${r.files.plot}, ${r.files.report}; tune cost ${r.cost.seconds} s = ${r.cost.ratio}× the one-stage reference (${r.cost.runs} runs, ${r.cost.reusedRuns} reused)\n`);
   });
 
 program.command('bench')
