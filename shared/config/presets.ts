@@ -1,6 +1,7 @@
 // Presets: the research's four reference configurations (design.md) and the synthetic kinds
 // whose models ship in models/. Research model files are not shipped: point `models.*` at your
 // own exported nnU-Net networks (with sidecars) in a config file that extends the preset.
+import type { Vec3 } from '../geometry/box.ts';
 import type { TesseraConfig } from './config.ts';
 import { DEFAULTS } from './config.ts';
 import { deepMerge } from './schema.ts';
@@ -32,13 +33,32 @@ const EM_RESEARCH = (name: string, stage1Patch: TesseraConfig['stage1']['patch']
   stage2: { mirror: true },
 });
 
+/**
+ * The research presets give their stage-one and stage-two blocks in voxels — the blocks their own
+ * `io.chunk` makes (round(stage-one factor) chunks, `pack.chunks` chunks) — so on the large real
+ * volumes they are for, `io.chunk` can be sized for memory and I/O alone: any io.chunk that
+ * divides the blocks gives the same boxes and bit-identical output (one that does not is refused
+ * naming the block). The synthetic presets keep blocks in chunks: the tests and the bench vary
+ * io.chunk on them to exercise other block layouts.
+ */
+function blocksInVoxels(p: Preset): Preset {
+  const chunk = p.io!.chunk!;
+  const factor = p.stage1.spacing.map((s, a) => Math.max(1, Math.round(s / p.spacing[a])));
+  const perPack = p.pack.chunks ?? DEFAULTS.pack.chunks;
+  return {
+    ...p,
+    stage1: { ...p.stage1, block: chunk.map((c, a) => c * factor[a]) as unknown as Vec3 },
+    pack: { ...p.pack, block: chunk.map((c, a) => c * perPack[a]) as unknown as Vec3 },
+  };
+}
+
 const RAW: Record<string, Preset> = {
-  cremi: EM_RESEARCH('cremi', [32, 160, 160]),
+  cremi: blocksInVoxels(EM_RESEARCH('cremi', [32, 160, 160])),
   // FAFB's bounding box is ≈ 16× its neuropil: give a tissue mask (`--mask`, or `mask` in a
   // config extending this preset, as deploy/k8s/overlays/fafb/config.json does with a placeholder
   // path). Not set here: no path is right on every machine, and a preset must open anywhere.
-  fafb: EM_RESEARCH('fafb', [80, 160, 160]),
-  covid: {
+  fafb: blocksInVoxels(EM_RESEARCH('fafb', [80, 160, 160])),
+  covid: blocksInVoxels({
     name: 'covid',
     spacing: [1.5, 0.684, 0.684],
     unit: 'millimeter',
@@ -52,8 +72,8 @@ const RAW: Record<string, Preset> = {
     },
     select: { lambda: 0.05, featurePooling: 'max' },
     pack: { canvas: [56, 192, 192], crop: [56, 96, 96], heuristic: 'jigsaw', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0] },
-  },
-  word: {
+  }),
+  word: blocksInVoxels({
     name: 'word',
     spacing: [3.0, 0.977, 0.977],
     unit: 'millimeter',
@@ -67,7 +87,7 @@ const RAW: Record<string, Preset> = {
     },
     select: { lambda: 0.1275, featurePooling: 'mean' },
     pack: { canvas: [288, 64, 64], crop: [64, 64, 64], heuristic: 'grid', postprocess: 'crop_and_resize', maxPerCanvas: 0, fill: 'zero', context: [0, 0, 0] },
-  },
+  }),
   // The synthetic presets are tuned on seeds 21, 22 (EM) and 23, 24 (CT), never on the benchmark
   // volume (bench/tune.ts, bench/tune-*.md): objects are small and sparse, so boxes are tight
   // (cells of one stage-one voxel, a small margin), packed at one scale with real context around

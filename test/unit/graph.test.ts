@@ -341,3 +341,26 @@ test('rangeVoxels = Σ voxels of the chunks in the range clipped to the volume (
   }
   assert.equal(rangeVoxels(range3([0, 0, 0], [5, 5, 3]), chunk, vol), 17 * 23 * 13);
 });
+
+test('research presets give their blocks in voxels: the blocks their own io.chunk made before, the same for any io.chunk that divides them, a clear refusal otherwise', () => {
+  for (const name of ['cremi', 'fafb', 'covid', 'word']) {
+    const c = preset(name)!;
+    const factor = c.stage1.spacing.map((s, a) => s / c.spacing[a]) as unknown as Vec3;
+    // What blocks of round(factor) and pack.chunks chunks of the preset's own io.chunk are.
+    const want1 = c.io.chunk.map((v, a) => v * Math.max(1, Math.round(factor[a])));
+    const want2 = c.io.chunk.map((v, a) => v * c.pack.chunks[a]);
+    assert.deepEqual(c.stage1.block, want1, name);
+    assert.deepEqual(c.pack.block, want2, name);
+    for (const div of [[1, 1, 1], [1, 2, 2], [2, 4, 4]] as Vec3[]) {
+      const chunk = c.io.chunk.map((v, a) => v / div[a]) as unknown as Vec3;
+      if (chunk.some((v) => !Number.isInteger(v))) continue;
+      const cc = { ...c, io: { ...c.io, chunk } } as TesseraConfig;
+      assert.deepEqual(stage1Block(cc, factor).map((b, a) => b * chunk[a]), want1, `${name}, io.chunk ${chunk}`);
+      assert.deepEqual(stage2Chunks(cc).map((b, a) => b * chunk[a]), want2, `${name}, io.chunk ${chunk}`);
+    }
+    const odd = { ...c, io: { ...c.io, chunk: c.io.chunk.map((v) => v + 8) as unknown as Vec3 } } as TesseraConfig;
+    assert.throws(() => stage1Block(odd, factor), (e: Error) => e instanceof ConfigError && /stage1\.block: .* is not a multiple of io\.chunk/.test(e.message), name);
+  }
+  // The synthetic presets keep blocks in chunks (0: round(factor) and pack.chunks chunks).
+  for (const name of ['synthetic-em', 'synthetic-ct']) assert.deepEqual([preset(name)!.stage1.block, preset(name)!.pack.block], [[0, 0, 0], [0, 0, 0]], name);
+});
