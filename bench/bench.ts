@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import type { Vec3 } from '../shared/geometry/box.ts';
 import { boxOfShape } from '../shared/geometry/box.ts';
 import { readRegion, openArray } from '../shared/volume/zarr.ts';
-import { label } from '../shared/array/components.ts';
+import { type BoxRecall, boxRecall as recallOfBoxes } from '../shared/metrics/recall.ts';
+import { readBoxTargets } from '../shared/tasks/boxes-output.ts';
 import { bestThresholdDice } from '../shared/metrics/threshold.ts';
 import { isInstanceKind } from '../shared/tasks/graph.ts';
 import { evaluateOutput, type EvalReport } from '../shared/run/eval.ts';
@@ -83,23 +84,9 @@ async function scored(vol: string, out: string, preset: string, overrides: Recor
 }
 
 /** Fraction of ground-truth objects with ≥ 90 % of their voxels inside the union of box targets. */
-function boxRecall(gt: Array3<Uint8Array>, boxesJson: string): { recall: number; objects: number } {
-  const doc = JSON.parse(fs.readFileSync(boxesJson, 'utf8')) as { boxes: Array<{ placements: Array<{ target: { begin: Vec3; end: Vec3 } }> }> };
-  const [Z, Y, X] = gt.shape;
-  const covered = new Uint8Array(gt.data.length);
-  for (const b of doc.boxes) for (const p of b.placements) {
-    const t = p.target;
-    for (let z = Math.max(0, t.begin[0]); z < Math.min(Z, t.end[0]); z++) for (let y = Math.max(0, t.begin[1]); y < Math.min(Y, t.end[1]); y++) {
-      covered.fill(1, (z * Y + y) * X + Math.max(0, t.begin[2]), (z * Y + y) * X + Math.min(X, t.end[2]));
-    }
-  }
-  const { labels, count } = label(gt.data, gt.shape, 26);
-  const total = new Float64Array(count + 1);
-  const inside = new Float64Array(count + 1);
-  for (let i = 0; i < labels.length; i++) if (labels[i]) { total[labels[i]]++; if (covered[i]) inside[labels[i]]++; }
-  let found = 0;
-  for (let l = 1; l <= count; l++) if (inside[l] >= 0.9 * total[l]) found++;
-  return { recall: count ? found / count : 1, objects: count };
+/** Stage one's recall of `out`'s boxes (its boxes.json) against the ground truth. */
+function boxRecall(gt: Array3<Uint8Array>, out: string): BoxRecall {
+  return recallOfBoxes(gt, readBoxTargets(out) ?? []);
 }
 
 /**
@@ -158,7 +145,7 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
   say('bench: two-stage');
   const twoOut = path.join(dir, 'two-stage.zarr');
   const two = await scored(vol, twoOut, preset, { mode: 'two-stage' });
-  const recall = boxRecall(gt, path.join(twoOut, 'boxes.json'));
+  const recall = boxRecall(gt, twoOut);
   say(`  ${two.run.seconds.total} s, Dice ${two.eval.dice.toFixed(4)}, box recall ${recall.recall.toFixed(3)}`);
   say('bench: oracle (stage two on ground-truth boxes)');
   const oracle = await scored(vol, path.join(dir, 'oracle.zarr'), preset, { mode: 'two-stage' }, ['--oracle-boxes', path.join(vol, 'labels', 'gt', '0')]);
@@ -227,14 +214,14 @@ export async function runBench(o: BenchOptions): Promise<unknown> {
       say(`bench: ablation ${name}`);
       const out = path.join(dir, 'ablation.zarr');
       const s = await scored(vol, out, preset, { mode: 'two-stage', ...over });
-      ablations.push({ name, seconds: s.run.seconds.total, dice: r3(s.eval.dice), canvases: s.run.twoStage?.canvases, fillRatio: r3(s.run.twoStage?.fillRatio ?? 0), runFillRatio: r3(s.run.twoStage?.runFillRatio ?? 0), boxes: s.run.twoStage?.boxes, recall: r3(boxRecall(gt, path.join(out, 'boxes.json')).recall) });
+      ablations.push({ name, seconds: s.run.seconds.total, dice: r3(s.eval.dice), canvases: s.run.twoStage?.canvases, fillRatio: r3(s.run.twoStage?.fillRatio ?? 0), runFillRatio: r3(s.run.twoStage?.runFillRatio ?? 0), boxes: s.run.twoStage?.boxes, recall: r3(boxRecall(gt, out).recall) });
     }
     const sweep: Array<{ roiThreshold: number; recall: number; seconds: number; dice: number }> = [];
     for (const t of [0.001, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99]) {
       say(`bench: roi_threshold ${t}`);
       const out = path.join(dir, 'sweep.zarr');
       const s = await scored(vol, out, preset, { mode: 'two-stage', boxes: { roiThreshold: t } });
-      sweep.push({ roiThreshold: t, recall: boxRecall(gt, path.join(out, 'boxes.json')).recall, seconds: s.run.seconds.total, dice: s.eval.dice });
+      sweep.push({ roiThreshold: t, recall: boxRecall(gt, out).recall, seconds: s.run.seconds.total, dice: s.eval.dice });
     }
     ablations.push({ name: 'roi_threshold sweep', sweep });
     plot = path.join(dir, 'roi-threshold.png');

@@ -132,6 +132,7 @@ program.command('eval')
     for (const [cls, s] of Object.entries(r.perClass)) {
       process.stdout.write(`class ${cls}: Dice ${s.dice.toFixed(4)}  IoU ${s.iou.toFixed(4)}  surface Dice@${r.tolerance} ${u} ${s.surfaceDice.toFixed(4)}  HD95 ${s.hd95.toFixed(2)} ${u}  AP@0.1 ${s.ap10.toFixed(3)}  AP@0.5 ${s.ap50.toFixed(3)}  objects gt ${s.gtObjects} / pred ${s.predObjects}\n`);
     }
+    if (r.boxRecall) process.stdout.write(`stage-one recall: ${r.boxRecall.found} of ${r.boxRecall.objects} ground-truth objects (${(100 * r.boxRecall.recall).toFixed(1)} %) have ≥ 90 % of their voxels in the boxes stage two ran on\n`);
   });
 
 const model = program.command('model').description('model cards: the JSON sidecar that says how to run an ONNX network');

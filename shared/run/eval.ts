@@ -3,12 +3,14 @@
 // only what it cannot compare (shape, voxel size, values that are not labels).
 import * as path from 'node:path';
 import * as fs from 'node:fs';
-import { type Box, type Vec3, boxOfShape, boxToString, shapeOf } from '../geometry/box.ts';
+import { type Box, type Vec3, box, boxOfShape, boxToString, shapeOf } from '../geometry/box.ts';
 import type { Array3 } from '../array/array3.ts';
 import { isArrayNode, openImage, remoteNode, remoteScaleInParent, scaleInParent } from '../volume/ome.ts';
 import { RemoteClient, displayUrl, isRemote, remoteJoin } from '../volume/remote.ts';
 import { type VolumeArray, openArray, readGroupAttributes, readRegion } from '../volume/zarr.ts';
 import { type Evaluation, evaluate } from '../metrics/index.ts';
+import { type BoxRecall, boxRecall } from '../metrics/recall.ts';
+import { readBoxTargets } from '../tasks/boxes-output.ts';
 import { type RunDocument, requireComplete, runJsonPath } from './output.ts';
 import { InputError } from '../errors.ts';
 
@@ -39,6 +41,11 @@ export interface EvalReport extends Evaluation {
   unit: string | undefined;
   tolerance: number;
   voxels: number;
+  /**
+   * A two-stage Tessera output's stage-one recall: ground-truth objects with ≥ 90 % of their
+   * voxels inside the boxes stage two ran on (its boxes.json), within the ROI.
+   */
+  boxRecall?: BoxRecall;
 }
 
 interface Labels {
@@ -170,5 +177,8 @@ export async function evaluateOutput(o: EvalOptions): Promise<EvalReport> {
   if (pred.run && fs.existsSync(probPath)) probabilities = (await readRegion(await openArray(probPath), roi)) as Array3<Float32Array>;
   const ev = evaluate(p, g, { spacing, tolerance, classes: [1], probabilities });
   const s = shapeOf(roi);
-  return { pred: o.pred, gt: o.gt, roi: boxToString(roi), spacing, unit: truth.unit ?? pred.unit, tolerance, voxels: s[0] * s[1] * s[2], ...ev };
+  const targets = pred.run ? readBoxTargets(o.pred) : undefined;
+  // Boxes are in volume coordinates, the truth read here in the ROI's.
+  const recall = targets && boxRecall(g, targets.map((t) => box(t.begin.map((v, a) => v - roi.begin[a]) as unknown as Vec3, t.end.map((v, a) => v - roi.begin[a]) as unknown as Vec3)));
+  return { pred: o.pred, gt: o.gt, roi: boxToString(roi), spacing, unit: truth.unit ?? pred.unit, tolerance, voxels: s[0] * s[1] * s[2], ...ev, ...(recall ? { boxRecall: recall } : {}) };
 }

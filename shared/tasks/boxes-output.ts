@@ -4,7 +4,7 @@
 // runner also writes the merged view `boxes.json` (ids and canvases numbered across chunks).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import type { Vec3 } from '../geometry/box.ts';
+import type { Box, Vec3 } from '../geometry/box.ts';
 import { type Range3, indexId, parseIndexId } from '../geometry/grid.ts';
 import type { Candidate } from '../pipeline/boxes.ts';
 import type { Packing } from '../pipeline/pack.ts';
@@ -92,4 +92,15 @@ export async function writeBoxesJson(out: string, range: Range3, canvasShape: Ve
   const cv = canvasShape[0] * canvasShape[1] * canvasShape[2];
   await writeJsonAtomic(path.join(out, 'boxes.json'), { canvasShape, canvases, fillRatio: canvases ? filled / (canvases * cv) : 0, boxes });
   return true;
+}
+
+/**
+ * Where stage two ran, from an output's boxes.json: every placement's target (the voxels it
+ * pasted back). Undefined when there is none (a one-stage run, or more boxes than boxes.json holds).
+ */
+export function readBoxTargets(out: string): Box[] | undefined {
+  const file = path.join(out, 'boxes.json');
+  if (!fs.existsSync(file)) return undefined;
+  const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as { boxes: Array<{ placements: Array<{ target: Box }> }> };
+  return doc.boxes.flatMap((b) => b.placements.map((p) => p.target));
 }

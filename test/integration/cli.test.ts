@@ -24,17 +24,18 @@ before(async () => {
 
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function runAndEval(input: string, out: string, args: string[]): Promise<{ run: any; dice: number }> {
+async function runAndEval(input: string, out: string, args: string[]): Promise<{ run: any; dice: number; ev: any }> {
   const r = await tesseraOk(['run', '--input', input, '--output', out, '--json', ...args]);
   const run = JSON.parse(r.stdout);
-  const e = await tesseraOk(['eval', '--pred', out, '--gt', input, '--json']);
-  return { run, dice: JSON.parse(e.stdout).perClass['1'].dice };
+  const ev = JSON.parse((await tesseraOk(['eval', '--pred', out, '--gt', input, '--json'])).stdout);
+  return { run, dice: ev.perClass['1'].dice, ev };
 }
 
 test('one-stage on an unseen EM volume reaches Dice ≥ 0.90 and writes a complete NGFF output', async () => {
   const out = path.join(dir, 'em-one.zarr');
-  const { run, dice } = await runAndEval(em, out, ['--preset', 'synthetic-em', '--mode', 'one-stage']);
+  const { run, dice, ev } = await runAndEval(em, out, ['--preset', 'synthetic-em', '--mode', 'one-stage']);
   assert.equal(run.mode, 'one-stage');
+  assert.equal(ev.boxRecall, undefined, 'no boxes: no stage-one recall');
   assert.ok(run.voxelsPerSecond > 0);
   // Per-kind rates: the chunks' voxels (the whole volume here) over each kind's busy seconds.
   for (const k of ['blend', 'relabel']) {
@@ -52,8 +53,11 @@ test('one-stage on an unseen EM volume reaches Dice ≥ 0.90 and writes a comple
 
 test('two-stage on EM: Dice ≥ 0.90, boxes.json lists placed boxes, fill ratio reported', async () => {
   const out = path.join(dir, 'em-two.zarr');
-  const { run, dice } = await runAndEval(em, out, ['--preset', 'synthetic-em']);
+  const { run, dice, ev } = await runAndEval(em, out, ['--preset', 'synthetic-em']);
   assert.equal(run.mode, 'two-stage');
+  // eval reports stage one's recall of the ground-truth objects (the same 26-connected objects it scores).
+  assert.equal(ev.boxRecall.objects, ev.perClass['1'].gtObjects);
+  assert.ok(ev.boxRecall.found > 0 && ev.boxRecall.found <= ev.boxRecall.objects && ev.boxRecall.recall === ev.boxRecall.found / ev.boxRecall.objects, JSON.stringify(ev.boxRecall));
   assert.ok(dice >= 0.9, `Dice ${dice}`);
   assert.deepEqual(Object.keys(run.voxelsPerBusySecond).sort(), ['paste', 'relabel']);
   const pasteRate = run.voxels / run.busySeconds['task:paste'];

@@ -354,3 +354,21 @@ test('evaluate: shape mismatch throws a RangeError naming both shapes', () => {
   );
   assert.throws(() => evaluate(vol([2, 2, 2]), vol([2, 2, 2]), { spacing: [0, 1, 1], tolerance: 1 }), RangeError);
 });
+
+test('boxRecall: objects with ≥ 90 % of their voxels in the boxes (26-connected, any class), boxes clipped to the volume', async () => {
+  const { boxRecall } = await import('../../shared/metrics/recall.ts');
+  const { box } = await import('../../shared/geometry/box.ts');
+  const s: Vec3 = [4, 10, 10];
+  const g = array3(new Uint8Array(s[0] * s[1] * s[2]), s);
+  const put = (z: number, y: number, x: number, v: number) => { g.data[(z * s[1] + y) * s[2] + x] = v; };
+  // A: a 2×2×2 cube of class 1; B: a 1×1×10 row of class 2; C: two voxels touching at a corner (one object).
+  for (const [z, y, x] of [[0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 1], [1, 0, 0], [1, 0, 1], [1, 1, 0], [1, 1, 1]]) put(z, y, x, 1);
+  for (let x = 0; x < 10; x++) put(3, 9, x, 2);
+  put(2, 5, 5, 1); put(3, 6, 6, 1);
+  // A whole (a box reaching past the volume), 9 of B's 10 voxels, half of C.
+  const boxes = [box([-5, -5, -5], [2, 2, 2]), box([3, 9, 0], [4, 10, 9]), box([2, 5, 5], [3, 6, 6])];
+  assert.deepEqual(boxRecall(g, boxes), { recall: 2 / 3, objects: 3, found: 2 });
+  assert.deepEqual(boxRecall(g, boxes, 0.5), { recall: 1, objects: 3, found: 3 });
+  assert.deepEqual(boxRecall(g, []), { recall: 0, objects: 3, found: 0 });
+  assert.deepEqual(boxRecall(array3(new Uint8Array(8), [2, 2, 2]), boxes), { recall: 1, objects: 0, found: 0 });
+});
