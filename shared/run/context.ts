@@ -116,7 +116,7 @@ function sameSpacing(a: Vec3, b: Vec3): boolean {
 }
 
 /** The network's reach as text ("7, 37, 37", "≥ 16, …"), when some axis gets less context than it; else undefined. */
-export function contextShort(context: Vec3, reach: ModelCard['reach']): string | undefined {
+function contextShort(context: Vec3, reach: ModelCard['reach']): string | undefined {
   if (!reach || !reach.voxels.some((r, a) => context[a] < r)) return undefined;
   return `${reach.atLeast ? 'at least ' : ''}${reach.voxels.join(', ')}`;
 }

@@ -12,6 +12,7 @@ import { InputError, isTesseraError, OutputError } from '../errors.ts';
 import { installCheckedCodecs } from './codecs.ts';
 import { shardShapeOf, uncachedArray, writeShardedRegion } from './shard.ts';
 import { writeChunkedRegion } from './chunked.ts';
+import { keyEncoder } from './encode.ts';
 import { RemoteClient, RemoteStore, checkRemoteUrl, displayUrl, isRemote } from './remote.ts';
 
 installCheckedCodecs();
@@ -383,9 +384,9 @@ export async function writeRegion(va: VolumeArray, region: Box, data: Array3, o:
 /** HEAD requests in flight per anyStored call on a URL input (the client bounds the process's total). */
 const STORED_BATCH = 16;
 
-const STORED_KEYS = new WeakMap<VolumeArray, ((c: readonly number[]) => string) | null>();
+const STORED_KEYS = new WeakMap<VolumeArray, ((c: Vec3) => string) | null>();
 
-function storedKeyOf(va: VolumeArray): ((c: readonly number[]) => string) | undefined {
+function storedKeyOf(va: VolumeArray): ((c: Vec3) => string) | undefined {
   let k = STORED_KEYS.get(va);
   if (k === undefined) {
     k = null;
@@ -407,15 +408,10 @@ function storedKeyOf(va: VolumeArray): ((c: readonly number[]) => string) | unde
   return k ?? undefined;
 }
 
-/** Chunk (or shard) coordinates → the stored key, from a v2 `.zarray` or a v3 `zarr.json`. */
-function keyOfDoc(doc: Record<string, unknown>): (c: readonly number[]) => string {
-  if (doc.zarr_format === 2) {
-    const sep = (doc.dimension_separator as string | undefined) ?? '.';
-    return (c) => c.join(sep);
-  }
-  const enc = doc.chunk_key_encoding as { name?: string; configuration?: { separator?: string } } | undefined;
-  const sep = enc?.configuration?.separator ?? (enc?.name === 'v2' ? '.' : '/');
-  return enc?.name === 'v2' ? (c) => c.join(sep) : (c) => ['c', ...c].join(sep);
+/** Chunk (or shard) coordinates → the stored key, from a v2 `.zarray` or a v3 `zarr.json` (encode.ts's keyEncoder). */
+function keyOfDoc(doc: Record<string, unknown>): (c: Vec3) => string {
+  if (doc.zarr_format === 2) return keyEncoder({ name: 'v2', configuration: { separator: ((doc.dimension_separator as string | undefined) ?? '.') as '.' | '/' } });
+  return keyEncoder((doc.chunk_key_encoding ?? { name: 'default' }) as zarr.ArrayMetadata['chunk_key_encoding']);
 }
 
 export async function anyStored(va: VolumeArray, region: Box): Promise<boolean> {

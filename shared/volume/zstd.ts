@@ -114,23 +114,29 @@ export function bloscZstdDecode(frame: Uint8Array): Uint8Array | undefined {
   // Split streams (c-blosc splits only for its fast codecs, or when told to) go to numcodecs.
   const split = !(flags & DONT_SPLIT) && typesize > 1;
   if (flags >> 5 !== ZSTD_FORMAT || (flags & BITSHUFFLE) || split || typesize === 0 || blocksize === 0) return undefined;
-  const out = new Uint8Array(n);
   const nblocks = Math.ceil(n / blocksize);
+  const shuffled = (flags & SHUFFLE) !== 0 && typesize > 1;
+  // One unshuffled block (what Tessera writes): its bytes are the chunk, no copy into another.
+  if (nblocks === 1 && !shuffled) return own(blockBytes(frame, v, 0, n));
+  const out = new Uint8Array(n);
   for (let b = 0; b < nblocks; b++) {
-    const size = Math.min(blocksize, n - b * blocksize);
-    const shuffled = (flags & SHUFFLE) !== 0 && typesize > 1;
-    // One stream per block: its size, then zstd (or the bytes as they are when no smaller).
-    const at = v.getUint32(HEADER + 4 * b, true);
-    if (at + 4 > frame.length) throw new Error(`corrupt blosc chunk: block ${b} starts past the end`);
-    const len = v.getUint32(at, true);
-    const src = frame.subarray(at + 4, at + 4 + len);
-    if (src.length !== len) throw new Error(`corrupt blosc chunk: block ${b} runs past the end`);
-    const got = len === size ? src : zlib.zstdDecompressSync(src);
-    if (got.length !== size) throw new Error(`corrupt blosc chunk: block ${b} decodes to ${got.length} bytes, expected ${size}`);
+    const got = blockBytes(frame, v, b, Math.min(blocksize, n - b * blocksize));
     if (shuffled) unshuffle(got, typesize, out, b * blocksize);
     else out.set(got, b * blocksize);
   }
   return out;
+}
+
+/** Block `b` of a frame, `size` bytes once decoded: its one stream's size, then zstd (or the bytes as they are when no smaller). */
+function blockBytes(frame: Uint8Array, v: DataView, b: number, size: number): Uint8Array {
+  const at = v.getUint32(HEADER + 4 * b, true);
+  if (at + 4 > frame.length) throw new Error(`corrupt blosc chunk: block ${b} starts past the end`);
+  const len = v.getUint32(at, true);
+  const src = frame.subarray(at + 4, at + 4 + len);
+  if (src.length !== len) throw new Error(`corrupt blosc chunk: block ${b} runs past the end`);
+  const got = len === size ? src : zlib.zstdDecompressSync(src);
+  if (got.length !== size) throw new Error(`corrupt blosc chunk: block ${b} decodes to ${got.length} bytes, expected ${size}`);
+  return got;
 }
 
 /** A zstd frame of `bytes` (Zarr v3's `zstd` codec: level, optional content checksum). */
