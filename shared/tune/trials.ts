@@ -3,7 +3,8 @@
 // a tune killed mid-way and run again reuses every finished run.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { type Box, boxToString, shapeOf } from '../geometry/box.ts';
+import { type Box, type Vec3, boxToString, shapeOf } from '../geometry/box.ts';
+import { nnunetTiles } from '../tasks/predict.ts';
 import type { TesseraConfig } from '../config/config.ts';
 import type { Logger } from '../log.ts';
 import { runEmbedded, type RunReport } from '../run/embedded.ts';
@@ -49,12 +50,8 @@ export function networkVoxels(c: TesseraConfig, r: RunReport, roi: Box): number 
   const t = r.twoStage!;
   const canvasVoxels = t.canvases * prod(c.pack.canvas);
   const ran = t.runFillRatio ? Math.round((t.fillRatio * canvasVoxels) / t.runFillRatio) : 0;
-  const low = shapeOf(roi).map((s, a) => Math.ceil((s * c.spacing[a]) / c.stage1.spacing[a]));
-  const tiles = low.map((l, a) => {
-    const p = c.stage1.patch[a];
-    return l <= p ? 1 : Math.ceil((l - p) / Math.max(1, Math.round(p * c.stage1.step))) + 1;
-  });
-  return ran * mirrorFactor(c.stage2.mirror) + prod(tiles) * prod(c.stage1.patch) * mirrorFactor(c.stage1.mirror);
+  const low = shapeOf(roi).map((s, a) => Math.ceil((s * c.spacing[a]) / c.stage1.spacing[a])) as unknown as Vec3;
+  return ran * mirrorFactor(c.stage2.mirror) + nnunetTiles(low, c.stage1.patch, c.stage1.step) * prod(c.stage1.patch) * mirrorFactor(c.stage1.mirror);
 }
 
 /** The key of a run: what decides its output. */
